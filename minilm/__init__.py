@@ -1,0 +1,1 @@
+"""minilm: a transformer language model from scratch in NumPy, with an interactive course."""

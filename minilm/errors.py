@@ -1,0 +1,9 @@
+"""The one exception type a user should ever see from minilm.
+
+A MinilmError carries a single line that says what went wrong and what to do about it.
+The CLI prints that line and exits non-zero; it never shows a traceback from inside NumPy.
+"""
+
+
+class MinilmError(Exception):
+    """A problem with the user's input (a flag, a file, a token id), explained in one line."""
