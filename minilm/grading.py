@@ -275,7 +275,7 @@ def add_grade_command(subparsers):
                     "and print GRADE: k/n graded checks passed, with one line per failed check.")
     p.add_argument("path", help="an exercise notebook, e.g. exercises/01_softmax_cross_entropy.ipynb, or a folder of them")
     p.add_argument("--cell-timeout", type=int, default=600, help="seconds one cell may run (default 600)")
-    p.set_defaults(func=grade_command)
+    p.set_defaults(run=grade_command)
 
 
 def grade_command(args):

@@ -4,8 +4,10 @@ wrong solutions fail them, and the committed notebooks are what the generator ma
 All notebooks run in ONE pytest + nbval subprocess (one kernel per notebook), through the same code
 path as `python -m minilm grade`.
 """
-import argparse
 import json
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -245,16 +247,24 @@ def test_feedback_helpers_name_the_property():
     assert "relative error" in grading.gradient_problem("w_q", g, g[::-1])
 
 
-def test_grade_command_prints_the_grade_and_fails_on_a_stub(tmp_path, capsys):
-    parser = argparse.ArgumentParser()
-    grading.add_grade_command(parser.add_subparsers())
-    args = parser.parse_args(["grade", str(tmp_path / "nothing.ipynb")])
-    with pytest.raises(MinilmError, match="does not exist"):
-        args.func(args)
+def grade_cli(*args):
+    env = {**os.environ, "PYTHONPATH": str(grading.REPO_ROOT)}
+    return subprocess.run([sys.executable, "-m", "minilm", "grade", *map(str, args)], cwd=grading.REPO_ROOT,
+                          env=env, capture_output=True, text=True)
+
+
+def test_grade_cli_prints_the_grade_and_exits_nonzero_on_a_stub():
     stub = student_path("06_power_law_fit")
-    args = parser.parse_args(["grade", str(stub)])
-    assert args.func(args) == 1
-    out = capsys.readouterr().out.splitlines()
+    run = grade_cli(stub)
+    assert run.returncode == 1, run.stderr
+    out = run.stdout.splitlines()
     n = sum(grading.is_graded(c) for c in grading.code_cells(stub))
     assert out[-1] == f"GRADE: 0/{n} graded checks passed"
     assert sum(line.strip().startswith("FAIL Check") for line in out) == n
+    assert "Traceback" not in run.stdout + run.stderr
+
+
+def test_grade_cli_bad_path_is_one_line(tmp_path):
+    run = grade_cli(tmp_path / "nothing.ipynb")
+    assert run.returncode == 1 and run.stdout == ""
+    assert run.stderr.strip().count("\n") == 0 and "does not exist" in run.stderr
