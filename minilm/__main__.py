@@ -16,6 +16,7 @@ import numpy as np
 
 from .errors import MinilmError
 from .grading import add_grade_command
+from .inverse_scaling import add_glib_command
 
 
 class Parser(argparse.ArgumentParser):
@@ -47,7 +48,7 @@ def build_parser():
     add_demo_options(parser)
     parser.set_defaults(run=run_demo)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=Parser)
-    for register in (add_train_command, add_sample_command, add_grade_command):
+    for register in (add_train_command, add_sample_command, add_grade_command, add_glib_command):
         register(commands)
     return parser
 
