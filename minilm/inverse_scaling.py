@@ -227,14 +227,14 @@ def run_sweep(preset_name, path, device=None, progress=True):
     todo = [p for p in preset.points() if point_key(*p) not in results["points"]]
     corpora = {name: GlibCorpus(cfg) for name, cfg in preset.variants().items()}
     streams = {}
+    version = code_version()  # of the code this process runs
     bar = tqdm(total=len(preset.points()), initial=len(preset.points()) - len(todo), unit="run", disable=not progress)
     for variant, size, seed in todo:
         bar.set_description(point_key(variant, size, seed))
         if variant not in streams:
             streams[variant] = corpora[variant].stream(preset.stream_tokens)
         record = run_point(preset, corpora[variant], streams[variant], size, seed, device, progress)
-        results["points"][point_key(variant, size, seed)] = {"variant": variant, **record}
-        results["code_version"] = code_version()
+        results["points"][point_key(variant, size, seed)] = {"variant": variant, "code_version": version, **record}
         results["wall_seconds"] = round(sum(p["seconds"] for p in results["points"].values()), 1)
         save_results(results, path)
         bar.update(1)
@@ -435,7 +435,8 @@ def report(results):
     config, main = results["config"], curves(results)
     top = main.subset(most_exposed_quotes(results))
     n_all = len(np.unique(main.clusters["D"]))
-    out = [f"glib sweep '{results['preset']}' (code {results.get('code_version', '?')}): {len(main.sizes)} sizes x "
+    versions = sorted({p["code_version"] for p in results["points"].values()})
+    out = [f"glib sweep '{results['preset']}' (code {', '.join(versions)}): {len(main.sizes)} sizes x "
            f"{len(main.seeds)} seeds, {config['steps']} steps x {config['batch_size']} x {BLOCK_SIZE} tokens each; "
            f"training time {results['wall_seconds'] / 60:.1f} min in all",
            "95% intervals: bootstrap over seeds and prompts (quotes). margin = log p(altered) - log p(original)."]
