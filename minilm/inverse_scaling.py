@@ -89,7 +89,7 @@ PRESETS = {
     "full": Preset(sizes=FULL_SIZES, seeds=(0, 1, 2, 3, 4), steps=3000,
                    knobs=(("r=0.02", {"rare": 0.02}), ("r=0.15", {"rare": 0.15}),
                           ("zipf=0.5", {"zipf": 0.5}), ("zipf=1.5", {"zipf": 1.5})),
-                   knob_sizes=(FULL_SIZES[0], FULL_SIZES[3], FULL_SIZES[4])),
+                   knob_sizes=(FULL_SIZES[0], FULL_SIZES[2], FULL_SIZES[4])),
     "ci": Preset(sizes=(Size(8, 2, 2, 1e-2), Size(16, 2, 2, 8e-3), Size(24, 2, 2, 6e-3)), seeds=(0, 1),
                  steps=150, stream_tokens=100_000, knobs=(("r=0.15", {"rare": 0.15}),),
                  knob_sizes=(Size(8, 2, 2, 1e-2), Size(24, 2, 2, 6e-3))),
@@ -482,3 +482,106 @@ def run_glib(args):
         results = run_sweep(args.preset, path, args.device, progress=not args.quiet)
         print(f"results: {path} (this run: {time.time() - start:.0f} s)")
     print(report(results))
+
+
+# --------------------------------------------------------------------------------------------------
+# Figures (each returns a matplotlib Figure)
+
+def _errorbar(ax, c, probe, metric, label, **style):
+    rows = summarize(c, probe, metric)
+    mean, lo, hi = (np.array(v) for v in zip(*rows))
+    ax.errorbar(c.params, mean, yerr=[mean - lo, hi - mean], capsize=3, marker="o", label=label, **style)
+
+
+def plot_probe_curves(results):
+    """Left: the conflict probe D with its 95% intervals (the U, if there is one). Right: the sub-tasks
+    A, B, C that explain it. Both on the 20 most exposed quotes, against parameters (log scale)."""
+    import matplotlib.pyplot as plt
+
+    c = curves(results).subset(most_exposed_quotes(results))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    _errorbar(left, c, "D", "exact", f"D: {PROBE_NAMES['D']}", color="C3")
+    left.set_title(u_shape(c).line.split(" (")[0] + " (by the paired-bootstrap rule)")
+    for probe, color in (("A", "C0"), ("B", "C1"), ("C", "C2")):
+        _errorbar(right, c, probe, "exact", f"{probe}: {PROBE_NAMES[probe]}", color=color)
+    right.set_title("the three sub-tasks")
+    for ax in (left, right):
+        ax.set_xscale("log")
+        ax.set_xlabel("parameters")
+        ax.set_ylim(-0.03, 1.03)
+        ax.legend(loc="lower left", fontsize=8)
+        ax.grid(alpha=0.3)
+    left.set_ylabel("exact match (95% interval)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_margins(results):
+    """The continuous view of B and D: mean log p(altered) - log p(original), per size."""
+    import matplotlib.pyplot as plt
+
+    c = curves(results).subset(most_exposed_quotes(results))
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    _errorbar(ax, c, "D", "margin", "D: after 'repeat ...' (asks for the altered word)", color="C3")
+    _errorbar(ax, c, "B", "margin", "B: after 'as they say :' (no instruction)", color="C1")
+    ax.axhline(0, color="gray", lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters")
+    ax.set_ylabel("log p(altered) - log p(original)  (nats)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_lecture_prompt(results):
+    """P(glib) and P(gold) after the lecture's prompt, per size: bars are the mean, dots the seeds."""
+    import matplotlib.pyplot as plt
+
+    sizes, glib, gold = lecture_probs(results)
+    x = np.arange(len(sizes))
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for offset, probs, word, color in ((-0.2, glib, "glib", "C0"), (0.2, gold, "gold", "C1")):
+        ax.bar(x + offset, probs.mean(axis=1), width=0.4, color=color, alpha=0.6, label=f"P({word})")
+        for i, seeds in enumerate(probs):
+            ax.plot(np.full(len(seeds), x[i] + offset), seeds, "k.", ms=4)
+    ax.set_xticks(x, sizes)
+    ax.set_ylabel("next-word probability")
+    ax.set_title("... all that glisters is not ___", fontsize=10)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_knob_map(results):
+    """One small panel per knob-map cell: the conflict probe D across the knob sizes, and its shape."""
+    import matplotlib.pyplot as plt
+
+    sizes, cells = knob_map(results)
+    fig, axes = plt.subplots(1, len(cells), figsize=(2.3 * len(cells), 2.6), sharey=True)
+    for ax, (name, (means, shape)) in zip(np.atleast_1d(axes), cells.items()):
+        ax.plot(range(len(sizes)), means, "o-", color="C3")
+        ax.set_xticks(range(len(sizes)), [s.replace(" ", "\n") for s in sizes], fontsize=7)
+        ax.set_title(f"{name}\n{shape}", fontsize=9)
+        ax.set_ylim(-0.03, 1.03)
+        ax.grid(alpha=0.3)
+    np.atleast_1d(axes)[0].set_ylabel("D exact match")
+    fig.tight_layout()
+    return fig
+
+
+def show_next_words(results, size, prompt):
+    """The next-word distribution of one trained size (seed 0) after one of the stored prompts."""
+    import matplotlib.pyplot as plt
+
+    config = results["config"]
+    point = results["points"][point_key("main", next(Size(**s) for s in config["sizes"] if Size(**s).name == size), 0)]
+    words, probs = zip(*point["next_words"][prompt])
+    fig, ax = plt.subplots(figsize=(6, 2.8))
+    ax.barh(range(len(words))[::-1], probs, color=["C3" if w in ("glib", "gold") else "C0" for w in words])
+    ax.set_yticks(range(len(words))[::-1], words)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("next-word probability")
+    ax.set_title(f"{size}: {prompt}", fontsize=8)
+    fig.tight_layout()
+    return fig
