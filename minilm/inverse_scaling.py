@@ -390,6 +390,19 @@ def curve_shape(values, tol=0.1):
     return "flat"
 
 
+def decompose(c):
+    """The lecture's explanation, measured per size: the share of conflict prompts whose quote the model
+    knows (B right for that quote and seed), and D's exact match on the prompts it knows and on the rest.
+    D = known * D(known) + (1 - known) * D(unknown). Returns a list of (known, D_known, D_unknown)."""
+    out = []
+    for b, d in zip(c.values["B"]["exact"], c.values["D"]["exact"]):  # (seeds, quotes), (seeds, items)
+        quote_of_item = np.searchsorted(c.clusters["B"], c.clusters["D"])  # B has one item per quote
+        known = b[:, quote_of_item].astype(bool)  # (seeds, items)
+        out.append((float(known.mean()), float(d[known].mean()) if known.any() else float("nan"),
+                    float(d[~known].mean()) if (~known).any() else float("nan")))
+    return out
+
+
 # --------------------------------------------------------------------------------------------------
 # The report
 
@@ -500,7 +513,10 @@ def plot_probe_curves(results):
 
     c = curves(results).subset(most_exposed_quotes(results))
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    _errorbar(left, c, "D", "exact", f"D: {PROBE_NAMES['D']}", color="C3")
+    per_seed = np.array([v.mean(axis=1) for v in c.values["D"]["exact"]])  # (sizes, seeds)
+    left.plot(c.params, per_seed, color="gray", lw=0.8, alpha=0.6)
+    left.plot([], [], color="gray", lw=0.8, label="D, one line per seed")
+    _errorbar(left, c, "D", "exact", f"D: {PROBE_NAMES['D']} (mean)", color="C3")
     left.set_title(u_shape(c).line.split(" (")[0] + " (by the paired-bootstrap rule)")
     for probe, color in (("A", "C0"), ("B", "C1"), ("C", "C2")):
         _errorbar(right, c, probe, "exact", f"{probe}: {PROBE_NAMES[probe]}", color=color)

@@ -5,6 +5,7 @@ import pytest
 
 from minilm.data.glib import LECTURE_PROMPT, GlibConfig, GlibCorpus, alter
 from minilm.errors import MinilmError
+from minilm.inverse_scaling import PRESETS
 
 
 @pytest.fixture(scope="module")
@@ -45,10 +46,12 @@ def test_probe_counts(corpus):
     assert kinds.count("B") == n_quotes and kinds.count("A") == corpus.config.n_repeat_probes
 
 
-def test_held_out_altered_quotes_never_appear_in_the_training_stream(corpus):
-    """Every altered form a conflict probe shows is absent from the stream the sweep trains on, while
-    the original quotes and training alterations of the same quotes are there (so the search works)."""
-    stream = corpus.stream(1_000_000)
+def test_held_out_altered_quotes_never_appear_in_the_training_stream():
+    """Every altered form a conflict probe shows is absent from the stream the full sweep trains on,
+    while the original quotes and training alterations of the same quotes are there (the search works)."""
+    preset = PRESETS["full"]
+    corpus = GlibCorpus(preset.corpus)
+    stream = corpus.stream(preset.stream_tokens)
     tok = corpus.tokenizer
     held_out = [tok.encode(" ".join(alter(corpus.quotes[r], w))) for r, words in corpus.held_out.items() for w in words]
     assert len(held_out) == 300

@@ -134,3 +134,13 @@ def test_a_committed_point_reproduces_within_one_point(committed):
                 keep = np.isin(isc.probe_clusters(corpus)["B"], isc.most_exposed_quotes(committed))
             a, b = ours[probe]["exact"][keep].mean(), theirs[probe]["exact"][keep].mean()
             assert abs(a - b) <= 0.01, f"{key} probe {probe}: {a:.3f} now, {b:.3f} committed"
+
+
+def test_decompose_splits_the_conflict_by_whether_the_quote_is_known():
+    b = [np.array([[1, 0], [0, 0]])]               # seed 0 knows quote 3; nobody knows quote 7
+    d = [np.array([[0, 0, 1, 1], [1, 1, 1, 0]])]   # two conflict prompts per quote
+    c = isc.Curves(["s"], [1], [0, 1], {"B": {"exact": b}, "D": {"exact": d}},
+                   {"B": np.array([3, 7]), "D": np.array([3, 3, 7, 7])})
+    (known, d_known, d_unknown), = isc.decompose(c)
+    assert (known, d_known, d_unknown) == (0.25, 0.0, 5 / 6)
+    assert np.isclose(known * d_known + (1 - known) * d_unknown, d[0].mean())
