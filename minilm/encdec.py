@@ -25,9 +25,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import layers, masks
-from .backend import xp_of
+from .backend import get_xp, xp_of
 from .errors import MinilmError
-from .model import GPT, GPTConfig, add_prefix, block_backward, block_forward, init_params, sub_params
+from .model import (GPT, GPTConfig, add_prefix, block_backward, block_forward, block_param_shapes,
+                    check_param_shapes, init_params, param_shapes, sub_params)
 
 SWITCHES = ("shared_attention", "shared_params", "layerwise", "causal_input")
 
@@ -74,30 +75,37 @@ class EncoderConfig(GPTConfig):
 # Parameters: the decoder has GPT's names ("wte", "h.0.attn.w_qkv", ...); the encoder's own copy,
 # when it has one, lives under "enc."; a cross-attention under "h.i.ln_x." and "h.i.xattn.".
 
-def init_encdec_params(config, seed=0):
-    """GPT-style initialisation of every parameter this configuration uses (and no others)."""
-    p = init_params(config, seed)  # the decoder, with GPT's names and shapes
-    rng = np.random.default_rng(seed + 1)
+def cross_attention_shapes(C):
+    """A cross-attention and its layernorm: the same four C x C projections as a self-attention."""
+    return {"ln_x.w": (C,), "ln_x.b": (C,), "xattn.w_q": (C, C), "xattn.b_q": (C,),
+            "xattn.w_kv": (C, 2 * C), "xattn.b_kv": (2 * C,), "xattn.w_proj": (C, C), "xattn.b_proj": (C,)}
+
+
+def encdec_param_shapes(config):
+    """name -> shape of every parameter this configuration uses (and no others)."""
     C = config.d_model
-    residual_std = 0.02 / np.sqrt(2 * config.n_layer)
+    shapes = param_shapes(config)  # the decoder, with GPT's names and shapes
     if not config.shared_attention:
         for i in range(config.n_layer):
-            h = f"h.{i}."
-            p[h + "ln_x.w"], p[h + "ln_x.b"] = np.ones(C), np.zeros(C)
-            p[h + "xattn.w_q"], p[h + "xattn.b_q"] = rng.standard_normal((C, C)) * 0.02, np.zeros(C)
-            p[h + "xattn.w_kv"], p[h + "xattn.b_kv"] = rng.standard_normal((C, 2 * C)) * 0.02, np.zeros(2 * C)
-            p[h + "xattn.w_proj"], p[h + "xattn.b_proj"] = rng.standard_normal((C, C)) * residual_std, np.zeros(C)
-    if not config.shared_params:
-        own = init_params(config, seed + 2)
-        p.update({"enc." + name: a for name, a in own.items() if _is_encoder_param(name, config.n_encoder_layers)})
-    return {name: np.asarray(a, dtype=config.dtype) for name, a in p.items()}
+            shapes.update(add_prefix(cross_attention_shapes(C), f"h.{i}."))
+    if not config.shared_params:  # the encoder: embeddings and blocks, no final layernorm, no head
+        encoder = {"wte": shapes["wte"], "wpe": shapes["wpe"]}
+        for i in range(config.n_encoder_layers):
+            encoder.update(add_prefix(block_param_shapes(C), f"h.{i}."))
+        shapes.update(add_prefix(encoder, "enc."))
+    return shapes
 
 
-def _is_encoder_param(name, n_layers):
-    """The encoder has embeddings and n_layers blocks; no final layernorm and no output head."""
-    if name in ("wte", "wpe"):
-        return True
-    return name.startswith("h.") and int(name.split(".")[1]) < n_layers
+class _Transformer(GPT):
+    """GPT's input checks and parameter count, for a model with its own parameter shapes."""
+
+    def __init__(self, config, seed=0, device=None, params=None):
+        self.config, self.xp = config, get_xp(device)
+        shapes = self.param_shapes()
+        if params is None:
+            params = init_params(shapes, config.n_layer, config.dtype, seed)
+        check_param_shapes(params, shapes)
+        self.params = {name: self.xp.asarray(params[name], dtype=config.dtype) for name in shapes}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -241,7 +249,7 @@ def _accumulate(grads, more):
     return grads
 
 
-class EncoderDecoder(GPT):
+class EncoderDecoder(_Transformer):
     """An encoder-decoder transformer: a GPT (its decoder) that also reads an encoder's states.
 
     model = EncoderDecoder(EncDecConfig(vocab_size=V, block_size=T, shared_attention=True, ...), seed=0)
@@ -253,8 +261,11 @@ class EncoderDecoder(GPT):
     def __init__(self, config, seed=0, device=None, params=None):
         if not isinstance(config, EncDecConfig):
             raise MinilmError(f"EncoderDecoder needs an EncDecConfig, got {type(config).__name__}")
-        super().__init__(config, seed, device, init_encdec_params(config, seed) if params is None else params)
+        super().__init__(config, seed, device, params)
         self.enc_prefix = "" if config.shared_params else "enc."
+
+    def param_shapes(self):
+        return encdec_param_shapes(self.config)
 
     def forward(self, src, tgt, src_valid=None):
         """src: (B, S) input ids, tgt: (B, T) decoder input ids, src_valid: (B, S) bool or None -> logits (B, T, V)"""
@@ -331,7 +342,7 @@ class EncoderDecoder(GPT):
         return {name: grads[name] for name in self.params}
 
 
-class EncoderClassifier(GPT):
+class EncoderClassifier(_Transformer):
     """An encoder-only transformer (BERT-style): bidirectional blocks, then the mean of the final states
     over the real (non-padding) positions, then a linear head to class logits.
 
@@ -343,12 +354,12 @@ class EncoderClassifier(GPT):
     def __init__(self, config, seed=0, device=None, params=None):
         if not isinstance(config, EncoderConfig):
             raise MinilmError(f"EncoderClassifier needs an EncoderConfig, got {type(config).__name__}")
-        if params is None:
-            params = init_params(config, seed)
-            rng = np.random.default_rng(seed + 1)
-            params["head.w"] = (rng.standard_normal((config.d_model, config.n_classes)) * 0.02).astype(config.dtype)
-            params["head.b"] = np.zeros(config.n_classes, dtype=config.dtype)
         super().__init__(config, seed, device, params)
+
+    def param_shapes(self):
+        """GPT's parameters (wte is only the embedding here) and the classification head."""
+        C, K = self.config.d_model, self.config.n_classes
+        return {**param_shapes(self.config), "head.w": (C, K), "head.b": (K,)}
 
     def forward(self, idx, valid=None):
         """idx: (B, S) ids, valid: (B, S) bool, False at padding, or None -> class logits (B, n_classes)"""

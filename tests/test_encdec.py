@@ -8,7 +8,6 @@ from minilm import GPT, GPTConfig, layers, masks
 from minilm.encdec import (SWITCHES, EncDecConfig, EncoderClassifier, EncoderConfig, EncoderDecoder)
 from minilm.errors import MinilmError
 from minilm.gradcheck import check_grads
-from minilm.model import init_params
 
 V, S, T = 11, 5, 4  # vocabulary, input length, target length
 TOL = 1e-6
@@ -150,7 +149,7 @@ def gpt_with(model):
     cfg = model.config
     gpt_cfg = GPTConfig(vocab_size=cfg.vocab_size, block_size=cfg.block_size, n_layer=cfg.n_layer,
                         n_head=cfg.n_head, d_model=cfg.d_model, dtype=cfg.dtype)
-    return GPT(gpt_cfg, params={name: model.params[name] for name in init_params(gpt_cfg)})
+    return GPT(gpt_cfg, params=model.params)  # GPT takes the names it needs
 
 
 @pytest.mark.parametrize("padded", [False, True])
