@@ -3,6 +3,7 @@
     python -m minilm                         train a small model on a synthetic corpus and show what it learned
     python -m minilm train --text FILE       train a byte-level model on any text file
     python -m minilm sample CKPT --prompt P  continue a prompt with a trained model
+    python -m minilm archs                   encoder-decoder vs prefix-LM vs decoder-only, same budget (lesson 02)
 
 Every error the user can cause is printed as one line, with a non-zero exit.
 """
@@ -14,6 +15,7 @@ import time
 import numpy as np
 
 from .errors import MinilmError
+from .seq2seq import add_archs_command
 
 
 class Parser(argparse.ArgumentParser):
@@ -45,7 +47,7 @@ def build_parser():
     add_demo_options(parser)
     parser.set_defaults(run=run_demo)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=Parser)
-    for register in (add_train_command, add_sample_command):
+    for register in (add_train_command, add_sample_command, add_archs_command):
         register(commands)
     return parser
 

@@ -87,22 +87,25 @@ def chat_cost(cached, reencoded):
     return fig
 
 
-def seq2seq_comparison(results, metric="exact_match"):
-    """The same-budget comparison (minilm.seq2seq.compare): one bar per architecture, one panel per shape of
-    data, a dot per seed. metric: 'exact_match', 'token_accuracy' or 'loss' (of the held-out examples)."""
+def seq2seq_curves(results):
+    """The same-budget comparison (minilm.seq2seq.compare): held-out loss against training steps, one line per
+    architecture (the mean over seeds; each seed faint), one panel per shape of data."""
     runs = results["runs"]
     shapes = list(dict.fromkeys(r["shape"] for r in runs))
     variants = list(dict.fromkeys(r["variant"] for r in runs))
-    fig, axes = plt.subplots(1, len(shapes), figsize=(4.2 * len(shapes), 3.6), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(shapes), figsize=(5 * len(shapes), 3.8), sharey=True, squeeze=False)
     for shape, ax in zip(shapes, axes[0]):
-        for x, variant in enumerate(variants):
-            values = [r["final"][metric] for r in runs if r["shape"] == shape and r["variant"] == variant]
-            ax.bar(x, np.mean(values), color=f"C{x}", alpha=0.6)
-            ax.plot([x] * len(values), values, "k.", ms=5)
+        for n, variant in enumerate(variants):
+            histories = [r["history"] for r in runs if r["shape"] == shape and r["variant"] == variant]
+            steps = [h["step"] for h in histories[0]]
+            losses = np.array([[h["loss"] for h in history] for history in histories])  # (seeds, evals)
+            ax.plot(steps, losses.T, color=f"C{n}", lw=0.6, alpha=0.35)
+            ax.plot(steps, losses.mean(axis=0), "o-", color=f"C{n}", ms=3, label=variant)
         s = results["shapes"][shape]
         ax.set_title(f"{shape}: {s['n_input']} input words -> {s['n_target']} target words", fontsize=10)
-        ax.set_xticks(range(len(variants)), variants, rotation=30, ha="right", fontsize=8)
-    axes[0][0].set_ylabel({"exact_match": "exact match (held-out)", "token_accuracy": "token accuracy (held-out)",
-                           "loss": "loss (nats per target token)"}[metric])
+        ax.set_xlabel("optimizer steps (batches of the same examples for every model)")
+        ax.set_yscale("log")
+    axes[0][0].set_ylabel("held-out loss (nats per target token)")
+    axes[0][-1].legend(fontsize=8)
     fig.tight_layout()
     return fig
