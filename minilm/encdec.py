@@ -3,8 +3,8 @@
     encoder-only     idx (B, S) -> bidirectional blocks -> layernorm -> mean over positions
                      -> a linear head -> class logits (B, n_classes)                        (BERT-style)
     encoder-decoder  src (B, S) -> encoder blocks -> the encoder's states
-                     tgt (B, T) -> decoder blocks, each one: causal self-attention, cross-attention to
-                     the encoder's final states, MLP -> logits (B, T, V)            (the original transformer)
+                     tgt (B, T) -> decoder blocks, each one: cross-attention to the encoder's final
+                     states, causal self-attention, MLP -> logits (B, T, V)         (the original transformer)
 
 The encoder-decoder has four structures that the decoder-only model does not. Each has a switch that
 removes it, in the order the lecture removes them:
@@ -179,49 +179,44 @@ def cross_grads_as_qkv(g):
 
 
 # --------------------------------------------------------------------------------------------------
-# One decoder layer.  Without (1):  x += self_attention(ln_1(x));  x += cross_attention(ln_x, x -> mem)
-#                     With (1):     x += attention(ln_1, x -> [mem ; x]), the block's own projections
-#                     then, always: x += mlp(ln_2(x))
+# One decoder layer.  Without (1):  x += cross_attention(ln_x, x -> mem);  then GPT's block on x
+#                     With (1):     x += attention(ln_1, x -> [mem ; x]), the block's own projections;
+#                                   x += mlp(ln_2(x))            (GPT's block, its attention widened)
+# (The original transformer puts the cross-attention between the self-attention and the MLP; putting it
+# in front makes the layer GPT's block plus one piece, and changes nothing that matters here.)
 
 def decoder_block_forward(x, mem, params, prefix, attn_masks, n_head, shared_attention):
     """x: (B, T, C), mem: (B, S, C); attn_masks: dict with 'memory' (and 'self' without (1)) -> x, cache"""
     p = sub_params(params, prefix)
-    if shared_attention:
-        a, mem_att = memory_attention_forward(x, mem, p["ln_1.w"], p["ln_1.b"], qkv_as_cross(sub_params(p, "attn.")),
-                                              attn_masks["memory"], n_head, with_self=True)
-        self_att = None
-    else:
-        h, ln1 = layers.layernorm_forward(x, p["ln_1.w"], p["ln_1.b"])
-        a, att = layers.self_attention_forward(h, sub_params(p, "attn."), attn_masks["self"], n_head)
-        self_att = (ln1, att)
-        x = x + a
+    if not shared_attention:
         a, mem_att = memory_attention_forward(x, mem, p["ln_x.w"], p["ln_x.b"], sub_params(p, "xattn."),
                                               attn_masks["memory"], n_head, with_self=False)
+        x, block = block_forward(x + a, params, prefix, attn_masks["self"], n_head)
+        return x, (mem_att, block, None)
+    a, mem_att = memory_attention_forward(x, mem, p["ln_1.w"], p["ln_1.b"], qkv_as_cross(sub_params(p, "attn.")),
+                                          attn_masks["memory"], n_head, with_self=True)
     x = x + a
     h, ln2 = layers.layernorm_forward(x, p["ln_2.w"], p["ln_2.b"])
     m, mlp = layers.mlp_forward(h, sub_params(p, "mlp."))
-    return x + m, (self_att, mem_att, ln2, mlp)
+    return x + m, (mem_att, None, (ln2, mlp))
 
 
 def decoder_block_backward(dx, cache, prefix):
     """dx: (B, T, C) -> dx: (B, T, C), dmem: (B, S, C), grads of this block (full names)"""
-    self_att, mem_att, ln2, mlp = cache
+    mem_att, block, widened = cache
+    if block is not None:  # without (1): GPT's block, behind a cross-attention
+        dx, grads = block_backward(dx, block, prefix)
+        da, dmem, g_att, dln_w, dln_b = memory_attention_backward(dx, mem_att)
+        grads.update(add_prefix({"ln_x.w": dln_w, "ln_x.b": dln_b, **add_prefix(g_att, "xattn.")}, prefix))
+        return dx + da, dmem, grads
+    ln2, mlp = widened
     dh, g_mlp = layers.mlp_backward(dx, mlp)
     dh, dw2, db2 = layers.layernorm_backward(dh, ln2)
     dx = dx + dh
     da, dmem, g_att, dln_w, dln_b = memory_attention_backward(dx, mem_att)
-    dx = dx + da
-    grads = {"ln_2.w": dw2, "ln_2.b": db2, **add_prefix(g_mlp, "mlp.")}
-    if self_att is None:  # (1): one attention, the block's own
-        grads.update({"ln_1.w": dln_w, "ln_1.b": dln_b, **add_prefix(cross_grads_as_qkv(g_att), "attn.")})
-    else:
-        grads.update({"ln_x.w": dln_w, "ln_x.b": dln_b, **add_prefix(g_att, "xattn.")})
-        ln1, att = self_att
-        da, g_self = layers.self_attention_backward(dx, att)
-        da, dw1, db1 = layers.layernorm_backward(da, ln1)
-        dx = dx + da
-        grads.update({"ln_1.w": dw1, "ln_1.b": db1, **add_prefix(g_self, "attn.")})
-    return dx, dmem, add_prefix(grads, prefix)
+    grads = {"ln_1.w": dln_w, "ln_1.b": dln_b, "ln_2.w": dw2, "ln_2.b": db2,
+             **add_prefix(cross_grads_as_qkv(g_att), "attn."), **add_prefix(g_mlp, "mlp.")}
+    return dx + da, dmem, add_prefix(grads, prefix)
 
 
 # --------------------------------------------------------------------------------------------------

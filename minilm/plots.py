@@ -3,6 +3,7 @@ the CLI saves it as a PNG)."""
 import matplotlib.pyplot as plt
 import numpy as np
 
+from . import masks
 from .backend import to_numpy
 from .errors import MinilmError
 
@@ -66,6 +67,41 @@ def attention_masks(panels, title=None):
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+MASK_KINDS = ("encoder (bidirectional)", "decoder-only (causal)", "prefix-LM", "encoder-decoder cross")
+
+
+def mask_panel(kind, text="that is good = das ist gut"):
+    """The mask of one architecture for a sentence "input = target": the arguments of attention_mask.
+
+    The encoder's mask covers the input; causal and prefix-LM cover [input ; "=" target]; the cross mask
+    has the decoder's positions ("=" target) as queries and the input as keys. Words "<pad>" are padding:
+    the padding mask removes them as keys, composed with whichever mask is drawn.
+    """
+    words = text.split()
+    if "=" not in words or words.index("=") == 0:
+        raise MinilmError(f'write the sentence as "input = target", e.g. "that is good = das ist gut"; got {text!r}')
+    S, T = words.index("="), len(words)
+    source, decoder = words[:S], words[S:]
+    if kind == MASK_KINDS[0]:
+        q_tokens, k_tokens, mask = source, source, masks.bidirectional_mask(S)
+    elif kind == MASK_KINDS[1]:
+        q_tokens, k_tokens, mask = words, words, masks.causal_mask(T)
+    elif kind == MASK_KINDS[2]:
+        q_tokens, k_tokens, mask = words, words, masks.prefix_lm_mask(T, S)
+    elif kind == MASK_KINDS[3]:
+        q_tokens, k_tokens, mask = decoder, source, masks.cross_mask(T - S, S)
+    else:
+        raise MinilmError(f"unknown mask kind {kind!r}: choose from {', '.join(MASK_KINDS)}")
+    real = np.array([[w != "<pad>" for w in k_tokens]])  # (1, T_k)
+    mask = (mask & masks.padding_mask(real))[0, 0]  # (T_q, T_k)
+    return {"mask": mask, "q_tokens": q_tokens, "k_tokens": k_tokens, "title": kind}
+
+
+def show_mask(kind="prefix-LM", text="that is good = das ist gut"):
+    """One architecture's mask for a sentence, drawn (for the lesson's widget)."""
+    return attention_mask(**mask_panel(kind, text))
 
 
 def chat_cost(cached, reencoded):

@@ -10,7 +10,7 @@ examples, learning rate and width) on the toy task of minilm.data.seq2seq, at tw
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -21,6 +21,7 @@ from .encdec import SWITCHES, EncDecConfig, EncoderDecoder, encdec_param_shapes,
 from .errors import MinilmError
 from .model import sub_params
 from .optim import AdamW, clip_grad_norm, lr_at
+from .train import TrainConfig
 
 # The lecture's table, row by row: each row turns on one more switch (see minilm.encdec).
 VARIANTS = {
@@ -34,17 +35,17 @@ VARIANTS = {
 
 @dataclass
 class RunConfig:
-    """The budget every variant gets."""
-    steps: int = 400
-    batch_size: int = 32
-    lr: float = 3e-3
-    warmup_steps: int = 30
-    weight_decay: float = 0.1
+    """The budget every variant gets: the model's size, and the training schedule (minilm.train's)."""
     d_model: int = 48
     n_layer: int = 2
     n_head: int = 4
-    eval_every: int = 50
-    eval_size: int = 512
+    eval_size: int = 512  # held-out examples
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=400, batch_size=32, lr=3e-3,
+                                                                   warmup_steps=30, eval_every=50))
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(**{**d, "train": TrainConfig(**d["train"])})
 
 
 def build_model(variant, shape, run, vocab_size, seed=0, dtype="float32"):
@@ -74,18 +75,18 @@ def train_variant(variant, shape_name, run, seed=0, until=None):
     is still the full run's, so the losses match the first steps of a full run).
     Returns (record, model): a JSON-able record of the variant, shape, seed, parameter count, history and
     final evaluation; and the trained model."""
-    shape, tok = task.SHAPES[shape_name], task.tokenizer()
+    shape, tok, t = task.SHAPES[shape_name], task.tokenizer(), run.train
     model = build_model(variant, shape, run, tok.vocab_size, seed)
-    optimizer = AdamW(model.params, lr=run.lr, weight_decay=run.weight_decay)
+    optimizer = AdamW(model.params, lr=t.lr, weight_decay=t.weight_decay)
     rng = np.random.default_rng(seed)  # training examples
     held_out = task.make_batch(tok, shape, run.eval_size, np.random.default_rng(10_000 + seed))
     history, start = [], time.perf_counter()
-    for step in range(run.steps if until is None else until):
-        batch = task.make_batch(tok, shape, run.batch_size, rng)
+    for step in range(t.steps if until is None else until):
+        batch = task.make_batch(tok, shape, t.batch_size, rng)
         loss, grads = model.loss_and_grads(batch["src"], batch["tgt"], batch["targets"])
-        clip_grad_norm(grads, 1.0)
-        optimizer.step(grads, lr_at(step, run.lr, run.steps, run.warmup_steps))
-        if (step + 1) % run.eval_every == 0 or step + 1 == run.steps:
+        clip_grad_norm(grads, t.grad_clip)
+        optimizer.step(grads, lr_at(step, t.lr, t.steps, t.warmup_steps, t.min_lr_ratio))
+        if (step + 1) % t.eval_every == 0 or step + 1 == t.steps:
             history.append({"step": step + 1, "train_loss": loss, **evaluate(model, held_out)})
     return {"variant": variant, "shape": shape_name, "seed": seed, "params": model.num_params(),
             "seconds": time.perf_counter() - start, "history": history,
@@ -164,9 +165,8 @@ def load_results(path):
 def add_archs_command(commands):
     p = commands.add_parser("archs", help="train encoder-decoder, prefix-LM and decoder-only models with the "
                                           "same budget on a toy translation task; write the results as JSON")
-    defaults = RunConfig()
     p.add_argument("--out", default="lessons/results/archs.json", help="where to write the JSON (default %(default)s)")
-    p.add_argument("--steps", type=int, default=defaults.steps, help="optimizer steps per run (default %(default)s)")
+    p.add_argument("--steps", type=int, default=RunConfig().train.steps, help="optimizer steps per run (default %(default)s)")
     p.add_argument("--seeds", type=int, default=3, help="runs per variant and shape (default %(default)s)")
     p.set_defaults(run=run_archs)
 
@@ -174,7 +174,8 @@ def add_archs_command(commands):
 def run_archs(args):
     if args.steps < 1 or args.seeds < 1:
         raise MinilmError("--steps and --seeds must be at least 1")
-    run = RunConfig(steps=args.steps, eval_every=min(RunConfig.eval_every, args.steps))
+    run = RunConfig()
+    run.train = replace(run.train, steps=args.steps, eval_every=min(run.train.eval_every, args.steps))
     save_results({}, args.out)  # fail now, not after minutes of training, if the file cannot be written
     start = time.perf_counter()
     results = compare(run, seeds=tuple(range(args.seeds)))
