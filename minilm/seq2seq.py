@@ -145,9 +145,11 @@ def compare(run, shapes=tuple(task.SHAPES), seeds=(0, 1, 2), variants=tuple(VARI
 
 
 def save_results(results, path):
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "w") as f:
+    """Write the JSON atomically: an interrupted run never leaves a half-written (or emptied) results file."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
         json.dump(results, f, indent=1)
+    os.replace(tmp, path)
     return path
 
 
@@ -176,7 +178,10 @@ def run_archs(args):
         raise MinilmError("--steps and --seeds must be at least 1")
     run = RunConfig()
     run.train = replace(run.train, steps=args.steps, eval_every=min(run.train.eval_every, args.steps))
-    save_results({}, args.out)  # fail now, not after minutes of training, if the file cannot be written
+    folder = os.path.dirname(args.out) or "."
+    os.makedirs(folder, exist_ok=True)
+    if not os.access(folder, os.W_OK):  # fail now, not after minutes of training
+        raise MinilmError(f"cannot write to {folder}: choose another --out")
     start = time.perf_counter()
     results = compare(run, seeds=tuple(range(args.seeds)))
     save_results(results, args.out)

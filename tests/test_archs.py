@@ -150,3 +150,11 @@ def test_mask_panels_for_a_sentence_compose_with_padding():
         plots.mask_panel("prefix-LM", "no separator here")
     with pytest.raises(MinilmError, match="unknown mask kind"):
         plots.mask_panel("sideways", "a = b")
+
+
+def test_the_mask_widget_moves():
+    import ipywidgets
+    w = ipywidgets.interactive(plots.show_mask, kind=list(plots.MASK_KINDS), text="that is good = das ist gut")
+    w.children[0].value = "encoder-decoder cross"
+    w.children[1].value = "a b c = x y"
+    assert w.result.axes[0].images[0].get_array().shape == (3, 3)  # "= x y" attends to "a b c"
