@@ -1,0 +1,287 @@
+"""The layers of a transformer, each as a forward/backward pair.
+
+Every forward returns `(out, cache)`; its backward takes the gradient of the loss with respect to `out`
+(written `dout`) and the cache, and returns the gradients with respect to the inputs and parameters.
+Shapes use B = batch, T = time (sequence length), C = channels (d_model), V = vocabulary,
+nh = number of heads, hs = head size (C // nh).
+
+All array work goes through `xp`, the module that holds the inputs (NumPy or CuPy).
+"""
+import math
+
+from .backend import xp_of
+
+# A masked attention score is set to this before the softmax, so that exp() of it is exactly 0.
+# It is finite (unlike -inf) so a row with every key masked gives a harmless uniform row, not NaN.
+MASKED_SCORE = -1e30
+
+
+# --------------------------------------------------------------------------------------------------
+# Embeddings: a token's vector plus its position's vector.
+
+def embedding_forward(idx, wte, wpe, pos0=0):
+    """idx: (B, T) ints, wte: (V, C), wpe: (block_size, C) -> x: (B, T, C)
+
+    pos0 is the position of idx[:, 0] (non-zero when a KV cache already holds earlier tokens).
+    """
+    T = idx.shape[1]
+    x = wte[idx] + wpe[pos0:pos0 + T]  # (B, T, C) + (T, C)
+    return x, (idx, wte.shape, wpe.shape, pos0)
+
+
+def embedding_backward(dx, cache):
+    """dx: (B, T, C) -> dwte: (V, C), dwpe: (block_size, C)"""
+    idx, wte_shape, wpe_shape, pos0 = cache
+    xp = xp_of(dx)
+    C = dx.shape[-1]
+    dwte = xp.zeros(wte_shape, dtype=dx.dtype)
+    # A token that appears twice gets both gradients: add.at accumulates repeated rows.
+    xp.add.at(dwte, idx.reshape(-1), dx.reshape(-1, C))
+    dwpe = xp.zeros(wpe_shape, dtype=dx.dtype)
+    dwpe[pos0:pos0 + dx.shape[1]] = dx.sum(axis=0)
+    return dwte, dwpe
+
+
+# --------------------------------------------------------------------------------------------------
+# Linear: out = x @ w + b, applied to the last axis.
+
+def linear_forward(x, w, b=None):
+    """x: (..., C_in), w: (C_in, C_out), b: (C_out,) or None -> out: (..., C_out)"""
+    out = x.reshape(-1, w.shape[0]) @ w  # one 2-D GEMM over every row of x
+    if b is not None:
+        out += b
+    return out.reshape(*x.shape[:-1], w.shape[1]), (x, w, b is not None)
+
+
+def linear_backward(dout, cache):
+    """dout: (..., C_out) -> dx: (..., C_in), dw: (C_in, C_out), db: (C_out,) or None"""
+    x, w, has_bias = cache
+    C_in, C_out = w.shape
+    dout2 = dout.reshape(-1, C_out)  # (N, C_out)
+    dx = (dout2 @ w.T).reshape(x.shape)  # w.T is a view: no copy
+    dw = x.reshape(-1, C_in).T @ dout2  # (C_in, N) @ (N, C_out)
+    db = dout2.sum(axis=0) if has_bias else None
+    return dx, dw, db
+
+
+# --------------------------------------------------------------------------------------------------
+# LayerNorm: normalise each position's vector to zero mean and unit variance, then scale and shift.
+
+def layernorm_forward(x, w, b, eps=1e-5):
+    """x: (B, T, C), w, b: (C,) -> out: (B, T, C)"""
+    xc = x - x.mean(axis=-1, keepdims=True)
+    var = (xc * xc).mean(axis=-1, keepdims=True)  # (B, T, 1)
+    rstd = 1.0 / (var + eps) ** 0.5  # reciprocal standard deviation
+    xhat = xc * rstd  # (B, T, C), normalised
+    out = xhat * w + b
+    return out, (xhat, rstd, w)
+
+
+def layernorm_backward(dout, cache):
+    """dout: (B, T, C) -> dx: (B, T, C), dw, db: (C,)"""
+    xhat, rstd, w = cache
+    sum_axes = tuple(range(dout.ndim - 1))
+    dw = (dout * xhat).sum(axis=sum_axes)
+    db = dout.sum(axis=sum_axes)
+    dxhat = dout * w
+    # xhat depends on x through the mean and the variance too; the two mean terms remove those paths.
+    dx = rstd * (dxhat - dxhat.mean(axis=-1, keepdims=True)
+                 - xhat * (dxhat * xhat).mean(axis=-1, keepdims=True))
+    return dx, dw, db
+
+
+# --------------------------------------------------------------------------------------------------
+# GELU, the tanh approximation used by GPT-2: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+
+GELU_SCALE = math.sqrt(2.0 / math.pi)
+
+
+def gelu_forward(x):
+    """x: any shape -> out: same shape"""
+    xp = xp_of(x)
+    t = xp.tanh(GELU_SCALE * (x + 0.044715 * x * x * x))  # x*x*x, not x**3: far faster on float32
+    out = 0.5 * x * (1.0 + t)
+    return out, (x, t)
+
+
+def gelu_backward(dout, cache):
+    x, t = cache
+    # d/dx [0.5 x (1 + t)] = 0.5 (1 + t) + 0.5 x (1 - t^2) * d(inner)/dx
+    dinner = GELU_SCALE * (1.0 + 3 * 0.044715 * x * x)
+    return dout * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dinner)
+
+
+# --------------------------------------------------------------------------------------------------
+# Softmax and its logarithm, stable: subtracting the row maximum changes nothing mathematically
+# and keeps exp() from overflowing (the log-sum-exp trick).
+
+def softmax(x, axis=-1):
+    xp = xp_of(x)
+    e = xp.exp(x - x.max(axis=axis, keepdims=True))
+    e /= e.sum(axis=axis, keepdims=True)
+    return e
+
+
+def log_softmax(x, axis=-1):
+    xp = xp_of(x)
+    shifted = x - x.max(axis=axis, keepdims=True)
+    return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+# --------------------------------------------------------------------------------------------------
+# Attention: every query position takes a weighted average of the value vectors of the key positions
+# its mask lets it see, weighted by softmax(q . k / sqrt(hs)).
+
+def attention_forward(q, k, v, mask):
+    """q: (B, nh, Tq, hs), k, v: (B, nh, Tk, hs), mask: bool, broadcastable to (B, nh, Tq, Tk),
+    True where a query may attend -> out: (B, nh, Tq, hs)"""
+    xp = xp_of(q)
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    scores = q @ k.swapaxes(-1, -2)  # (B, nh, Tq, Tk)
+    scores *= scale
+    scores = xp.where(mask, scores, MASKED_SCORE)
+    att = softmax(scores)  # (B, nh, Tq, Tk), each row sums to 1 over the visible keys
+    out = att @ v  # (B, nh, Tq, hs)
+    return out, (q, k, v, att, scale)
+
+
+def attention_backward(dout, cache):
+    """dout: (B, nh, Tq, hs) -> dq: (B, nh, Tq, hs), dk, dv: (B, nh, Tk, hs)"""
+    q, k, v, att, scale = cache
+    datt = dout @ v.swapaxes(-1, -2)  # (B, nh, Tq, Tk)
+    dv = att.swapaxes(-1, -2) @ dout  # (B, nh, Tk, hs)
+    # softmax backward: dscores = att * (datt - sum_j att_j datt_j). Masked keys have att = 0,
+    # so they get no gradient, as if they were never there.
+    dscores = datt
+    dscores -= (datt * att).sum(axis=-1, keepdims=True)
+    dscores *= att
+    dscores *= scale
+    dq = dscores @ k  # (B, nh, Tq, hs)
+    dk = dscores.swapaxes(-1, -2) @ q  # (B, nh, Tk, hs)
+    return dq, dk, dv
+
+
+def split_heads(x, n_head):
+    """(B, T, C) -> (B, nh, T, hs), a view"""
+    B, T, C = x.shape
+    return x.reshape(B, T, n_head, C // n_head).transpose(0, 2, 1, 3)
+
+
+def merge_heads(x):
+    """(B, nh, T, hs) -> (B, T, C), the inverse of split_heads"""
+    B, nh, T, hs = x.shape
+    return x.transpose(0, 2, 1, 3).reshape(B, T, nh * hs)
+
+
+# --------------------------------------------------------------------------------------------------
+# Multi-head attention as a layer: project to queries, keys and values, attend, project back.
+# Self-attention takes q, k and v from one sequence with one fused (C, 3C) projection;
+# cross-attention (encoder-decoder) takes queries from one sequence and keys/values from another.
+
+def self_attention_forward(x, p, mask, n_head, kv_cache=None):
+    """x: (B, T, C); p: dict with w_qkv (C, 3C), b_qkv, w_proj (C, C), b_proj -> out: (B, T, C)
+
+    kv_cache (generation only): a KVLayerCache that holds the keys and values of earlier positions;
+    the new ones are appended and the queries attend over all of them.
+    """
+    B, T, C = x.shape
+    qkv, qkv_cache = linear_forward(x, p["w_qkv"], p["b_qkv"])  # (B, T, 3C)
+    q, k, v = (split_heads(part, n_head) for part in _thirds(qkv))  # each (B, nh, T, hs)
+    if kv_cache is not None:
+        k, v = kv_cache.append(k, v)  # (B, nh, T_past + T, hs)
+    y, att_cache = attention_forward(q, k, v, mask)
+    out, proj_cache = linear_forward(merge_heads(y), p["w_proj"], p["b_proj"])
+    return out, (qkv_cache, att_cache, proj_cache, qkv.shape)
+
+
+def self_attention_backward(dout, cache):
+    """dout: (B, T, C) -> dx: (B, T, C), grads: dict with the keys of p"""
+    qkv_cache, att_cache, proj_cache, qkv_shape = cache
+    n_head = att_cache[0].shape[1]
+    dy, dw_proj, db_proj = linear_backward(dout, proj_cache)
+    dq, dk, dv = attention_backward(split_heads(dy, n_head), att_cache)
+    xp = xp_of(dout)
+    dqkv = xp.empty(qkv_shape, dtype=dout.dtype)  # (B, T, 3C): write the three parts in place
+    for part, d in zip(_thirds(dqkv), (dq, dk, dv)):
+        part[...] = merge_heads(d)
+    dx, dw_qkv, db_qkv = linear_backward(dqkv, qkv_cache)
+    grads = {"w_qkv": dw_qkv, "b_qkv": db_qkv, "w_proj": dw_proj, "b_proj": db_proj}
+    return dx, grads
+
+
+def _thirds(qkv):
+    """(B, T, 3C) -> three (B, T, C) views: queries, keys, values"""
+    C = qkv.shape[-1] // 3
+    return qkv[..., :C], qkv[..., C:2 * C], qkv[..., 2 * C:]
+
+
+# --------------------------------------------------------------------------------------------------
+# The MLP: expand to 4C, GELU, project back to C.
+
+def mlp_forward(x, p):
+    """x: (B, T, C); p: dict with w_fc (C, 4C), b_fc, w_proj (4C, C), b_proj -> out: (B, T, C)"""
+    h, fc_cache = linear_forward(x, p["w_fc"], p["b_fc"])  # (B, T, 4C)
+    a, gelu_cache = gelu_forward(h)
+    out, proj_cache = linear_forward(a, p["w_proj"], p["b_proj"])
+    return out, (fc_cache, gelu_cache, proj_cache)
+
+
+def mlp_backward(dout, cache):
+    fc_cache, gelu_cache, proj_cache = cache
+    da, dw_proj, db_proj = linear_backward(dout, proj_cache)
+    dh = gelu_backward(da, gelu_cache)
+    dx, dw_fc, db_fc = linear_backward(dh, fc_cache)
+    return dx, {"w_fc": dw_fc, "b_fc": db_fc, "w_proj": dw_proj, "b_proj": db_proj}
+
+
+# --------------------------------------------------------------------------------------------------
+# Softmax cross-entropy: the loss is -log p(the actual next token), averaged over the positions
+# the loss mask keeps. Its gradient with respect to the logits is p - onehot(target), and we never
+# build the one-hot matrix: we subtract 1 at the target entries.
+
+def token_losses(logits, targets):
+    """logits: (B, T, V), targets: (B, T) -> nll: (B, T), -log p(target) at every position"""
+    return _nll_and_probs(logits, targets)[0]
+
+
+def softmax_cross_entropy_forward(logits, targets, loss_mask=None):
+    """logits: (B, T, V), targets: (B, T) ints, loss_mask: (B, T) bool/float or None -> loss (scalar)
+
+    The loss is the mean of -log p(target) over the positions where loss_mask is true (all if None).
+    """
+    xp = xp_of(logits)
+    nll, probs = _nll_and_probs(logits, targets)  # (B, T), (B, T, V)
+    weights = _position_weights(loss_mask, targets.shape, probs.dtype, xp)  # (B, T), sums to 1
+    loss = (nll * weights).sum()
+    return loss, (probs, targets, weights)
+
+
+def _nll_and_probs(logits, targets):
+    """-log p(target) = log sum_j exp(logit_j) - logit_target, computed after subtracting the max."""
+    xp = xp_of(logits)
+    shifted = logits - logits.max(axis=-1, keepdims=True)  # (B, T, V), largest entry is 0
+    probs = xp.exp(shifted)
+    sumexp = probs.sum(axis=-1, keepdims=True)  # (B, T, 1), at least 1
+    probs /= sumexp
+    shifted_target = xp.take_along_axis(shifted, targets[..., None], axis=-1)  # (B, T, 1)
+    nll = (xp.log(sumexp) - shifted_target)[..., 0]  # (B, T)
+    return nll, probs
+
+
+def softmax_cross_entropy_backward(cache):
+    """-> dlogits: (B, T, V) = weights * (probs - onehot(targets))"""
+    probs, targets, weights = cache
+    xp = xp_of(probs)
+    dlogits = probs * weights[..., None]
+    B, T = targets.shape
+    b, t = xp.meshgrid(xp.arange(B), xp.arange(T), indexing="ij")
+    dlogits[b, t, targets] -= weights
+    return dlogits
+
+
+def _position_weights(loss_mask, shape, dtype, xp):
+    """Each kept position's share of the mean: 1 / (number kept), 0 elsewhere."""
+    if loss_mask is None:
+        return xp.full(shape, 1.0 / (shape[0] * shape[1]), dtype=dtype)
+    keep = xp.asarray(loss_mask).astype(dtype)
+    return keep / max(float(keep.sum()), 1.0)

@@ -1,0 +1,233 @@
+"""The decoder-only transformer (GPT): configuration, initialisation, forward and backward.
+
+    idx (B, T) -> token + position embeddings -> n_layer pre-LN blocks -> final layernorm
+        -> logits = x @ wte.T (the output head shares the token embedding matrix) -> (B, T, V)
+
+Each block is  x = x + attention(layernorm(x));  x = x + mlp(layernorm(x)).
+The forward pass keeps every layer's cache in order; the backward pass walks them in reverse and
+returns the gradients in a dict with the same keys as `params`.
+"""
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from . import layers, masks
+from .backend import get_xp
+from .errors import MinilmError
+
+DTYPES = ("float32", "float64")
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int
+    block_size: int  # the longest sequence the model can read (the number of position embeddings)
+    n_layer: int = 2
+    n_head: int = 4
+    d_model: int = 64
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "d_model"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise MinilmError(f"GPTConfig.{name} must be a positive integer, got {value!r}")
+        if self.d_model % self.n_head:
+            raise MinilmError(f"d_model ({self.d_model}) must be divisible by n_head ({self.n_head})")
+        if self.dtype not in DTYPES:
+            raise MinilmError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+
+    def to_dict(self):
+        return asdict(self)
+
+
+def init_params(config, seed=0):
+    """GPT-2 style initialisation, on the host (NumPy): weights ~ N(0, 0.02), biases 0, layernorm gains 1.
+
+    The projections that write into the residual stream are scaled down by sqrt(2 n_layer), so the
+    stream's variance does not grow with depth.
+    """
+    rng = np.random.default_rng(seed)
+    C, V, L = config.d_model, config.vocab_size, config.n_layer
+
+    def normal(*shape, std=0.02):
+        return rng.standard_normal(shape) * std
+
+    residual_std = 0.02 / np.sqrt(2 * L)
+    p = {"wte": normal(V, C), "wpe": normal(config.block_size, C)}
+    for i in range(L):
+        h = f"h.{i}."
+        p[h + "ln_1.w"], p[h + "ln_1.b"] = np.ones(C), np.zeros(C)
+        p[h + "attn.w_qkv"], p[h + "attn.b_qkv"] = normal(C, 3 * C), np.zeros(3 * C)
+        p[h + "attn.w_proj"], p[h + "attn.b_proj"] = normal(C, C, std=residual_std), np.zeros(C)
+        p[h + "ln_2.w"], p[h + "ln_2.b"] = np.ones(C), np.zeros(C)
+        p[h + "mlp.w_fc"], p[h + "mlp.b_fc"] = normal(C, 4 * C), np.zeros(4 * C)
+        p[h + "mlp.w_proj"], p[h + "mlp.b_proj"] = normal(4 * C, C, std=residual_std), np.zeros(C)
+    p["ln_f.w"], p["ln_f.b"] = np.ones(C), np.zeros(C)
+    return {name: array.astype(config.dtype) for name, array in p.items()}
+
+
+def sub_params(params, prefix):
+    """The entries of params under a prefix, with the prefix removed: sub_params(p, 'h.0.attn.')"""
+    return {name[len(prefix):]: array for name, array in params.items() if name.startswith(prefix)}
+
+
+def add_prefix(grads, prefix):
+    return {prefix + name: g for name, g in grads.items()}
+
+
+# --------------------------------------------------------------------------------------------------
+# One pre-LN transformer block, shared by every model in minilm.
+
+def block_forward(x, params, prefix, mask, n_head, kv_cache=None):
+    """x: (B, T, C) -> x: (B, T, C), cache.   params[prefix + 'ln_1.w'] etc. are this block's."""
+    p = sub_params(params, prefix)
+    h, ln1 = layers.layernorm_forward(x, p["ln_1.w"], p["ln_1.b"])
+    a, attn = layers.self_attention_forward(h, sub_params(p, "attn."), mask, n_head, kv_cache)
+    x = x + a  # residual
+    h, ln2 = layers.layernorm_forward(x, p["ln_2.w"], p["ln_2.b"])
+    m, mlp = layers.mlp_forward(h, sub_params(p, "mlp."))
+    return x + m, (ln1, attn, ln2, mlp)
+
+
+def block_backward(dx, cache, prefix):
+    """dx: (B, T, C) -> dx: (B, T, C), grads of this block's params (full names)"""
+    ln1, attn, ln2, mlp = cache
+    dh, g_mlp = layers.mlp_backward(dx, mlp)
+    dh, dw2, db2 = layers.layernorm_backward(dh, ln2)
+    dx = dx + dh  # the residual passes dx straight through, plus what flows back through the MLP
+    da, g_attn = layers.self_attention_backward(dx, attn)
+    da, dw1, db1 = layers.layernorm_backward(da, ln1)
+    dx = dx + da
+    grads = {"ln_1.w": dw1, "ln_1.b": db1, "ln_2.w": dw2, "ln_2.b": db2,
+             **add_prefix(g_attn, "attn."), **add_prefix(g_mlp, "mlp.")}
+    return dx, add_prefix(grads, prefix)
+
+
+# --------------------------------------------------------------------------------------------------
+
+class GPT:
+    """A decoder-only transformer language model.
+
+    model = GPT(GPTConfig(vocab_size=V, block_size=T), seed=0)
+    logits = model.forward(idx)                                   # (B, T, V)
+    loss, grads = model.loss_and_grads(idx, targets, loss_mask)   # grads has the keys of model.params
+    """
+
+    def __init__(self, config, seed=0, device=None, params=None):
+        self.config = config
+        self.xp = get_xp(device)
+        host = init_params(config, seed) if params is None else params
+        self.params = {name: self.xp.asarray(a, dtype=config.dtype) for name, a in host.items()}
+
+    def num_params(self, non_embedding=False):
+        """Number of parameters; non_embedding=True leaves out the token and position embeddings
+        (the count that scaling laws use)."""
+        skip = ("wte", "wpe") if non_embedding else ()
+        return int(sum(a.size for name, a in self.params.items() if name not in skip))
+
+    # ---- forward
+
+    def forward(self, idx, mask=None, kv_cache=None):
+        """idx: (B, T) token ids -> logits: (B, T, V).   mask: (T, T) bool, causal if None."""
+        return self._forward(idx, mask, kv_cache)[0]
+
+    def _forward(self, idx, mask=None, kv_cache=None):
+        cfg, p = self.config, self.params
+        idx = self._check_idx(idx, past=0 if kv_cache is None else kv_cache.length)
+        T = idx.shape[1]
+        pos0 = 0 if kv_cache is None else kv_cache.length
+        if mask is None:
+            mask = masks.causal_mask(T, pos0 + T, xp=self.xp)
+        x, emb = layers.embedding_forward(idx, p["wte"], p["wpe"], pos0)  # (B, T, C)
+        blocks = []
+        for i in range(cfg.n_layer):
+            layer_cache = None if kv_cache is None else kv_cache.layers[i]
+            x, c = block_forward(x, p, f"h.{i}.", mask, cfg.n_head, layer_cache)
+            blocks.append(c)
+        if kv_cache is not None:
+            kv_cache.length += T
+        x, ln_f = layers.layernorm_forward(x, p["ln_f.w"], p["ln_f.b"])
+        logits, head = layers.linear_forward(x, p["wte"].T)  # (B, T, V): the head is tied to wte
+        return logits, (emb, blocks, ln_f, head)
+
+    # ---- backward
+
+    def loss_and_grads(self, idx, targets, loss_mask=None, mask=None):
+        """Mean cross-entropy of predicting targets, and its gradient for every parameter.
+
+        targets: (B, T) ids (usually idx shifted by one); loss_mask: (B, T), where the loss counts.
+        Returns (loss: float, grads: dict name -> array, shaped like params[name]).
+        """
+        targets = self._check_idx(targets, past=0, name="targets")
+        logits, cache = self._forward(idx, mask)
+        if targets.shape != logits.shape[:2]:
+            raise MinilmError(f"targets must have the shape of idx {logits.shape[:2]}, got {targets.shape}")
+        loss, xent = layers.softmax_cross_entropy_forward(logits, targets, loss_mask)
+        grads = self._backward(layers.softmax_cross_entropy_backward(xent), cache)
+        return float(loss), grads
+
+    def _backward(self, dlogits, cache):
+        emb, blocks, ln_f, head = cache
+        dx, dwte_T, _ = layers.linear_backward(dlogits, head)
+        dx, grads_w, grads_b = layers.layernorm_backward(dx, ln_f)
+        grads = {"ln_f.w": grads_w, "ln_f.b": grads_b}
+        for i in reversed(range(self.config.n_layer)):
+            dx, g = block_backward(dx, blocks[i], f"h.{i}.")
+            grads.update(g)
+        dwte, dwpe = layers.embedding_backward(dx, emb)
+        grads["wte"] = dwte + dwte_T.T  # wte is used twice: as the embedding and as the output head
+        grads["wpe"] = dwpe
+        return {name: grads[name] for name in self.params}  # same order as params
+
+    # ---- input checks: one clear line instead of an IndexError from deep inside NumPy
+
+    def _check_idx(self, idx, past=0, name="idx"):
+        cfg = self.config
+        idx = self.xp.asarray(idx)
+        if idx.ndim == 1:
+            idx = idx[None, :]
+        if idx.ndim != 2 or idx.shape[1] == 0:
+            raise MinilmError(f"{name} must be a (batch, time) array of token ids, got shape {tuple(idx.shape)}")
+        if idx.dtype.kind not in "iu":
+            raise MinilmError(f"{name} must hold integer token ids, got dtype {idx.dtype}")
+        lo, hi = int(idx.min()), int(idx.max())
+        if lo < 0 or hi >= cfg.vocab_size:
+            bad = lo if lo < 0 else hi
+            raise MinilmError(f"token id {bad} in {name} is out of range: this model's vocabulary has ids 0..{cfg.vocab_size - 1}")
+        if past + idx.shape[1] > cfg.block_size:
+            raise MinilmError(f"sequence of {past + idx.shape[1]} tokens is longer than block_size={cfg.block_size}: crop it to the last {cfg.block_size} tokens")
+        return idx
+
+
+# --------------------------------------------------------------------------------------------------
+# The KV cache: during generation, the keys and values of earlier positions never change (a causal
+# model's past cannot see the future), so we keep them and compute only the new token's.
+
+class KVLayerCache:
+    """Keys and values of one attention layer, preallocated for block_size positions."""
+
+    def __init__(self, xp, batch, n_head, block_size, head_size, dtype):
+        self.k = xp.zeros((batch, n_head, block_size, head_size), dtype=dtype)
+        self.v = xp.zeros_like(self.k)
+        self.length = 0
+
+    def append(self, k, v):
+        """k, v: (B, nh, T_new, hs) -> all keys and values so far, (B, nh, T_past + T_new, hs)"""
+        end = self.length + k.shape[2]
+        self.k[:, :, self.length:end] = k
+        self.v[:, :, self.length:end] = v
+        self.length = end
+        return self.k[:, :, :end], self.v[:, :, :end]
+
+
+class KVCache:
+    """One KVLayerCache per layer, and the number of positions already processed."""
+
+    def __init__(self, model, batch=1):
+        cfg = model.config
+        hs = cfg.d_model // cfg.n_head
+        self.layers = [KVLayerCache(model.xp, batch, cfg.n_head, cfg.block_size, hs, cfg.dtype)
+                       for _ in range(cfg.n_layer)]
+        self.length = 0
+
