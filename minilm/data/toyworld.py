@@ -9,7 +9,7 @@ Each example is one short sentence from one task family of the lecture:
     sentiment    i was on the edge of my seat the whole time . the movie was [good] .
     translation  the word for pretty in spanish is [bonita] .
     spatial      iroh went to the kitchen . zuko went to the garden . iroh left the [kitchen] .
-    arithmetic   4 7 + 3 8 = [8 5] .                                 (one token per digit)
+    arithmetic   4 7 + 3 8 = [0 8 5] .                               (one token per digit, fixed width)
 
 The words in [brackets] are the example's *answer tokens*: the positions where the task is decided.
 Every other token (the prompt, the full stop, the `<eos>` between examples) is *context*. Because each
@@ -273,14 +273,16 @@ def _spatial(rng, config):
 
 
 def _arithmetic(rng, config):
-    a, b = rng.integers(10 ** config.arithmetic_digits, size=2)
-    prompt = f"{_digits(a)} + {_digits(b)} ="
-    return _example(prompt, _digits(a + b), ".", "arithmetic"), prompt
+    d = config.arithmetic_digits
+    a, b = rng.integers(10 ** d, size=2)
+    prompt = f"{_digits(a, d)} + {_digits(b, d)} ="
+    return _example(prompt, _digits(a + b, d + 1), ".", "arithmetic"), prompt
 
 
-def _digits(n):
-    """12 -> '1 2': one token per digit, so a multi-digit answer is several next-word predictions."""
-    return " ".join(str(int(n)))
+def _digits(n, width):
+    """(12, 3) -> '0 1 2': one token per digit, so a multi-digit answer is several next-word predictions.
+    Zero-padding to a fixed width puts every digit at the same place in every problem (an exam's columns)."""
+    return " ".join(f"{int(n):0{width}d}")
 
 
 GENERATORS = {"grammar": _grammar, "lists": _lists, "facts": _facts, "sentiment": _sentiment,
