@@ -41,30 +41,41 @@ class GPTConfig:
         return asdict(self)
 
 
-def init_params(config, seed=0):
+def param_shapes(config):
+    """name -> shape of every parameter, in the order the forward pass uses them."""
+    C, V = config.d_model, config.vocab_size
+    shapes = {"wte": (V, C), "wpe": (config.block_size, C)}
+    for i in range(config.n_layer):
+        shapes.update(add_prefix(block_param_shapes(C), f"h.{i}."))
+    shapes.update({"ln_f.w": (C,), "ln_f.b": (C,)})
+    return shapes
+
+
+def block_param_shapes(C):
+    return {"ln_1.w": (C,), "ln_1.b": (C,),
+            "attn.w_qkv": (C, 3 * C), "attn.b_qkv": (3 * C,), "attn.w_proj": (C, C), "attn.b_proj": (C,),
+            "ln_2.w": (C,), "ln_2.b": (C,),
+            "mlp.w_fc": (C, 4 * C), "mlp.b_fc": (4 * C,), "mlp.w_proj": (4 * C, C), "mlp.b_proj": (C,)}
+
+
+def init_params(shapes, n_layer, dtype="float32", seed=0):
     """GPT-2 style initialisation, on the host (NumPy): weights ~ N(0, 0.02), biases 0, layernorm gains 1.
 
-    The projections that write into the residual stream are scaled down by sqrt(2 n_layer), so the
-    stream's variance does not grow with depth.
+    The projections that write into the residual stream (names ending in w_proj) are scaled down by
+    sqrt(2 n_layer), so the stream's variance does not grow with depth.
     """
     rng = np.random.default_rng(seed)
-    C, V, L = config.d_model, config.vocab_size, config.n_layer
-
-    def normal(*shape, std=0.02):
-        return rng.standard_normal(shape) * std
-
-    residual_std = 0.02 / np.sqrt(2 * L)
-    p = {"wte": normal(V, C), "wpe": normal(config.block_size, C)}
-    for i in range(L):
-        h = f"h.{i}."
-        p[h + "ln_1.w"], p[h + "ln_1.b"] = np.ones(C), np.zeros(C)
-        p[h + "attn.w_qkv"], p[h + "attn.b_qkv"] = normal(C, 3 * C), np.zeros(3 * C)
-        p[h + "attn.w_proj"], p[h + "attn.b_proj"] = normal(C, C, std=residual_std), np.zeros(C)
-        p[h + "ln_2.w"], p[h + "ln_2.b"] = np.ones(C), np.zeros(C)
-        p[h + "mlp.w_fc"], p[h + "mlp.b_fc"] = normal(C, 4 * C), np.zeros(4 * C)
-        p[h + "mlp.w_proj"], p[h + "mlp.b_proj"] = normal(4 * C, C, std=residual_std), np.zeros(C)
-    p["ln_f.w"], p["ln_f.b"] = np.ones(C), np.zeros(C)
-    return {name: array.astype(config.dtype) for name, array in p.items()}
+    params = {}
+    for name, shape in shapes.items():
+        last = name.rsplit(".", 1)[-1]
+        if last.startswith("b"):  # b, b_qkv, b_fc, b_proj: biases and layernorm shifts
+            params[name] = np.zeros(shape)
+        elif len(shape) == 1:  # layernorm gains
+            params[name] = np.ones(shape)
+        else:
+            std = 0.02 / np.sqrt(2 * n_layer) if last == "w_proj" else 0.02
+            params[name] = rng.standard_normal(shape) * std
+    return {name: a.astype(dtype) for name, a in params.items()}
 
 
 def sub_params(params, prefix):
@@ -74,6 +85,15 @@ def sub_params(params, prefix):
 
 def add_prefix(grads, prefix):
     return {prefix + name: g for name, g in grads.items()}
+
+
+def check_param_shapes(params, shapes):
+    """One clear error when a parameter dict (say, from a checkpoint) does not fit the model."""
+    missing = [n for n in shapes if n not in params]
+    wrong = [f"{n} {tuple(params[n].shape)} vs {shape}" for n, shape in shapes.items()
+             if n in params and tuple(params[n].shape) != shape]
+    if missing or wrong:
+        raise MinilmError(f"parameters do not fit the model: missing {missing[:3]}, wrong shapes {wrong[:3]}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -117,8 +137,11 @@ class GPT:
     def __init__(self, config, seed=0, device=None, params=None):
         self.config = config
         self.xp = get_xp(device)
-        host = init_params(config, seed) if params is None else params
-        self.params = {name: self.xp.asarray(a, dtype=config.dtype) for name, a in host.items()}
+        shapes = param_shapes(config)
+        if params is None:
+            params = init_params(shapes, config.n_layer, config.dtype, seed)
+        check_param_shapes(params, shapes)
+        self.params = {name: self.xp.asarray(params[name], dtype=config.dtype) for name in shapes}
 
     def num_params(self, non_embedding=False):
         """Number of parameters; non_embedding=True leaves out the token and position embeddings

@@ -1,0 +1,81 @@
+"""Where a training step's time goes, by category (matmuls, attention, elementwise, optimizer, ...).
+
+    python benchmarks/profile_step.py [--config b] [--steps 5]
+
+Each leaf layer function in minilm.layers (and the optimizer step) is wrapped with a timer; whatever is
+left of the step's wall time is glue: residual adds, head splitting, the cross-entropy's bookkeeping.
+"""
+import argparse
+import collections
+import functools
+import time
+
+import numpy as np
+from common import CONFIGS, model_config
+
+from minilm import GPT, layers, optim
+
+CATEGORIES = {
+    "linear_forward": "matmul (linear layers, head)", "linear_backward": "matmul (linear layers, head)",
+    "attention_forward": "attention core", "attention_backward": "attention core",
+    "layernorm_forward": "layernorm", "layernorm_backward": "layernorm",
+    "gelu_forward": "gelu", "gelu_backward": "gelu",
+    "softmax_cross_entropy_forward": "softmax cross-entropy", "softmax_cross_entropy_backward": "softmax cross-entropy",
+    "embedding_forward": "embedding", "embedding_backward": "embedding",
+}
+
+
+def instrument(totals):
+    def timed(fn, category):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                totals[category] += time.perf_counter() - start
+        return wrapper
+
+    for name, category in CATEGORIES.items():
+        setattr(layers, name, timed(getattr(layers, name), category))
+    optim.AdamW.step = timed(optim.AdamW.step, "AdamW")
+    optim_clip = timed(optim.clip_grad_norm, "gradient clipping")
+    return optim_clip
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default="b", choices=list(CONFIGS))
+    parser.add_argument("--steps", type=int, default=5)
+    args = parser.parse_args()
+    totals = collections.Counter()
+    clip = instrument(totals)
+    config = model_config(args.config)
+    c = CONFIGS[args.config]
+    model = GPT(config, seed=0)
+    optimizer = optim.AdamW(model.params, lr=1e-4)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, config.vocab_size, (c["batch"], config.block_size))
+    y = rng.integers(0, config.vocab_size, (c["batch"], config.block_size))
+
+    def step():
+        _, grads = model.loss_and_grads(x, y)
+        clip(grads, 1.0)
+        optimizer.step(grads)
+
+    step()  # warm-up
+    totals.clear()
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    wall = (time.perf_counter() - start) / args.steps
+    print(f"config {args.config}: {wall * 1e3:.1f} ms per training step")
+    print(f"{'category':<32} {'ms/step':>8} {'share':>6}")
+    for category, seconds in sorted(totals.items(), key=lambda kv: -kv[1]):
+        print(f"{category:<32} {seconds / args.steps * 1e3:8.1f} {seconds / args.steps / wall:6.1%}")
+    glue = wall - sum(totals.values()) / args.steps
+    print(f"{'glue (everything else)':<32} {glue * 1e3:8.1f} {glue / wall:6.1%}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""Checkpoints: one .npz file holding every array and, inside it, a JSON string with everything else.
+
+Arrays are stored under prefixes: "param/h.0.attn.w_qkv", "m/...", "v/..." (optimizer moments).
+The JSON (model config, step, optimizer step count, RNG state, tokenizer, history) sits in the array
+"__meta__" as a plain unicode string, so nothing needs pickle: we load with allow_pickle=False.
+
+Writes are atomic: the file is written under a temporary name in the same folder, flushed to disk, and
+renamed over the old one. A crash mid-write leaves the previous checkpoint intact.
+"""
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+from .backend import to_numpy
+from .errors import MinilmError
+from .model import GPT, GPTConfig, check_param_shapes, param_shapes
+
+FORMAT = "minilm-checkpoint-1"
+
+
+def save_checkpoint(path, params, meta, extra_arrays=None):
+    """Atomically write params (dict name -> array), extra arrays and a JSON-able meta dict to path."""
+    arrays = {f"param/{n}": to_numpy(a) for n, a in params.items()}
+    arrays.update({n: to_numpy(a) for n, a in (extra_arrays or {}).items()})
+    arrays["__meta__"] = np.array(json.dumps({"format": FORMAT, **meta}))
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # atomic on POSIX and Windows
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def read_checkpoint(path):
+    """-> (arrays: dict name -> NumPy array, meta: dict). One clear error for a missing or broken file."""
+    if not os.path.isfile(path):
+        raise MinilmError(f"checkpoint not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {name: f[name] for name in f.files}
+        meta = json.loads(str(arrays.pop("__meta__")))
+    except (zipfile.BadZipFile, ValueError, KeyError, EOFError, OSError, json.JSONDecodeError) as e:
+        raise MinilmError(f"checkpoint {path} is truncated or corrupt ({type(e).__name__}); use another checkpoint or retrain") from None
+    if meta.get("format") != FORMAT:
+        raise MinilmError(f"{path} is not a minilm checkpoint (format {meta.get('format')!r})")
+    return arrays, meta
+
+
+def params_of(arrays):
+    return {name[len("param/"):]: a for name, a in arrays.items() if name.startswith("param/")}
+
+
+def load_model(path, device=None):
+    """-> (GPT with the checkpoint's parameters, arrays, meta)"""
+    arrays, meta = read_checkpoint(path)
+    try:
+        model = GPT(GPTConfig(**meta["config"]), device=device, params=params_of(arrays))
+    except (MinilmError, TypeError) as e:
+        raise MinilmError(f"checkpoint {path} does not hold a valid model: {e}") from None
+    return model, arrays, meta
+
+
+def load_params_into(model, path):
+    """Copy a checkpoint's parameters into an existing model whose config must match. -> (arrays, meta)"""
+    arrays, meta = read_checkpoint(path)
+    ours = model.config.to_dict()
+    diffs = [f"{k} {meta['config'].get(k)!r} vs {v!r}" for k, v in ours.items() if meta["config"].get(k) != v]
+    if diffs:
+        raise MinilmError(f"checkpoint {path} does not match this model's config ({'; '.join(diffs)}): build the model from the checkpoint instead")
+    params = params_of(arrays)
+    try:
+        check_param_shapes(params, param_shapes(model.config))
+    except MinilmError as e:
+        raise MinilmError(f"checkpoint {path}: {e}") from None
+    for name, p in model.params.items():
+        p[...] = model.xp.asarray(params[name])
+    return arrays, meta

@@ -1,0 +1,57 @@
+"""Sampling from a trained model, one token at a time, with a KV cache.
+
+Without a cache, predicting token t+1 means running the model over all t tokens again: O(t) work per new
+token, O(n^2) for n tokens. With causal attention the keys and values of earlier positions never change,
+so we keep them (model.KVCache) and run the model on the new token only.
+"""
+import numpy as np
+
+from .backend import to_numpy
+from .errors import MinilmError
+from .model import KVCache
+
+
+def next_token(logits, temperature=1.0, top_k=None, rng=None):
+    """Pick a token id from one position's logits (V,): greedy when temperature == 0,
+    otherwise sample from softmax(logits / temperature), restricted to the top_k most likely."""
+    logits = to_numpy(logits).astype(np.float64)
+    if temperature == 0:
+        return int(np.argmax(logits))
+    logits = logits / temperature
+    if top_k is not None and top_k < len(logits):
+        kth_largest = np.partition(logits, -top_k)[-top_k]
+        logits = np.where(logits < kth_largest, -np.inf, logits)
+    probs = np.exp(logits - logits.max())
+    probs /= probs.sum()
+    return int(rng.choice(len(probs), p=probs))
+
+
+def generate(model, prompt, max_new_tokens, temperature=1.0, top_k=None, eos_id=None, seed=0,
+             use_cache=True, on_logits=None):
+    """Continue a prompt (a list of token ids). Returns the new ids (not the prompt).
+
+    Stops after max_new_tokens, at eos_id, or when the sequence fills the model's block_size.
+    on_logits(step, logits), if given, sees the logits (V,) each new token was drawn from.
+    """
+    prompt = [int(t) for t in prompt]
+    if not prompt:
+        raise MinilmError("the prompt is empty: give at least one token")
+    if temperature < 0:
+        raise MinilmError(f"temperature must be >= 0 (0 means greedy), got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise MinilmError(f"top_k must be at least 1, got {top_k}")
+    rng = np.random.default_rng(seed)
+    cache = KVCache(model) if use_cache else None
+    tokens, new = list(prompt), []
+    feed = prompt  # with a cache, only the tokens the model has not seen yet
+    while len(new) < max_new_tokens and len(tokens) < model.config.block_size:
+        logits = model.forward(np.array([feed if use_cache else tokens]), kv_cache=cache)[0, -1]  # (V,)
+        if on_logits is not None:
+            on_logits(len(new), logits)
+        token = next_token(logits, temperature, top_k, rng)
+        tokens.append(token)
+        new.append(token)
+        feed = [token]
+        if token == eos_id:
+            break
+    return new

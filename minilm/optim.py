@@ -1,0 +1,70 @@
+"""AdamW, global gradient-norm clipping, and the warm-up + cosine learning-rate schedule."""
+import math
+
+from .backend import xp_of
+
+
+class AdamW:
+    """Adam with decoupled weight decay (Loshchilov & Hutter).
+
+    Weight decay pulls the matrices (every parameter with 2 or more dimensions: the attention and MLP
+    weights and the embeddings) towards zero; biases and layernorm gains and shifts are left alone, since
+    shrinking them only fights the normalisation.
+    """
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1):
+        self.params = params  # the model's dict, updated in place
+        self.lr, self.betas, self.eps, self.weight_decay = lr, betas, eps, weight_decay
+        self.m = {name: xp_of(p).zeros_like(p) for name, p in params.items()}  # first moment
+        self.v = {name: xp_of(p).zeros_like(p) for name, p in params.items()}  # second moment
+        self.t = 0  # steps taken
+
+    def decays(self, name):
+        return self.params[name].ndim >= 2
+
+    def step(self, grads, lr=None):
+        lr = self.lr if lr is None else lr
+        b1, b2 = self.betas
+        self.t += 1
+        correction1, correction2 = 1 - b1 ** self.t, 1 - b2 ** self.t  # undo the zero start of m and v
+        for name, p in self.params.items():
+            g, m, v = grads[name], self.m[name], self.v[name]
+            m *= b1
+            m += (1 - b1) * g
+            v *= b2
+            v += (1 - b2) * (g * g)
+            if self.decays(name):
+                p *= 1 - lr * self.weight_decay
+            xp = xp_of(p)
+            p -= (lr / correction1) * m / (xp.sqrt(v / correction2) + self.eps)
+
+    def state(self):
+        """Arrays and numbers that resume the optimizer exactly (see checkpoint.py)."""
+        arrays = {f"m/{n}": a for n, a in self.m.items()} | {f"v/{n}": a for n, a in self.v.items()}
+        return arrays, {"t": self.t}
+
+    def load_state(self, arrays, meta):
+        for name, p in self.params.items():
+            xp = xp_of(p)
+            self.m[name][...] = xp.asarray(arrays[f"m/{name}"])
+            self.v[name][...] = xp.asarray(arrays[f"v/{name}"])
+        self.t = int(meta["t"])
+
+
+def clip_grad_norm(grads, max_norm):
+    """Scale all gradients together so their global L2 norm is at most max_norm. Returns the norm before."""
+    total = math.sqrt(sum(float((g * g).sum()) for g in grads.values()))
+    if max_norm is not None and total > max_norm:
+        scale = max_norm / (total + 1e-6)
+        for g in grads.values():
+            g *= scale
+    return total
+
+
+def lr_at(step, max_lr, total_steps, warmup_steps, min_lr_ratio=0.1):
+    """Linear warm-up to max_lr, then a cosine decay to min_lr_ratio * max_lr at total_steps."""
+    if step < warmup_steps:
+        return max_lr * (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    cosine = 0.5 * (1 + math.cos(math.pi * progress))  # 1 -> 0
+    return max_lr * (min_lr_ratio + (1 - min_lr_ratio) * cosine)

@@ -1,0 +1,182 @@
+"""The training loop: random windows of a token array, AdamW, periodic evaluation, checkpoints.
+
+    trainer = Trainer(model, train_tokens, val_tokens, TrainConfig(steps=500), checkpoint_path="run.npz")
+    history = trainer.run()                       # progress bar, eval, checkpoints
+    trainer = Trainer.resume("run.npz", train_tokens, val_tokens)   # continues exactly where it stopped
+
+Nothing the user made is lost: checkpoints are written atomically; a NaN or infinite loss stops the run
+before the bad step is applied and keeps the last good checkpoint; Ctrl-C (or a Jupyter interrupt)
+finishes the current step, saves, and returns.
+"""
+import contextlib
+import math
+import signal
+import threading
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from . import layers
+from .checkpoint import load_model, save_checkpoint
+from .errors import MinilmError
+from .optim import AdamW, clip_grad_norm, lr_at
+from .tokenizer import tokenizer_from_json
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 500
+    batch_size: int = 16
+    lr: float = 3e-3
+    warmup_steps: int = 20
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    eval_every: int = 100  # 0: never
+    eval_batches: int = 4
+    checkpoint_every: int = 200  # 0: only at the end (and on Ctrl-C)
+    seed: int = 0
+
+
+class TrainingDiverged(MinilmError):
+    """The loss became NaN or infinite."""
+
+
+def get_batch(tokens, batch_size, block_size, rng):
+    """Random windows of a 1-D token array: x (B, T) and y = x shifted left by one (the next tokens)."""
+    starts = rng.integers(0, len(tokens) - block_size, size=batch_size)
+    rows = starts[:, None] + np.arange(block_size + 1)  # (B, T + 1)
+    window = tokens[rows]
+    return window[:, :-1], window[:, 1:]
+
+
+def estimate_loss(model, tokens, batch_size, n_batches, seed=1234):
+    """Mean next-token loss on n_batches random windows (the same windows every call, so evals compare)."""
+    rng = np.random.default_rng(seed)
+    total = 0.0
+    for _ in range(n_batches):
+        x, y = get_batch(tokens, batch_size, model.config.block_size, rng)
+        logits = model.forward(x)
+        total += float(layers.token_losses(logits, model.xp.asarray(y)).mean())
+    return total / n_batches
+
+
+def check_tokens(tokens, model, name):
+    tokens = np.asarray(tokens)
+    if tokens.ndim != 1 or len(tokens) <= model.config.block_size:
+        raise MinilmError(f"{name} needs more than block_size={model.config.block_size} tokens, got {len(tokens)}: use a longer text or a smaller block size")
+    if tokens.dtype.kind not in "iu" or tokens.min() < 0 or tokens.max() >= model.config.vocab_size:
+        raise MinilmError(f"{name} must be integer token ids in 0..{model.config.vocab_size - 1}")
+    return tokens
+
+
+@dataclass
+class History:
+    steps: list = field(default_factory=list)  # step number of each training loss
+    losses: list = field(default_factory=list)
+    val_steps: list = field(default_factory=list)
+    val_losses: list = field(default_factory=list)
+    stopped: str = ""  # "", "interrupted"
+
+
+class Trainer:
+    def __init__(self, model, train_tokens, val_tokens=None, config=None, checkpoint_path=None, tokenizer=None):
+        self.model, self.config = model, config or TrainConfig()
+        self.train_tokens = check_tokens(train_tokens, model, "train_tokens")
+        self.val_tokens = None if val_tokens is None else check_tokens(val_tokens, model, "val_tokens")
+        self.checkpoint_path, self.tokenizer = checkpoint_path, tokenizer
+        self.optimizer = AdamW(model.params, lr=self.config.lr, weight_decay=self.config.weight_decay)
+        self.rng = np.random.default_rng(self.config.seed)  # draws the batches
+        self.step = 0
+        self.history = History()
+        self.saved_step = None  # the step of the last checkpoint written
+        self._stop_requested = False
+
+    # ---- one step
+
+    def train_step(self):
+        """One AdamW step on one random batch. Returns the loss before the step."""
+        cfg, model = self.config, self.model
+        x, y = get_batch(self.train_tokens, cfg.batch_size, model.config.block_size, self.rng)
+        loss, grads = model.loss_and_grads(x, y)
+        if not math.isfinite(loss):
+            where = (f"the last good checkpoint (step {self.saved_step}) is kept at {self.checkpoint_path}"
+                     if self.saved_step is not None else "no checkpoint had been written yet")
+            raise TrainingDiverged(f"loss became {loss} at step {self.step}; stopped before applying it, {where}; lower the learning rate (now {cfg.lr}) or the gradient clip")
+        clip_grad_norm(grads, cfg.grad_clip)
+        self.optimizer.step(grads, lr=lr_at(self.step, cfg.lr, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio))
+        self.step += 1
+        self.history.steps.append(self.step)
+        self.history.losses.append(loss)
+        return loss
+
+    # ---- the loop
+
+    def run(self, until=None, progress=True):
+        """Train to step `until` (default: config.steps). Returns the History."""
+        from tqdm.auto import tqdm  # a text bar in a terminal, a widget bar in JupyterLab
+
+        cfg = self.config
+        until = cfg.steps if until is None else min(until, cfg.steps)
+        bar = tqdm(total=until, initial=self.step, disable=not progress, unit="step", dynamic_ncols=True)
+        self.history.stopped = ""
+        with self._ctrl_c_stops_cleanly():
+            while self.step < until and not self._stop_requested:
+                loss = self.train_step()
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+                if cfg.eval_every and self.val_tokens is not None and self.step % cfg.eval_every == 0:
+                    self.evaluate()
+                    bar.set_postfix(loss=f"{loss:.3f}", val=f"{self.history.val_losses[-1]:.3f}", refresh=False)
+                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                    self.save()
+        bar.close()
+        if self._stop_requested:
+            self.history.stopped = "interrupted"
+            self._stop_requested = False
+        self.save()
+        return self.history
+
+    def evaluate(self):
+        val = estimate_loss(self.model, self.val_tokens, self.config.batch_size, self.config.eval_batches)
+        self.history.val_steps.append(self.step)
+        self.history.val_losses.append(val)
+        return val
+
+    @contextlib.contextmanager
+    def _ctrl_c_stops_cleanly(self):
+        """While training, Ctrl-C asks the loop to stop after the current step (then it saves)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield  # signal handlers can only be set from the main thread
+            return
+        previous = signal.signal(signal.SIGINT, lambda *_: setattr(self, "_stop_requested", True))
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    # ---- checkpoints
+
+    def save(self, path=None):
+        path = path or self.checkpoint_path
+        if path is None:
+            return
+        opt_arrays, opt_meta = self.optimizer.state()
+        meta = {"config": self.model.config.to_dict(), "train_config": asdict(self.config),
+                "step": self.step, "optimizer": opt_meta, "rng": self.rng.bit_generator.state,
+                "history": asdict(self.history),
+                "tokenizer": None if self.tokenizer is None else self.tokenizer.to_json()}
+        save_checkpoint(path, self.model.params, meta, opt_arrays)
+        self.saved_step = self.step
+
+    @classmethod
+    def resume(cls, path, train_tokens, val_tokens=None, device=None):
+        """A Trainer in exactly the state the checkpoint at path was saved in."""
+        model, arrays, meta = load_model(path, device=device)
+        tokenizer = None if meta.get("tokenizer") is None else tokenizer_from_json(meta["tokenizer"])
+        trainer = cls(model, train_tokens, val_tokens, TrainConfig(**meta["train_config"]), path, tokenizer)
+        trainer.optimizer.load_state(arrays, meta["optimizer"])
+        trainer.rng.bit_generator.state = meta["rng"]
+        trainer.step = trainer.saved_step = meta["step"]
+        trainer.history = History(**meta["history"])
+        return trainer

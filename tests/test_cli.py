@@ -1,0 +1,82 @@
+"""The command line: the demo works, and every mistake a user can make is one clear line."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from minilm import backend
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def minilm(*args, cwd=None):
+    env = dict(os.environ, PYTHONPATH=ROOT, MPLBACKEND="Agg")
+    return subprocess.run([sys.executable, "-m", "minilm", *args], capture_output=True, text=True,
+                          cwd=cwd or ROOT, env=env, timeout=300)
+
+
+def assert_one_line_error(result):
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr and "error" in lines[0]
+    return lines[0]
+
+
+def test_demo_trains_completes_prompts_and_saves(tmp_path):
+    result = minilm("--demo-steps", "150", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "completions" in result.stdout and "the capital of france is" in result.stdout
+    assert os.path.exists(tmp_path / "model.npz") and os.path.exists(tmp_path / "loss.png")
+    sample = minilm("sample", str(tmp_path / "model.npz"), "--prompt", "the capital of", "--temperature", "0",
+                    "--max-new-tokens", "4")
+    assert sample.returncode == 0, sample.stderr
+    assert sample.stdout.startswith("the capital of ")
+
+
+def test_train_on_a_text_file_then_resume(tmp_path):
+    text = tmp_path / "poem.txt"
+    text.write_text("all that glisters is not gold; often have you heard that told.\n" * 40)
+    out = str(tmp_path / "run")
+    args = ("train", "--text", str(text), "--out", out, "--block-size", "16", "--d-model", "16",
+            "--n-layer", "1", "--n-head", "2", "--batch-size", "4")
+    first = minilm(*args, "--steps", "20")
+    assert first.returncode == 0, first.stderr
+    again = minilm(*args, "--steps", "20", "--resume")
+    assert again.returncode == 0 and "trained 20 steps" in again.stdout
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (("--bogus",), "unrecognized arguments: --bogus"),
+    (("train",), "--text"),
+    (("train", "--text", "no/such/file.txt"), "not found"),
+    (("sample", "no/such.npz", "--prompt", "hi"), "not found"),
+    (("train", "--text", "README.md", "--n-head", "3", "--d-model", "16"), "divisible"),
+])
+def test_bad_input_is_one_line(args, fragment):
+    assert fragment in assert_one_line_error(minilm(*args))
+
+
+def test_empty_text_file(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("  \n")
+    assert "is empty" in assert_one_line_error(minilm("train", "--text", str(empty)))
+
+
+def test_corrupt_checkpoint_from_the_cli(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"PK\x03\x04 truncated")
+    assert "truncated or corrupt" in assert_one_line_error(minilm("sample", str(bad), "--prompt", "x"))
+
+
+@pytest.mark.skipif(backend._cupy is not None, reason="CuPy is installed here")
+def test_device_cuda_without_cupy_is_one_clear_line():
+    line = assert_one_line_error(minilm("--device", "cuda"))
+    assert "needs CuPy" in line
+
+
+def test_every_subcommand_has_help():
+    for args in ((), ("train",), ("sample",)):
+        result = minilm(*args, "--help")
+        assert result.returncode == 0 and "usage" in result.stdout

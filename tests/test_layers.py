@@ -1,0 +1,138 @@
+"""Every layer's backward pass against finite differences, in float64."""
+import numpy as np
+import pytest
+
+from minilm import layers, masks
+from minilm.gradcheck import check_layer, relative_error
+
+TOL = 1e-6
+B, T, C, NH = 2, 5, 8, 2
+
+
+def randn(rng, *shape):
+    return rng.standard_normal(shape)
+
+
+def assert_all_close(errors):
+    bad = {k: v for k, v in errors.items() if not v <= TOL}
+    assert not bad, f"relative errors above {TOL}: {bad}"
+
+
+def test_linear(rng):
+    inputs = {"x": randn(rng, B, T, C), "w": randn(rng, C, 3), "b": randn(rng, 3)}
+    assert_all_close(check_layer(layers.linear_forward, layers.linear_backward, inputs, ["x", "w", "b"]))
+
+
+def test_layernorm(rng):
+    inputs = {"x": randn(rng, B, T, C) * 3 + 1, "w": randn(rng, C), "b": randn(rng, C)}
+    assert_all_close(check_layer(layers.layernorm_forward, layers.layernorm_backward, inputs, ["x", "w", "b"]))
+
+
+def test_gelu(rng):
+    inputs = {"x": randn(rng, B, T, C) * 2}
+    assert_all_close(check_layer(layers.gelu_forward, layers.gelu_backward, inputs, ["x"]))
+
+
+def test_embedding_with_repeated_tokens(rng):
+    idx = np.array([[1, 3, 1, 0, 3], [2, 2, 2, 1, 0]])  # repeats: gradients must accumulate
+    wte, wpe = randn(rng, 4, C), randn(rng, 7, C)
+
+    def forward(wte, wpe):
+        return layers.embedding_forward(idx, wte, wpe, pos0=1)
+
+    assert_all_close(check_layer(forward, layers.embedding_backward, {"wte": wte, "wpe": wpe}, ["wte", "wpe"]))
+
+
+@pytest.mark.parametrize("mask_name", ["causal", "bidirectional", "prefix", "cache"])
+def test_attention_under_every_mask(rng, mask_name):
+    Tk = T + 3 if mask_name == "cache" else T
+    mask = {"causal": masks.causal_mask(T), "bidirectional": masks.bidirectional_mask(T),
+            "prefix": masks.prefix_lm_mask(T, 2), "cache": masks.causal_mask(T, Tk)}[mask_name]
+    inputs = {"q": randn(rng, B, NH, T, 4), "k": randn(rng, B, NH, Tk, 4), "v": randn(rng, B, NH, Tk, 4)}
+    errors = check_layer(layers.attention_forward, layers.attention_backward, inputs, ["q", "k", "v"], mask=mask)
+    assert_all_close(errors)
+
+
+def composite_check(forward, backward, x, p, **kwargs):
+    """Gradient check of a layer whose parameters come in a dict and whose backward returns (dx, grads)."""
+    arrays = {"x": x, **p}
+
+    def fwd(**arrays):
+        return forward(arrays["x"], {k: arrays[k] for k in p}, **kwargs)
+
+    def bwd(dout, cache):
+        dx, grads = backward(dout, cache)
+        return (dx, *(grads[k] for k in p))
+
+    return check_layer(fwd, bwd, arrays, list(arrays))
+
+
+@pytest.mark.parametrize("mask_name", ["causal", "bidirectional", "prefix"])
+def test_self_attention_layer(rng, mask_name):
+    mask = {"causal": masks.causal_mask(T), "bidirectional": masks.bidirectional_mask(T),
+            "prefix": masks.prefix_lm_mask(T, 3)}[mask_name]
+    p = {"w_qkv": randn(rng, C, 3 * C) * 0.3, "b_qkv": randn(rng, 3 * C) * 0.1,
+         "w_proj": randn(rng, C, C) * 0.3, "b_proj": randn(rng, C) * 0.1}
+    errors = composite_check(layers.self_attention_forward, layers.self_attention_backward,
+                             randn(rng, B, T, C), p, mask=mask, n_head=NH)
+    assert_all_close(errors)
+
+
+def test_mlp(rng):
+    p = {"w_fc": randn(rng, C, 4 * C) * 0.3, "b_fc": randn(rng, 4 * C) * 0.1,
+         "w_proj": randn(rng, 4 * C, C) * 0.3, "b_proj": randn(rng, C) * 0.1}
+    assert_all_close(composite_check(layers.mlp_forward, layers.mlp_backward, randn(rng, B, T, C), p))
+
+
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_softmax_cross_entropy(rng, with_mask):
+    logits = randn(rng, B, T, 7) * 3
+    targets = rng.integers(0, 7, (B, T))
+    loss_mask = rng.random((B, T)) < 0.5 if with_mask else None
+
+    def forward(logits):
+        return layers.softmax_cross_entropy_forward(logits, targets, loss_mask)
+
+    out, cache = forward(logits)
+    analytic = layers.softmax_cross_entropy_backward(cache)
+    from minilm.gradcheck import check_grads
+    errors = check_grads(lambda: forward(logits)[0], {"logits": logits}, {"logits": analytic})
+    assert_all_close(errors)
+
+
+def test_cross_entropy_is_mean_negative_log_prob_on_kept_positions(rng):
+    logits = randn(rng, B, T, 7)
+    targets = rng.integers(0, 7, (B, T))
+    keep = np.zeros((B, T), bool)
+    keep[0, 2] = keep[1, 4] = True
+    loss, _ = layers.softmax_cross_entropy_forward(logits, targets, keep)
+    p = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    expected = -(np.log(p[0, 2, targets[0, 2]]) + np.log(p[1, 4, targets[1, 4]])) / 2
+    assert abs(loss - expected) < 1e-12
+
+
+def test_softmax_is_stable_for_huge_logits():
+    x = np.array([[1000.0, 1001.0, 1002.0]])
+    p = layers.softmax(x)
+    assert np.all(np.isfinite(p)) and abs(p.sum() - 1) < 1e-12
+    loss, _ = layers.softmax_cross_entropy_forward(np.array([[[1e4, 0.0, -1e4]]]), np.array([[2]]))
+    assert np.isfinite(loss) and abs(loss - 2e4) < 1e-6
+
+
+def test_attention_rows_sum_to_one_and_masked_keys_get_zero_weight(rng):
+    q = k = v = randn(rng, 1, 1, 4, 3)
+    _, cache = layers.attention_forward(q, k, v, masks.causal_mask(4))
+    att = cache[3][0, 0]
+    assert np.allclose(att.sum(-1), 1)
+    assert np.all(att[np.triu_indices(4, 1)] == 0)
+
+
+def test_float32_layers_keep_float32(rng):
+    x = randn(rng, B, T, C).astype(np.float32)
+    out, _ = layers.gelu_forward(x)
+    out2, _ = layers.layernorm_forward(x, np.ones(C, np.float32), np.zeros(C, np.float32))
+    assert out.dtype == out2.dtype == np.float32
+
+
+def test_relative_error_detects_a_wrong_gradient():
+    assert relative_error(np.ones(3), np.ones(3) * 1.01) > 1e-3

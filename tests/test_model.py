@@ -1,0 +1,100 @@
+"""The whole model: gradients under every mask, causality, overfitting, input checks."""
+import numpy as np
+import pytest
+
+from minilm import GPT, GPTConfig, MinilmError, masks
+from minilm.gradcheck import check_grads
+
+V, T = 11, 6
+
+
+def tiny_model(dtype="float64", **kw):
+    config = dict(vocab_size=V, block_size=8, n_layer=2, n_head=2, d_model=8, dtype=dtype) | kw
+    return GPT(GPTConfig(**config), seed=0)
+
+
+def perturbed(model, rng, scale=0.1):
+    """Move every parameter away from its initial value (biases 0, gains 1) so no gradient is trivially 0."""
+    for p in model.params.values():
+        p += rng.standard_normal(p.shape) * scale
+    return model
+
+
+MASKS = {"causal": None, "bidirectional": masks.bidirectional_mask(T), "prefix": masks.prefix_lm_mask(T, 3)}
+
+
+@pytest.mark.parametrize("mask_name", list(MASKS))
+@pytest.mark.parametrize("with_loss_mask", [False, True])
+def test_whole_model_gradients_match_finite_differences(rng, mask_name, with_loss_mask):
+    model = perturbed(tiny_model(), rng)
+    idx, targets = rng.integers(0, V, (2, T)), rng.integers(0, V, (2, T))
+    loss_mask = (rng.random((2, T)) < 0.6) if with_loss_mask else None
+    mask = MASKS[mask_name]
+    loss, grads = model.loss_and_grads(idx, targets, loss_mask, mask)
+    assert list(grads) == list(model.params)
+    errors = check_grads(lambda: model.loss_and_grads(idx, targets, loss_mask, mask)[0], model.params, grads)
+    bad = {k: e for k, e in errors.items() if not e <= 1e-6}
+    assert not bad, f"under the {mask_name} mask: {bad}"
+    assert all(np.abs(g).max() > 0 for g in grads.values())
+
+
+def test_causal_mask_hides_the_future_and_bidirectional_does_not(rng):
+    model = perturbed(tiny_model(), rng)
+    idx = rng.integers(0, V, (1, T))
+    for t in range(T):
+        changed = idx.copy()
+        changed[0, t] = (idx[0, t] + 1) % V
+        before, after = model.forward(idx), model.forward(changed)
+        assert np.array_equal(before[:, :t], after[:, :t]), f"changing token {t} changed an earlier position"
+        assert not np.allclose(before[:, t:], after[:, t:])
+        both_ways = masks.bidirectional_mask(T)
+        if t > 0:
+            assert not np.allclose(model.forward(idx, both_ways)[:, :t], model.forward(changed, both_ways)[:, :t])
+
+
+def test_overfits_one_batch(rng):
+    model = GPT(GPTConfig(vocab_size=32, block_size=16, n_layer=2, n_head=4, d_model=32), seed=0)
+    from minilm.optim import AdamW
+    opt = AdamW(model.params, lr=1e-2, weight_decay=0.0)
+    x = rng.integers(0, 32, (4, 16))
+    y = rng.integers(0, 32, (4, 16))
+    for _ in range(150):
+        loss, grads = model.loss_and_grads(x, y)
+        opt.step(grads)
+    assert loss < 0.05
+
+
+def test_num_params_counts_every_array():
+    model = tiny_model()
+    total = sum(p.size for p in model.params.values())
+    assert model.num_params() == total
+    assert model.num_params(non_embedding=True) == total - model.params["wte"].size - model.params["wpe"].size
+
+
+def test_float32_by_default():
+    model = GPT(GPTConfig(vocab_size=V, block_size=8))
+    assert all(p.dtype == np.float32 for p in model.params.values())
+    assert model.forward(np.zeros((1, 3), int)).dtype == np.float32
+
+
+@pytest.mark.parametrize("idx, message", [
+    (np.array([[1, 2, V]]), "out of range"),
+    (np.array([[-1, 2]]), "out of range"),
+    (np.zeros((1, 9), int), "longer than block_size"),
+    (np.array([[0.5, 1.0]]), "integer"),
+    (np.zeros((2, 2, 2), int), "(batch, time)"),
+])
+def test_bad_token_input_is_one_clear_error(idx, message):
+    with pytest.raises(MinilmError, match=message.replace("(", r"\(").replace(")", r"\)")) as e:
+        tiny_model().forward(idx)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"d_model": 10, "n_head": 4}, "divisible"),
+    ({"n_layer": 0}, "positive integer"),
+    ({"dtype": "float16"}, "dtype"),
+])
+def test_bad_config_is_one_clear_error(kw, message):
+    with pytest.raises(MinilmError, match=message):
+        GPTConfig(**({"vocab_size": V, "block_size": 8} | kw))
