@@ -3,6 +3,7 @@
     python -m minilm                         train a small model on a synthetic corpus and show what it learned
     python -m minilm train --text FILE       train a byte-level model on any text file
     python -m minilm sample CKPT --prompt P  continue a prompt with a trained model
+    python -m minilm sweep --preset lesson03 train a family of model sizes, fit a scaling law
 
 Every error the user can cause is printed as one line, with a non-zero exit.
 """
@@ -45,7 +46,7 @@ def build_parser():
     add_demo_options(parser)
     parser.set_defaults(run=run_demo)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=Parser)
-    for register in (add_train_command, add_sample_command):
+    for register in (add_train_command, add_sample_command, add_sweep_command):
         register(commands)
     return parser
 
@@ -226,6 +227,37 @@ def run_sample(args):
     new = generate(model, prompt, args.max_new_tokens, args.temperature, args.top_k, tokenizer.eos_id, args.seed)
     sep = " " if tokenizer.kind == "word" else ""
     print(args.prompt + sep + tokenizer.decode(new))
+
+
+# --------------------------------------------------------------------------------------------------
+# sweep --preset NAME / sweep --report RESULTS.json
+
+def add_sweep_command(commands):
+    from .scaling import PRESETS
+
+    p = commands.add_parser("sweep", help="train a family of model sizes on toyworld and fit a scaling law",
+                            description="Train every model of a sweep preset on toyworld (resumable: run the same "
+                                        "command again to continue), save the results as JSON, and print the fitted "
+                                        "power law and the shape of every task's curve.")
+    p.add_argument("--preset", default="lesson03", choices=sorted(PRESETS), help="which sweep (default %(default)s)")
+    p.add_argument("--out", default=None, help="results JSON (default runs/sweep_PRESET.json)")
+    p.add_argument("--report", metavar="RESULTS.json", help="train nothing: print the fit and task shapes of a saved sweep")
+    add_device_option(p)
+    p.set_defaults(run=run_sweep)
+
+
+def run_sweep(args):
+    from . import scaling
+
+    if args.report:
+        print(scaling.report(scaling.load_results(args.report)))
+        return
+    out = args.out or os.path.join("runs", f"sweep_{args.preset}.json")
+    config = scaling.preset(args.preset)
+    print(f"sweep {args.preset}: {len(scaling.plan(config))} runs -> {out} (stopped? run the same command to continue)")
+    results = scaling.run_sweep(config, out, args.preset, device=args.device)
+    print(f"results: {out} ({results.get('wall_seconds', 0):.0f} s of training and evaluation in all)")
+    print(scaling.report(results))
 
 
 if __name__ == "__main__":
