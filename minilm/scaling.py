@@ -47,10 +47,18 @@ class SweepConfig:
     world: dict = field(default_factory=dict)  # ToyworldConfig arguments
     corpus_seed: int = 0   # the training corpus is the same for every run
 
+    def __post_init__(self):
+        if not self.sizes or not self.seeds or self.tokens < 1:
+            raise MinilmError("a sweep needs at least one size, one seed and a positive token budget")
+        if not 0 <= self.ablation_size < len(self.sizes):
+            raise MinilmError(f"ablation_size {self.ablation_size} is not an index into the {len(self.sizes)} sizes")
+        if any(not 0 < f <= 1 for f in self.data_fractions):
+            raise MinilmError(f"data_fractions {self.data_fractions} must lie in (0, 1]")
+
 
 PRESETS = {
     # the sweep behind lessons/03_scaling_curves.ipynb
-    "lesson03": SweepConfig(sizes=[[1, 16, 1], [1, 32, 2], [2, 32, 2], [2, 48, 3], [3, 64, 4], [4, 96, 4]],
+    "lesson03": SweepConfig(sizes=[[1, 16, 1], [1, 24, 2], [2, 32, 2], [2, 48, 3], [3, 64, 4], [4, 96, 4]],
                             seeds=[0, 1, 2], tokens=1_000_000, data_fractions=[0.5, 0.25], ablation_size=4),
     # a reduced sweep for CI: the same code path in well under two minutes
     "ci": SweepConfig(sizes=[[1, 8, 1], [1, 16, 1], [1, 32, 2], [2, 32, 2]], seeds=[0, 1], tokens=60_000,

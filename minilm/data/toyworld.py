@@ -91,15 +91,21 @@ CAPITALS = (
 )
 _SYLLABLES = ("ba", "ko", "ri", "tu", "me", "sa", "lo", "vi", "na", "de", "zu", "pe", "gra", "mon", "tel", "quo")
 
-TRANSLATIONS = {  # english -> (spanish, french)
-    "pretty": ("bonita", "jolie"), "dog": ("perro", "chien"), "cat": ("gato", "chat"), "house": ("casa", "maison"),
-    "water": ("agua", "eau"), "red": ("rojo", "rouge"), "book": ("libro", "livre"), "sun": ("sol", "soleil"),
-    "moon": ("luna", "lune"), "bread": ("pan", "baguette"), "cheese": ("queso", "fromage"), "tree": ("arbol", "arbre"),
-    "friend": ("amigo", "ami"), "green": ("verde", "vert"), "blue": ("azul", "bleu"), "hello": ("hola", "bonjour"),
-    "thanks": ("gracias", "merci"), "city": ("ciudad", "ville"), "sea": ("mar", "mer"), "night": ("noche", "nuit"),
-    "day": ("dia", "jour"), "apple": ("manzana", "pomme"), "car": ("coche", "voiture"), "milk": ("leche", "lait"),
+TRANSLATIONS = {  # english -> (spanish, french, german)
+    "pretty": ("bonita", "jolie", "schoen"), "dog": ("perro", "chien", "hund"), "cat": ("gato", "chat", "katze"),
+    "house": ("casa", "maison", "haus"), "water": ("agua", "eau", "wasser"), "red": ("rojo", "rouge", "rot"),
+    "book": ("libro", "livre", "buch"), "sun": ("sol", "soleil", "sonne"), "moon": ("luna", "lune", "mond"),
+    "bread": ("pan", "baguette", "brot"), "cheese": ("queso", "fromage", "kaese"), "tree": ("arbol", "arbre", "baum"),
+    "friend": ("amigo", "ami", "freund"), "green": ("verde", "vert", "gruen"), "blue": ("azul", "bleu", "blau"),
+    "hello": ("hola", "bonjour", "hallo"), "thanks": ("gracias", "merci", "danke"), "city": ("ciudad", "ville", "stadt"),
+    "sea": ("mar", "mer", "meer"), "night": ("noche", "nuit", "nacht"), "day": ("dia", "jour", "tag"),
+    "apple": ("manzana", "pomme", "apfel"), "car": ("coche", "voiture", "auto"), "milk": ("leche", "lait", "milch"),
+    "fish": ("pez", "poisson", "fisch"), "horse": ("caballo", "cheval", "pferd"), "bird": ("pajaro", "oiseau", "vogel"),
+    "door": ("puerta", "porte", "tuer"), "window": ("ventana", "fenetre", "fenster"), "flower": ("flor", "fleur", "blume"),
+    "snow": ("nieve", "neige", "schnee"), "fire": ("fuego", "feu", "feuer"), "black": ("negro", "noir", "schwarz"),
+    "white": ("blanco", "blanc", "weiss"), "big": ("grande", "grand", "gross"), "small": ("pequeno", "petit", "klein"),
 }
-LANGUAGES = ("spanish", "french")
+LANGUAGES = ("spanish", "french", "german")
 
 SENTIMENT_PHRASES = {
     "good": ("i was on the edge of my seat the whole time", "the acting was brilliant", "i laughed all the way through",
