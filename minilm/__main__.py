@@ -119,34 +119,31 @@ def add_demo_options(parser):
     parser.add_argument("--demo-steps", type=int, default=600, help="optimizer steps (default %(default)s)")
 
 
-DEMO_PROMPTS = ("in my free time , i like to", "the capital of france is", "the movie was")
-
-
-def demo_texts(n, seed):
-    """A small synthetic corpus of the lecture's sentence shapes, one sentence per text."""
-    rng = np.random.default_rng(seed)
-    shapes = (("in my free time , i like to", ("code", "swim", "read", "paint")),
-              ("the capital of", ("france is paris", "japan is tokyo", "peru is lima", "kenya is nairobi")),
-              ("the movie was", ("good", "bad", "great", "boring")))
-    return [f"{start} {rng.choice(ends)} ." for start, ends in (shapes[i] for i in rng.integers(0, len(shapes), n))]
+DEMO_PROMPTS = ("in my free time , she", "the capital of france is", "the word for pretty in spanish is",
+                "i want my money back . the movie was")
 
 
 def run_demo(args):
     from .backend import get_xp
+    from .data import toyworld
+    from .evaluate import evaluate, per_task_table
     from .generate import generate
     from .model import GPT
     from .tokenizer import WordTokenizer
 
     get_xp(args.device)  # fail early and clearly if the device is not usable
-    train_texts, val_texts = demo_texts(4000, seed=0), demo_texts(400, seed=1)
-    tokenizer = WordTokenizer.build(train_texts)
-    def encode(texts):
-        return np.array([t for text in texts for t in tokenizer.encode(text) + [tokenizer.eos_id]], dtype=np.int32)
+    world = toyworld.ToyworldConfig()  # the lecture's task families, tagged (minilm/data/toyworld.py)
+    tokenizer = WordTokenizer(toyworld.vocabulary(world))
+    val_examples = toyworld.generate(world, 1000, seed=0, split="eval")
+    train_tokens = toyworld.to_stream(toyworld.generate(world, 30000, seed=0), tokenizer)[0]
+    val_tokens = toyworld.to_stream(val_examples, tokenizer)[0]
     args.steps, args.block_size, args.d_model, args.n_layer, args.n_head = args.demo_steps, 32, 64, 2, 4
     args.batch_size, args.lr, args.seed = 16, 3e-3, 0
     config, train_config = model_and_train_config(args, tokenizer.vocab_size)
     model = GPT(config, seed=0, device=args.device)
-    trainer = train_and_report(model, encode(train_texts), encode(val_texts), train_config, args.out, tokenizer)
+    trainer = train_and_report(model, train_tokens, val_tokens, train_config, args.out, tokenizer)
+    print("\nper-task loss and accuracy on held-out examples (answer tokens):")
+    print(per_task_table(evaluate(trainer.model, val_examples, tokenizer)))
     print("\ncompletions (greedy):")
     for prompt in DEMO_PROMPTS:
         new = generate(trainer.model, [tokenizer.eos_id] + tokenizer.encode(prompt), 8, temperature=0, eos_id=tokenizer.eos_id)

@@ -124,21 +124,20 @@ class World:
 
 def train_run(config, run, world, device=None, progress=False):
     """Train one model of the sweep and measure it. Returns the run's record (a JSON-able dict)."""
-    tokens = int(config.tokens * run.data_fraction)
+    corpus = int(config.tokens * run.data_fraction)  # this run's slice of the training corpus
     gpt = GPTConfig(vocab_size=world.tokenizer.vocab_size, block_size=config.block_size,
                     n_layer=run.n_layer, n_head=run.n_head, d_model=run.d_model)
     model = GPT(gpt, seed=run.seed, device=device)
-    steps = max(1, tokens // (config.batch_size * config.block_size))
+    steps = max(1, corpus // (config.batch_size * config.block_size))
     train = TrainConfig(steps=steps, batch_size=config.batch_size, lr=config.lr, eval_every=0,
                         checkpoint_every=0, seed=run.seed)
     start = time.time()
-    Trainer(model, world.train_tokens[:tokens + 1], None, train).run(progress=progress)
+    Trainer(model, world.train_tokens[:corpus + 1], None, train).run(progress=progress)
     seconds = time.time() - start
     ev = evaluate(model, world.eval_examples, world.tokenizer)
-    n = model.num_params(non_embedding=True)
-    return {"key": run.key, **asdict(run), "params": n, "tokens": steps * config.batch_size * config.block_size,
-            "flops": training_flops(n, run.n_layer, run.d_model, config.block_size, gpt.vocab_size,
-                                    steps * config.batch_size * config.block_size),
+    n, tokens = model.num_params(non_embedding=True), steps * config.batch_size * config.block_size
+    return {"key": run.key, **asdict(run), "params": n, "tokens": tokens,
+            "flops": training_flops(n, run.n_layer, run.d_model, config.block_size, gpt.vocab_size, tokens),
             "val_loss": ev.loss, "shares": ev.shares, "losses": ev.losses,
             "tasks": {name: asdict(scores) for name, scores in ev.tasks.items()},
             "train_seconds": round(seconds, 2)}

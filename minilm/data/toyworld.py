@@ -43,7 +43,7 @@ GRAMMAR_SUBJECTS = {  # subject -> does it take the -s form of the verb?
     "i": False, "you": False, "we": False, "they": False, "my parents": False, "the kids": False,
     "he": True, "she": True, "my friend": True, "the teacher": True,
 }
-GRAMMAR_TEMPLATES = (  # (words before the verb, (base, -s form), words after)
+GRAMMAR_TEMPLATES = (  # (words before the subject, (base, -s form of the verb), words after it, their fillers)
     ("in my free time ,", ("like", "likes"), "to {}", ("code", "swim", "read", "paint", "cook", "dance")),
     ("every morning", ("walk", "walks"), "to the {}", ("park", "school", "station", "river", "market")),
     ("on weekends", ("play", "plays"), "{} with friends", ("chess", "football", "cards", "music")),
