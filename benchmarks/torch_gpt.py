@@ -22,23 +22,45 @@ class TorchGPT(torch.nn.Module):
         return self.p[name.replace(".", "_")]
 
     def forward(self, idx, targets):
+        logits = self.logits(idx)
+        return F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.reshape(-1))
+
+    def logits(self, idx, cache=None):
+        """idx: (B, T) -> (B, T, V). cache: a list of per-layer [k, v] (or Nones) that this call extends."""
         B, T = idx.shape
-        x = self.w("wte")[idx] + self.w("wpe")[:T]
+        past = 0 if cache is None or cache[0] is None else cache[0][0].shape[2]
+        x = self.w("wte")[idx] + self.w("wpe")[past:past + T]
         C = x.shape[-1]
         for i in range(self.n_layer):
             h = lambda n: self.w(f"h.{i}.{n}")  # noqa: E731
             a = F.layer_norm(x, (C,), h("ln_1.w"), h("ln_1.b"))
             q, k, v = (a @ h("attn.w_qkv") + h("attn.b_qkv")).split(C, dim=2)
             q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            if cache is not None:
+                if cache[i] is not None:
+                    k, v = torch.cat([cache[i][0], k], dim=2), torch.cat([cache[i][1], v], dim=2)
+                cache[i] = [k, v]
+            # one new query attends to every cached key: no mask needed; a whole prompt is causal
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1)
             y = y.transpose(1, 2).contiguous().view(B, T, C)
             x = x + y @ h("attn.w_proj") + h("attn.b_proj")
             m = F.layer_norm(x, (C,), h("ln_2.w"), h("ln_2.b"))
             m = F.gelu(m @ h("mlp.w_fc") + h("mlp.b_fc"), approximate="tanh")
             x = x + m @ h("mlp.w_proj") + h("mlp.b_proj")
         x = F.layer_norm(x, (C,), self.w("ln_f.w"), self.w("ln_f.b"))
-        logits = x @ self.w("wte").T
-        return F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.reshape(-1))
+        return x @ self.w("wte").T
+
+    @torch.no_grad()
+    def generate_greedy(self, prompt, n_new):
+        """Greedy decoding with a KV cache: the prompt once, then one token per call."""
+        cache = [None] * self.n_layer
+        idx = torch.tensor([prompt])
+        out = []
+        for _ in range(n_new):
+            token = self.logits(idx, cache)[0, -1].argmax()
+            out.append(int(token))
+            idx = token.view(1, 1)
+        return out
 
     def grads(self):
         """minilm-named gradients as NumPy arrays."""

@@ -4,6 +4,7 @@
     python -m minilm train --text FILE       train a byte-level model on any text file
     python -m minilm sample CKPT --prompt P  continue a prompt with a trained model
     python -m minilm sweep --preset lesson03 train a family of model sizes, fit a scaling law
+    python -m minilm grade PATH              grade an exercise notebook (or a folder of them)
 
 Every error the user can cause is printed as one line, with a non-zero exit.
 """
@@ -15,6 +16,7 @@ import time
 import numpy as np
 
 from .errors import MinilmError
+from .grading import add_grade_command
 
 
 class Parser(argparse.ArgumentParser):
@@ -46,7 +48,7 @@ def build_parser():
     add_demo_options(parser)
     parser.set_defaults(run=run_demo)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=Parser)
-    for register in (add_train_command, add_sample_command, add_sweep_command):
+    for register in (add_train_command, add_sample_command, add_sweep_command, add_grade_command):
         register(commands)
     return parser
 

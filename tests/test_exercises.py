@@ -1,0 +1,270 @@
+"""The graded exercises prove both directions: the solutions pass every check, the stubs and plausible
+wrong solutions fail them, and the committed notebooks are what the generator makes from the sources.
+
+All notebooks run in ONE pytest + nbval subprocess (one kernel per notebook), through the same code
+path as `python -m minilm grade`.
+"""
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from minilm import grading
+from minilm.errors import MinilmError
+
+SOURCES = sorted(grading.SOURCES.glob("[0-9][0-9]_*.py"))
+STEMS = [s.stem for s in SOURCES]
+
+
+@dataclass
+class Mutation:
+    """A plausible wrong solution: `old` replaced by `new` in the exercise's source; some failed graded
+    check must say `expect`."""
+    exercise: str
+    name: str
+    old: str
+    new: str
+    expect: str
+
+
+MUTATIONS = [
+    Mutation("01_softmax_cross_entropy", "softmax-without-max-subtraction",
+             "shifted = logits - logits.max(axis=-1, keepdims=True)  # the largest entry of each row is now 0\n"
+             "    e = np.exp(shifted)", "e = np.exp(logits)", "exp(1000) overflows"),
+    Mutation("01_softmax_cross_entropy", "cross-entropy-as-log-of-softmax",
+             "return float((log_sum_exp - target_logit).mean())",
+             "return float(-np.log(np.take_along_axis(softmax(logits), targets[..., None], axis=-1)).mean())",
+             "logits [0, 1000] with target 0 must give loss 1000"),
+    Mutation("01_softmax_cross_entropy", "gradient-not-divided-by-positions",
+             "return dlogits / (B * T)", "return dlogits", "times the true gradient"),
+    Mutation("02_attention_masks", "causal-mask-off-by-one",
+             "k=T_k - T_q)", "k=T_k - T_q + 1)", "causal_mask(2): position 0 can see position 1, but it must not"),
+    Mutation("02_attention_masks", "causal-mask-ignores-cache-offset",
+             "k=T_k - T_q)", "k=0)", "causal_mask(1, 2): position 1 cannot see position 1, but it must"),
+    Mutation("03_layernorm", "variance-as-mean-square-minus-square-mean",
+             "var = (xc * xc).mean(axis=-1, keepdims=True)",
+             "var = (x * x).mean(axis=-1, keepdims=True) - x.mean(axis=-1, keepdims=True) ** 2",
+             "cancels catastrophically"),
+    Mutation("03_layernorm", "backward-forgets-the-variance-path",
+             " - xhat * (g * xhat).mean(axis=-1, keepdims=True)", "", "gradient w.r.t. x off by relative error"),
+    Mutation("04_attention", "mask-by-multiplying-scores",
+             "scores = np.where(mask, scores, -1e30)", "scores = scores * mask", "can see position"),
+    Mutation("04_attention", "dv-missing-a-transpose",
+             "dv = att.swapaxes(-1, -2) @ dout", "dv = att @ dout", "gradient w.r.t. v off by relative error"),
+    Mutation("05_training_step", "tied-head-gradient-forgotten",
+             'grads["wte"] = dwte + dwte_head.T', 'grads["wte"] = dwte', "gradient w.r.t. wte off by relative error"),
+    Mutation("05_training_step", "gradient-ascent",
+             "        params[name] -= lr * grads[name]", "        params[name] += lr * grads[name]", "step against the gradient"),
+    Mutation("06_power_law_fit", "exponent-sign-flipped",
+             "float(-slope)", "float(slope)", "you fitted alpha = -"),
+    Mutation("06_power_law_fit", "log10-on-one-axis-ln-on-the-other",
+             "np.polyfit(np.log(C), np.log(L), 1)  # log L", "np.polyfit(np.log10(C), np.log(L), 1)  # log L", "you fitted alpha"),
+    Mutation("07_kv_cache", "cache-overwrites-instead-of-growing",
+             "if self.k is None:", "if True:", "after appending [3, 1] positions"),
+    Mutation("07_kv_cache", "decode-recomputes-without-cache",
+             "logits = model.forward(next_token, kv_cache=cache)",
+             "logits = model.forward(np.concatenate(tokens, axis=1))",
+             "each step must feed the model only the newest token"),
+]
+
+
+def solution_path(stem):
+    return grading.EXERCISES / "solutions" / f"{stem}.ipynb"
+
+
+def student_path(stem):
+    return grading.EXERCISES / f"{stem}.ipynb"
+
+
+def write_mutant(mutation, folder):
+    source = (grading.SOURCES / f"{mutation.exercise}.py").read_text()
+    assert source.count(mutation.old) == 1, f"mutation {mutation.name}: its target text must occur once in the source"
+    mutated = folder / f"{mutation.exercise}__{mutation.name}.py"
+    mutated.write_text(source.replace(mutation.old, mutation.new))
+    path = folder / f"{mutated.stem}.ipynb"
+    path.write_text(grading.notebook_text(grading.build_notebook(mutated, solution=True)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def cells(tmp_path_factory):
+    """{'solution/NN_topic' | 'student/NN_topic' | 'mutant/NAME': [CellResult per code cell]}, for every
+    solution, stub and mutant, from one graded run."""
+    folder = tmp_path_factory.mktemp("mutants")
+    labels = {**{solution_path(s).resolve(): f"solution/{s}" for s in STEMS},
+              **{student_path(s).resolve(): f"student/{s}" for s in STEMS},
+              **{write_mutant(m, folder).resolve(): f"mutant/{m.name}" for m in MUTATIONS}}
+    by_label = {}
+    for r in grading.run_notebooks(list(labels), cell_timeout=120):
+        by_label.setdefault(labels[Path(r.notebook)], []).append(r)
+    return by_label
+
+
+def test_there_are_seven_exercises_in_course_order():
+    assert [s[:2] for s in STEMS] == ["01", "02", "03", "04", "05", "06", "07"]
+
+
+@pytest.mark.parametrize("stem", STEMS)
+def test_solution_passes_every_graded_check(cells, stem):
+    results = cells[f"solution/{stem}"]
+    graded = [r for r in results if r.graded]
+    assert len(graded) >= 3, f"{stem}: too few graded checks"
+    failed = [f"cell {r.cell} ({r.title}): {r.message}" for r in results if not r.passed]
+    assert not failed, f"{stem} solution fails: " + " | ".join(failed)
+
+
+@pytest.mark.parametrize("stem", STEMS)
+def test_untouched_stub_fails_every_graded_check(cells, stem):
+    results = cells[f"student/{stem}"]
+    passing = [f"cell {r.cell} ({r.title})" for r in results if r.graded and r.passed]
+    assert not passing, f"{stem}: these graded checks pass on the untouched stub, so they cannot fail: {passing}"
+    # ...and every stub fails because the learner's code is missing, not because the notebook is broken
+    broken = [f"cell {r.cell}: {r.message}" for r in results if not r.graded and not r.passed]
+    assert not broken, f"{stem}: non-graded cells fail in the student notebook: {broken}"
+    assert all("not implemented yet" in r.message for r in results if r.graded), [r.message for r in results]
+
+
+@pytest.mark.parametrize("mutation", MUTATIONS, ids=lambda m: m.name)
+def test_plausible_wrong_solution_is_caught(cells, mutation):
+    results = cells[f"mutant/{mutation.name}"]
+    broken = [f"cell {r.cell}: {r.message}" for r in results if not r.graded and not r.passed]
+    assert not broken, f"the mutant itself is broken (not a plausible solution): {broken}"
+    failed = [r.message for r in results if r.graded and not r.passed]
+    assert failed, f"no graded check catches the wrong solution '{mutation.name}'"
+    assert any(mutation.expect in m for m in failed), f"expected a check to say '{mutation.expect}', got: {failed}"
+
+
+def test_every_exercise_has_a_mutation():
+    assert {m.exercise for m in MUTATIONS} == set(STEMS)
+
+
+def test_grade_report_counts_graded_checks_and_explains_failures(cells):
+    mutant = cells["mutant/gradient-not-divided-by-positions"]
+    report = grading.grade_report(mutant)
+    n = sum(r.graded for r in mutant)
+    assert report.splitlines()[-1] == f"GRADE: {n - 1}/{n} graded checks passed"
+    fail_lines = [line for line in report.splitlines() if line.strip().startswith("FAIL")]
+    assert len(fail_lines) == 1 and "Check 5" in fail_lines[0] and "6 times the true gradient" in fail_lines[0]
+    assert "Traceback" not in report and "\x1b[" not in report
+
+
+# ---- the committed notebooks are what the generator makes, and nothing lets a check off the hook
+
+def test_committed_notebooks_equal_what_the_generator_makes():
+    generated = grading.generated_notebooks()
+    for path, text in generated.items():
+        assert path.exists(), f"{path} is missing: run python -m minilm.grading"
+        assert path.read_text() == text, f"{path} drifted from its source: run python -m minilm.grading"
+    committed = set(grading.EXERCISES.glob("*.ipynb")) | set((grading.EXERCISES / "solutions").glob("*.ipynb"))
+    assert committed == set(generated), f"notebooks without a source: {sorted(map(str, committed - set(generated)))}"
+
+
+@pytest.mark.parametrize("stem", STEMS)
+def test_notebooks_carry_no_outputs_and_no_escape_hatches(stem):
+    for path in (student_path(stem), solution_path(stem)):
+        nb = nbformat.read(str(path), as_version=4)
+        assert nb.cells[0].cell_type == "markdown" and "Follows lesson" in nb.cells[0].source, f"{path}: must open by saying what to do and why"
+        for cell in nb.cells:
+            if cell.cell_type != "code":
+                continue
+            assert not cell.outputs and cell.execution_count is None, f"{path}: committed with outputs"
+            if grading.is_graded(cell):
+                tags = set(cell.metadata.get("tags", []))
+                assert not tags & set(grading.FORBIDDEN_TAGS), f"{path}: a graded cell carries {tags & set(grading.FORBIDDEN_TAGS)}"
+                assert not any(m in cell.source for m in grading.FORBIDDEN_MARKERS), f"{path}: a graded cell carries an nbval marker"
+                assert "assert" in cell.source, f"{path}: a graded cell must assert something"
+
+
+def test_student_notebook_hides_every_solution():
+    for stem in STEMS:
+        student = student_path(stem).read_text()
+        assert grading.BEGIN not in student and grading.END not in student
+        source = (grading.SOURCES / f"{stem}.py").read_text()
+        blocks = [part.split(grading.END)[0] for part in source.split(grading.BEGIN)[1:]]
+        assert student.count("raise NotImplementedError()") == len(blocks) > 0
+        for block in blocks:
+            longest = max(block.strip().splitlines(), key=len).strip()
+            assert json.dumps(longest)[1:-1] not in student, f"{stem}: solution line {longest!r} leaked into the student notebook"
+
+
+# ---- the generator and the grader's input checks (no kernels)
+
+def test_stub_replaces_the_solution_at_its_indentation():
+    code = "def f(x):\n    ### BEGIN SOLUTION\n    return x + 1\n    ### END SOLUTION\n"
+    assert grading.strip_solutions(code, keep=False) == "def f(x):\n    # YOUR CODE HERE\n    raise NotImplementedError()"
+    assert grading.strip_solutions(code, keep=True) == "def f(x):\n    return x + 1"
+
+
+@pytest.mark.parametrize("code", ["### BEGIN SOLUTION\nx = 1\n", "x = 1\n### END SOLUTION\n",
+                                  "### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION\n"])
+def test_unbalanced_solution_markers_are_an_error(code):
+    with pytest.raises(MinilmError, match="SOLUTION"):
+        grading.strip_solutions(code, keep=False)
+
+
+def test_source_cells_and_tags_are_parsed():
+    text = '# %% [markdown]\n# # Title\n#\n# text\n\n# %%\nx = 1\n\n# %% tags=["graded"]\nassert x == 1\n'
+    assert grading.parse_source(text) == [("markdown", "# Title\n\ntext", []), ("code", "x = 1", []),
+                                          ("code", "assert x == 1", ["graded"])]
+    with pytest.raises(MinilmError, match="before the first"):
+        grading.parse_source("x = 1\n# %%\n")
+
+
+@pytest.mark.parametrize("make, expect", [
+    (lambda tmp: tmp / "missing.ipynb", "does not exist"),
+    (lambda tmp: (tmp / "a.py").write_text("x") and tmp / "a.py", "not a notebook"),
+    (lambda tmp: (tmp / "empty").mkdir() or tmp / "empty", "no notebooks"),
+    (lambda tmp: (tmp / "bad.ipynb").write_text("{not json") and tmp / "bad.ipynb", "not a readable Jupyter notebook"),
+])
+def test_bad_paths_get_one_clear_line(tmp_path, make, expect):
+    with pytest.raises(MinilmError, match=expect) as e:
+        grading.run_notebooks(grading.notebooks_to_grade(make(tmp_path)))
+    assert "\n" not in str(e.value)
+
+
+def test_error_lines_are_one_readable_line():
+    assert grading.error_line("AssertionError", "rows of softmax\nmust sum to 1", "") == "rows of softmax must sum to 1"
+    tb = "Cell In[3], line 5, in softmax(logits)\n"
+    assert grading.error_line("NotImplementedError", "", tb).startswith("not implemented yet: softmax still raises")
+    assert grading.error_line("ValueError", "shapes (2,3) (4,)", tb) == "ValueError (in softmax): shapes (2,3) (4,)"
+
+
+def test_feedback_helpers_name_the_property():
+    import numpy as np
+    from minilm import masks
+    got = np.tril(np.ones((3, 3), dtype=bool), k=1)
+    assert grading.mask_problem(got, masks.causal_mask(3), "causal") == "causal: position 0 can see position 1, but it must not"
+    assert "cannot see position 0" in grading.mask_problem(np.eye(2, 4, k=2, dtype=bool), masks.causal_mask(2, 4))
+    assert "boolean" in grading.mask_problem(got.astype(float), masks.causal_mask(3))
+    g = np.arange(1.0, 5.0)
+    assert grading.gradient_problem("w", g, g) == ""
+    assert "3 times the true gradient" in grading.gradient_problem("w", g, 3 * g)
+    assert "relative error" in grading.gradient_problem("w_q", g, g[::-1])
+
+
+def grade_cli(*args):
+    env = {**os.environ, "PYTHONPATH": str(grading.REPO_ROOT)}
+    return subprocess.run([sys.executable, "-m", "minilm", "grade", *map(str, args)], cwd=grading.REPO_ROOT,
+                          env=env, capture_output=True, text=True)
+
+
+def test_grade_cli_prints_the_grade_and_exits_nonzero_on_a_stub():
+    stub = student_path("06_power_law_fit")
+    run = grade_cli(stub)
+    assert run.returncode == 1, run.stderr
+    out = run.stdout.splitlines()
+    n = sum(grading.is_graded(c) for c in grading.code_cells(stub))
+    assert out[-1] == f"GRADE: 0/{n} graded checks passed"
+    assert sum(line.strip().startswith("FAIL Check") for line in out) == n
+    assert "Traceback" not in run.stdout + run.stderr
+
+
+def test_grade_cli_bad_path_is_one_line(tmp_path):
+    run = grade_cli(tmp_path / "nothing.ipynb")
+    assert run.returncode == 1 and run.stdout == ""
+    assert run.stderr.strip().count("\n") == 0 and "does not exist" in run.stderr
