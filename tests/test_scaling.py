@@ -1,5 +1,4 @@
 """Scaling: FLOP counting, power-law fits, the curve-shape rule, a resumable sweep, and the committed sweep."""
-import json
 import os
 import subprocess
 import sys
