@@ -121,7 +121,7 @@ def train_and_report(model, train_tokens, val_tokens, train_config, out, tokeniz
 def add_demo_options(parser):
     add_device_option(parser)
     parser.add_argument("--out", default=os.path.join("runs", "demo"), help="folder for the checkpoint and figure (default %(default)s)")
-    parser.add_argument("--demo-steps", type=int, default=600, help="optimizer steps (default %(default)s)")
+    parser.add_argument("--demo-steps", type=int, default=2000, help="optimizer steps (default %(default)s)")
 
 
 DEMO_PROMPTS = ("in my free time , she", "the capital of france is", "the word for pretty in spanish is",

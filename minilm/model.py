@@ -14,7 +14,6 @@ import numpy as np
 from . import layers, masks
 from .backend import get_xp
 from .errors import MinilmError
-from .allocator import keep_freed_memory
 
 DTYPES = ("float32", "float64")
 
@@ -138,8 +137,6 @@ class GPT:
     def __init__(self, config, seed=0, device=None, params=None):
         self.config = config
         self.xp = get_xp(device)
-        if self.xp is np:
-            keep_freed_memory()  # the CPU's training steps reuse memory instead of faulting in fresh pages
         shapes = self.param_shapes()
         if params is None:
             params = init_params(shapes, config.n_layer, config.dtype, seed)
