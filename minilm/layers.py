@@ -136,6 +136,7 @@ def attention_forward(q, k, v, mask):
     """q: (B, nh, Tq, hs), k, v: (B, nh, Tk, hs), mask: bool, broadcastable to (B, nh, Tq, Tk),
     True where a query may attend -> out: (B, nh, Tq, hs)"""
     xp = xp_of(q)
+    mask = xp.asarray(mask)  # a mask built on the host moves to the device once (a no-op on the CPU)
     scale = 1.0 / math.sqrt(q.shape[-1])
     scores = q @ k.swapaxes(-1, -2)  # (B, nh, Tq, Tk)
     scores *= scale
