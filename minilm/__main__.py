@@ -18,6 +18,7 @@ import numpy as np
 
 from .errors import MinilmError
 from .grading import add_grade_command
+from .inverse_scaling import add_glib_command
 from .seq2seq import add_archs_command
 
 
@@ -51,7 +52,7 @@ def build_parser():
     parser.set_defaults(run=run_demo)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=Parser)
     for register in (add_train_command, add_sample_command, add_sweep_command, add_grade_command,
-                     add_archs_command):
+                     add_archs_command, add_glib_command):
         register(commands)
     return parser
 

@@ -1,0 +1,149 @@
+"""python -m minilm glib: the statistics decide what they claim, the CI preset runs and resumes, and a
+committed point of the full sweep reproduces."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from minilm import inverse_scaling as isc
+from minilm.data.glib import GlibCorpus
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COMMITTED = os.path.join(ROOT, isc.results_path("full"))
+
+
+def minilm(*args):
+    env = dict(os.environ, PYTHONPATH=ROOT, MPLBACKEND="Agg")
+    return subprocess.run([sys.executable, "-m", "minilm", *args], capture_output=True, text=True, cwd=ROOT,
+                          env=env, timeout=600)
+
+
+# ---- statistics on made-up curves
+
+def made_up_curves(d_means, n_seeds=5, n_quotes=20, per_quote=3, seed=0):
+    """Curves whose D exact match at each size is Bernoulli(d_means[i]) over seeds x items."""
+    rng = np.random.default_rng(seed)
+    values = [(rng.random((n_seeds, n_quotes * per_quote)) < m).astype(float) for m in d_means]
+    clusters = np.repeat(np.arange(n_quotes), per_quote)
+    return isc.Curves([f"s{i}" for i in range(len(d_means))], [10 ** (i + 3) for i in range(len(d_means))],
+                      list(range(n_seeds)), {"D": {"exact": values}}, {"D": clusters})
+
+
+def test_a_clear_dip_is_called_a_u():
+    u = isc.u_shape(made_up_curves([0.9, 0.5, 0.1, 0.5, 0.9]))
+    assert u.found and u.minimum == 2 and u.line.startswith("U-shape: yes (")
+    assert all(hi < 0 for _, _, hi in u.diffs.values())
+
+
+@pytest.mark.parametrize("means", [[0.9, 0.7, 0.5, 0.3, 0.1],   # plain inverse scaling
+                                   [0.1, 0.3, 0.5, 0.7, 0.9],   # plain positive scaling
+                                   [0.6, 0.55, 0.55, 0.6, 0.6],  # a dip inside the noise
+                                   [0.9, 0.5, 0.1, 0.2, 0.1]])  # the minimum's right side never recovers
+def test_no_u_without_a_significant_middle_minimum(means):
+    u = isc.u_shape(made_up_curves(means, n_seeds=3, n_quotes=10))
+    assert not u.found and u.line.startswith("U-shape: no (")
+
+
+def test_the_bootstrap_pairs_prompts_across_sizes():
+    """Two sizes with the same per-prompt values: every paired resample gives the same mean for both,
+    although the prompts differ a lot from one another (an unpaired bootstrap would not)."""
+    per_prompt = np.tile(np.linspace(0, 1, 30), (4, 1))  # (seeds, items), equal over seeds
+    boot = isc.bootstrap([per_prompt, per_prompt.copy()], np.arange(30), n_boot=500)
+    assert np.ptp(boot[:, 0]) > 0.1
+    assert np.allclose(boot[:, 0], boot[:, 1], rtol=0, atol=1e-12)
+
+
+def test_curve_shapes_in_words():
+    assert isc.curve_shape([0.7, 0.2, 0.8]) == "U-shaped"
+    assert isc.curve_shape([0.7, 0.4, 0.2]) == "inverse"
+    assert isc.curve_shape([0.2, 0.4, 0.7]) == "positive"
+    assert isc.curve_shape([0.5, 0.45, 0.55]) == "flat"
+
+
+# ---- the CLI
+
+def test_ci_preset_runs_in_under_3_minutes_resumes_and_reports(tmp_path):
+    out = str(tmp_path / "ci.json")
+    start = time.time()
+    run = minilm("glib", "--preset", "ci", "--out", out, "--quiet")
+    seconds = time.time() - start
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert seconds < 180, f"the CI preset took {seconds:.0f} s"
+    results = json.load(open(out))
+    assert len(results["points"]) == len(isc.PRESETS["ci"].points())
+    assert run.stdout.strip().splitlines()[-1].startswith("U-shape: ")
+    # resume: drop one point; a second run trains only that one, and gets the same numbers
+    key = next(iter(results["points"]))
+    dropped = results["points"].pop(key)
+    isc.save_results(results, out)
+    again = minilm("glib", "--preset", "ci", "--out", out, "--quiet")
+    assert again.returncode == 0, again.stderr[-2000:]
+    redone = json.load(open(out))["points"][key]
+    assert redone["probes"] == dropped["probes"]
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    missing = minilm("glib", "--report", "--out", str(tmp_path / "none.json"))
+    assert missing.returncode == 1 and len(missing.stderr.strip().splitlines()) == 1
+    assert "run the sweep first" in missing.stderr
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"preset": "ci", "config": {"steps": 1}, "points": {}}))
+    clash = minilm("glib", "--preset", "ci", "--out", str(other))
+    assert clash.returncode == 1 and "different configuration" in clash.stderr and "Traceback" not in clash.stderr
+
+
+# ---- the committed full sweep
+
+@pytest.fixture(scope="module")
+def committed():
+    return isc.load_results(COMMITTED)
+
+
+def _sweep_is_complete():
+    points = isc.load_results(COMMITTED)["points"]
+    return set(points) == {isc.point_key(*p) for p in isc.PRESETS["full"].points()}
+
+
+# The full sweep takes about an hour on 2 cores; until every point is in, the committed file holds the points
+# done so far and `python -m minilm glib` resumes from them. These checks need the whole sweep.
+needs_full_sweep = pytest.mark.skipif(not _sweep_is_complete(), reason="the full glib sweep is not finished: "
+                                      "resume it with `python -m minilm glib`")
+
+
+@needs_full_sweep
+def test_committed_results_are_the_full_preset_complete(committed):
+    assert committed["config"] == json.loads(json.dumps(isc.PRESETS["full"].to_dict()))
+    assert set(committed["points"]) == {isc.point_key(*p) for p in isc.PRESETS["full"].points()}
+    params = [committed["points"][isc.point_key("main", s, 0)]["params"] for s in isc.PRESETS["full"].sizes]
+    assert params == sorted(params) and params[-1] / params[0] >= 100  # two orders of magnitude
+    assert len(params) >= 5 and len(committed["config"]["seeds"]) >= 5
+    assert all(s["n_layer"] >= 2 for s in committed["config"]["sizes"])
+
+
+@needs_full_sweep
+def test_report_ends_with_the_u_shape_line_of_the_rule(committed):
+    text = isc.report(committed)
+    top = isc.curves(committed).subset(isc.most_exposed_quotes(committed))
+    assert text.splitlines()[-1] == isc.u_shape(top).line
+
+
+def test_a_committed_point_reproduces_within_one_point(committed):
+    """Re-train the smallest size with seed 0 and compare every probe's exact match, on all probe
+    quotes and on the most exposed ones, with the committed numbers."""
+    preset = isc.PRESETS["full"]
+    size, seed = preset.sizes[0], 0
+    corpus = GlibCorpus(preset.corpus)
+    record = isc.run_point(preset, corpus, corpus.stream(preset.stream_tokens), size, seed, progress=False)
+    key = isc.point_key("main", size, seed)
+    top = np.isin(isc.probe_clusters(corpus)["D"], isc.most_exposed_quotes(committed))
+    ours, theirs = isc.probe_metrics(record["probes"]), isc.probe_metrics(committed["points"][key]["probes"])
+    for probe in isc.PROBES:
+        for keep in (slice(None), top if probe != "A" else slice(None)):
+            if probe == "B" and keep is top:
+                keep = np.isin(isc.probe_clusters(corpus)["B"], isc.most_exposed_quotes(committed))
+            a, b = ours[probe]["exact"][keep].mean(), theirs[probe]["exact"][keep].mean()
+            assert abs(a - b) <= 0.01, f"{key} probe {probe}: {a:.3f} now, {b:.3f} committed"
