@@ -9,6 +9,7 @@ other's timing. Prints medians, tokens/s, the ratio, and model FLOPs utilisation
 GEMM peak measured here, now. PyTorch is optional: without it, only minilm's numbers are printed.
 """
 import argparse
+import os
 import time
 
 import numpy as np
@@ -90,14 +91,18 @@ def main():
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--no-torch", action="store_true", help="time minilm alone")
+    parser.add_argument("--nominal-peak-tflops", type=float, default=None,
+                        help="also report MFU against this datasheet peak (H100 SXM dense TF32: 494)")
     args = parser.parse_args()
+    tf32 = os.environ.get("CUPY_TF32") == "1"  # CuPy reads it at import; PyTorch is told to match below
     xp = get_xp(args.device)
     peak = gemm_peak(xp, sync=sync_for(xp))
     use_torch = not args.no_torch
     if use_torch:
         try:
             import torch
-            print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads")
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+            print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads, TF32 {'on' if tf32 else 'off'}")
         except ImportError:
             print("PyTorch is not installed: timing minilm alone (pip install torch to compare)")
             use_torch = False
@@ -122,8 +127,11 @@ def main():
         mfu = train_flops_per_token(config) * tokens / seconds[0] / peak
         ratio = seconds[1] / seconds[0] if use_torch else None
         rows.append((name, seconds, tokens, mfu, ratio))
-        summary.append(f"config {name}: minilm/pytorch = {ratio:.2f}x, MFU {mfu:.0%}" if use_torch
-                       else f"config {name}: MFU {mfu:.0%}")
+        nominal = ""
+        if args.nominal_peak_tflops:
+            nominal = f" ({train_flops_per_token(config) * tokens / seconds[0] / (args.nominal_peak_tflops * 1e12):.0%} of the datasheet peak)"
+        summary.append((f"config {name}: minilm/pytorch = {ratio:.2f}x, MFU {mfu:.0%}" if use_torch
+                        else f"config {name}: MFU {mfu:.0%}") + nominal)
     print(f"\n{'config':>6} {'minilm ms':>10} {'torch ms':>9} {'minilm tok/s':>13} {'ratio':>6} {'MFU':>5}")
     for name, seconds, tokens, mfu, ratio in rows:
         torch_ms = f"{seconds[1] * 1e3:9.1f}" if ratio else f"{'-':>9}"

@@ -13,7 +13,7 @@ import time
 import numpy as np
 from common import CONFIGS, model_config
 
-from minilm import GPT, allocator, layers, optim
+from minilm import GPT, layers, optim
 
 CATEGORIES = {
     "linear_forward": "matmul (linear layers, head)", "linear_backward": "matmul (linear layers, head)",
@@ -47,11 +47,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="b", choices=list(CONFIGS))
     parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--plain-malloc", action="store_true",
-                        help="skip minilm.allocator.keep_freed_memory (to see what it saves)")
     args = parser.parse_args()
-    if args.plain_malloc:
-        allocator._done = True  # as if it had already run: glibc keeps its defaults
     totals = collections.Counter()
     clip = instrument(totals)
     config = model_config(args.config)
@@ -73,8 +69,7 @@ def main():
     for _ in range(args.steps):
         step()
     wall = (time.perf_counter() - start) / args.steps
-    malloc = "glibc defaults" if args.plain_malloc else "keep_freed_memory"
-    print(f"config {args.config} ({malloc}): {wall * 1e3:.1f} ms per training step")
+    print(f"config {args.config}: {wall * 1e3:.1f} ms per training step")
     print(f"{'category':<32} {'ms/step':>8} {'share':>6}")
     for category, seconds in sorted(totals.items(), key=lambda kv: -kv[1]):
         print(f"{category:<32} {seconds / args.steps * 1e3:8.1f} {seconds / args.steps / wall:6.1%}")

@@ -3,7 +3,9 @@
     python -m minilm                         train a small model on a synthetic corpus and show what it learned
     python -m minilm train --text FILE       train a byte-level model on any text file
     python -m minilm sample CKPT --prompt P  continue a prompt with a trained model
+    python -m minilm sweep --preset lesson03 train a family of model sizes, fit a scaling law
     python -m minilm grade PATH              grade an exercise notebook (or a folder of them)
+    python -m minilm archs                   encoder-decoder vs prefix-LM vs decoder-only, same budget (lesson 02)
 
 Every error the user can cause is printed as one line, with a non-zero exit.
 """
@@ -17,6 +19,7 @@ import numpy as np
 from .errors import MinilmError
 from .grading import add_grade_command
 from .inverse_scaling import add_glib_command
+from .seq2seq import add_archs_command
 
 
 class Parser(argparse.ArgumentParser):
@@ -48,7 +51,8 @@ def build_parser():
     add_demo_options(parser)
     parser.set_defaults(run=run_demo)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=Parser)
-    for register in (add_train_command, add_sample_command, add_grade_command, add_glib_command):
+    for register in (add_train_command, add_sample_command, add_sweep_command, add_grade_command,
+                     add_archs_command, add_glib_command):
         register(commands)
     return parser
 
@@ -118,37 +122,34 @@ def train_and_report(model, train_tokens, val_tokens, train_config, out, tokeniz
 def add_demo_options(parser):
     add_device_option(parser)
     parser.add_argument("--out", default=os.path.join("runs", "demo"), help="folder for the checkpoint and figure (default %(default)s)")
-    parser.add_argument("--demo-steps", type=int, default=600, help="optimizer steps (default %(default)s)")
+    parser.add_argument("--demo-steps", type=int, default=2000, help="optimizer steps (default %(default)s)")
 
 
-DEMO_PROMPTS = ("in my free time , i like to", "the capital of france is", "the movie was")
-
-
-def demo_texts(n, seed):
-    """A small synthetic corpus of the lecture's sentence shapes, one sentence per text."""
-    rng = np.random.default_rng(seed)
-    shapes = (("in my free time , i like to", ("code", "swim", "read", "paint")),
-              ("the capital of", ("france is paris", "japan is tokyo", "peru is lima", "kenya is nairobi")),
-              ("the movie was", ("good", "bad", "great", "boring")))
-    return [f"{start} {rng.choice(ends)} ." for start, ends in (shapes[i] for i in rng.integers(0, len(shapes), n))]
+DEMO_PROMPTS = ("in my free time , she", "the capital of france is", "the word for pretty in spanish is",
+                "i want my money back . the movie was")
 
 
 def run_demo(args):
     from .backend import get_xp
+    from .data import toyworld
+    from .evaluate import evaluate, per_task_table
     from .generate import generate
     from .model import GPT
     from .tokenizer import WordTokenizer
 
     get_xp(args.device)  # fail early and clearly if the device is not usable
-    train_texts, val_texts = demo_texts(4000, seed=0), demo_texts(400, seed=1)
-    tokenizer = WordTokenizer.build(train_texts)
-    def encode(texts):
-        return np.array([t for text in texts for t in tokenizer.encode(text) + [tokenizer.eos_id]], dtype=np.int32)
+    world = toyworld.ToyworldConfig()  # the lecture's task families, tagged (minilm/data/toyworld.py)
+    tokenizer = WordTokenizer(toyworld.vocabulary(world))
+    val_examples = toyworld.generate(world, 1000, seed=0, split="eval")
+    train_tokens = toyworld.to_stream(toyworld.generate(world, 30000, seed=0), tokenizer)[0]
+    val_tokens = toyworld.to_stream(val_examples, tokenizer)[0]
     args.steps, args.block_size, args.d_model, args.n_layer, args.n_head = args.demo_steps, 32, 64, 2, 4
     args.batch_size, args.lr, args.seed = 16, 3e-3, 0
     config, train_config = model_and_train_config(args, tokenizer.vocab_size)
     model = GPT(config, seed=0, device=args.device)
-    trainer = train_and_report(model, encode(train_texts), encode(val_texts), train_config, args.out, tokenizer)
+    trainer = train_and_report(model, train_tokens, val_tokens, train_config, args.out, tokenizer)
+    print("\nper-task loss and accuracy on held-out examples (answer tokens):")
+    print(per_task_table(evaluate(trainer.model, val_examples, tokenizer)))
     print("\ncompletions (greedy):")
     for prompt in DEMO_PROMPTS:
         new = generate(trainer.model, [tokenizer.eos_id] + tokenizer.encode(prompt), 8, temperature=0, eos_id=tokenizer.eos_id)
@@ -229,6 +230,37 @@ def run_sample(args):
     new = generate(model, prompt, args.max_new_tokens, args.temperature, args.top_k, tokenizer.eos_id, args.seed)
     sep = " " if tokenizer.kind == "word" else ""
     print(args.prompt + sep + tokenizer.decode(new))
+
+
+# --------------------------------------------------------------------------------------------------
+# sweep --preset NAME / sweep --report RESULTS.json
+
+def add_sweep_command(commands):
+    from .scaling import PRESETS
+
+    p = commands.add_parser("sweep", help="train a family of model sizes on toyworld and fit a scaling law",
+                            description="Train every model of a sweep preset on toyworld (resumable: run the same "
+                                        "command again to continue), save the results as JSON, and print the fitted "
+                                        "power law and the shape of every task's curve.")
+    p.add_argument("--preset", default="lesson03", choices=sorted(PRESETS), help="which sweep (default %(default)s)")
+    p.add_argument("--out", default=None, help="results JSON (default runs/sweep_PRESET.json)")
+    p.add_argument("--report", metavar="RESULTS.json", help="train nothing: print the fit and task shapes of a saved sweep")
+    add_device_option(p)
+    p.set_defaults(run=run_sweep)
+
+
+def run_sweep(args):
+    from . import scaling
+
+    if args.report:
+        print(scaling.report(scaling.load_results(args.report)))
+        return
+    out = args.out or os.path.join("runs", f"sweep_{args.preset}.json")
+    config = scaling.preset(args.preset)
+    print(f"sweep {args.preset}: {len(scaling.plan(config))} runs -> {out} (stopped? run the same command to continue)")
+    results = scaling.run_sweep(config, out, args.preset, device=args.device)
+    print(f"results: {out} ({results.get('wall_seconds', 0):.0f} s of training and evaluation in all)")
+    print(scaling.report(results))
 
 
 if __name__ == "__main__":

@@ -136,6 +136,7 @@ def attention_forward(q, k, v, mask):
     """q: (B, nh, Tq, hs), k, v: (B, nh, Tk, hs), mask: bool, broadcastable to (B, nh, Tq, Tk),
     True where a query may attend -> out: (B, nh, Tq, hs)"""
     xp = xp_of(q)
+    mask = xp.asarray(mask)  # a mask built on the host moves to the device once (a no-op on the CPU)
     scale = 1.0 / math.sqrt(q.shape[-1])
     scores = q @ k.swapaxes(-1, -2)  # (B, nh, Tq, Tk)
     scores *= scale
@@ -207,6 +208,42 @@ def self_attention_backward(dout, cache):
     dx, dw_qkv, db_qkv = linear_backward(dqkv, qkv_cache)
     grads = {"w_qkv": dw_qkv, "b_qkv": db_qkv, "w_proj": dw_proj, "b_proj": db_proj}
     return dx, grads
+
+
+def cross_attention_forward(x, mem, p, mask, n_head):
+    """Queries from x, keys and values from another sequence mem (the encoder's states).
+
+    x: (B, T, C), mem: (B, S, C); p: dict with w_q (C, C), b_q, w_kv (C, 2C), b_kv, w_proj (C, C), b_proj;
+    mask: bool, broadcastable to (B, nh, T, S) -> out: (B, T, C)
+    It has as many parameters as self-attention: the same four C x C projections, fused differently.
+    """
+    q, q_cache = linear_forward(x, p["w_q"], p["b_q"])  # (B, T, C)
+    kv, kv_cache = linear_forward(mem, p["w_kv"], p["b_kv"])  # (B, S, 2C)
+    k, v = (split_heads(part, n_head) for part in _halves(kv))  # each (B, nh, S, hs)
+    y, att_cache = attention_forward(split_heads(q, n_head), k, v, mask)  # (B, nh, T, hs)
+    out, proj_cache = linear_forward(merge_heads(y), p["w_proj"], p["b_proj"])
+    return out, (q_cache, kv_cache, att_cache, proj_cache, kv.shape)
+
+
+def cross_attention_backward(dout, cache):
+    """dout: (B, T, C) -> dx: (B, T, C), dmem: (B, S, C), grads: dict with the keys of p"""
+    q_cache, kv_cache, att_cache, proj_cache, kv_shape = cache
+    n_head = att_cache[0].shape[1]
+    dy, dw_proj, db_proj = linear_backward(dout, proj_cache)
+    dq, dk, dv = attention_backward(split_heads(dy, n_head), att_cache)
+    dkv = xp_of(dout).empty(kv_shape, dtype=dout.dtype)  # (B, S, 2C): keys and values in place
+    for part, d in zip(_halves(dkv), (dk, dv)):
+        part[...] = merge_heads(d)
+    dmem, dw_kv, db_kv = linear_backward(dkv, kv_cache)
+    dx, dw_q, db_q = linear_backward(merge_heads(dq), q_cache)
+    grads = {"w_q": dw_q, "b_q": db_q, "w_kv": dw_kv, "b_kv": db_kv, "w_proj": dw_proj, "b_proj": db_proj}
+    return dx, dmem, grads
+
+
+def _halves(kv):
+    """(B, S, 2C) -> two (B, S, C) views: keys, values"""
+    C = kv.shape[-1] // 2
+    return kv[..., :C], kv[..., C:]
 
 
 def _thirds(qkv):

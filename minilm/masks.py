@@ -6,9 +6,14 @@ key position j. One attention function takes any mask, so the architectures diff
     bidirectional (encoder)   every position sees every position
     causal (decoder)          position i sees positions 0..i, never the future
     prefix-LM                 the prefix (the input) is bidirectional, the rest causal
+    encoder-decoder cross     every target position sees every input position (T_q targets, T_k inputs)
+
+Padding is a separate (B, 1, 1, T_k) mask of the keys that are real tokens; `&` composes it with any of
+the masks above into a (B, 1, T_q, T_k) mask, which attention broadcasts over the heads.
 """
 import numpy as np
 
+from .backend import xp_of
 from .errors import MinilmError
 
 
@@ -36,3 +41,25 @@ def prefix_lm_mask(T, n_prefix, xp=np):
     mask = causal_mask(T, xp=xp)
     mask[:, :n_prefix] = True  # everyone may read the whole prefix...
     return mask  # ...and positions after it still see only the past
+
+
+def cross_mask(T_q, T_k, xp=np):
+    """Encoder-decoder cross-attention: each of T_q target positions sees all T_k input positions. (T_q, T_k)
+
+    It is all True, like the bidirectional mask; it is rectangular because queries and keys come from two
+    different sequences (the decoder's and the encoder's).
+    """
+    return bidirectional_mask(T_q, T_k, xp=xp)
+
+
+def padding_mask(key_valid):
+    """key_valid: (B, T_k) bool, False at padding -> (B, 1, 1, T_k), True where a key is a real token.
+
+    Compose it with any (T_q, T_k) mask by `mask & padding_mask(key_valid)` -> (B, 1, T_q, T_k):
+    the padding keys disappear from every query's view, for every head.
+    """
+    xp = xp_of(key_valid)
+    key_valid = xp.asarray(key_valid)
+    if key_valid.ndim != 2 or key_valid.dtype != bool:
+        raise MinilmError(f"padding mask: key_valid must be a (batch, time) bool array, got {key_valid.dtype} of shape {tuple(key_valid.shape)}")
+    return key_valid[:, None, None, :]

@@ -14,7 +14,6 @@ import numpy as np
 from . import layers, masks
 from .backend import get_xp
 from .errors import MinilmError
-from .allocator import keep_freed_memory
 
 DTYPES = ("float32", "float64")
 
@@ -138,13 +137,15 @@ class GPT:
     def __init__(self, config, seed=0, device=None, params=None):
         self.config = config
         self.xp = get_xp(device)
-        if self.xp is np:
-            keep_freed_memory()  # the CPU's training steps reuse memory instead of faulting in fresh pages
-        shapes = param_shapes(config)
+        shapes = self.param_shapes()
         if params is None:
             params = init_params(shapes, config.n_layer, config.dtype, seed)
         check_param_shapes(params, shapes)
         self.params = {name: self.xp.asarray(params[name], dtype=config.dtype) for name in shapes}
+
+    def param_shapes(self):
+        """name -> shape of every parameter (a subclass with other parameters overrides this)."""
+        return param_shapes(self.config)
 
     def num_params(self, non_embedding=False):
         """Number of parameters; non_embedding=True leaves out the token and position embeddings
@@ -185,10 +186,14 @@ class GPT:
         targets: (B, T) ids (usually idx shifted by one); loss_mask: (B, T), where the loss counts.
         Returns (loss: float, grads: dict name -> array, shaped like params[name]).
         """
-        targets = self._check_idx(targets, past=0, name="targets")
         logits, cache = self._forward(idx, mask)
+        return self._loss_and_backward(logits, cache, targets, loss_mask)
+
+    def _loss_and_backward(self, logits, cache, targets, loss_mask):
+        """Cross-entropy of logits (B, T, V) against targets, then the backward pass through cache."""
+        targets = self._check_idx(targets, past=0, name="targets")
         if targets.shape != logits.shape[:2]:
-            raise MinilmError(f"targets must have the shape of idx {logits.shape[:2]}, got {targets.shape}")
+            raise MinilmError(f"targets must have shape {logits.shape[:2]} (one per position), got {targets.shape}")
         loss, xent = layers.softmax_cross_entropy_forward(logits, targets, loss_mask)
         grads = self._backward(layers.softmax_cross_entropy_backward(xent), cache)
         return float(loss), grads

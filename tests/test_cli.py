@@ -80,3 +80,27 @@ def test_every_subcommand_has_help():
     for args in ((), ("train",), ("sample",)):
         result = minilm(*args, "--help")
         assert result.returncode == 0 and "usage" in result.stdout
+
+
+def test_ctrl_c_saves_and_exits_cleanly(tmp_path):
+    import signal
+    import time
+
+    from minilm.checkpoint import read_checkpoint
+
+    text = tmp_path / "t.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog. " * 200)
+    out = str(tmp_path / "run")
+    args = ["train", "--text", str(text), "--out", out, "--steps", "100000", "--block-size", "16",
+            "--d-model", "16", "--n-layer", "1", "--n-head", "2", "--batch-size", "4"]
+    env = dict(os.environ, PYTHONPATH=ROOT, MPLBACKEND="Agg")
+    proc = subprocess.Popen([sys.executable, "-m", "minilm", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    assert proc.stdout.readline().startswith("model:")  # printed just before the loop starts
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert "interrupted" in stdout and "Traceback" not in stderr
+    step = read_checkpoint(os.path.join(out, "model.npz"))[1]["step"]
+    assert 0 < step < 100000

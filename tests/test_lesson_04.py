@@ -1,38 +1,28 @@
-"""Lesson 04 is committed executed, runs top to bottom under nbval, and its interactive view works."""
+"""Lesson 04 prints the command that made its results and the U-shape verdict, and its next-word view
+and widget work. (Every lesson runs under nbval in the default suite: pytest collects lessons/.)"""
 import os
-import subprocess
-import sys
 
+import ipywidgets
 import matplotlib.pyplot as plt
 import nbformat
-import pytest
 
 from minilm import inverse_scaling as isc
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LESSON = "lessons/04_inverse_scaling_glib.ipynb"
+LESSON = os.path.join(ROOT, "lessons", "04_inverse_scaling_glib.ipynb")
 
 
-def test_lesson_is_committed_with_its_outputs():
-    cells = [c for c in nbformat.read(os.path.join(ROOT, LESSON), as_version=4).cells if c.cell_type == "code"]
-    assert [c.execution_count for c in cells] == list(range(1, len(cells) + 1))  # top to bottom, once
-    assert sum(any(o.get("output_type") == "display_data" for o in c.outputs) for c in cells) >= 4  # figures
-    assert not any(o.get("output_type") == "error" for c in cells for o in c.outputs)
+def test_lesson_shows_its_command_the_verdict_and_its_figures():
+    cells = [c for c in nbformat.read(LESSON, as_version=4).cells if c.cell_type == "code"]
     text = "".join(o.get("text", "") for c in cells for o in c.outputs)
-    assert "python -m minilm glib --preset full" in text and "U-shape: " in text
-
-
-def test_lesson_runs_under_nbval():
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    env.pop("MPLBACKEND", None)  # kernels keep their inline backend
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
-                          "--nbval-current-env", LESSON], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stdout[-4000:]
+    results = isc.load_results(os.path.join(ROOT, isc.results_path("full")))
+    verdict = isc.u_shape(isc.curves(results).subset(isc.most_exposed_quotes(results))).line
+    assert "python -m minilm glib --preset full" in text
+    assert verdict in text  # the committed outputs are those of the committed results
+    assert sum(any(o.get("output_type") == "display_data" for o in c.outputs) for c in cells) >= 4
 
 
 def test_next_word_view_and_its_widget():
-    import ipywidgets
-
     results = isc.load_results(os.path.join(ROOT, isc.results_path("full")))
     sizes = [isc.Size(**s).name for s in results["config"]["sizes"]]
     fig = isc.show_next_words(results, sizes[-1], isc.WIDGET_PROMPTS[0])

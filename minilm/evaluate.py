@@ -1,0 +1,119 @@
+"""Per-task evaluation: the overall loss, split into the tasks that next-word prediction hides.
+
+Every target token of a toyworld example belongs to one *bucket*: the answer tokens of its task
+("arithmetic", "facts_tail", ...) or "context" (every token that is not an answer: prompts, full stops,
+<eos>). The buckets partition the tokens, so the overall loss (the mean -log p over all tokens) is
+
+    overall loss = sum over buckets of  share(bucket) * loss(bucket)
+
+where share is the bucket's fraction of the tokens and loss is the mean -log p over the bucket's tokens.
+That is the lecture's "loss = a bit of grammar + a bit of sentiment + ... + a bit of math", exactly.
+
+For each task we also measure
+    exact match     did greedy decoding produce the whole answer?
+    answer log-prob log p(answer | prompt), summed over the answer's tokens: a continuous score.
+
+Exact match needs no generation loop: greedy decoding reproduces the answer exactly when, at every
+answer position, the most likely next token (given the true tokens before it) is the true one. If all
+those argmaxes are right, greedy decoding walks the true answer; if one is wrong, greedy decoding
+leaves the answer there. So one teacher-forced forward pass gives the same verdict as decoding.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import layers
+from .backend import to_numpy
+from .data import toyworld
+from .errors import MinilmError
+
+CONTEXT = "context"
+BUCKETS = toyworld.TASKS + (CONTEXT,)
+
+
+def example_rows(examples, tokenizer):
+    """Each example in its own row, <eos> words <eos>, right-padded; numpy arrays, all (N, T):
+
+    idx (the inputs), targets (the next tokens), task_ids and is_answer (labels of each target),
+    valid (False at padding).
+    """
+    streams = [toyworld.to_stream([ex], tokenizer) for ex in examples]
+    T = max(len(tokens) for tokens, _, _ in streams) - 1
+    rows = np.full((len(examples), T + 1), tokenizer.pad_id, dtype=np.int32)
+    task_ids = np.zeros((len(examples), T + 1), dtype=np.int16)
+    is_answer = np.zeros((len(examples), T + 1), dtype=bool)
+    valid = np.zeros((len(examples), T + 1), dtype=bool)
+    for i, (tokens, tasks, answers) in enumerate(streams):
+        n = len(tokens)
+        rows[i, :n], task_ids[i, :n], is_answer[i, :n], valid[i, 1:n] = tokens, tasks, answers, True
+    return rows[:, :-1], rows[:, 1:], task_ids[:, 1:], is_answer[:, 1:], valid[:, 1:]
+
+
+def token_scores(model, idx, targets, batch_size=256):
+    """-log p(target) and whether the target was the argmax, at every position: two (N, T) numpy arrays."""
+    if idx.shape[1] > model.config.block_size:
+        raise MinilmError(f"examples of {idx.shape[1]} tokens do not fit block_size={model.config.block_size}: use a larger block size")
+    xp = model.xp
+    nll, top1 = [], []
+    for start in range(0, len(idx), batch_size):
+        x, y = xp.asarray(idx[start:start + batch_size]), xp.asarray(targets[start:start + batch_size])
+        logits = model.forward(x)  # (b, T, V)
+        nll.append(to_numpy(layers.token_losses(logits, y)).astype(np.float64))
+        top1.append(to_numpy(logits.argmax(axis=-1) == y))
+    return np.concatenate(nll), np.concatenate(top1)
+
+
+@dataclass
+class TaskScores:
+    n_examples: int
+    loss: float            # mean -log p over the task's answer tokens (nats)
+    exact_match: float     # fraction of examples whose whole answer greedy decoding gets right
+    answer_logprob: float  # mean over examples of log p(answer | prompt) (nats; 0 is perfect)
+
+
+@dataclass
+class Evaluation:
+    loss: float     # mean -log p over every target token of the examples
+    shares: dict    # bucket -> fraction of the target tokens
+    losses: dict    # bucket -> mean -log p over its tokens
+    tasks: dict     # task -> TaskScores (the tasks present among the examples)
+
+    def weighted_sum(self):
+        """sum of share * loss over the buckets: equals self.loss (the decomposition)."""
+        return sum(self.shares[b] * self.losses[b] for b in self.shares)
+
+
+def evaluate(model, examples, tokenizer, batch_size=256):
+    """Score a model on tagged examples: the loss decomposition and every task's metrics."""
+    if not examples:
+        raise MinilmError("evaluate: no examples to score")
+    idx, targets, task_ids, is_answer, valid = example_rows(examples, tokenizer)
+    nll, top1 = token_scores(model, idx, targets, batch_size)  # (N, T) each
+    bucket = np.where(is_answer, task_ids, len(toyworld.TASKS))  # (N, T): a BUCKETS index per target
+    n_tokens = valid.sum()
+    shares, losses, tasks = {}, {}, {}
+    for b, name in enumerate(BUCKETS):
+        here = valid & (bucket == b)
+        if here.any():
+            shares[name] = float(here.sum() / n_tokens)
+            losses[name] = float(nll[here].mean())
+    for t, name in enumerate(toyworld.TASKS):
+        rows = task_ids[:, 0] == t  # every row is one example of one task
+        if rows.any():
+            answer = is_answer[rows]  # (n, T)
+            exact = np.all(top1[rows] | ~answer, axis=1)  # right at every answer position
+            logprob = -(nll[rows] * answer).sum(axis=1)
+            tasks[name] = TaskScores(int(rows.sum()), losses[name], float(exact.mean()), float(logprob.mean()))
+    return Evaluation(float(nll[valid].mean()), shares, losses, tasks)
+
+
+def per_task_table(evaluation):
+    """The evaluation as a text table: one line per task, then context and the overall loss."""
+    lines = [f"{'task':<12} {'share':>6} {'loss':>6} {'exact':>6} {'log p(ans)':>10}  examples"]
+    for name, s in evaluation.tasks.items():
+        lines.append(f"{name:<12} {evaluation.shares[name]:6.1%} {s.loss:6.3f} {s.exact_match:6.1%} "
+                     f"{s.answer_logprob:10.3f}  {s.n_examples}")
+    lines.append(f"{CONTEXT:<12} {evaluation.shares[CONTEXT]:6.1%} {evaluation.losses[CONTEXT]:6.3f}")
+    lines.append(f"{'overall':<12} {1:6.0%} {evaluation.loss:6.3f}   = sum of share x loss "
+                 f"({evaluation.weighted_sum():.3f})")
+    return "\n".join(lines)

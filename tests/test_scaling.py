@@ -1,0 +1,114 @@
+"""Scaling: FLOP counting, power-law fits, the curve-shape rule, a resumable sweep, and the committed sweep."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from minilm import scaling
+from minilm.errors import MinilmError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COMMITTED = os.path.join(ROOT, "lessons", "results", "lesson03_sweep.json")
+
+
+def test_flops_by_hand():
+    # N = 1000 weights, V*d = 50*8 head, attention 2 layers * 16 positions * 8 channels; 10 tokens
+    assert scaling.training_flops(1000, 2, 8, 16, 50, 10) == 6 * 10 * (1000 + 400) + 6 * 10 * 2 * 16 * 8
+
+
+def test_power_law_fit_recovers_the_exponent_and_finds_a_floor_only_when_there_is_one():
+    compute = np.logspace(9, 13, 7)
+    pure = 50 * compute ** -0.12
+    law = scaling.fit_power_law(compute, pure)
+    assert law.floor == 0 and law.alpha == pytest.approx(0.12, rel=1e-6) and law.a == pytest.approx(50, rel=1e-5)
+    floored = scaling.fit_power_law(compute, 0.8 + 300 * compute ** -0.25)
+    assert floored.floor == pytest.approx(0.8, abs=0.02) and floored.alpha == pytest.approx(0.25, rel=0.1)
+    assert np.allclose(floored(compute), 0.8 + 300 * compute ** -0.25, rtol=0.01)
+    with pytest.raises(MinilmError):
+        scaling.fit_power_law([1, 2], [3, 4])
+
+
+def test_bootstrap_interval_covers_the_true_exponent_and_shrinks_with_less_noise(rng):
+    compute = np.logspace(9, 12, 6)
+    clean = 40 * compute ** -0.1
+    wide = scaling.bootstrap_exponent(compute, clean[:, None] * np.exp(rng.normal(0, 0.03, (6, 4))), n_boot=300)
+    narrow = scaling.bootstrap_exponent(compute, clean[:, None] * np.exp(rng.normal(0, 0.003, (6, 4))), n_boot=300)
+    assert wide[0] < 0.1 < wide[1] and narrow[0] == pytest.approx(0.1, abs=0.002)
+    assert narrow[1] - narrow[0] < (wide[1] - wide[0]) / 3 and narrow[0] > 0
+
+
+@pytest.mark.parametrize("values, metric, shape", [
+    ([0.7, 0.97, 1.0, 1.0, 1.0, 1.0], "exact_match", "saturated"),
+    ([0.0, 0.01, 0.0, 0.02, 0.01, 0.03], "exact_match", "flat"),
+    ([0.9, 0.8, 0.7, 0.75, 0.5, 0.4], "exact_match", "inverse"),
+    ([0.2, 0.6, 0.3, 0.5, 0.1, 0.4], "exact_match", "not correlated"),
+    ([0.0, 0.02, 0.01, 0.3, 0.7, 0.9], "exact_match", "emergent"),
+    ([0.1, 0.25, 0.4, 0.55, 0.7, 0.85], "exact_match", "smooth"),
+    ([-6.0, -5.0, -4.0, -3.0, -2.0, -1.0], "answer_logprob", "smooth"),
+    ([-0.5, -0.05, -0.02, -0.01, 0.0, 0.0], "answer_logprob", "saturated"),
+])
+def test_curve_shape_rule(values, metric, shape):
+    assert scaling.classify_curve(values, metric) == shape
+
+
+def test_curve_shape_rule_rejects_bad_input():
+    with pytest.raises(MinilmError):
+        scaling.classify_curve([0.1, 0.2, 0.3], "exact_match")
+    with pytest.raises(MinilmError):
+        scaling.classify_curve([0.1, 0.2, 0.3, 0.4], "bleu")
+
+
+def test_ci_sweep_resumes_where_it_stopped_and_reports(tmp_path):
+    config, path = scaling.preset("ci"), str(tmp_path / "sweep.json")
+    first = scaling.run_sweep(config, path, "ci", progress=False, max_runs=3)  # "killed" after 3 runs
+    assert len(first["runs"]) == 3
+    done = scaling.run_sweep(config, path, "ci", progress=False)  # the same command again
+    keys = [r["key"] for r in done["runs"]]
+    assert keys == [run.key for run in scaling.plan(config)] and len(set(keys)) == len(keys)
+    assert done["runs"][:3] == first["runs"]  # the finished runs were kept, not redone
+    assert done["config"]["tokens"] == config.tokens and "commit" in done["code_version"]
+    ablation = [r for r in done["runs"] if r["data_fraction"] < 1]
+    assert ablation and all(r["tokens"] < config.tokens for r in ablation)
+    out = subprocess.run([sys.executable, "-m", "minilm", "sweep", "--report", path], capture_output=True,
+                         text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "95% bootstrap interval" in out.stdout
+    assert all(f"task {t}: " in out.stdout for t in done["runs"][0]["tasks"])
+    with pytest.raises(MinilmError, match="different config"):
+        scaling.run_sweep(scaling.preset("lesson03"), path, "lesson03", progress=False)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The sweep committed for lesson 03.
+
+@pytest.fixture(scope="module")
+def committed():
+    return scaling.load_results(COMMITTED)
+
+
+def test_committed_sweep_is_complete_and_loss_falls_with_compute(committed):
+    config = scaling.SweepConfig(**committed["config"])
+    assert sorted(r["key"] for r in committed["runs"]) == sorted(run.key for run in scaling.plan(config))
+    compute, loss, law, (low, high) = scaling.loss_fit(committed)
+    params = [g[0]["params"] for g in scaling.size_family(committed)]
+    assert len(compute) >= 6 and max(params) / min(params) >= 100 and loss.shape[1] >= 3
+    assert np.all(np.diff(loss.mean(axis=1)) < 0)  # each size's mean over seeds
+    assert 0 < low <= law.alpha <= high
+
+
+def test_committed_sweep_shows_saturating_smooth_and_emergent_tasks(committed):
+    shapes = scaling.task_shapes(committed)
+    exact = {task: s["exact_match"] for task, s in shapes.items()}
+    assert "saturated" in exact.values() and "smooth" in exact.values()
+    assert any(s == {"exact_match": "emergent", "answer_logprob": "smooth"} for s in shapes.values())
+
+
+def test_one_committed_point_reproduces(committed):
+    config = scaling.SweepConfig(**committed["config"])
+    run = scaling.plan(config)[0]  # the smallest model, first seed
+    record = scaling.train_run(config, run, scaling.World(config))
+    saved = next(r for r in committed["runs"] if r["key"] == run.key)
+    assert record["val_loss"] == pytest.approx(saved["val_loss"], rel=0.01)
+    assert record["flops"] == saved["flops"]
