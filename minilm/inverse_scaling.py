@@ -18,13 +18,12 @@ that asks for each word, and the margin is how far the instruction moves it (rep
 """
 import json
 import os
-import subprocess
 import time
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from . import layers
+from . import layers, scaling
 from .backend import to_numpy
 from .data.glib import LECTURE_PROMPT, GlibConfig, GlibCorpus
 from .errors import MinilmError
@@ -182,14 +181,11 @@ def run_point(preset, corpus, tokens, size, seed, device=None, progress=True):
 # The sweep: resumable, one JSON file
 
 def code_version():
-    """The git commit of the code that made a result (with '-dirty' if minilm/ had changes)."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "minilm"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
+    """The git commit of the code that made a result, with '-dirty' if the tree had changes."""
+    version = scaling.code_version()
+    if version["commit"] is None:
         return "unknown"
-    return commit + ("-dirty" if dirty else "")
+    return version["commit"][:7] + ("-dirty" if version["dirty"] else "")
 
 
 def point_key(variant, size, seed):
@@ -204,15 +200,6 @@ def load_results(path):
             return json.load(f)
     except json.JSONDecodeError:
         raise MinilmError(f"{path} is not valid JSON: delete it and run the sweep again") from None
-
-
-def save_results(results, path):
-    """Write atomically: a crash mid-write keeps the previous file."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(results, f, separators=(",", ":"))
-    os.replace(tmp, path)
 
 
 def run_sweep(preset_name, path, device=None, progress=True):
@@ -236,7 +223,7 @@ def run_sweep(preset_name, path, device=None, progress=True):
         record = run_point(preset, corpora[variant], streams[variant], size, seed, device, progress)
         results["points"][point_key(variant, size, seed)] = {"variant": variant, "code_version": version, **record}
         results["wall_seconds"] = round(sum(p["seconds"] for p in results["points"].values()), 1)
-        save_results(results, path)
+        scaling.save_results(results, path)  # atomic: a killed sweep keeps every finished point
         bar.update(1)
     bar.close()
     return results

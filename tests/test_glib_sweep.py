@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from minilm import inverse_scaling as isc
+from minilm import scaling
 from minilm.data.glib import GlibCorpus
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -79,7 +80,7 @@ def test_ci_preset_runs_in_under_3_minutes_resumes_and_reports(tmp_path):
     # resume: drop one point; a second run trains only that one, and gets the same numbers
     key = next(iter(results["points"]))
     dropped = results["points"].pop(key)
-    isc.save_results(results, out)
+    scaling.save_results(results, out)
     again = minilm("glib", "--preset", "ci", "--out", out, "--quiet")
     assert again.returncode == 0, again.stderr[-2000:]
     redone = json.load(open(out))["points"][key]
