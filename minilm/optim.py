@@ -29,14 +29,21 @@ class AdamW:
         correction1, correction2 = 1 - b1 ** self.t, 1 - b2 ** self.t  # undo the zero start of m and v
         for name, p in self.params.items():
             g, m, v = grads[name], self.m[name], self.v[name]
+            xp = xp_of(p)
             m *= b1
-            m += (1 - b1) * g
+            m += (1 - b1) * g  # m = b1 m + (1 - b1) g
+            step = g * g  # one scratch array per parameter, reused in place below
+            step *= 1 - b2
             v *= b2
-            v += (1 - b2) * (g * g)
+            v += step  # v = b2 v + (1 - b2) g^2
             if self.decays(name):
                 p *= 1 - lr * self.weight_decay
-            xp = xp_of(p)
-            p -= (lr / correction1) * m / (xp.sqrt(v / correction2) + self.eps)
+            xp.sqrt(v, out=step)
+            step *= 1 / math.sqrt(correction2)
+            step += self.eps  # sqrt(v / correction2) + eps
+            xp.divide(m, step, out=step)
+            step *= lr / correction1
+            p -= step  # p -= lr * (m / correction1) / (sqrt(v / correction2) + eps)
 
     def state(self):
         """Arrays and numbers that resume the optimizer exactly (see checkpoint.py)."""
@@ -53,7 +60,7 @@ class AdamW:
 
 def clip_grad_norm(grads, max_norm):
     """Scale all gradients together so their global L2 norm is at most max_norm. Returns the norm before."""
-    total = math.sqrt(sum(float((g * g).sum()) for g in grads.values()))
+    total = math.sqrt(sum(float(xp_of(g).vdot(g.ravel(), g.ravel())) for g in grads.values()))  # sum of g^2, no temporary
     if max_norm is not None and total > max_norm:
         scale = max_norm / (total + 1e-6)
         for g in grads.values():
