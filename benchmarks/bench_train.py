@@ -6,7 +6,9 @@ For each config: build minilm's GPT and the same model in PyTorch (benchmarks/to
 parameters, check that their losses and gradients agree, then time full training steps (loss, backward,
 clipping, AdamW) alternately, sleeping between runs so one library's BLAS threads do not spin into the
 other's timing. Prints medians, tokens/s, the ratio, and model FLOPs utilisation (MFU) against the float32
-GEMM peak measured here, now. PyTorch is optional: without it, only minilm's numbers are printed.
+GEMM peak measured here, now. On the CPU, minilm's step is the Trainer's (the batch split across the
+cores, minilm/parallel.py); the "unsplit" column times the same step on one thread of shards, alternated
+with the others, to show what the split buys. PyTorch is optional: without it, only minilm's numbers are printed.
 """
 import argparse
 import os
@@ -15,7 +17,7 @@ import time
 import numpy as np
 from common import CONFIGS, gemm_peak, machine, model_config, train_flops_per_token
 
-from minilm import GPT
+from minilm import GPT, parallel
 from minilm.backend import get_xp, to_numpy
 from minilm.gradcheck import relative_error
 from minilm.optim import AdamW, clip_grad_norm
@@ -25,13 +27,14 @@ def sync_for(xp):
     return (lambda: xp.cuda.Stream.null.synchronize()) if xp is not np else (lambda: None)
 
 
-def minilm_step(config, device, x, y):
+def minilm_step(config, device, x, y, workers=None):
+    """The Trainer's step: the batch split across `workers` threads (default: every CPU core; 1 on a GPU)."""
     model = GPT(config, seed=0, device=device)
     optimizer = AdamW(model.params, lr=1e-4)
     xs, ys = model.xp.asarray(x), model.xp.asarray(y)
 
     def step():
-        _, grads = model.loss_and_grads(xs, ys)
+        _, grads = parallel.loss_and_grads(model, xs, ys, workers=workers)
         clip_grad_norm(grads, 1.0)
         optimizer.step(grads)
 
@@ -123,20 +126,24 @@ def main():
             print(f"config {name}: same loss (rel diff {dloss:.1e}) and gradients (worst rel error {dgrad:.1e}) as PyTorch")
             steps.append(tstep)
             syncs.append(tsync)
+        if parallel.default_workers(model) > 1:  # the same step unsplit, on one thread of shards: the before
+            steps.append(minilm_step(config, args.device, x, y, workers=1)[1])
+            syncs.append(sync_for(model.xp))
         seconds = alternate(steps, syncs, args.repeats)
         mfu = train_flops_per_token(config) * tokens / seconds[0] / peak
         ratio = seconds[1] / seconds[0] if use_torch else None
-        rows.append((name, seconds, tokens, mfu, ratio))
+        unsplit = seconds[-1] if len(steps) > 1 + use_torch else None
+        rows.append((name, seconds[0], unsplit, seconds[1] if use_torch else None, tokens, mfu))
         nominal = ""
         if args.nominal_peak_tflops:
             nominal = f" ({train_flops_per_token(config) * tokens / seconds[0] / (args.nominal_peak_tflops * 1e12):.0%} of the datasheet peak)"
         summary.append((f"config {name}: minilm/pytorch = {ratio:.2f}x, MFU {mfu:.0%}" if use_torch
                         else f"config {name}: MFU {mfu:.0%}") + nominal)
-    print(f"\n{'config':>6} {'minilm ms':>10} {'torch ms':>9} {'minilm tok/s':>13} {'ratio':>6} {'MFU':>5}")
-    for name, seconds, tokens, mfu, ratio in rows:
-        torch_ms = f"{seconds[1] * 1e3:9.1f}" if ratio else f"{'-':>9}"
-        ratio_s = f"{ratio:5.2f}x" if ratio else f"{'-':>6}"
-        print(f"{name:>6} {seconds[0] * 1e3:10.1f} {torch_ms} {tokens / seconds[0]:13.0f} {ratio_s} {mfu:5.0%}")
+    print(f"\n{'config':>6} {'minilm ms':>10} {'unsplit ms':>11} {'torch ms':>9} {'minilm tok/s':>13} {'ratio':>6} {'MFU':>5}")
+    for name, ours, unsplit, theirs, tokens, mfu in rows:
+        cell = lambda t, width: f"{t * 1e3:{width}.1f}" if t else f"{'-':>{width}}"
+        ratio = f"{theirs / ours:5.2f}x" if theirs else f"{'-':>6}"
+        print(f"{name:>6} {ours * 1e3:10.1f} {cell(unsplit, 11)} {cell(theirs, 9)} {tokens / ours:13.0f} {ratio} {mfu:5.0%}")
     print()
     print("\n".join(summary))
 

@@ -1,0 +1,91 @@
+"""Data parallelism on the CPU: one training step's batch split across the cores.
+
+NumPy runs each elementwise operation (GELU, softmax, layernorm, ...) on one core, so a plain training
+step leaves the other cores idle for much of its time. To use them all we do what large models do across
+many GPUs, *data parallelism*: split the batch into shards, one per core, run the forward and backward
+pass of each shard in its own thread (NumPy lets go of Python's lock while it computes, so the threads
+really run at the same time), and combine the results.
+
+The loss of the whole batch is the mean over all its counted positions, so a shard holding a share
+w = (its counted positions) / (all counted positions) contributes w * its loss and w * its gradients:
+the sum is the full batch's loss and gradient, equal up to float rounding.
+
+While the shards run, the BLAS library that multiplies the matrices is held to one thread per call:
+otherwise each shard's matmul would start threads of its own and they would fight over the same cores.
+"""
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+_pool = None  # the worker threads, made on first use
+_blas = None  # threadpoolctl's handle on the BLAS library, made on first use
+
+
+def cpu_cores():
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def default_workers(model):
+    """All cores on the CPU; 1 on a GPU, where one kernel already fills the device."""
+    return cpu_cores() if model.xp is np else 1
+
+
+def shard_slices(batch, workers):
+    """Split range(batch) into at most `workers` nearly equal, non-empty slices."""
+    n = max(1, min(workers, batch))
+    bounds = np.linspace(0, batch, n + 1).round().astype(int)
+    return [slice(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
+def loss_and_grads(model, idx, targets, loss_mask=None, workers=None):
+    """model.loss_and_grads(idx, targets, loss_mask) with the batch split across `workers` threads
+    (default: every core on the CPU). Returns (loss: float, grads: dict), like the model's own."""
+    workers = default_workers(model) if workers is None else workers
+    idx, targets = np.asarray(idx), np.asarray(targets)
+    shards = shard_slices(idx.shape[0], workers) if idx.ndim == 2 else [slice(None)]
+    counted = [_counted_positions(targets[s], None if loss_mask is None else loss_mask[s]) for s in shards]
+    if len(shards) == 1 or sum(counted) == 0:
+        return model.loss_and_grads(idx, targets, loss_mask)
+
+    def one_shard(s):
+        return model.loss_and_grads(idx[s], targets[s], None if loss_mask is None else loss_mask[s])
+
+    with _one_blas_thread():
+        results = list(_threads().map(one_shard, shards))
+    shares = [c / sum(counted) for c in counted]
+    loss = sum(share * shard_loss for share, (shard_loss, _) in zip(shares, results))
+    grads = dict(zip(results[0][1], _threads().map(lambda name: _weighted_sum(name, shares, results), results[0][1])))
+    return loss, grads
+
+
+def _counted_positions(targets, loss_mask):
+    return targets.size if loss_mask is None else float(np.asarray(loss_mask, dtype=np.float64).sum())
+
+
+def _weighted_sum(name, shares, results):
+    """sum_i shares[i] * grads_i[name], accumulated into the first shard's array (no new ones)."""
+    total = results[0][1][name]
+    total *= shares[0]
+    for share, (_, grads) in zip(shares[1:], results[1:]):
+        total += share * grads[name]
+    return total
+
+
+def _threads():
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=cpu_cores(), thread_name_prefix="minilm-shard")
+    return _pool
+
+
+def _one_blas_thread():
+    global _blas
+    if _blas is None:
+        from threadpoolctl import ThreadpoolController  # finds the BLAS that NumPy loaded
+        _blas = ThreadpoolController()
+    return _blas.limit(limits=1, user_api="blas")
