@@ -16,6 +16,7 @@ For each: exact match (the asked word is the most likely next word), P(altered w
 and the margin log p(altered) - log p(original). For C the two probabilities are read under the twin
 that asks for each word, and the margin is how far the instruction moves it (repeat twin minus fix twin).
 """
+import functools
 import json
 import os
 import time
@@ -80,10 +81,10 @@ class Preset:
         return asdict(self)
 
 
-# 9.1K to 953K parameters; learning rate 4e-3 * sqrt(64 / d) from d64 up, larger below (the smallest
+# 9.1K to 1.8M parameters; learning rate 4e-3 * sqrt(64 / d) from d64 up, larger below (the smallest
 # model learns to copy only late in training, and only with a large step size).
 FULL_SIZES = (Size(16, 2, 2, 1.6e-2), Size(32, 2, 2, 8e-3), Size(64, 2, 4, 4e-3), Size(96, 3, 4, 3.3e-3),
-              Size(160, 3, 4, 2.5e-3))
+              Size(160, 3, 4, 2.5e-3), Size(192, 4, 4, 2.3e-3))
 PRESETS = {
     "full": Preset(sizes=FULL_SIZES, seeds=(0, 1, 2, 3, 4), steps=3000,
                    knobs=(("r=0.02", {"rare": 0.02}), ("r=0.15", {"rare": 0.15}),
@@ -202,8 +203,11 @@ def load_results(path):
         raise MinilmError(f"{path} is not valid JSON: delete it and run the sweep again") from None
 
 
-def run_sweep(preset_name, path, device=None, progress=True):
-    """Train and probe every point of a preset not yet in the results file at path; returns the results."""
+def run_sweep(preset_name, path, device=None, progress=True, jobs=1):
+    """Train and probe every point of a preset not yet in the results file at path; returns the results.
+
+    jobs > 1 trains that many points at once, each in its own single-threaded process: these models are
+    too small for threads inside one step to pay, so one process per core is the way to use them all."""
     from tqdm.auto import tqdm
 
     preset = PRESETS[preset_name]
@@ -211,22 +215,57 @@ def run_sweep(preset_name, path, device=None, progress=True):
     results = load_results(path) if os.path.isfile(path) else {"preset": preset_name, "config": config, "points": {}}
     if results.get("config") != config:
         raise MinilmError(f"{path} holds results of a different configuration: give another --out, or delete it to start over")
+    if jobs < 1:
+        raise MinilmError(f"--jobs must be 1 or more, got {jobs}")
+    if jobs > 1 and device not in (None, "cpu"):
+        raise MinilmError("--jobs trains several points at once on the CPU's cores: leave it out with --device cuda")
     todo = [p for p in preset.points() if point_key(*p) not in results["points"]]
-    corpora = {name: GlibCorpus(cfg) for name, cfg in preset.variants().items()}
-    streams = {}
     version = code_version()  # of the code this process runs
+    start, earlier_wall = time.time(), results.get("wall_seconds", 0.0)  # wall time, over every resumed run
     bar = tqdm(total=len(preset.points()), initial=len(preset.points()) - len(todo), unit="run", disable=not progress)
-    for variant, size, seed in todo:
-        bar.set_description(point_key(variant, size, seed))
-        if variant not in streams:
-            streams[variant] = corpora[variant].stream(preset.stream_tokens)
-        record = run_point(preset, corpora[variant], streams[variant], size, seed, device, progress)
+    for (variant, size, seed), record in _trained_points(preset_name, todo, device, progress, jobs):
         results["points"][point_key(variant, size, seed)] = {"variant": variant, "code_version": version, **record}
-        results["wall_seconds"] = round(sum(p["seconds"] for p in results["points"].values()), 1)
+        results["wall_seconds"] = round(earlier_wall + time.time() - start, 1)
+        results["jobs"] = jobs
         scaling.save_results(results, path)  # atomic: a killed sweep keeps every finished point
         bar.update(1)
     bar.close()
     return results
+
+
+def _trained_points(preset_name, todo, device, progress, jobs):
+    """Yield (point, record) for every point of todo, as each finishes."""
+    if jobs <= 1:
+        for point in todo:
+            yield point, _train_and_probe(preset_name, *point, device=device, progress=progress)
+        return
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with ProcessPoolExecutor(jobs, initializer=_one_thread_per_process) as pool:
+        futures = {pool.submit(_train_and_probe, preset_name, *point): point for point in todo}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+
+
+@functools.lru_cache(maxsize=None)
+def _corpus_and_stream(preset_name, variant):
+    preset = PRESETS[preset_name]
+    corpus = GlibCorpus(preset.variants()[variant])
+    return corpus, corpus.stream(preset.stream_tokens)
+
+
+def _train_and_probe(preset_name, variant, size, seed, device=None, progress=False):
+    corpus, tokens = _corpus_and_stream(preset_name, variant)
+    return run_point(PRESETS[preset_name], corpus, tokens, size, seed, device, progress)
+
+
+_blas_limit = None  # a worker process's hold on its BLAS threads
+
+
+def _one_thread_per_process():
+    global _blas_limit
+    from threadpoolctl import threadpool_limits
+    _blas_limit = threadpool_limits(limits=1, user_api="blas")  # held for the worker's life
 
 
 # --------------------------------------------------------------------------------------------------
@@ -469,6 +508,7 @@ def add_glib_command(commands):
     p.add_argument("--out", default=None, help="results JSON (default lessons/results/glib_PRESET.json)")
     p.add_argument("--report", action="store_true", help="only print the report of the results in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--jobs", type=int, default=1, help="train this many points at once, one process each (up to your CPU cores); default %(default)s")
     add_device_option(p)
     p.set_defaults(run=run_glib)
 
@@ -479,7 +519,7 @@ def run_glib(args):
         results = load_results(path)
     else:
         start = time.time()
-        results = run_sweep(args.preset, path, args.device, progress=not args.quiet)
+        results = run_sweep(args.preset, path, args.device, progress=not args.quiet, jobs=args.jobs)
         print(f"results: {path} (this run: {time.time() - start:.0f} s)")
     print(report(results))
 

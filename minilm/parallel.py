@@ -8,7 +8,8 @@ really run at the same time), and combine the results.
 
 The loss of the whole batch is the mean over all its counted positions, so a shard holding a share
 w = (its counted positions) / (all counted positions) contributes w * its loss and w * its gradients:
-the sum is the full batch's loss and gradient, equal up to float rounding.
+the sum is the full batch's loss and gradient, equal up to float rounding. (The rounding depends on
+how the batch was cut, so a run that must give the same numbers on every machine fixes `shards`.)
 
 While the shards run, the BLAS library that multiplies the matrices is held to one thread per call:
 otherwise each shard's matmul would start threads of its own and they would fight over the same cores.
@@ -30,41 +31,55 @@ def cpu_cores():
         return os.cpu_count() or 1
 
 
-def default_workers(model):
-    """All cores on the CPU; 1 on a GPU, where one kernel already fills the device."""
-    return cpu_cores() if model.xp is np else 1
+# A shard smaller than this many activation values (batch rows x positions x channels) is not worth a
+# thread: handing the work between threads costs more than the second core gives back (measured with
+# benchmarks/bench_train.py: config a, 32 x 64 x 64 values, took 47 ms split in two against 42 ms whole).
+MIN_SHARD_VALUES = 2 ** 18
 
 
-def shard_slices(batch, workers):
-    """Split range(batch) into at most `workers` nearly equal, non-empty slices."""
-    n = max(1, min(workers, batch))
+def default_shards(model, batch, T):
+    """How many shards to cut a (batch, T) batch into: 1 on a GPU (one kernel already fills the device),
+    else one per CPU core, but never so many that a shard falls below MIN_SHARD_VALUES. Tiny models
+    therefore always train unsplit, and give the same numbers on any machine."""
+    if model.xp is not np:
+        return 1
+    return max(1, min(cpu_cores(), batch * T * model.config.d_model // MIN_SHARD_VALUES))
+
+
+def shard_slices(batch, shards):
+    """Split range(batch) into at most `shards` nearly equal, non-empty slices."""
+    n = max(1, min(shards, batch))
     bounds = np.linspace(0, batch, n + 1).round().astype(int)
     return [slice(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
-def loss_and_grads(model, idx, targets, loss_mask=None, workers=None):
-    """model.loss_and_grads(idx, targets, loss_mask) with the batch split across `workers` threads
-    (default: every core on the CPU). Returns (loss: float, grads: dict), like the model's own."""
-    workers = default_workers(model) if workers is None else workers
-    idx, targets = np.asarray(idx), np.asarray(targets)
-    shards = shard_slices(idx.shape[0], workers) if idx.ndim == 2 else [slice(None)]
-    counted = [_counted_positions(targets[s], None if loss_mask is None else loss_mask[s]) for s in shards]
-    if len(shards) == 1 or sum(counted) == 0:
+def loss_and_grads(model, idx, targets, loss_mask=None, shards=None):
+    """model.loss_and_grads(idx, targets, loss_mask) with the batch cut into `shards` pieces that run in
+    threads, one per core (default: default_shards). Returns (loss: float, grads: dict), like the model's."""
+    xp = model.xp
+    idx, targets = xp.asarray(idx), xp.asarray(targets)
+    if idx.ndim != 2 or targets.shape != idx.shape:  # not a batch: the model's own checks explain why
+        return model.loss_and_grads(idx, targets, loss_mask)
+    shards = default_shards(model, *idx.shape) if shards is None else shards
+    pieces = shard_slices(idx.shape[0], shards)
+    counted = [_counted_positions(targets[s], None if loss_mask is None else loss_mask[s]) for s in pieces]
+    if len(pieces) == 1 or sum(counted) == 0:
         return model.loss_and_grads(idx, targets, loss_mask)
 
     def one_shard(s):
         return model.loss_and_grads(idx[s], targets[s], None if loss_mask is None else loss_mask[s])
 
     with _one_blas_thread():
-        results = list(_threads().map(one_shard, shards))
+        results = list(_threads().map(one_shard, pieces))
     shares = [c / sum(counted) for c in counted]
     loss = sum(share * shard_loss for share, (shard_loss, _) in zip(shares, results))
-    grads = dict(zip(results[0][1], _threads().map(lambda name: _weighted_sum(name, shares, results), results[0][1])))
+    names = list(results[0][1])
+    grads = dict(zip(names, _threads().map(lambda name: _weighted_sum(name, shares, results), names)))
     return loss, grads
 
 
 def _counted_positions(targets, loss_mask):
-    return targets.size if loss_mask is None else float(np.asarray(loss_mask, dtype=np.float64).sum())
+    return targets.size if loss_mask is None else float(loss_mask.astype("float64").sum())
 
 
 def _weighted_sum(name, shares, results):

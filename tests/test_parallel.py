@@ -12,14 +12,14 @@ def model64():
     return GPT(GPTConfig(vocab_size=V, block_size=8, n_layer=2, n_head=2, d_model=8, dtype="float64"), seed=3)
 
 
-@pytest.mark.parametrize("batch, workers", [(4, 2), (5, 2), (5, 3), (2, 4)])
+@pytest.mark.parametrize("batch, shards", [(4, 2), (5, 2), (5, 3), (2, 4)])
 @pytest.mark.parametrize("with_loss_mask", [False, True])
-def test_split_batch_gives_the_whole_batch_loss_and_gradients(rng, batch, workers, with_loss_mask):
+def test_split_batch_gives_the_whole_batch_loss_and_gradients(rng, batch, shards, with_loss_mask):
     model = model64()
     idx, targets = rng.integers(0, V, (batch, T)), rng.integers(0, V, (batch, T))
     loss_mask = rng.random((batch, T)) < 0.5 if with_loss_mask else None
     loss, grads = model.loss_and_grads(idx, targets, loss_mask)
-    split_loss, split_grads = parallel.loss_and_grads(model, idx, targets, loss_mask, workers=workers)
+    split_loss, split_grads = parallel.loss_and_grads(model, idx, targets, loss_mask, shards=shards)
     assert split_loss == pytest.approx(loss, rel=1e-12)
     assert list(split_grads) == list(grads)
     worst = max(relative_error(split_grads[k], grads[k]) for k in grads)
@@ -33,7 +33,7 @@ def test_a_shard_with_no_counted_position_gets_no_weight(rng):
     loss_mask = np.zeros((4, T), dtype=bool)
     loss_mask[2:, 1:] = True
     loss, grads = model.loss_and_grads(idx, targets, loss_mask)
-    split_loss, split_grads = parallel.loss_and_grads(model, idx, targets, loss_mask, workers=2)
+    split_loss, split_grads = parallel.loss_and_grads(model, idx, targets, loss_mask, shards=2)
     assert split_loss == pytest.approx(loss, rel=1e-12)
     assert max(relative_error(split_grads[k], grads[k]) for k in grads) < 1e-10
 
@@ -42,24 +42,24 @@ def test_float32_split_matches_within_rounding(rng):
     model = GPT(GPTConfig(vocab_size=V, block_size=8, n_layer=2, n_head=2, d_model=16), seed=0)
     idx, targets = rng.integers(0, V, (6, 8)), rng.integers(0, V, (6, 8))
     loss, grads = model.loss_and_grads(idx, targets)
-    split_loss, split_grads = parallel.loss_and_grads(model, idx, targets, workers=2)
+    split_loss, split_grads = parallel.loss_and_grads(model, idx, targets, shards=2)
     assert split_loss == pytest.approx(loss, rel=1e-5)
     assert max(relative_error(split_grads[k], grads[k]) for k in grads) < 1e-4
 
 
-@pytest.mark.parametrize("batch, workers", [(1, 2), (2, 2), (7, 3), (16, 2), (3, 8)])
-def test_shards_cover_the_batch_once(batch, workers):
-    shards = parallel.shard_slices(batch, workers)
+@pytest.mark.parametrize("batch, n", [(1, 2), (2, 2), (7, 3), (16, 2), (3, 8)])
+def test_shards_cover_the_batch_once(batch, n):
+    shards = parallel.shard_slices(batch, n)
     rows = np.concatenate([np.arange(batch)[s] for s in shards])
     assert rows.tolist() == list(range(batch))
-    assert len(shards) == min(batch, workers) and all(s.stop > s.start for s in shards)
+    assert len(shards) == min(batch, n) and all(s.stop > s.start for s in shards)
 
 
 def test_blas_threads_are_given_back_after_a_split_step(rng):
     threadpoolctl = pytest.importorskip("threadpoolctl")
     before = [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
     model = model64()
-    parallel.loss_and_grads(model, rng.integers(0, V, (4, T)), rng.integers(0, V, (4, T)), workers=2)
+    parallel.loss_and_grads(model, rng.integers(0, V, (4, T)), rng.integers(0, V, (4, T)), shards=2)
     after = [lib["num_threads"] for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
     assert after == before
 
@@ -69,4 +69,13 @@ def test_errors_in_a_shard_reach_the_caller_as_one_line(rng):
     idx = rng.integers(0, V, (4, T))
     idx[3, 0] = V  # out of the vocabulary, in the second shard
     with pytest.raises(MinilmError, match="out of range"):
-        parallel.loss_and_grads(model, idx, idx, workers=2)
+        parallel.loss_and_grads(model, idx, idx, shards=2)
+
+
+def test_small_batches_stay_whole_and_large_ones_split_per_core(monkeypatch):
+    monkeypatch.setattr(parallel, "cpu_cores", lambda: 2)
+    model = GPT(GPTConfig(vocab_size=V, block_size=256, n_layer=1, n_head=2, d_model=512), seed=0)
+    assert parallel.default_shards(model, 1, 8) == 1  # far below MIN_SHARD_VALUES
+    assert parallel.default_shards(model, 8, 256) == 2  # 1M values: one shard per core
+    monkeypatch.setattr(parallel, "cpu_cores", lambda: 1)
+    assert parallel.default_shards(model, 8, 256) == 1
