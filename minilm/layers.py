@@ -328,10 +328,10 @@ def _nll_and_probs(logits, targets):
     """-log p(target) = log sum_j exp(logit_j) - logit_target, computed after subtracting the max."""
     xp = xp_of(logits)
     shifted = logits - logits.max(axis=-1, keepdims=True)  # (B, T, V), largest entry is 0
-    probs = xp.exp(shifted)
+    shifted_target = xp.take_along_axis(shifted, targets[..., None], axis=-1)  # (B, T, 1)
+    probs = xp.exp(shifted, out=shifted)  # in place: shifted is not needed any more
     sumexp = probs.sum(axis=-1, keepdims=True)  # (B, T, 1), at least 1
     probs /= sumexp
-    shifted_target = xp.take_along_axis(shifted, targets[..., None], axis=-1)  # (B, T, 1)
     nll = (xp.log(sumexp) - shifted_target)[..., 0]  # (B, T)
     return nll, probs
 

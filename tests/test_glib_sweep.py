@@ -77,20 +77,24 @@ def test_ci_preset_runs_in_under_3_minutes_resumes_and_reports(tmp_path):
     results = json.load(open(out))
     assert len(results["points"]) == len(isc.PRESETS["ci"].points())
     assert run.stdout.strip().splitlines()[-1].startswith("U-shape: ")
-    # resume: drop one point; a second run trains only that one, and gets the same numbers
-    key = next(iter(results["points"]))
-    dropped = results["points"].pop(key)
+    # resume: drop two points; a second run trains only those, two at once in worker processes
+    # (--jobs 2), and gets the same numbers
+    dropped = {key: results["points"].pop(key) for key in list(results["points"])[:2]}
     scaling.save_results(results, out)
-    again = minilm("glib", "--preset", "ci", "--out", out, "--quiet")
+    again = minilm("glib", "--preset", "ci", "--out", out, "--quiet", "--jobs", "2")
     assert again.returncode == 0, again.stderr[-2000:]
-    redone = json.load(open(out))["points"][key]
-    assert redone["probes"] == dropped["probes"]
+    redone = json.load(open(out))["points"]
+    assert len(redone) == len(isc.PRESETS["ci"].points())
+    for key, point in dropped.items():
+        assert redone[key]["probes"] == point["probes"], key
 
 
 def test_cli_errors_are_one_line(tmp_path):
     missing = minilm("glib", "--report", "--out", str(tmp_path / "none.json"))
     assert missing.returncode == 1 and len(missing.stderr.strip().splitlines()) == 1
     assert "run the sweep first" in missing.stderr
+    no_jobs = minilm("glib", "--preset", "ci", "--out", str(tmp_path / "x.json"), "--jobs", "0")
+    assert no_jobs.returncode == 1 and "--jobs must be 1 or more" in no_jobs.stderr and "Traceback" not in no_jobs.stderr
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"preset": "ci", "config": {"steps": 1}, "points": {}}))
     clash = minilm("glib", "--preset", "ci", "--out", str(other))
