@@ -90,6 +90,9 @@ PRESETS = {
                    knobs=(("r=0.02", {"rare": 0.02}), ("r=0.15", {"rare": 0.15}),
                           ("zipf=0.5", {"zipf": 0.5}), ("zipf=1.5", {"zipf": 1.5})),
                    knob_sizes=(FULL_SIZES[0], FULL_SIZES[2], FULL_SIZES[4])),
+    # A second sweep, chosen after the first one's knob map: its one U-shaped cell (r = 0.15, one seed) with
+    # every size and seed, no knob map. Lesson 04 reports it separately, by the same rule.
+    "rare15": Preset(sizes=FULL_SIZES, seeds=(0, 1, 2, 3, 4), steps=3000, corpus=GlibConfig(rare=0.15)),
     "ci": Preset(sizes=(Size(8, 2, 2, 1e-2), Size(16, 2, 2, 8e-3), Size(24, 2, 2, 6e-3)), seeds=(0, 1),
                  steps=150, stream_tokens=100_000, knobs=(("r=0.15", {"rare": 0.15}),),
                  knob_sizes=(Size(8, 2, 2, 1e-2), Size(24, 2, 2, 6e-3))),
