@@ -1,5 +1,6 @@
 """Lesson 04 prints the command that made its results and the U-shape verdict, and its next-word view
 and widget work. (Every lesson runs under nbval in the default suite: pytest collects lessons/.)"""
+import json
 import os
 
 import ipywidgets
@@ -36,3 +37,19 @@ def test_next_word_view_and_its_widget():
     w.children[0].value = sizes[1]  # move the size picker: the view redraws for that size
     assert w.result.axes[0].get_title().startswith(sizes[1] + ":")
     plt.close("all")
+
+
+def test_second_sweep_is_complete_its_verdict_is_in_the_lesson_and_it_contains_the_knob_cell():
+    """The r = 0.15 sweep (chosen from the knob map) holds every point of its preset; the lesson prints its
+    verdict; and its seed 0 at the knob sizes is the knob-map cell it was chosen from, number for number."""
+    first = isc.load_results(os.path.join(ROOT, isc.results_path("full")))
+    second = isc.load_results(os.path.join(ROOT, isc.results_path("rare15")))
+    assert second["config"] == json.loads(json.dumps(isc.PRESETS["rare15"].to_dict()))
+    assert set(second["points"]) == {isc.point_key(*p) for p in isc.PRESETS["rare15"].points()}
+    cells = [c for c in nbformat.read(LESSON, as_version=4).cells if c.cell_type == "code"]
+    text = "".join(o.get("text", "") for c in cells for o in c.outputs)
+    assert isc.u_shape(isc.curves(second).subset(isc.most_exposed_quotes(second))).line in text
+    for s in first["config"]["knob_sizes"]:
+        size = isc.Size(**s)
+        knob_cell = first["points"][isc.point_key("r=0.15", size, 0)]
+        assert second["points"][isc.point_key("main", size, 0)]["probes"] == knob_cell["probes"]
