@@ -536,6 +536,14 @@ def _errorbar(ax, c, probe, metric, label, **style):
     ax.errorbar(c.params, mean, yerr=[mean - lo, hi - mean], capsize=3, marker="o", label=label, **style)
 
 
+def _against_params(ax, legend_loc="best"):
+    """The axes every glib curve shares: parameters on a log x axis, a small legend, a light grid."""
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters")
+    ax.legend(loc=legend_loc, fontsize=8)
+    ax.grid(alpha=0.3)
+
+
 def plot_probe_curves(results):
     """Left: the conflict probe D with its 95% intervals (the U, if there is one). Right: the sub-tasks
     A, B, C that explain it. Both on the 20 most exposed quotes, against parameters (log scale)."""
@@ -552,11 +560,8 @@ def plot_probe_curves(results):
         _errorbar(right, c, probe, "exact", f"{probe}: {PROBE_NAMES[probe]}", color=color)
     right.set_title("the three sub-tasks")
     for ax in (left, right):
-        ax.set_xscale("log")
-        ax.set_xlabel("parameters")
+        _against_params(ax, legend_loc="lower left")
         ax.set_ylim(-0.03, 1.03)
-        ax.legend(loc="lower left", fontsize=8)
-        ax.grid(alpha=0.3)
     left.set_ylabel("exact match (95% interval)")
     fig.tight_layout()
     return fig
@@ -571,11 +576,8 @@ def plot_margins(results):
     _errorbar(ax, c, "D", "margin", "D: after 'repeat ...' (asks for the altered word)", color="C3")
     _errorbar(ax, c, "B", "margin", "B: after 'as they say :' (no instruction)", color="C1")
     ax.axhline(0, color="gray", lw=1)
-    ax.set_xscale("log")
-    ax.set_xlabel("parameters")
+    _against_params(ax)
     ax.set_ylabel("log p(altered) - log p(original)  (nats)")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
 

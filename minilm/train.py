@@ -98,7 +98,7 @@ class Trainer:
         """One AdamW step on one random batch. Returns the loss before the step."""
         cfg, model = self.config, self.model
         x, y = get_batch(self.train_tokens, cfg.batch_size, model.config.block_size, self.rng)
-        loss, grads = parallel.loss_and_grads(model, x, y)  # the batch split across the CPU's cores
+        loss, grads = parallel.loss_and_grads(model, x, y)  # a big batch is split across the CPU's cores
         if not math.isfinite(loss):
             where = (f"the last good checkpoint (step {self.saved_step}) is kept at {self.checkpoint_path}"
                      if self.saved_step is not None else "no checkpoint had been written yet")
