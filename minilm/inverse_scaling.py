@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from . import layers, scaling
+from . import layers, parallel, scaling
 from .backend import to_numpy
 from .data.glib import LECTURE_PROMPT, GlibConfig, GlibCorpus
 from .errors import MinilmError
@@ -231,6 +231,7 @@ def run_sweep(preset_name, path, device=None, progress=True, jobs=1):
         results["wall_seconds"] = round(earlier_wall + time.time() - start, 1)
         results["jobs"] = jobs
         scaling.save_results(results, path)  # atomic: a killed sweep keeps every finished point
+        bar.set_postfix_str(f"last finished: {point_key(variant, size, seed)}", refresh=False)
         bar.update(1)
     bar.close()
     return results
@@ -267,8 +268,7 @@ _blas_limit = None  # a worker process's hold on its BLAS threads
 
 def _one_thread_per_process():
     global _blas_limit
-    from threadpoolctl import threadpool_limits
-    _blas_limit = threadpool_limits(limits=1, user_api="blas")  # held for the worker's life
+    _blas_limit = parallel.one_blas_thread()  # held for the worker's life
 
 
 # --------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ really run at the same time), and combine the results.
 The loss of the whole batch is the mean over all its counted positions, so a shard holding a share
 w = (its counted positions) / (all counted positions) contributes w * its loss and w * its gradients:
 the sum is the full batch's loss and gradient, equal up to float rounding. (The rounding depends on
-how the batch was cut, so a run that must give the same numbers on every machine fixes `shards`.)
+how the batch was cut, and by default that depends on the number of cores: see default_shards.)
 
 While the shards run, the BLAS library that multiplies the matrices is held to one thread per call:
 otherwise each shard's matmul would start threads of its own and they would fight over the same cores.
@@ -58,6 +58,7 @@ def loss_and_grads(model, idx, targets, loss_mask=None, shards=None):
     threads, one per core (default: default_shards). Returns (loss: float, grads: dict), like the model's."""
     xp = model.xp
     idx, targets = xp.asarray(idx), xp.asarray(targets)
+    loss_mask = None if loss_mask is None else xp.asarray(loss_mask)
     if idx.ndim != 2 or targets.shape != idx.shape:  # not a batch: the model's own checks explain why
         return model.loss_and_grads(idx, targets, loss_mask)
     shards = default_shards(model, *idx.shape) if shards is None else shards
@@ -69,7 +70,7 @@ def loss_and_grads(model, idx, targets, loss_mask=None, shards=None):
     def one_shard(s):
         return model.loss_and_grads(idx[s], targets[s], None if loss_mask is None else loss_mask[s])
 
-    with _one_blas_thread():
+    with one_blas_thread():
         results = list(_threads().map(one_shard, pieces))
     shares = [c / sum(counted) for c in counted]
     loss = sum(share * shard_loss for share, (shard_loss, _) in zip(shares, results))
@@ -98,7 +99,9 @@ def _threads():
     return _pool
 
 
-def _one_blas_thread():
+def one_blas_thread():
+    """Hold the BLAS library NumPy uses to one thread: from now until the returned handle's
+    restore_original_limits(), or for a `with` block."""
     global _blas
     if _blas is None:
         from threadpoolctl import ThreadpoolController  # finds the BLAS that NumPy loaded

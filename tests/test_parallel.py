@@ -79,3 +79,11 @@ def test_small_batches_stay_whole_and_large_ones_split_per_core(monkeypatch):
     assert parallel.default_shards(model, 8, 256) == 2  # 1M values: one shard per core
     monkeypatch.setattr(parallel, "cpu_cores", lambda: 1)
     assert parallel.default_shards(model, 8, 256) == 1
+
+
+def test_a_loss_mask_given_as_a_list_is_accepted(rng):
+    model = model64()
+    idx, targets = rng.integers(0, V, (4, T)), rng.integers(0, V, (4, T))
+    loss_mask = (rng.random((4, T)) < 0.5).tolist()
+    loss, _ = model.loss_and_grads(idx, targets, np.array(loss_mask))
+    assert parallel.loss_and_grads(model, idx, targets, loss_mask, shards=2)[0] == pytest.approx(loss, rel=1e-12)
