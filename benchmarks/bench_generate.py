@@ -1,6 +1,6 @@
 """Generation speed: the KV cache against recomputing the whole prefix, and against PyTorch eager.
 
-    python benchmarks/bench_generate.py [--config b] [--new-tokens 256] [--prompt 64]
+    python benchmarks/bench_generate.py [--config b] [--new-tokens 256] [--prompt 64] [--device cpu|cuda]
 
 Greedy decoding of --new-tokens tokens after a --prompt-token prompt, at config b's width and depth
 (its block size raised to fit prompt + new tokens). All three ways must produce the same tokens.
@@ -29,9 +29,10 @@ def main():
     parser.add_argument("--new-tokens", type=int, default=256)
     parser.add_argument("--prompt", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     args = parser.parse_args()
     config = dataclasses.replace(model_config(args.config), block_size=args.prompt + args.new_tokens)
-    model = GPT(config, seed=0)
+    model = GPT(config, seed=0, device=args.device)
     prompt = list(np.random.default_rng(0).integers(0, config.vocab_size, args.prompt))
 
     def ours(use_cache):
@@ -42,11 +43,12 @@ def main():
         import torch
         from torch_gpt import TorchGPT
         torch_model = TorchGPT({k: to_numpy(v) for k, v in model.params.items()}, config.n_layer, config.n_head)
+        torch_model.to(args.device)
         runs["pytorch eager, KV cache"] = lambda: torch_model.generate_greedy(prompt, args.new_tokens)
         print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads")
     except ImportError:
         print("PyTorch is not installed: timing minilm alone")
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}, device {args.device}")
     print(f"config {args.config} (d {config.d_model}, {config.n_layer} layers, vocab {config.vocab_size}), "
           f"prompt {args.prompt}, {args.new_tokens} new tokens, greedy")
     seconds, tokens = {}, {}

@@ -15,16 +15,12 @@ import os
 import time
 
 import numpy as np
-from common import CONFIGS, gemm_peak, machine, model_config, train_flops_per_token
+from common import CONFIGS, gemm_peak, machine, model_config, sync_for, train_flops_per_token
 
 from minilm import GPT, parallel
 from minilm.backend import get_xp, to_numpy
 from minilm.gradcheck import relative_error
 from minilm.optim import AdamW, clip_grad_norm
-
-
-def sync_for(xp):
-    return (lambda: xp.cuda.Stream.null.synchronize()) if xp is not np else (lambda: None)
 
 
 def minilm_step(config, device, x, y, shards=None):

@@ -33,6 +33,11 @@ def train_flops_per_token(config):
     return 6 * n_matmul + 12 * L * T * C
 
 
+def sync_for(xp):
+    """A function that waits for the device to finish its queued work (a no-op for NumPy)."""
+    return (lambda: xp.cuda.Stream.null.synchronize()) if xp is not np else (lambda: None)
+
+
 def median_time(fn, repeats=5, warmup=2, sync=lambda: None):
     for _ in range(warmup):
         fn()

@@ -1,16 +1,28 @@
 #!/usr/bin/env bash
-# Every GPU measurement in one call (for a machine with an NVIDIA GPU, CuPy and PyTorch):
-#   1. the whole test suite on CuPy,  2. training speed at configs c and d against PyTorch eager (TF32 on
-#   both sides),  3. generation speed.  Logs go to ${OUT:-gpu-results}/.
+# Every GPU measurement in one call, for a machine with an NVIDIA GPU, CuPy and PyTorch:
+#   the CuPy-against-NumPy check, training speed at configs c and d against PyTorch eager (TF32 on both
+#   sides, then plain float32), a profile of config d's step, generation speed, and the whole test suite
+#   with MINILM_DEVICE=cuda (the notebooks are left out: they need Jupyter). Logs go to ${OUT:-gpu-results}/.
 #   bash benchmarks/gpu_all.sh
+# Each stage has its own time limit, so one that hangs cannot take the others' results with it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-gpu-results}
 mkdir -p "$out"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$out/card.txt" 2>&1
-python -c "import cupy, numpy; print('cupy', cupy.__version__, 'numpy', numpy.__version__)" >> "$out/card.txt" 2>&1
-MINILM_DEVICE=cuda python -m pytest -q -p no:cacheprovider tests lessons > "$out/pytest_cuda.txt" 2>&1
-echo "pytest on CuPy: exit $?" >> "$out/card.txt"
-CUPY_TF32=1 python benchmarks/bench_train.py --device cuda --configs c d --nominal-peak-tflops 494 > "$out/bench_train_cuda.txt" 2>&1
-python benchmarks/bench_train.py --device cuda --configs c --no-torch > "$out/bench_train_cuda_fp32.txt" 2>&1
-cat "$out"/*.txt
+export PYTHONUNBUFFERED=1 PYTHONPATH=.
+stage() {  # stage NAME SECONDS COMMAND...: run one measurement, log it, note its exit status
+    local name=$1 limit=$2; shift 2
+    local start=$SECONDS
+    timeout "$limit" "$@" > "$out/$name.txt" 2>&1
+    echo "$name: exit $? in $((SECONDS - start)) s" | tee -a "$out/card.txt"
+}
+{ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
+  python -c "import cupy, numpy, torch; print('cupy', cupy.__version__, 'numpy', numpy.__version__, 'torch', torch.__version__)"; } > "$out/card.txt" 2>&1
+stage pytest_gpu_file 90 python -m pytest -q -p no:cacheprovider -o addopts= tests/test_gpu.py
+stage bench_train_tf32 150 env CUPY_TF32=1 python benchmarks/bench_train.py --device cuda --configs c d --nominal-peak-tflops 494
+stage profile_d 60 env CUPY_TF32=1 python benchmarks/profile_step.py --device cuda --config d --steps 3
+stage bench_generate 60 python benchmarks/bench_generate.py --device cuda
+stage pytest_cuda 180 env MINILM_DEVICE=cuda python -m pytest -q -p no:cacheprovider -o addopts= -m "not slow" \
+    --continue-on-collection-errors -n 8 --timeout 120 -rfE --tb=short tests
+stage bench_train_fp32 90 python benchmarks/bench_train.py --device cuda --configs c d
+tail -n 4 "$out"/bench_train_*.txt "$out"/bench_generate.txt; tail -n 25 "$out/pytest_cuda.txt"; cat "$out/card.txt"

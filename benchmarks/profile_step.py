@@ -1,9 +1,11 @@
 """Where a training step's time goes, by category (matmuls, attention, elementwise, optimizer, ...).
 
-    python benchmarks/profile_step.py [--config b] [--steps 5]
+    python benchmarks/profile_step.py [--config b] [--steps 5] [--device cpu|cuda]
 
 Each leaf layer function in minilm.layers (and the optimizer step) is wrapped with a timer; whatever is
 left of the step's wall time is glue: residual adds, head splitting, the cross-entropy's bookkeeping.
+On a GPU each timer waits for the device before it starts and stops (work is asynchronous there), which
+costs a little overlap but puts every kernel's time in its own category.
 """
 import argparse
 import collections
@@ -11,9 +13,10 @@ import functools
 import time
 
 import numpy as np
-from common import CONFIGS, model_config
+from common import CONFIGS, model_config, sync_for
 
 from minilm import GPT, layers, optim
+from minilm.backend import get_xp
 
 CATEGORIES = {
     "linear_forward": "matmul (linear layers, head)", "linear_backward": "matmul (linear layers, head)",
@@ -25,14 +28,16 @@ CATEGORIES = {
 }
 
 
-def instrument(totals):
+def instrument(totals, sync):
     def timed(fn, category):
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
+            sync()
             start = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
             finally:
+                sync()
                 totals[category] += time.perf_counter() - start
         return wrapper
 
@@ -47,12 +52,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="b", choices=list(CONFIGS))
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     args = parser.parse_args()
+    sync = sync_for(get_xp(args.device))
     totals = collections.Counter()
-    clip = instrument(totals)
+    clip = instrument(totals, sync)
     config = model_config(args.config)
     c = CONFIGS[args.config]
-    model = GPT(config, seed=0)
+    model = GPT(config, seed=0, device=args.device)
     optimizer = optim.AdamW(model.params, lr=1e-4)
     rng = np.random.default_rng(0)
     x = rng.integers(0, config.vocab_size, (c["batch"], config.block_size))
@@ -64,12 +71,14 @@ def main():
         optimizer.step(grads)
 
     step()  # warm-up
+    sync()
     totals.clear()
     start = time.perf_counter()
     for _ in range(args.steps):
         step()
+    sync()
     wall = (time.perf_counter() - start) / args.steps
-    print(f"config {args.config}: {wall * 1e3:.1f} ms per training step")
+    print(f"config {args.config} on {args.device}: {wall * 1e3:.1f} ms per training step")
     print(f"{'category':<32} {'ms/step':>8} {'share':>6}")
     for category, seconds in sorted(totals.items(), key=lambda kv: -kv[1]):
         print(f"{category:<32} {seconds / args.steps * 1e3:8.1f} {seconds / args.steps / wall:6.1%}")

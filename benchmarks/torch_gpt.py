@@ -54,7 +54,7 @@ class TorchGPT(torch.nn.Module):
     def generate_greedy(self, prompt, n_new):
         """Greedy decoding with a KV cache: the prompt once, then one token per call."""
         cache = [None] * self.n_layer
-        idx = torch.tensor([prompt])
+        idx = torch.tensor([prompt], device=self.w("wte").device)
         out = []
         for _ in range(n_new):
             token = self.logits(idx, cache)[0, -1].argmax()
