@@ -6,9 +6,10 @@ For each config: build minilm's GPT and the same model in PyTorch (benchmarks/to
 parameters, check that their losses and gradients agree, then time full training steps (loss, backward,
 clipping, AdamW) alternately, sleeping between runs so one library's BLAS threads do not spin into the
 other's timing. Prints medians, tokens/s, the ratio, and model FLOPs utilisation (MFU) against the float32
-GEMM peak measured here, now. On the CPU minilm's step is timed two ways, alternated with the peer:
-unsplit (one call, BLAS threads for the matmuls) and split into one shard per core (minilm/parallel.py);
-the ratio uses the way the Trainer runs it. PyTorch is optional: without it, only minilm's numbers are printed.
+GEMM peak measured here, now. minilm's step is timed two ways, alternated with the peer: on the CPU unsplit
+(one call, BLAS threads for the matmuls) and split into one shard per core (minilm/parallel.py); on a GPU
+with the fused kernels (minilm/kernels.py) and with the readable code alone (MINILM_FUSED=0). The ratio
+uses the way the Trainer runs it. PyTorch is optional: without it, only minilm's numbers are printed.
 """
 import argparse
 import os
@@ -17,7 +18,7 @@ import time
 import numpy as np
 from common import CONFIGS, gemm_peak, machine, model_config, sync_for, train_flops_per_token
 
-from minilm import GPT, parallel
+from minilm import GPT, kernels, parallel
 from minilm.backend import get_xp, to_numpy
 from minilm.gradcheck import relative_error
 from minilm.optim import AdamW, clip_grad_norm
@@ -35,6 +36,17 @@ def minilm_step(config, device, x, y, shards=None):
         optimizer.step(grads)
 
     return model, step
+
+
+def readable_only(step):
+    """The same step with the fused GPU kernels switched off."""
+    def run():
+        kernels.ENABLED = False
+        try:
+            step()
+        finally:
+            kernels.ENABLED = True
+    return run
 
 
 def torch_step(params, config, device, x, y):
@@ -66,7 +78,7 @@ def check_same_gradients(model, torch_model, x, y):
     theirs = torch_model.grads()
     worst = max(relative_error(to_numpy(grads[k]), theirs[k]) for k in grads)
     torch_model.zero_grad(set_to_none=True)
-    return abs(loss - float(torch_loss)) / abs(float(torch_loss)), worst
+    return abs(loss - torch_loss.item()) / abs(torch_loss.item()), worst
 
 
 def alternate(steps, syncs, repeats, pause=0.5):
@@ -115,6 +127,7 @@ def main():
         y = rng.integers(0, config.vocab_size, (c["batch"], config.block_size))
         tokens = x.size
         model, step = minilm_step(config, args.device, x, y, shards=1)
+        gpu = model.xp is not np
         steps, syncs = [step], [sync_for(model.xp)]
         if use_torch:
             torch_model, tstep, tsync = torch_step({k: to_numpy(v) for k, v in model.params.items()}, config, args.device, x, y)
@@ -122,26 +135,29 @@ def main():
             print(f"config {name}: same loss (rel diff {dloss:.1e}) and gradients (worst rel error {dgrad:.1e}) as PyTorch")
             steps.append(tstep)
             syncs.append(tsync)
-        cores = parallel.cpu_cores() if model.xp is np else 1
-        if cores > 1:  # the batch split into one shard per core
+        cores = 1 if gpu else parallel.cpu_cores()
+        if gpu:  # the readable code alone, for comparison with the fused kernels
+            steps.append(readable_only(minilm_step(config, args.device, x, y)[1]))
+        elif cores > 1:  # the batch split into one shard per core
             steps.append(minilm_step(config, args.device, x, y, shards=cores)[1])
-            syncs.append(sync_for(model.xp))
+        syncs.append(sync_for(model.xp))
         seconds = alternate(steps, syncs, args.repeats)
-        unsplit, theirs, split = seconds[0], seconds[1] if use_torch else None, seconds[-1] if cores > 1 else None
-        ours = split if parallel.default_shards(model, *x.shape) > 1 else unsplit  # what the Trainer does
+        first, theirs, second = seconds[0], seconds[1] if use_torch else None, seconds[-1] if len(steps) > 1 + use_torch else None
+        ours = second if not gpu and parallel.default_shards(model, *x.shape) > 1 else first  # what the Trainer does
         mfu = train_flops_per_token(config) * tokens / ours / peak
-        rows.append((name, unsplit, split, theirs, tokens, ours, mfu))
+        rows.append((name, first, second, theirs, tokens, ours, mfu))
         nominal = ""
         if args.nominal_peak_tflops:
             nominal = f" ({train_flops_per_token(config) * tokens / ours / (args.nominal_peak_tflops * 1e12):.0%} of the datasheet peak)"
         summary.append((f"config {name}: minilm/pytorch = {theirs / ours:.2f}x, MFU {mfu:.0%}" if use_torch
                         else f"config {name}: MFU {mfu:.0%}") + nominal)
-    print(f"\n{'config':>6} {'unsplit ms':>11} {'split ms':>9} {'torch ms':>9} {'minilm tok/s':>13} {'ratio':>6} {'MFU':>5}")
-    for name, unsplit, split, theirs, tokens, ours, mfu in rows:
+    ways = ("fused ms", "readable ms") if args.device == "cuda" else ("unsplit ms", "split ms")
+    print(f"\n{'config':>6} {ways[0]:>11} {ways[1]:>11} {'torch ms':>9} {'minilm tok/s':>13} {'ratio':>6} {'MFU':>5}")
+    for name, first, second, theirs, tokens, ours, mfu in rows:
         cell = lambda t, width: f"{t * 1e3:{width}.1f}" if t else f"{'-':>{width}}"
         ratio = f"{theirs / ours:5.2f}x" if theirs else f"{'-':>6}"
-        print(f"{name:>6} {cell(unsplit, 11)} {cell(split, 9)} {cell(theirs, 9)} {tokens / ours:13.0f} {ratio} {mfu:5.0%}")
-    print("(ratio and MFU use the way the Trainer runs: split when parallel.default_shards says so)")
+        print(f"{name:>6} {cell(first, 11)} {cell(second, 11)} {cell(theirs, 9)} {tokens / ours:13.0f} {ratio} {mfu:5.0%}")
+    print("(ratio and MFU use the way the Trainer runs: fused on a GPU; split on the CPU when parallel.default_shards says so)")
     print()
     print("\n".join(summary))
 

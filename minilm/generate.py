@@ -31,7 +31,7 @@ def generate(model, prompt, max_new_tokens, temperature=1.0, top_k=None, eos_id=
     """Continue a prompt (a list of token ids). Returns the new ids (not the prompt).
 
     Stops after max_new_tokens, at eos_id, or when the sequence fills the model's block_size.
-    on_logits(step, logits), if given, sees the logits (V,) each new token was drawn from.
+    on_logits(step, logits), if given, sees the logits (V,) each new token was drawn from, as a NumPy array.
     """
     prompt = [int(t) for t in prompt]
     if not prompt:
@@ -45,7 +45,7 @@ def generate(model, prompt, max_new_tokens, temperature=1.0, top_k=None, eos_id=
     tokens, new = list(prompt), []
     feed = prompt  # with a cache, only the tokens the model has not seen yet
     while len(new) < max_new_tokens and len(tokens) < model.config.block_size:
-        logits = model.forward(np.array([feed if use_cache else tokens]), kv_cache=cache)[0, -1]  # (V,)
+        logits = to_numpy(model.forward(np.array([feed if use_cache else tokens]), kv_cache=cache)[0, -1])  # (V,)
         if on_logits is not None:
             on_logits(len(new), logits)
         token = next_token(logits, temperature, top_k, rng)

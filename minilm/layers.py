@@ -10,6 +10,7 @@ All array work goes through `xp`, the module that holds the inputs (NumPy or CuP
 import math
 
 from .backend import xp_of
+from .kernels import fused
 
 # A masked attention score is set to this before the softmax, so that exp() of it is exactly 0.
 # It is finite (unlike -inf) so a row with every key masked gives a harmless uniform row, not NaN.
@@ -67,6 +68,7 @@ def linear_backward(dout, cache):
 # --------------------------------------------------------------------------------------------------
 # LayerNorm: normalise each position's vector to zero mean and unit variance, then scale and shift.
 
+@fused
 def layernorm_forward(x, w, b, eps=1e-5):
     """x: (B, T, C), w, b: (C,) -> out: (B, T, C)"""
     xhat = x - x.mean(axis=-1, keepdims=True)  # centred, normalised in place below
@@ -78,6 +80,7 @@ def layernorm_forward(x, w, b, eps=1e-5):
     return out, (xhat, rstd, w)
 
 
+@fused
 def layernorm_backward(dout, cache):
     """dout: (B, T, C) -> dx: (B, T, C), dw, db: (C,)"""
     xhat, rstd, w = cache
@@ -101,8 +104,10 @@ def layernorm_backward(dout, cache):
 # GELU, the tanh approximation used by GPT-2: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
 
 GELU_SCALE = math.sqrt(2.0 / math.pi)
+GELU_CUBIC = 0.044715
 
 
+@fused
 def gelu_forward(x):
     """x: any shape -> out: same shape
 
@@ -110,7 +115,7 @@ def gelu_forward(x):
     about as much as the arithmetic, so fewer temporaries means a faster layer."""
     xp = xp_of(x)
     t = x * x
-    t *= 0.044715 * GELU_SCALE
+    t *= GELU_CUBIC * GELU_SCALE
     t += GELU_SCALE
     t *= x  # the inner term sqrt(2/pi) (x + 0.044715 x^3); x*x*x, never x**3 (far slower on float32)
     xp.tanh(t, out=t)
@@ -120,11 +125,12 @@ def gelu_forward(x):
     return out, (x, t)
 
 
+@fused
 def gelu_backward(dout, cache):
     x, t = cache
     # d/dx [0.5 x (1 + t)] = 0.5 [(1 + t) + x (1 - t^2) slope], slope = d(inner)/dx = sqrt(2/pi) (1 + 3 0.044715 x^2)
     slope = x * x
-    slope *= 3 * 0.044715 * GELU_SCALE
+    slope *= 3 * GELU_CUBIC * GELU_SCALE
     slope += GELU_SCALE
     g = t * t
     xp_of(x).subtract(1.0, g, out=g)  # 1 - t^2
@@ -141,6 +147,7 @@ def gelu_backward(dout, cache):
 # Softmax and its logarithm, stable: subtracting the row maximum changes nothing mathematically
 # and keeps exp() from overflowing (the log-sum-exp trick).
 
+@fused
 def softmax(x, axis=-1, out=None):
     """out=x computes it in place (no new array)."""
     xp = xp_of(x)

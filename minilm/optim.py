@@ -1,7 +1,8 @@
 """AdamW, global gradient-norm clipping, and the warm-up + cosine learning-rate schedule."""
 import math
 
-from .backend import xp_of
+from .backend import to_numpy, xp_of
+from .kernels import fused
 
 
 class AdamW:
@@ -28,22 +29,8 @@ class AdamW:
         self.t += 1
         correction1, correction2 = 1 - b1 ** self.t, 1 - b2 ** self.t  # undo the zero start of m and v
         for name, p in self.params.items():
-            g, m, v = grads[name], self.m[name], self.v[name]
-            xp = xp_of(p)
-            m *= b1
-            m += (1 - b1) * g  # m = b1 m + (1 - b1) g
-            step = g * g  # one scratch array per parameter, reused in place below
-            step *= 1 - b2
-            v *= b2
-            v += step  # v = b2 v + (1 - b2) g^2
-            if self.decays(name):
-                p *= 1 - lr * self.weight_decay
-            xp.sqrt(v, out=step)
-            step *= 1 / math.sqrt(correction2)
-            step += self.eps  # sqrt(v / correction2) + eps
-            xp.divide(m, step, out=step)
-            step *= lr / correction1
-            p -= step  # p -= lr * (m / correction1) / (sqrt(v / correction2) + eps)
+            decay = lr * self.weight_decay if self.decays(name) else 0.0
+            adamw_update(p, grads[name], self.m[name], self.v[name], b1, b2, self.eps, lr, decay, correction1, correction2)
 
     def state(self):
         """Arrays and numbers that resume the optimizer exactly (see checkpoint.py)."""
@@ -58,9 +45,31 @@ class AdamW:
         self.t = int(meta["t"])
 
 
+@fused
+def adamw_update(p, g, m, v, b1, b2, eps, lr, decay, correction1, correction2):
+    """One parameter's AdamW step, in place on p and its moments m and v."""
+    xp = xp_of(p)
+    m *= b1
+    m += (1 - b1) * g  # m = b1 m + (1 - b1) g
+    step = g * g  # one scratch array per parameter, reused in place below
+    step *= 1 - b2
+    v *= b2
+    v += step  # v = b2 v + (1 - b2) g^2
+    if decay:
+        p *= 1 - decay  # decoupled weight decay: decay = lr * weight_decay
+    xp.sqrt(v, out=step)
+    step *= 1 / math.sqrt(correction2)
+    step += eps  # sqrt(v / correction2) + eps
+    xp.divide(m, step, out=step)
+    step *= lr / correction1
+    p -= step  # p -= lr * (m / correction1) / (sqrt(v / correction2) + eps)
+
+
 def clip_grad_norm(grads, max_norm):
     """Scale all gradients together so their global L2 norm is at most max_norm. Returns the norm before."""
-    total = math.sqrt(sum(float(xp_of(g).vdot(g.ravel(), g.ravel())) for g in grads.values()))  # sum of g^2, no temporary
+    xp = xp_of(*grads.values())
+    squares = to_numpy(xp.stack([xp.vdot(g.ravel(), g.ravel()) for g in grads.values()]))  # one copy off a GPU
+    total = math.sqrt(sum(float(s) for s in squares))  # sum of g^2, no temporary
     if max_norm is not None and total > max_norm:
         scale = max_norm / (total + 1e-6)
         for g in grads.values():

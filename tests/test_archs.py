@@ -11,6 +11,7 @@ from minilm.data import seq2seq as task
 from minilm.errors import MinilmError
 from minilm.seq2seq import VARIANTS, RunConfig, build_model, load_results, train_variant, transplant_table
 from minilm.train import TrainConfig
+from tests.helpers import roughen
 
 RESULTS = Path(__file__).resolve().parents[1] / "lessons" / "results" / "archs.json"
 
@@ -80,10 +81,7 @@ def test_archs_cli_rejects_bad_flags_in_one_line(capsys):
 
 def chat_model():
     model = GPT(GPTConfig(vocab_size=13, block_size=40, n_layer=2, n_head=2, d_model=16, dtype="float64"), seed=1)
-    rng = np.random.default_rng(0)
-    for a in model.params.values():  # away from the init, so that greedy replies vary
-        a += rng.normal(0.0, 0.3, a.shape)
-    return model
+    return roughen(model, np.random.default_rng(0), 0.3)  # away from the init, so that greedy replies vary
 
 
 def test_with_the_cache_each_turn_costs_its_new_tokens_without_it_the_history():

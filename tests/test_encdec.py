@@ -8,6 +8,7 @@ from minilm import GPT, GPTConfig, layers, masks
 from minilm.encdec import (SWITCHES, EncDecConfig, EncoderClassifier, EncoderConfig, EncoderDecoder)
 from minilm.errors import MinilmError
 from minilm.gradcheck import check_grads
+from tests import helpers
 
 V, S, T = 11, 5, 4  # vocabulary, input length, target length
 TOL = 1e-6
@@ -18,12 +19,9 @@ def tiny(**switches):
 
 
 def roughen(model, seed=0):
-    """Move the parameters away from the tiny initial values, so that every gradient is well above the
-    finite-difference noise (at init some are ~1e-5, where float64 differences lose digits)."""
-    rng = np.random.default_rng(seed)
-    for a in model.params.values():
-        a += rng.normal(0.0, 0.3, a.shape)
-    return model
+    """Away from the tiny initial values every gradient is well above the finite-difference noise
+    (at init some are ~1e-5, where float64 differences lose digits)."""
+    return helpers.roughen(model, np.random.default_rng(seed), 0.3)
 
 
 def batch(seed=0, B=2):

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from minilm import GPT, GPTConfig, layers
+from minilm.backend import to_numpy
 from minilm.data import toyworld as tw
 from minilm.errors import MinilmError
 from minilm.evaluate import BUCKETS, evaluate, example_rows, per_task_table, token_scores
@@ -58,7 +59,7 @@ def test_answer_logprob_is_the_log_probability_of_the_whole_answer(model, tokeni
     ex = next(e for e in examples if e.task == "arithmetic")  # a three-token answer
     ev = evaluate(model, [ex], tokenizer)
     ids = [tokenizer.eos_id] + tokenizer.encode(ex.text)
-    logp = layers.log_softmax(model.forward(np.array([ids[:-1]]))[0].astype(np.float64))  # (T, V)
+    logp = layers.log_softmax(to_numpy(model.forward(np.array([ids[:-1]])))[0].astype(np.float64))  # (T, V)
     expected = sum(logp[i - 1, ids[i]] for i in (p + 1 for p in ex.answer_positions))
     assert ev.tasks["arithmetic"].answer_logprob == pytest.approx(expected, abs=1e-5)
     assert ev.tasks["arithmetic"].loss == pytest.approx(-expected / 3, abs=1e-5)
@@ -67,7 +68,7 @@ def test_answer_logprob_is_the_log_probability_of_the_whole_answer(model, tokeni
 def test_token_scores_agree_with_the_models_loss(model, tokenizer, examples):
     idx, targets, _, _, valid = example_rows(examples[:40], tokenizer)
     nll, top1 = token_scores(model, idx, targets, batch_size=7)  # batches that do not divide 40
-    logits = model.forward(idx)
+    logits = to_numpy(model.forward(idx))
     assert np.allclose(nll, layers.token_losses(logits, targets), atol=1e-5)
     assert np.array_equal(top1, logits.argmax(-1) == targets)
 

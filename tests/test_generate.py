@@ -4,14 +4,12 @@ import pytest
 
 from minilm import GPT, GPTConfig, MinilmError
 from minilm.generate import generate, next_token
+from tests.helpers import roughen
 
 
 def model32():
     model = GPT(GPTConfig(vocab_size=40, block_size=64, n_layer=2, n_head=4, d_model=32), seed=0)
-    rng = np.random.default_rng(1)
-    for p in model.params.values():  # a non-trivial model: logits far from uniform
-        p += rng.standard_normal(p.shape).astype(np.float32) * 0.2
-    return model
+    return roughen(model, np.random.default_rng(1), 0.2)  # a non-trivial model: logits far from uniform
 
 
 @pytest.mark.parametrize("temperature", [0.0, 1.0])

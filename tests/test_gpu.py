@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from minilm import GPT, GPTConfig, backend
+from minilm import GPT, GPTConfig, backend, kernels, layers, optim
 
 try:
     backend.get_xp("cuda")
@@ -23,3 +23,92 @@ def test_cupy_forward_and_backward_match_numpy():
     assert abs(loss_cpu - loss_gpu) < 1e-10
     for name, g in grads_cpu.items():
         assert np.allclose(backend.to_numpy(grads_gpu[name]), g, rtol=1e-7, atol=1e-12), name
+
+
+# ---- the fused kernels (minilm/kernels.py) against the readable functions they stand in for
+
+def relative(a, b):
+    a, b = backend.to_numpy(a).astype(np.float64), backend.to_numpy(b).astype(np.float64)
+    return np.linalg.norm(a - b) / np.linalg.norm(b)
+
+
+TOLERANCE = {"float32": 1e-5, "float64": 1e-12}
+DTYPES = list(TOLERANCE)
+
+
+def randn(shape, dtype, seed=0, scale=1.0):
+    import cupy
+    return cupy.asarray(np.random.default_rng(seed).standard_normal(shape) * scale, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fused_gelu_matches_the_readable_one(dtype):
+    x, dout = randn((4, 33, 96), dtype, 0, 3.0), randn((4, 33, 96), dtype, 1)
+    out, cache = layers.gelu_forward(x)
+    out_plain, cache_plain = layers.gelu_forward.plain(x)
+    assert relative(out, out_plain) < TOLERANCE[dtype] and relative(cache[1], cache_plain[1]) < TOLERANCE[dtype]
+    assert relative(layers.gelu_backward(dout, cache), layers.gelu_backward.plain(dout, cache_plain)) < TOLERANCE[dtype]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, 7, 33, 256, 1000, 1025])
+def test_fused_softmax_matches_the_readable_one_in_place_and_not(dtype, n):
+    import cupy
+    x = randn((3, 5, n), dtype, n, 4.0)
+    x[..., ::3] = layers.MASKED_SCORE  # masked scores, as attention writes them
+    expected = layers.softmax.plain(x.copy())
+    out = cupy.full_like(x, np.nan)  # poisoned: every element must be written
+    assert relative(layers.softmax(x, out=out), expected) < TOLERANCE[dtype]
+    assert relative(layers.softmax(x), expected) < TOLERANCE[dtype]
+    layers.softmax(x, out=x)
+    assert relative(x, expected) < TOLERANCE[dtype]
+
+
+def test_softmax_over_another_axis_or_a_strided_array_falls_back_to_the_readable_one():
+    x = randn((6, 9), "float64", 3)
+    for y, axis in ((x, 0), (x.T, -1)):  # the kernel takes contiguous rows only
+        assert relative(layers.softmax(y, axis=axis), layers.softmax.plain(y, axis=axis)) < 1e-12
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("C", [8, 96, 768, 1000])
+def test_fused_layernorm_matches_the_readable_one(dtype, C):
+    x, dout = randn((2, 17, C), dtype, 0, 2.0) + 0.5, randn((2, 17, C), dtype, 1)
+    w, b = randn((C,), dtype, 2), randn((C,), dtype, 3)
+    out, cache = layers.layernorm_forward(x, w, b)
+    out_plain, cache_plain = layers.layernorm_forward.plain(x, w, b)
+    assert relative(out, out_plain) < TOLERANCE[dtype]
+    for ours, theirs in zip(cache, cache_plain):
+        assert relative(ours, theirs) < TOLERANCE[dtype]
+    for ours, theirs in zip(layers.layernorm_backward(dout, cache), layers.layernorm_backward.plain(dout, cache_plain)):
+        assert relative(ours, theirs) < TOLERANCE[dtype]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("decay", [0.0, 1e-3])
+def test_fused_adamw_update_matches_the_readable_one(dtype, decay):
+    p, g = randn((64, 48), dtype, 0), randn((64, 48), dtype, 1)
+    m, v = randn((64, 48), dtype, 2, 0.1), randn((64, 48), dtype, 3, 0.1) ** 2
+    plain = [a.copy() for a in (p, m, v)]
+    args = (0.9, 0.95, 1e-8, 1e-2, decay, 1 - 0.9 ** 3, 1 - 0.95 ** 3)
+    optim.adamw_update(p, g, m, v, *args)
+    optim.adamw_update.plain(plain[0], g, plain[1], plain[2], *args)
+    for ours, theirs in zip((p, m, v), plain):
+        assert relative(ours, theirs) < TOLERANCE[dtype]
+
+
+def test_training_steps_agree_with_the_fused_kernels_on_and_off(monkeypatch):
+    config = GPTConfig(vocab_size=64, block_size=32, n_layer=2, n_head=4, d_model=64)
+    rng = np.random.default_rng(0)
+    idx, targets = rng.integers(0, 64, (4, 32)), rng.integers(0, 64, (4, 32))
+    losses = []
+    for on in (True, False):
+        monkeypatch.setattr(kernels, "ENABLED", on)
+        model = GPT(config, seed=0, device="cuda")
+        opt = optim.AdamW(model.params, lr=1e-3)
+        for _ in range(3):
+            loss, grads = model.loss_and_grads(idx, targets)
+            optim.clip_grad_norm(grads, 1.0)
+            opt.step(grads)
+        losses.append(loss)
+    assert abs(losses[0] - losses[1]) <= 1e-5 * abs(losses[1])

@@ -4,6 +4,7 @@ import pytest
 
 from minilm import GPT, GPTConfig, MinilmError, masks
 from minilm.gradcheck import check_grads
+from tests.helpers import roughen
 
 V, T = 11, 6
 
@@ -13,11 +14,8 @@ def tiny_model(dtype="float64", **kw):
     return GPT(GPTConfig(**config), seed=0)
 
 
-def perturbed(model, rng, scale=0.1):
-    """Move every parameter away from its initial value (biases 0, gains 1) so no gradient is trivially 0."""
-    for p in model.params.values():
-        p += rng.standard_normal(p.shape) * scale
-    return model
+def perturbed(model, rng):
+    return roughen(model, rng, 0.1)
 
 
 MASKS = {"causal": None, "bidirectional": masks.bidirectional_mask(T), "prefix": masks.prefix_lm_mask(T, 3)}

@@ -74,7 +74,7 @@ def test_errors_in_a_shard_reach_the_caller_as_one_line(rng):
 
 def test_small_batches_stay_whole_and_large_ones_split_per_core(monkeypatch):
     monkeypatch.setattr(parallel, "cpu_cores", lambda: 2)
-    model = GPT(GPTConfig(vocab_size=V, block_size=256, n_layer=1, n_head=2, d_model=512), seed=0)
+    model = GPT(GPTConfig(vocab_size=V, block_size=256, n_layer=1, n_head=2, d_model=512), seed=0, device="cpu")
     assert parallel.default_shards(model, 1, 8) == 1  # far below MIN_SHARD_VALUES
     assert parallel.default_shards(model, 8, 256) == 2  # 1M values: one shard per core
     monkeypatch.setattr(parallel, "cpu_cores", lambda: 1)

@@ -1,0 +1,208 @@
+"""Fused CUDA kernels: optional fast paths for CuPy arrays, behind the readable functions' own signatures.
+
+On a GPU every NumPy-style operation is one kernel launch and one pass over the GPU's memory. The
+readable layers take several passes each (the GELU forward takes seven, a softmax five), which is what
+makes a small model launch-bound and a large one memory-bound. Here each such chain is one kernel.
+
+A function in layers.py or optim.py marked `@fused` runs the kernel of the same name below when its first
+argument is a CuPy array, and its own readable body otherwise (NumPy arrays, or MINILM_FUSED=0, or an
+input the kernel does not take, such as a non-contiguous one: the kernel then returns NotImplemented).
+`f.plain` is always the readable version; tests/test_gpu.py checks every kernel against it. The lessons
+read the readable versions only: nothing here changes what the model computes, only how fast.
+"""
+import functools
+import math
+import os
+
+import numpy as np
+
+from .backend import _cupy as cp
+
+ENABLED = os.environ.get("MINILM_FUSED", "1") != "0"  # set MINILM_FUSED=0 to time the readable code on a GPU
+
+
+def fused(plain):
+    """Decorator: dispatch to this module's kernel named like `plain` for CuPy inputs."""
+    @functools.wraps(plain)
+    def dispatch(*args, **kwargs):
+        if ENABLED and cp is not None and isinstance(args[0], cp.ndarray):
+            result = globals()[plain.__name__](*args, **kwargs)
+            if result is not NotImplemented:
+                return result
+        return plain(*args, **kwargs)
+
+    dispatch.plain = plain
+    return dispatch
+
+
+def _real(x):
+    return x.dtype in (np.float32, np.float64) and x.flags.c_contiguous
+
+
+# --------------------------------------------------------------------------------------------------
+# Elementwise chains: GELU forward and backward, the AdamW update. Same formulas as the readable code.
+
+@functools.cache
+def _elementwise(name):
+    from .layers import GELU_CUBIC, GELU_SCALE  # layers imports this module: import its constants late
+    c0, c1, c3 = repr(GELU_SCALE), repr(GELU_CUBIC * GELU_SCALE), repr(3 * GELU_CUBIC * GELU_SCALE)
+    kernels = {
+        "gelu_forward": ("T x", "T out, T t", f"""
+            t = tanh((x * x * (T){c1} + (T){c0}) * x);
+            out = (t + (T)1) * x * (T)0.5;"""),
+        "gelu_backward": ("T dout, T x, T t", "T g", f"""
+            T slope = x * x * (T){c3} + (T){c0};
+            g = ((((T)1 - t * t) * x * slope + t) + (T)1) * (T)0.5 * dout;"""),
+        "adamw_update": ("T g, T b1, T one_minus_b1, T b2, T one_minus_b2, T shrink, T inv_sqrt_c2, T eps, T lr_c1",
+                         "T p, T m, T v", """
+            m = b1 * m + one_minus_b1 * g;
+            v = b2 * v + g * g * one_minus_b2;
+            p = p * shrink - m / (sqrt(v) * inv_sqrt_c2 + eps) * lr_c1;"""),
+    }
+    params, outputs, body = kernels[name]
+    return cp.ElementwiseKernel(params, outputs, body, f"minilm_{name}")
+
+
+def gelu_forward(x):
+    if not _real(x):
+        return NotImplemented
+    out, t = _elementwise("gelu_forward")(x)
+    return out, (x, t)
+
+
+def gelu_backward(dout, cache):
+    x, t = cache
+    if not (_real(dout) and dout.dtype == x.dtype):
+        return NotImplemented
+    return _elementwise("gelu_backward")(dout, x, t)
+
+
+def adamw_update(p, g, m, v, b1, b2, eps, lr, decay, correction1, correction2):
+    if not all(_real(a) and a.dtype == p.dtype for a in (g, m, v)):
+        return NotImplemented
+    _elementwise("adamw_update")(g, b1, 1 - b1, b2, 1 - b2, 1 - decay, 1 / math.sqrt(correction2), eps,
+                                 lr / correction1, p, m, v)
+
+
+# --------------------------------------------------------------------------------------------------
+# Row kernels: one thread block per row of the last axis (a softmax row, a position's C channels),
+# reading the row from memory once and writing it once. Sums and maxima across the block go through
+# warp shuffles and a 32-slot shared array.
+
+_ROW_SOURCE = r"""
+__device__ REAL block_reduce(REAL v, REAL* partial, const bool is_max) {
+    for (int offset = 16; offset > 0; offset >>= 1) {
+        const REAL other = __shfl_xor_sync(0xffffffff, v, offset);
+        v = is_max ? fmax(v, other) : v + other;
+    }
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
+    if (lane == 0) partial[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        v = lane < n_warps ? partial[lane] : (is_max ? partial[0] : (REAL)0);
+        for (int offset = 16; offset > 0; offset >>= 1) {
+            const REAL other = __shfl_xor_sync(0xffffffff, v, offset);
+            v = is_max ? fmax(v, other) : v + other;
+        }
+        if (lane == 0) partial[0] = v;
+    }
+    __syncthreads();
+    v = partial[0];
+    __syncthreads();  // partial is free for the next reduction
+    return v;
+}
+
+// y = exp(x - max x) / sum exp(x - max x) along each row of n values; y may be x (in place)
+extern "C" __global__ void softmax_rows(const REAL* x, REAL* y, const int n) {
+    __shared__ REAL partial[32];
+    const REAL* xr = x + (long long)blockIdx.x * n;
+    REAL* yr = y + (long long)blockIdx.x * n;
+    REAL m = xr[0];
+    for (int j = threadIdx.x; j < n; j += blockDim.x) m = fmax(m, xr[j]);
+    m = block_reduce(m, partial, true);
+    REAL s = 0;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) { const REAL e = exp(xr[j] - m); yr[j] = e; s += e; }
+    s = block_reduce(s, partial, false);
+    for (int j = threadIdx.x; j < n; j += blockDim.x) yr[j] = yr[j] / s;
+}
+
+// xhat = (x - mean) * rstd, out = xhat * w + b, per row of n channels; rstd: one value per row
+extern "C" __global__ void layernorm_rows(const REAL* x, const REAL* w, const REAL* b, REAL* out,
+                                          REAL* xhat, REAL* rstd, const REAL eps, const int n) {
+    __shared__ REAL partial[32];
+    const long long start = (long long)blockIdx.x * n;
+    REAL s = 0;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) s += x[start + j];
+    const REAL mean = block_reduce(s, partial, false) / n;
+    REAL q = 0;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) { const REAL d = x[start + j] - mean; q += d * d; }
+    const REAL r = (REAL)1 / sqrt(block_reduce(q, partial, false) / n + eps);
+    for (int j = threadIdx.x; j < n; j += blockDim.x) {
+        const REAL h = (x[start + j] - mean) * r;
+        xhat[start + j] = h;
+        out[start + j] = h * w[j] + b[j];
+    }
+    if (threadIdx.x == 0) rstd[blockIdx.x] = r;
+}
+
+// dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), dxhat = dout * w, per row
+extern "C" __global__ void layernorm_rows_backward(const REAL* dout, const REAL* xhat, const REAL* w,
+                                                   const REAL* rstd, REAL* dx, const int n) {
+    __shared__ REAL partial[32];
+    const long long start = (long long)blockIdx.x * n;
+    REAL a = 0, c = 0;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) {
+        const REAL d = dout[start + j] * w[j];
+        a += d;
+        c += d * xhat[start + j];
+    }
+    const REAL mean_d = block_reduce(a, partial, false) / n, mean_dx = block_reduce(c, partial, false) / n;
+    const REAL r = rstd[blockIdx.x];
+    for (int j = threadIdx.x; j < n; j += blockDim.x)
+        dx[start + j] = (dout[start + j] * w[j] - mean_d - xhat[start + j] * mean_dx) * r;
+}
+"""
+
+_THREADS = 256  # a multiple of 32: every warp is full, as the shuffles need
+
+
+@functools.cache
+def _row_kernel(name, dtype):
+    real = "float" if dtype == np.float32 else "double"
+    return cp.RawModule(code=_ROW_SOURCE.replace("REAL", real)).get_function(name)
+
+
+def _launch(name, rows_of, *args):
+    """Run a row kernel with one block per row of rows_of (an array whose last axis is a row)."""
+    n = rows_of.shape[-1]
+    _row_kernel(name, rows_of.dtype)((rows_of.size // n,), (_THREADS,), (*args, np.int32(n)))
+
+
+def softmax(x, axis=-1, out=None):
+    if axis not in (-1, x.ndim - 1) or not _real(x) or x.size == 0:
+        return NotImplemented
+    if out is None:
+        out = cp.empty_like(x)
+    elif not (_real(out) and out.shape == x.shape and out.dtype == x.dtype):
+        return NotImplemented
+    _launch("softmax_rows", x, x, out)
+    return out
+
+
+def layernorm_forward(x, w, b, eps=1e-5):
+    if not all(_real(a) and a.dtype == x.dtype for a in (x, w, b)) or x.size == 0:
+        return NotImplemented
+    out, xhat = cp.empty_like(x), cp.empty_like(x)
+    rstd = cp.empty((*x.shape[:-1], 1), dtype=x.dtype)
+    _launch("layernorm_rows", x, x, w, b, out, xhat, rstd, x.dtype.type(eps))
+    return out, (xhat, rstd, w)
+
+
+def layernorm_backward(dout, cache):
+    xhat, rstd, w = cache
+    if not all(_real(a) and a.dtype == xhat.dtype for a in (dout, xhat, rstd, w)) or dout.shape != xhat.shape:
+        return NotImplemented
+    sum_axes = tuple(range(dout.ndim - 1))
+    dx = cp.empty_like(dout)
+    _launch("layernorm_rows_backward", dout, dout, xhat, w, rstd, dx)
+    return dx, (dout * xhat).sum(axis=sum_axes), dout.sum(axis=sum_axes)
