@@ -25,7 +25,8 @@ def fused(plain):
     """Decorator: dispatch to this module's kernel named like `plain` for CuPy inputs."""
     @functools.wraps(plain)
     def dispatch(*args, **kwargs):
-        if ENABLED and cp is not None and isinstance(args[0], cp.ndarray):
+        first = args[0] if args else next(iter(kwargs.values()))
+        if ENABLED and cp is not None and isinstance(first, cp.ndarray):
             result = globals()[plain.__name__](*args, **kwargs)
             if result is not NotImplemented:
                 return result
@@ -53,6 +54,7 @@ def _elementwise(name):
         "gelu_backward": ("T dout, T x, T t", "T g", f"""
             T slope = x * x * (T){c3} + (T){c0};
             g = ((((T)1 - t * t) * x * slope + t) + (T)1) * (T)0.5 * dout;"""),
+        "softmax_backward": ("T att, T row_dot", "T d", "d = (d - row_dot) * att;"),
         "adamw_update": ("T g, T b1, T one_minus_b1, T b2, T one_minus_b2, T shrink, T inv_sqrt_c2, T eps, T lr_c1",
                          "T p, T m, T v", """
             m = b1 * m + one_minus_b1 * g;
@@ -112,16 +114,20 @@ __device__ REAL block_reduce(REAL v, REAL* partial, const bool is_max) {
     return v;
 }
 
-// y = exp(x - max x) / sum exp(x - max x) along each row of n values; y may be x (in place)
-extern "C" __global__ void softmax_rows(const REAL* x, REAL* y, const int n) {
+// y = exp(x - max x) / sum exp(x - max x) along each row of n values; y may be x (in place).
+// With mask_rows > 0, row r first reads the scores that row (r % mask_rows) of the mask hides as
+// MASKED_SCORE: one (Tq, Tk) mask shared by every batch row and head.
+extern "C" __global__ void softmax_rows(const REAL* x, REAL* y, const bool* mask, const int mask_rows, const int n) {
     __shared__ REAL partial[32];
     const REAL* xr = x + (long long)blockIdx.x * n;
     REAL* yr = y + (long long)blockIdx.x * n;
-    REAL m = xr[0];
-    for (int j = threadIdx.x; j < n; j += blockDim.x) m = fmax(m, xr[j]);
+    const bool* mr = mask_rows > 0 ? mask + (long long)(blockIdx.x % mask_rows) * n : 0;
+#define SCORE(j) ((mr == 0 || mr[j]) ? xr[j] : (REAL)(MASKED_SCORE))
+    REAL m = SCORE(0);
+    for (int j = threadIdx.x; j < n; j += blockDim.x) m = fmax(m, SCORE(j));
     m = block_reduce(m, partial, true);
     REAL s = 0;
-    for (int j = threadIdx.x; j < n; j += blockDim.x) { const REAL e = exp(xr[j] - m); yr[j] = e; s += e; }
+    for (int j = threadIdx.x; j < n; j += blockDim.x) { const REAL e = exp(SCORE(j) - m); yr[j] = e; s += e; }
     s = block_reduce(s, partial, false);
     for (int j = threadIdx.x; j < n; j += blockDim.x) yr[j] = yr[j] / s;
 }
@@ -168,8 +174,10 @@ _THREADS = 256  # a multiple of 32: every warp is full, as the shuffles need
 
 @functools.cache
 def _row_kernel(name, dtype):
+    from .layers import MASKED_SCORE
     real = "float" if dtype == np.float32 else "double"
-    return cp.RawModule(code=_ROW_SOURCE.replace("REAL", real)).get_function(name)
+    code = _ROW_SOURCE.replace("REAL", real).replace("MASKED_SCORE", repr(MASKED_SCORE))
+    return cp.RawModule(code=code).get_function(name)
 
 
 def _launch(name, rows_of, *args):
@@ -185,8 +193,30 @@ def softmax(x, axis=-1, out=None):
         out = cp.empty_like(x)
     elif not (_real(out) and out.shape == x.shape and out.dtype == x.dtype):
         return NotImplemented
-    _launch("softmax_rows", x, x, out)
+    _launch("softmax_rows", x, x, out, _no_mask(), np.int32(0))
     return out
+
+
+def masked_softmax(scores, mask):
+    """Takes a mask shared by every batch row and head, shape (Tq, Tk) or (1, .., 1, Tq, Tk)."""
+    mask = cp.asarray(mask)
+    if not _real(scores) or scores.size == 0 or mask.dtype != bool or mask.ndim < 2 or mask.shape[-2:] != scores.shape[-2:] \
+            or mask.size != scores.shape[-2] * scores.shape[-1]:
+        return NotImplemented
+    rows = cp.ascontiguousarray(mask.reshape(scores.shape[-2:]))
+    _launch("softmax_rows", scores, scores, scores, rows, np.int32(rows.shape[0]))
+    return scores
+
+
+@functools.cache
+def _no_mask():
+    return cp.ones(1, dtype=bool)  # a placeholder pointer for the unmasked softmax
+
+
+def softmax_backward(datt, att, row_dot):
+    if not all(_real(a) and a.dtype == datt.dtype for a in (datt, att)) or row_dot.dtype != datt.dtype:
+        return NotImplemented
+    return _elementwise("softmax_backward")(att, row_dot, datt)
 
 
 def layernorm_forward(x, w, b, eps=1e-5):

@@ -157,6 +157,24 @@ def softmax(x, axis=-1, out=None):
     return out
 
 
+@fused
+def masked_softmax(scores, mask):
+    """scores: (..., Tq, Tk), mask: bool broadcastable to it, True where a query may attend
+    -> the softmax over the visible keys of each row, in place (returns scores)."""
+    xp = xp_of(scores)
+    xp.copyto(scores, MASKED_SCORE, where=~mask)
+    return softmax(scores, out=scores)
+
+
+@fused
+def softmax_backward(datt, att, row_dot):
+    """The gradient of the softmax's input from that of its output, in place on datt (returned):
+    dscores = att * (datt - row_dot), row_dot = sum_j att_j datt_j per row, shape (..., 1)."""
+    datt -= row_dot
+    datt *= att
+    return datt
+
+
 def log_softmax(x, axis=-1):
     xp = xp_of(x)
     shifted = x - x.max(axis=axis, keepdims=True)
@@ -177,8 +195,7 @@ def attention_forward(q, k, v, mask):
     mask = xp.asarray(mask)  # a mask built on the host moves to the device once (a no-op on the CPU)
     q = q * (1.0 / math.sqrt(q.shape[-1]))  # (B, nh, Tq, hs), scaled
     att = q @ k.swapaxes(-1, -2)  # (B, nh, Tq, Tk), the scores
-    xp.copyto(att, MASKED_SCORE, where=~mask)
-    softmax(att, out=att)  # each row now sums to 1 over the visible keys
+    masked_softmax(att, mask)  # in place: each row now sums to 1 over the visible keys
     out = att @ v  # (B, nh, Tq, hs)
     return out, (q, k, v, att, out)
 
@@ -191,9 +208,7 @@ def attention_backward(dout, cache):
     # softmax backward: dscores = att * (datt - sum_j att_j datt_j). Since datt = dout @ v^T, the sum
     # is sum_j att_j (dout . v_j) = dout . out, a dot product per row of the small output (the trick
     # FlashAttention uses). Masked keys have att = 0, so they get no gradient, as if never there.
-    dscores = dout @ v.swapaxes(-1, -2)  # (B, nh, Tq, Tk), datt for now
-    dscores -= (dout * out).sum(axis=-1, keepdims=True)
-    dscores *= att
+    dscores = softmax_backward(dout @ v.swapaxes(-1, -2), att, (dout * out).sum(axis=-1, keepdims=True))  # (B, nh, Tq, Tk)
     dq = dscores @ k  # (B, nh, Tq, hs), the gradient of the scaled queries...
     dq *= scale  # ...and of the queries themselves
     dk = dscores.swapaxes(-1, -2) @ q  # (B, nh, Tk, hs)

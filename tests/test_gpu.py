@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from minilm import GPT, GPTConfig, backend, kernels, layers, optim
+from minilm import GPT, GPTConfig, backend, kernels, layers, masks, optim
 
 try:
     backend.get_xp("cuda")
@@ -112,3 +112,24 @@ def test_training_steps_agree_with_the_fused_kernels_on_and_off(monkeypatch):
             opt.step(grads)
         losses.append(loss)
     assert abs(losses[0] - losses[1]) <= 1e-5 * abs(losses[1])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mask_shape", ["(Tq, Tk)", "(1, 1, Tq, Tk)", "(B, 1, Tq, Tk)"])
+def test_fused_masked_softmax_matches_the_readable_one(dtype, mask_shape):
+    import cupy
+    scores = randn((2, 3, 5, 9), dtype, 4, 3.0)
+    causal = masks.causal_mask(5, 9)  # 5 new queries after 4 cached keys, as in generation
+    mask = {"(Tq, Tk)": causal, "(1, 1, Tq, Tk)": causal[None, None],  # the last one takes the readable path
+            "(B, 1, Tq, Tk)": np.broadcast_to(causal, (2, 1, 5, 9))}[mask_shape]
+    expected = layers.masked_softmax.plain(scores.copy(), cupy.asarray(mask))
+    assert relative(layers.masked_softmax(scores, mask), expected) < TOLERANCE[dtype]
+    assert float(cupy.abs(expected * cupy.asarray(~causal)).max()) == 0  # hidden keys get exactly no weight
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fused_softmax_backward_matches_the_readable_one(dtype):
+    datt, att = randn((2, 3, 7, 11), dtype, 0), layers.softmax(randn((2, 3, 7, 11), dtype, 1))
+    row_dot = (att * datt).sum(axis=-1, keepdims=True)
+    expected = layers.softmax_backward.plain(datt.copy(), att, row_dot)
+    assert relative(layers.softmax_backward(datt, att, row_dot), expected) < TOLERANCE[dtype]
