@@ -24,6 +24,6 @@ stage bench_train_tf32 90 env CUPY_TF32=1 python benchmarks/bench_train.py --dev
 stage profile_d 30 env CUPY_TF32=1 python benchmarks/profile_step.py --device cuda --config d --steps 3
 stage bench_generate 40 python benchmarks/bench_generate.py --device cuda
 stage gpu_micro 40 env CUPY_TF32=1 python benchmarks/gpu_micro.py
-stage pytest_cuda 140 env MINILM_DEVICE=cuda python -m pytest -q -p no:cacheprovider -o addopts= -m "not slow" \
+stage pytest_cuda 240 env MINILM_DEVICE=cuda python -m pytest -q -p no:cacheprovider -o addopts= -m "not slow" \
     --continue-on-collection-errors -n 8 --timeout 120 -rfE --tb=short tests
 tail -n 8 "$out"/bench_train_*.txt; tail -n 6 "$out"/bench_generate.txt; tail -n 15 "$out"/pytest_*.txt; cat "$out/card.txt"

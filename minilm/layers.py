@@ -162,7 +162,7 @@ def masked_softmax(scores, mask):
     """scores: (..., Tq, Tk), mask: bool broadcastable to it, True where a query may attend
     -> the softmax over the visible keys of each row, in place (returns scores)."""
     xp = xp_of(scores)
-    xp.copyto(scores, MASKED_SCORE, where=~mask)
+    xp.copyto(scores, MASKED_SCORE, where=~xp.asarray(mask))  # a mask built on the host moves to the device
     return softmax(scores, out=scores)
 
 
@@ -191,8 +191,6 @@ def attention_forward(q, k, v, mask):
 
     The score matrix (B, nh, Tq, Tk) is the largest array of the layer, so every step on it is done
     in place, and the 1/sqrt(hs) scale goes on the (smaller) queries instead."""
-    xp = xp_of(q)
-    mask = xp.asarray(mask)  # a mask built on the host moves to the device once (a no-op on the CPU)
     q = q * (1.0 / math.sqrt(q.shape[-1]))  # (B, nh, Tq, hs), scaled
     att = q @ k.swapaxes(-1, -2)  # (B, nh, Tq, Tk), the scores
     masked_softmax(att, mask)  # in place: each row now sums to 1 over the visible keys
