@@ -206,7 +206,8 @@ def attention_backward(dout, cache):
     # softmax backward: dscores = att * (datt - sum_j att_j datt_j). Since datt = dout @ v^T, the sum
     # is sum_j att_j (dout . v_j) = dout . out, a dot product per row of the small output (the trick
     # FlashAttention uses). Masked keys have att = 0, so they get no gradient, as if never there.
-    dscores = softmax_backward(dout @ v.swapaxes(-1, -2), att, (dout * out).sum(axis=-1, keepdims=True))  # (B, nh, Tq, Tk)
+    row_dot = (dout * out).sum(axis=-1, keepdims=True)  # (B, nh, Tq, 1)
+    dscores = softmax_backward(dout @ v.swapaxes(-1, -2), att, row_dot)  # (B, nh, Tq, Tk)
     dq = dscores @ k  # (B, nh, Tq, hs), the gradient of the scaled queries...
     dq *= scale  # ...and of the queries themselves
     dk = dscores.swapaxes(-1, -2) @ q  # (B, nh, Tk, hs)
