@@ -1,6 +1,7 @@
 """AdamW, global gradient-norm clipping, and the warm-up + cosine learning-rate schedule."""
 import math
 
+from . import parallel
 from .backend import to_numpy, xp_of
 from .kernels import fused
 
@@ -28,9 +29,13 @@ class AdamW:
         b1, b2 = self.betas
         self.t += 1
         correction1, correction2 = 1 - b1 ** self.t, 1 - b2 ** self.t  # undo the zero start of m and v
-        for name, p in self.params.items():
+
+        def update(name):
             decay = lr * self.weight_decay if self.decays(name) else 0.0
-            adamw_update(p, grads[name], self.m[name], self.v[name], b1, b2, self.eps, lr, decay, correction1, correction2)
+            adamw_update(self.params[name], grads[name], self.m[name], self.v[name], b1, b2, self.eps, lr, decay,
+                         correction1, correction2)
+
+        parallel.each(update, list(self.params), xp_of(*self.params.values()))  # on the CPU, one thread per core
 
     def state(self):
         """Arrays and numbers that resume the optimizer exactly (see checkpoint.py)."""

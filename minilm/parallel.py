@@ -79,6 +79,16 @@ def loss_and_grads(model, idx, targets, loss_mask=None, shards=None):
     return loss, grads
 
 
+def each(fn, names, xp):
+    """fn(name) for every name: over one thread per core when fn works on NumPy arrays (xp is numpy),
+    one after the other on a GPU, whose kernels queue on one stream anyway."""
+    if xp is np and cpu_cores() > 1:
+        list(_threads().map(fn, names))  # list(): wait for all, and raise the first error here
+    else:
+        for name in names:
+            fn(name)
+
+
 def _counted_positions(targets, loss_mask):
     return targets.size if loss_mask is None else float(loss_mask.astype("float64").sum())
 

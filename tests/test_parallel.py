@@ -4,6 +4,7 @@ import pytest
 
 from minilm import GPT, GPTConfig, MinilmError, parallel
 from minilm.gradcheck import relative_error
+from minilm.optim import AdamW
 
 V, T = 13, 7
 
@@ -87,3 +88,27 @@ def test_a_loss_mask_given_as_a_list_is_accepted(rng):
     loss_mask = (rng.random((4, T)) < 0.5).tolist()
     loss, _ = model.loss_and_grads(idx, targets, np.array(loss_mask))
     assert parallel.loss_and_grads(model, idx, targets, loss_mask, shards=2)[0] == pytest.approx(loss, rel=1e-12)
+
+
+def test_each_calls_every_name_once_over_threads_and_raises_their_errors(monkeypatch):
+    monkeypatch.setattr(parallel, "cpu_cores", lambda: 2)
+    seen = []
+    parallel.each(seen.append, list("abcdef"), np)
+    assert sorted(seen) == list("abcdef")
+
+    def fails(name):
+        raise MinilmError(f"bad parameter {name}")
+    with pytest.raises(MinilmError, match="bad parameter"):
+        parallel.each(fails, ["w"], np)
+
+
+def test_adamw_over_threads_equals_one_parameter_after_another(monkeypatch, rng):
+    steps, idx = [], rng.integers(0, V, (4, T))
+    for cores in (2, 1):  # threads, then the plain loop
+        monkeypatch.setattr(parallel, "cpu_cores", lambda: cores)
+        model = model64()
+        optimizer = AdamW(model.params, lr=1e-2)
+        for _ in range(2):
+            optimizer.step(model.loss_and_grads(idx, idx)[1])
+        steps.append(model.params)
+    assert all(np.array_equal(steps[0][k], steps[1][k]) for k in steps[0])
