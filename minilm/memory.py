@@ -5,7 +5,8 @@ logits. By default glibc returns each freed block above a threshold (128 KiB, ra
 32 MiB) to the operating system at once, so the next step's array of the same size comes back as fresh pages
 that the kernel must zero and map, one page fault at a time. Raising glibc's mmap and trim thresholds keeps
 those blocks in the heap, where the next step reuses them: a config-b step on 2 cores went from 363 to
-285-291 ms (benchmarks/bench_train.py, numbers in benchmarks/RESULTS.md). The arithmetic is untouched. Set MINILM_KEEP_MEMORY=0 to leave malloc as it is.
+285-291 ms (benchmarks/bench_train.py, numbers in benchmarks/RESULTS.md). The arithmetic is untouched.
+Set MINILM_KEEP_MEMORY=0 to leave malloc as it is.
 """
 import ctypes
 import os

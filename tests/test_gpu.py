@@ -120,8 +120,8 @@ def test_fused_masked_softmax_matches_the_readable_one(dtype, mask_shape):
     import cupy
     scores = randn((2, 3, 5, 9), dtype, 4, 3.0)
     causal = masks.causal_mask(5, 9)  # 5 new queries after 4 cached keys, as in generation
-    mask = {"(Tq, Tk)": causal, "(1, 1, Tq, Tk)": causal[None, None],  # the last one takes the readable path
-            "(B, 1, Tq, Tk)": np.broadcast_to(causal, (2, 1, 5, 9))}[mask_shape]
+    mask = {"(Tq, Tk)": causal, "(1, 1, Tq, Tk)": causal[None, None],
+            "(B, 1, Tq, Tk)": np.broadcast_to(causal, (2, 1, 5, 9))}[mask_shape]  # per batch row: the readable path
     expected = layers.masked_softmax.plain(scores.copy(), cupy.asarray(mask))
     assert relative(layers.masked_softmax(scores, mask), expected) < TOLERANCE[dtype]
     assert float(cupy.abs(expected * cupy.asarray(~causal)).max()) == 0  # hidden keys get exactly no weight
