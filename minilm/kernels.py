@@ -23,11 +23,13 @@ ENABLED = os.environ.get("MINILM_FUSED", "1") != "0"  # set MINILM_FUSED=0 to ti
 
 def fused(plain):
     """Decorator: dispatch to this module's kernel named like `plain` for CuPy inputs."""
+    fast = globals()[plain.__name__]  # layers.py and optim.py import this module whole: every kernel is here
+
     @functools.wraps(plain)
     def dispatch(*args, **kwargs):
         first = args[0] if args else next(iter(kwargs.values()))
         if ENABLED and cp is not None and isinstance(first, cp.ndarray):
-            result = globals()[plain.__name__](*args, **kwargs)
+            result = fast(*args, **kwargs)
             if result is not NotImplemented:
                 return result
         return plain(*args, **kwargs)

@@ -17,8 +17,9 @@ class AdamW:
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1):
         self.params = params  # the model's dict, updated in place
         self.lr, self.betas, self.eps, self.weight_decay = lr, betas, eps, weight_decay
-        self.m = {name: xp_of(p).zeros_like(p) for name, p in params.items()}  # first moment
-        self.v = {name: xp_of(p).zeros_like(p) for name, p in params.items()}  # second moment
+        self.xp = xp_of(*params.values())  # NumPy or CuPy, where the parameters live
+        self.m = {name: self.xp.zeros_like(p) for name, p in params.items()}  # first moment
+        self.v = {name: self.xp.zeros_like(p) for name, p in params.items()}  # second moment
         self.t = 0  # steps taken
 
     def decays(self, name):
@@ -35,7 +36,7 @@ class AdamW:
             adamw_update(self.params[name], grads[name], self.m[name], self.v[name], b1, b2, self.eps, lr, decay,
                          correction1, correction2)
 
-        parallel.each(update, list(self.params), xp_of(*self.params.values()))  # on the CPU, one thread per core
+        parallel.each(update, list(self.params), self.xp)  # on the CPU, one thread per core
 
     def state(self):
         """Arrays and numbers that resume the optimizer exactly (see checkpoint.py)."""
@@ -43,10 +44,9 @@ class AdamW:
         return arrays, {"t": self.t}
 
     def load_state(self, arrays, meta):
-        for name, p in self.params.items():
-            xp = xp_of(p)
-            self.m[name][...] = xp.asarray(arrays[f"m/{name}"])
-            self.v[name][...] = xp.asarray(arrays[f"v/{name}"])
+        for name in self.params:
+            self.m[name][...] = self.xp.asarray(arrays[f"m/{name}"])
+            self.v[name][...] = self.xp.asarray(arrays[f"v/{name}"])
         self.t = int(meta["t"])
 
 
