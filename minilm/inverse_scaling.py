@@ -116,7 +116,8 @@ def train_point(preset, corpus, tokens, size, seed, device=None, progress=True):
     """Train one size with one seed on the corpus's stream; returns the trained model and its Trainer."""
     model = build_model(corpus, size, seed, device)
     config = TrainConfig(steps=preset.steps, batch_size=preset.batch_size, lr=size.lr,
-                         warmup_steps=preset.warmup_steps, eval_every=0, checkpoint_every=0, seed=seed)
+                         warmup_steps=preset.warmup_steps, eval_every=0, checkpoint_every=0, seed=seed,
+                         shards=1)  # unsplit: the committed sweep reproduces on any number of cores
     trainer = Trainer(model, tokens, config=config)
     trainer.run(progress=progress)
     if trainer.history.stopped:

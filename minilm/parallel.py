@@ -14,6 +14,7 @@ how the batch was cut, and by default that depends on the number of cores: see d
 While the shards run, the BLAS library that multiplies the matrices is held to one thread per call:
 otherwise each shard's matmul would start threads of its own and they would fight over the same cores.
 """
+import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -32,9 +33,10 @@ def cpu_cores():
 
 
 # A shard smaller than this many activation values (batch rows x positions x channels) is not worth a
-# thread: handing the work between threads costs more than the second core gives back (measured with
-# benchmarks/bench_train.py: config a, 32 x 64 x 64 values, took 47 ms split in two against 42 ms whole).
-MIN_SHARD_VALUES = 2 ** 18
+# thread: handing the work between threads costs more than the second core gives back. Measured with
+# benchmarks/bench_train.py on 2 cores: config a, 32 x 64 x 64 values, takes 26 ms split in two shards of
+# 2 ** 16 against 40 ms whole (with the worker threads pinned, below).
+MIN_SHARD_VALUES = 2 ** 16
 
 
 def default_shards(model, batch, T):
@@ -105,8 +107,18 @@ def _weighted_sum(name, shares, results):
 def _threads():
     global _pool
     if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=cpu_cores(), thread_name_prefix="minilm-shard")
+        cores = itertools.cycle(sorted(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else None
+        _pool = ThreadPoolExecutor(max_workers=cpu_cores(), thread_name_prefix="minilm-shard",
+                                   initializer=_pin_to_next_core, initargs=(cores,))
     return _pool
+
+
+def _pin_to_next_core(cores):
+    """Keep each worker thread on a core of its own. Left free, two threads woken after a pause (the
+    evaluation, a checkpoint, a lesson's plot) were often put on the same core by Linux and stayed there
+    for much of a short step: config a's split step took 46 ms after a 0.5 s pause, 26 ms pinned."""
+    if cores is not None:
+        os.sched_setaffinity(0, {next(cores)})  # 0: the calling thread
 
 
 def one_blas_thread():

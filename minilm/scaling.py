@@ -130,7 +130,7 @@ def train_run(config, run, world, device=None, progress=False):
     model = GPT(gpt, seed=run.seed, device=device)
     steps = max(1, corpus // (config.batch_size * config.block_size))
     train = TrainConfig(steps=steps, batch_size=config.batch_size, lr=config.lr, eval_every=0,
-                        checkpoint_every=0, seed=run.seed)
+                        checkpoint_every=0, seed=run.seed, shards=1)  # unsplit: reproduces on any machine
     start = time.time()
     Trainer(model, world.train_tokens[:corpus + 1], None, train).run(progress=progress)
     seconds = time.time() - start

@@ -36,6 +36,9 @@ class TrainConfig:
     eval_batches: int = 4
     checkpoint_every: int = 200  # 0: only at the end (and on Ctrl-C)
     seed: int = 0
+    # How many pieces each batch is cut into across the CPU's cores (minilm/parallel.py). None: one per
+    # core when the batch is big enough, the fastest; 1: never cut, the same float rounding on any machine.
+    shards: int | None = None
 
 
 class TrainingDiverged(MinilmError):
@@ -98,7 +101,7 @@ class Trainer:
         """One AdamW step on one random batch. Returns the loss before the step."""
         cfg, model = self.config, self.model
         x, y = get_batch(self.train_tokens, cfg.batch_size, model.config.block_size, self.rng)
-        loss, grads = parallel.loss_and_grads(model, x, y)  # a big batch is split across the CPU's cores
+        loss, grads = parallel.loss_and_grads(model, x, y, shards=cfg.shards)  # split across the CPU's cores
         if not math.isfinite(loss):
             where = (f"the last good checkpoint (step {self.saved_step}) is kept at {self.checkpoint_path}"
                      if self.saved_step is not None else "no checkpoint had been written yet")

@@ -1,10 +1,14 @@
 """Data parallelism: the batch split across threads gives the whole batch's loss and gradients."""
+import os
+import threading
+
 import numpy as np
 import pytest
 
 from minilm import GPT, GPTConfig, MinilmError, parallel
 from minilm.gradcheck import relative_error
 from minilm.optim import AdamW
+from minilm.train import Trainer, TrainConfig, get_batch
 
 V, T = 13, 7
 
@@ -80,6 +84,33 @@ def test_small_batches_stay_whole_and_large_ones_split_per_core(monkeypatch):
     assert parallel.default_shards(model, 8, 256) == 2  # 1M values: one shard per core
     monkeypatch.setattr(parallel, "cpu_cores", lambda: 1)
     assert parallel.default_shards(model, 8, 256) == 1
+
+
+def test_the_trainer_cuts_each_batch_as_its_config_says(monkeypatch, rng):
+    cuts, shard_slices = [], parallel.shard_slices
+    monkeypatch.setattr(parallel, "shard_slices", lambda batch, n: cuts.append(n) or shard_slices(batch, n))
+    monkeypatch.setattr(parallel, "cpu_cores", lambda: 2)
+    tokens = rng.integers(0, V, 200)
+    losses = []
+    for shards in (1, 2):
+        config = TrainConfig(steps=1, batch_size=4, eval_every=0, checkpoint_every=0, shards=shards)
+        losses += Trainer(model64(), tokens, config=config).run(progress=False).losses
+    assert cuts == [1, 2]
+    x, y = get_batch(tokens, 4, 8, np.random.default_rng(TrainConfig.seed))
+    assert losses[0] == model64().loss_and_grads(x, y)[0]  # shards=1: the unsplit step, bit for bit
+    assert losses[1] == pytest.approx(losses[0], rel=1e-12)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or parallel.cpu_cores() < 2, reason="needs Linux and 2 cores")
+def test_worker_threads_each_keep_to_a_core_of_their_own():
+    both_running = threading.Barrier(2, timeout=30)  # so that two different workers take the two calls
+    where = {}
+
+    def record(name):
+        both_running.wait()
+        where[name] = os.sched_getaffinity(0)
+    parallel.each(record, ["first", "second"], np)
+    assert len(where["first"]) == len(where["second"]) == 1 and where["first"] != where["second"]
 
 
 def test_a_loss_mask_given_as_a_list_is_accepted(rng):
