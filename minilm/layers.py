@@ -58,9 +58,12 @@ def linear_backward(dout, cache):
     """dout: (..., C_out) -> dx: (..., C_in), dw: (C_in, C_out), db: (C_out,) or None"""
     x, w, has_bias = cache
     C_in, C_out = w.shape
-    dout2 = dout.reshape(-1, C_out)  # (N, C_out)
+    dout2, x2 = dout.reshape(-1, C_out), x.reshape(-1, C_in)  # (N, C_out), (N, C_in)
     dx = (dout2 @ w.T).reshape(x.shape)  # w.T is a view: no copy
-    dw = x.reshape(-1, C_in).T @ dout2  # (C_in, N) @ (N, C_out)
+    if w.flags.c_contiguous:
+        dw = x2.T @ dout2  # (C_in, N) @ (N, C_out)
+    else:  # w is a transposed view (the output head, w = wte.T): make dw in wte's own layout, so that
+        dw = (dout2.T @ x2).T  # adding it to wte's other gradient reads both arrays in order
     db = dout2.sum(axis=0) if has_bias else None
     return dx, dw, db
 
@@ -256,7 +259,7 @@ def self_attention_backward(dout, cache):
     xp = xp_of(dout)
     dqkv = xp.empty(qkv_shape, dtype=dout.dtype)  # (B, T, 3C): write the three parts in place
     for part, d in zip(_thirds(dqkv), (dq, dk, dv)):
-        part[...] = merge_heads(d)
+        split_heads(part, n_head)[...] = d  # each head's gradient straight into its columns
     dx, dw_qkv, db_qkv = linear_backward(dqkv, qkv_cache)
     grads = {"w_qkv": dw_qkv, "b_qkv": db_qkv, "w_proj": dw_proj, "b_proj": db_proj}
     return dx, grads
@@ -285,7 +288,7 @@ def cross_attention_backward(dout, cache):
     dq, dk, dv = attention_backward(split_heads(dy, n_head), att_cache)
     dkv = xp_of(dout).empty(kv_shape, dtype=dout.dtype)  # (B, S, 2C): keys and values in place
     for part, d in zip(_halves(dkv), (dk, dv)):
-        part[...] = merge_heads(d)
+        split_heads(part, n_head)[...] = d
     dmem, dw_kv, db_kv = linear_backward(dkv, kv_cache)
     dx, dw_q, db_q = linear_backward(merge_heads(dq), q_cache)
     grads = {"w_q": dw_q, "b_q": db_q, "w_kv": dw_kv, "b_kv": db_kv, "w_proj": dw_proj, "b_proj": db_proj}
