@@ -18,6 +18,7 @@ class AdamW:
         self.params = params  # the model's dict, updated in place
         self.lr, self.betas, self.eps, self.weight_decay = lr, betas, eps, weight_decay
         self.xp = xp_of(*params.values())  # NumPy or CuPy, where the parameters live
+        self.n_values = sum(p.size for p in params.values())  # in all: decides whether updates use threads
         self.m = {name: self.xp.zeros_like(p) for name, p in params.items()}  # first moment
         self.v = {name: self.xp.zeros_like(p) for name, p in params.items()}  # second moment
         self.t = 0  # steps taken
@@ -36,7 +37,7 @@ class AdamW:
             adamw_update(self.params[name], grads[name], self.m[name], self.v[name], b1, b2, self.eps, lr, decay,
                          correction1, correction2)
 
-        parallel.each(update, list(self.params), self.xp)  # on the CPU, one thread per core
+        parallel.each(update, list(self.params), self.xp, self.n_values)  # on the CPU, one thread per core
 
     def state(self):
         """Arrays and numbers that resume the optimizer exactly (see checkpoint.py)."""

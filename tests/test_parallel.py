@@ -109,7 +109,7 @@ def test_worker_threads_each_keep_to_a_core_of_their_own():
     def record(name):
         both_running.wait()
         where[name] = os.sched_getaffinity(0)
-    parallel.each(record, ["first", "second"], np)
+    parallel.each(record, ["first", "second"], np, values=parallel.MIN_THREADED_VALUES)
     assert len(where["first"]) == len(where["second"]) == 1 and where["first"] != where["second"]
 
 
@@ -123,17 +123,21 @@ def test_a_loss_mask_given_as_a_list_is_accepted(rng):
 
 def test_each_calls_every_name_once_over_threads_and_raises_their_errors(monkeypatch):
     monkeypatch.setattr(parallel, "cpu_cores", lambda: 2)
-    seen = []
-    parallel.each(seen.append, list("abcdef"), np)
-    assert sorted(seen) == list("abcdef")
+    big = parallel.MIN_THREADED_VALUES
+    assert parallel.each(str.upper, list("abcdef"), np, values=big) == list("ABCDEF")  # in order
+    workers = parallel.each(lambda _: threading.current_thread(), list("ab"), np, values=big)
+    assert threading.main_thread() not in workers
+    small = parallel.each(lambda _: threading.current_thread(), list("ab"), np, values=big - 1)
+    assert small == [threading.main_thread()] * 2  # too little work to hand to threads
 
     def fails(name):
         raise MinilmError(f"bad parameter {name}")
     with pytest.raises(MinilmError, match="bad parameter"):
-        parallel.each(fails, ["w"], np)
+        parallel.each(fails, ["w"], np, values=big)
 
 
 def test_adamw_over_threads_equals_one_parameter_after_another(monkeypatch, rng):
+    monkeypatch.setattr(parallel, "MIN_THREADED_VALUES", 0)  # threads even for this small model
     steps, idx = [], rng.integers(0, V, (4, T))
     for cores in (2, 1):  # threads, then the plain loop
         monkeypatch.setattr(parallel, "cpu_cores", lambda: cores)
