@@ -73,13 +73,13 @@ def adamw_update(p, g, m, v, b1, b2, eps, lr, decay, correction1, correction2):
 
 def clip_grad_norm(grads, max_norm):
     """Scale all gradients together so their global L2 norm is at most max_norm. Returns the norm before."""
-    xp = xp_of(*grads.values())
-    squares = to_numpy(xp.stack([xp.vdot(g.ravel(), g.ravel()) for g in grads.values()]))  # one copy off a GPU
-    total = math.sqrt(sum(float(s) for s in squares))  # sum of g^2, no temporary
+    xp, arrays = xp_of(*grads.values()), list(grads.values())
+    n_values = sum(g.size for g in arrays)
+    squares = parallel.each(lambda g: xp.vdot(g.ravel(), g.ravel()), arrays, xp, n_values)  # sum of g^2 each
+    total = math.sqrt(sum(float(s) for s in to_numpy(xp.stack(squares))))  # one copy off a GPU
     if max_norm is not None and total > max_norm:
         scale = max_norm / (total + 1e-6)
-        for g in grads.values():
-            g *= scale
+        parallel.each(lambda g: xp.multiply(g, scale, out=g), arrays, xp, n_values)
     return total
 
 

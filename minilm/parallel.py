@@ -88,13 +88,13 @@ def loss_and_grads(model, idx, targets, loss_mask=None, shards=None):
 MIN_THREADED_VALUES = 2 ** 21
 
 
-def each(fn, names, xp, values):
-    """[fn(name) for name in names], over one thread per core when fn works on NumPy arrays (xp is numpy)
+def each(fn, items, xp, values):
+    """[fn(item) for item in items], over one thread per core when fn works on NumPy arrays (xp is numpy)
     holding `values` array values in all, at least MIN_THREADED_VALUES; else one call after the other
     (on a GPU the kernels queue on one stream anyway). The first error any call raises is raised here."""
     if xp is np and cpu_cores() > 1 and values >= MIN_THREADED_VALUES:
-        return list(_threads().map(fn, names))
-    return [fn(name) for name in names]
+        return list(_threads().map(fn, items))
+    return [fn(item) for item in items]
 
 
 def _counted_positions(targets, loss_mask):

@@ -7,7 +7,7 @@ import pytest
 
 from minilm import GPT, GPTConfig, MinilmError, parallel
 from minilm.gradcheck import relative_error
-from minilm.optim import AdamW
+from minilm.optim import AdamW, clip_grad_norm
 from minilm.train import Trainer, TrainConfig, get_batch
 
 V, T = 13, 7
@@ -147,3 +147,17 @@ def test_adamw_over_threads_equals_one_parameter_after_another(monkeypatch, rng)
             optimizer.step(model.loss_and_grads(idx, idx)[1])
         steps.append(model.params)
     assert all(np.array_equal(steps[0][k], steps[1][k]) for k in steps[0])
+
+
+def test_clipping_over_threads_equals_one_gradient_after_another(monkeypatch, rng):
+    monkeypatch.setattr(parallel, "MIN_THREADED_VALUES", 0)
+    grads = model64().loss_and_grads(*rng.integers(0, V, (2, 4, T)))[1]
+    norms, clipped = [], []
+    for cores in (2, 1):
+        monkeypatch.setattr(parallel, "cpu_cores", lambda: cores)
+        g = {k: v.copy() for k, v in grads.items()}
+        norms.append(clip_grad_norm(g, 1e-3))
+        clipped.append(g)
+    assert norms[0] == norms[1] > 1e-3
+    assert all(np.array_equal(clipped[0][k], clipped[1][k]) for k in grads)
+    assert not np.array_equal(clipped[0]["wte"], grads["wte"])  # they were scaled
