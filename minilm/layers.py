@@ -240,27 +240,22 @@ def self_attention_forward(x, p, mask, n_head, kv_cache=None):
     kv_cache (generation only): a KVLayerCache that holds the keys and values of earlier positions;
     the new ones are appended and the queries attend over all of them.
     """
-    B, T, C = x.shape
     qkv, qkv_cache = linear_forward(x, p["w_qkv"], p["b_qkv"])  # (B, T, 3C)
     q, k, v = (split_heads(part, n_head) for part in _thirds(qkv))  # each (B, nh, T, hs)
     if kv_cache is not None:
         k, v = kv_cache.append(k, v)  # (B, nh, T_past + T, hs)
     y, att_cache = attention_forward(q, k, v, mask)
     out, proj_cache = linear_forward(merge_heads(y), p["w_proj"], p["b_proj"])
-    return out, (qkv_cache, att_cache, proj_cache, qkv.shape)
+    return out, (qkv_cache, att_cache, proj_cache)
 
 
 def self_attention_backward(dout, cache):
     """dout: (B, T, C) -> dx: (B, T, C), grads: dict with the keys of p"""
-    qkv_cache, att_cache, proj_cache, qkv_shape = cache
+    qkv_cache, att_cache, proj_cache = cache
     n_head = att_cache[0].shape[1]
     dy, dw_proj, db_proj = linear_backward(dout, proj_cache)
     dq, dk, dv = attention_backward(split_heads(dy, n_head), att_cache)
-    xp = xp_of(dout)
-    dqkv = xp.empty(qkv_shape, dtype=dout.dtype)  # (B, T, 3C): write the three parts in place
-    for part, d in zip(_thirds(dqkv), (dq, dk, dv)):
-        split_heads(part, n_head)[...] = d  # each head's gradient straight into its columns
-    dx, dw_qkv, db_qkv = linear_backward(dqkv, qkv_cache)
+    dx, dw_qkv, db_qkv = linear_backward(_join_heads(dq, dk, dv), qkv_cache)  # through the (B, T, 3C) projection
     grads = {"w_qkv": dw_qkv, "b_qkv": db_qkv, "w_proj": dw_proj, "b_proj": db_proj}
     return dx, grads
 
@@ -277,22 +272,30 @@ def cross_attention_forward(x, mem, p, mask, n_head):
     k, v = (split_heads(part, n_head) for part in _halves(kv))  # each (B, nh, S, hs)
     y, att_cache = attention_forward(split_heads(q, n_head), k, v, mask)  # (B, nh, T, hs)
     out, proj_cache = linear_forward(merge_heads(y), p["w_proj"], p["b_proj"])
-    return out, (q_cache, kv_cache, att_cache, proj_cache, kv.shape)
+    return out, (q_cache, kv_cache, att_cache, proj_cache)
 
 
 def cross_attention_backward(dout, cache):
     """dout: (B, T, C) -> dx: (B, T, C), dmem: (B, S, C), grads: dict with the keys of p"""
-    q_cache, kv_cache, att_cache, proj_cache, kv_shape = cache
+    q_cache, kv_cache, att_cache, proj_cache = cache
     n_head = att_cache[0].shape[1]
     dy, dw_proj, db_proj = linear_backward(dout, proj_cache)
     dq, dk, dv = attention_backward(split_heads(dy, n_head), att_cache)
-    dkv = xp_of(dout).empty(kv_shape, dtype=dout.dtype)  # (B, S, 2C): keys and values in place
-    for part, d in zip(_halves(dkv), (dk, dv)):
-        split_heads(part, n_head)[...] = d
-    dmem, dw_kv, db_kv = linear_backward(dkv, kv_cache)
+    dmem, dw_kv, db_kv = linear_backward(_join_heads(dk, dv), kv_cache)  # through the (B, S, 2C) projection
     dx, dw_q, db_q = linear_backward(merge_heads(dq), q_cache)
     grads = {"w_q": dw_q, "b_q": db_q, "w_kv": dw_kv, "b_kv": db_kv, "w_proj": dw_proj, "b_proj": db_proj}
     return dx, dmem, grads
+
+
+def _join_heads(*parts):
+    """The gradients of parts that were split off one fused projection, each (B, nh, T, hs), side by side
+    again: (B, T, len(parts) * C), part after part along the last axis (the inverse of _thirds or _halves
+    followed by split_heads). Each head's gradient is written straight into its place."""
+    B, nh, T, hs = parts[0].shape
+    joined = xp_of(parts[0]).empty((B, T, len(parts), nh, hs), dtype=parts[0].dtype)
+    for i, d in enumerate(parts):
+        joined[:, :, i] = d.transpose(0, 2, 1, 3)  # (B, T, nh, hs)
+    return joined.reshape(B, T, len(parts) * nh * hs)  # a view: joined is contiguous
 
 
 def _halves(kv):
