@@ -9,7 +9,8 @@ really run at the same time), and combine the results.
 The loss of the whole batch is the mean over all its counted positions, so a shard holding a share
 w = (its counted positions) / (all counted positions) contributes w * its loss and w * its gradients:
 the sum is the full batch's loss and gradient, equal up to float rounding. (The rounding depends on
-how the batch was cut, and by default that depends on the number of cores: see default_shards.)
+how the batch was cut, and by default that depends on the number of cores: see default_shards;
+TrainConfig(shards=1) trains unsplit, the same on any machine.)
 
 While the shards run, the BLAS library that multiplies the matrices is held to one thread per call:
 otherwise each shard's matmul would start threads of its own and they would fight over the same cores.
