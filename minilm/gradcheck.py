@@ -24,19 +24,19 @@ def numeric_grad(loss_fn, array, eps=1e-6, entries=None):
     """Central differences of loss_fn() with respect to the given flat entries of `array` (all if None).
 
     `array` is perturbed in place and restored; loss_fn must read it afresh on every call.
+    Entries count in C order whatever the array's memory layout (a transposed view works too).
     Returns (flat entry indices, numeric gradients at them).
     """
-    flat = array.reshape(-1)  # a view: writing to it writes to array
-    entries = np.arange(flat.size) if entries is None else entries
+    entries = np.arange(array.size) if entries is None else entries
     grads = np.empty(len(entries))
     for n, i in enumerate(entries):
-        i = int(i)
-        original = flat[i].item()
-        flat[i] = original + eps
+        at = np.unravel_index(int(i), array.shape)  # the entry's index tuple
+        original = array[at].item()
+        array[at] = original + eps
         plus = float(loss_fn())
-        flat[i] = original - eps
+        array[at] = original - eps
         minus = float(loss_fn())
-        flat[i] = original
+        array[at] = original
         grads[n] = (plus - minus) / (2 * eps)
     return entries, grads
 

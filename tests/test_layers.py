@@ -23,6 +23,18 @@ def test_linear(rng):
     assert_all_close(check_layer(layers.linear_forward, layers.linear_backward, inputs, ["x", "w", "b"]))
 
 
+def test_linear_with_a_transposed_weight_like_the_tied_head(rng):
+    """The head multiplies by wte.T, a transposed view: its weight gradient is made in wte's own layout."""
+    wte = randn(rng, 3, C)  # (V, C)
+    inputs = {"x": randn(rng, B, T, C), "w": wte.T}
+    assert_all_close(check_layer(layers.linear_forward, layers.linear_backward, inputs, ["x", "w"]))
+    dout = randn(rng, B, T, 3)
+    _, dw, _ = layers.linear_backward(dout, layers.linear_forward(inputs["x"], wte.T)[1])
+    _, dw_plain, _ = layers.linear_backward(dout, layers.linear_forward(inputs["x"], wte.T.copy())[1])
+    assert dw.T.flags.c_contiguous and dw_plain.flags.c_contiguous
+    assert relative_error(dw, dw_plain) < 1e-14
+
+
 def test_layernorm(rng):
     inputs = {"x": randn(rng, B, T, C) * 3 + 1, "w": randn(rng, C), "b": randn(rng, C)}
     assert_all_close(check_layer(layers.layernorm_forward, layers.layernorm_backward, inputs, ["x", "w", "b"]))
