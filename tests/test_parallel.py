@@ -121,7 +121,7 @@ def test_a_loss_mask_given_as_a_list_is_accepted(rng):
     assert parallel.loss_and_grads(model, idx, targets, loss_mask, shards=2)[0] == pytest.approx(loss, rel=1e-12)
 
 
-def test_each_calls_every_name_once_over_threads_and_raises_their_errors(monkeypatch):
+def test_each_returns_results_in_order_uses_threads_only_for_big_work_and_raises_errors(monkeypatch):
     monkeypatch.setattr(parallel, "cpu_cores", lambda: 2)
     big = parallel.MIN_THREADED_VALUES
     assert parallel.each(str.upper, list("abcdef"), np, values=big) == list("ABCDEF")  # in order
