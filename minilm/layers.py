@@ -223,10 +223,15 @@ def split_heads(x, n_head):
     return x.reshape(B, T, n_head, C // n_head).transpose(0, 2, 1, 3)
 
 
-def merge_heads(x):
-    """(B, nh, T, hs) -> (B, T, C), the inverse of split_heads"""
-    B, nh, T, hs = x.shape
-    return x.transpose(0, 2, 1, 3).reshape(B, T, nh * hs)
+def merge_heads(*parts):
+    """(B, nh, T, hs) -> (B, T, C), the inverse of split_heads. Given several parts (the gradients of
+    queries, keys and values, split off one fused projection), they come back side by side along the last
+    axis, (B, T, len(parts) * C): the inverse of _thirds or _halves followed by split_heads."""
+    B, nh, T, hs = parts[0].shape
+    merged = xp_of(parts[0]).empty((B, T, len(parts), nh, hs), dtype=parts[0].dtype)
+    for i, x in enumerate(parts):
+        merged[:, :, i] = x.transpose(0, 2, 1, 3)  # (B, T, nh, hs): each head straight into its place
+    return merged.reshape(B, T, len(parts) * nh * hs)  # a view: merged is contiguous
 
 
 # --------------------------------------------------------------------------------------------------
@@ -255,7 +260,7 @@ def self_attention_backward(dout, cache):
     n_head = att_cache[0].shape[1]
     dy, dw_proj, db_proj = linear_backward(dout, proj_cache)
     dq, dk, dv = attention_backward(split_heads(dy, n_head), att_cache)
-    dx, dw_qkv, db_qkv = linear_backward(_join_heads(dq, dk, dv), qkv_cache)  # through the (B, T, 3C) projection
+    dx, dw_qkv, db_qkv = linear_backward(merge_heads(dq, dk, dv), qkv_cache)  # through the (B, T, 3C) projection
     grads = {"w_qkv": dw_qkv, "b_qkv": db_qkv, "w_proj": dw_proj, "b_proj": db_proj}
     return dx, grads
 
@@ -281,21 +286,10 @@ def cross_attention_backward(dout, cache):
     n_head = att_cache[0].shape[1]
     dy, dw_proj, db_proj = linear_backward(dout, proj_cache)
     dq, dk, dv = attention_backward(split_heads(dy, n_head), att_cache)
-    dmem, dw_kv, db_kv = linear_backward(_join_heads(dk, dv), kv_cache)  # through the (B, S, 2C) projection
+    dmem, dw_kv, db_kv = linear_backward(merge_heads(dk, dv), kv_cache)  # through the (B, S, 2C) projection
     dx, dw_q, db_q = linear_backward(merge_heads(dq), q_cache)
     grads = {"w_q": dw_q, "b_q": db_q, "w_kv": dw_kv, "b_kv": db_kv, "w_proj": dw_proj, "b_proj": db_proj}
     return dx, dmem, grads
-
-
-def _join_heads(*parts):
-    """The gradients of parts that were split off one fused projection, each (B, nh, T, hs), side by side
-    again: (B, T, len(parts) * C), part after part along the last axis (the inverse of _thirds or _halves
-    followed by split_heads). Each head's gradient is written straight into its place."""
-    B, nh, T, hs = parts[0].shape
-    joined = xp_of(parts[0]).empty((B, T, len(parts), nh, hs), dtype=parts[0].dtype)
-    for i, d in enumerate(parts):
-        joined[:, :, i] = d.transpose(0, 2, 1, 3)  # (B, T, nh, hs)
-    return joined.reshape(B, T, len(parts) * nh * hs)  # a view: joined is contiguous
 
 
 def _halves(kv):

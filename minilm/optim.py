@@ -18,7 +18,6 @@ class AdamW:
         self.params = params  # the model's dict, updated in place
         self.lr, self.betas, self.eps, self.weight_decay = lr, betas, eps, weight_decay
         self.xp = xp_of(*params.values())  # NumPy or CuPy, where the parameters live
-        self.n_values = sum(p.size for p in params.values())  # in all: decides whether updates use threads
         self.m = {name: self.xp.zeros_like(p) for name, p in params.items()}  # first moment
         self.v = {name: self.xp.zeros_like(p) for name, p in params.items()}  # second moment
         self.t = 0  # steps taken
@@ -37,7 +36,7 @@ class AdamW:
             adamw_update(self.params[name], grads[name], self.m[name], self.v[name], b1, b2, self.eps, lr, decay,
                          correction1, correction2)
 
-        parallel.each(update, list(self.params), self.xp, self.n_values)  # on the CPU, one thread per core
+        parallel.each(update, list(self.params), self.params.values())  # on the CPU, one thread per core
 
     def state(self):
         """Arrays and numbers that resume the optimizer exactly (see checkpoint.py)."""
@@ -74,12 +73,11 @@ def adamw_update(p, g, m, v, b1, b2, eps, lr, decay, correction1, correction2):
 def clip_grad_norm(grads, max_norm):
     """Scale all gradients together so their global L2 norm is at most max_norm. Returns the norm before."""
     xp, arrays = xp_of(*grads.values()), list(grads.values())
-    n_values = sum(g.size for g in arrays)
-    squares = parallel.each(lambda g: xp.vdot(g.ravel(), g.ravel()), arrays, xp, n_values)  # sum of g^2 each
+    squares = parallel.each(lambda g: xp.vdot(g.ravel(), g.ravel()), arrays, arrays)  # sum of g^2 each
     total = math.sqrt(sum(float(s) for s in to_numpy(xp.stack(squares))))  # one copy off a GPU
     if max_norm is not None and total > max_norm:
         scale = max_norm / (total + 1e-6)
-        parallel.each(lambda g: xp.multiply(g, scale, out=g), arrays, xp, n_values)
+        parallel.each(lambda g: xp.multiply(g, scale, out=g), arrays, arrays)
     return total
 
 

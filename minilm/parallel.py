@@ -21,6 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from .backend import xp_of
+
 _pool = None  # the worker threads, made on first use
 _blas = None  # threadpoolctl's handle on the BLAS library, made on first use
 
@@ -78,8 +80,7 @@ def loss_and_grads(model, idx, targets, loss_mask=None, shards=None):
     shares = [c / sum(counted) for c in counted]
     loss = sum(share * shard_loss for share, (shard_loss, _) in zip(shares, results))
     names = list(results[0][1])
-    values = sum(g.size for g in results[0][1].values())
-    grads = dict(zip(names, each(lambda name: _weighted_sum(name, shares, results), names, xp, values)))
+    grads = dict(zip(names, each(lambda name: _weighted_sum(name, shares, results), names, results[0][1].values())))
     return loss, grads
 
 
@@ -89,11 +90,13 @@ def loss_and_grads(model, idx, targets, loss_mask=None, shards=None):
 MIN_THREADED_VALUES = 2 ** 21
 
 
-def each(fn, items, xp, values):
-    """[fn(item) for item in items], over one thread per core when fn works on NumPy arrays (xp is numpy)
-    holding `values` array values in all, at least MIN_THREADED_VALUES; else one call after the other
-    (on a GPU the kernels queue on one stream anyway). The first error any call raises is raised here."""
-    if xp is np and cpu_cores() > 1 and values >= MIN_THREADED_VALUES:
+def each(fn, items, arrays):
+    """[fn(item) for item in items], where the calls work on `arrays` (an iterable of arrays). Over one
+    thread per core when those are NumPy arrays holding at least MIN_THREADED_VALUES values in all; else
+    one call after the other (on a GPU the kernels queue on one stream anyway). The first error any call
+    raises is raised here."""
+    arrays = list(arrays)
+    if xp_of(*arrays) is np and cpu_cores() > 1 and sum(a.size for a in arrays) >= MIN_THREADED_VALUES:
         return list(_threads().map(fn, items))
     return [fn(item) for item in items]
 

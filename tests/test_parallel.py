@@ -109,7 +109,7 @@ def test_worker_threads_each_keep_to_a_core_of_their_own():
     def record(name):
         both_running.wait()
         where[name] = os.sched_getaffinity(0)
-    parallel.each(record, ["first", "second"], np, values=parallel.MIN_THREADED_VALUES)
+    parallel.each(record, ["first", "second"], [np.empty(parallel.MIN_THREADED_VALUES, dtype=np.int8)])
     assert len(where["first"]) == len(where["second"]) == 1 and where["first"] != where["second"]
 
 
@@ -123,17 +123,18 @@ def test_a_loss_mask_given_as_a_list_is_accepted(rng):
 
 def test_each_returns_results_in_order_uses_threads_only_for_big_work_and_raises_errors(monkeypatch):
     monkeypatch.setattr(parallel, "cpu_cores", lambda: 2)
-    big = parallel.MIN_THREADED_VALUES
-    assert parallel.each(str.upper, list("abcdef"), np, values=big) == list("ABCDEF")  # in order
-    workers = parallel.each(lambda _: threading.current_thread(), list("ab"), np, values=big)
+    n = parallel.MIN_THREADED_VALUES
+    big, small = [np.empty(n // 2, dtype=np.int8)] * 2, [np.empty(n - 1, dtype=np.int8)]  # worked-on arrays
+    assert parallel.each(str.upper, list("abcdef"), big) == list("ABCDEF")  # in order
+    workers = parallel.each(lambda _: threading.current_thread(), list("ab"), big)
     assert threading.main_thread() not in workers
-    small = parallel.each(lambda _: threading.current_thread(), list("ab"), np, values=big - 1)
-    assert small == [threading.main_thread()] * 2  # too little work to hand to threads
+    callers = parallel.each(lambda _: threading.current_thread(), list("ab"), small)
+    assert callers == [threading.main_thread()] * 2  # too little work to hand to threads
 
     def fails(name):
         raise MinilmError(f"bad parameter {name}")
     with pytest.raises(MinilmError, match="bad parameter"):
-        parallel.each(fails, ["w"], np, values=big)
+        parallel.each(fails, ["w"], big)
 
 
 def test_adamw_over_threads_equals_one_parameter_after_another(monkeypatch, rng):
