@@ -17,9 +17,9 @@ class AdamW:
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1):
         self.params = params  # the model's dict, updated in place
         self.lr, self.betas, self.eps, self.weight_decay = lr, betas, eps, weight_decay
-        self.xp = xp_of(*params.values())  # NumPy or CuPy, where the parameters live
-        self.m = {name: self.xp.zeros_like(p) for name, p in params.items()}  # first moment
-        self.v = {name: self.xp.zeros_like(p) for name, p in params.items()}  # second moment
+        xp = xp_of(*params.values())  # NumPy or CuPy, where the parameters live
+        self.m = {name: xp.zeros_like(p) for name, p in params.items()}  # first moment
+        self.v = {name: xp.zeros_like(p) for name, p in params.items()}  # second moment
         self.t = 0  # steps taken
 
     def decays(self, name):
@@ -44,9 +44,10 @@ class AdamW:
         return arrays, {"t": self.t}
 
     def load_state(self, arrays, meta):
+        xp = xp_of(*self.m.values())
         for name in self.params:
-            self.m[name][...] = self.xp.asarray(arrays[f"m/{name}"])
-            self.v[name][...] = self.xp.asarray(arrays[f"v/{name}"])
+            self.m[name][...] = xp.asarray(arrays[f"m/{name}"])
+            self.v[name][...] = xp.asarray(arrays[f"v/{name}"])
         self.t = int(meta["t"])
 
 
