@@ -27,7 +27,7 @@ import numpy as np
 from . import layers, masks
 from .backend import xp_of
 from .errors import MinilmError
-from .model import (GPT, GPTConfig, add_prefix, block_backward, block_forward, block_param_shapes,
+from .model import (GPTConfig, Model, add_prefix, block_backward, block_forward, block_param_shapes,
                     param_shapes, sub_params)
 
 SWITCHES = ("shared_attention", "shared_params", "layerwise", "causal_input")
@@ -232,8 +232,9 @@ def _accumulate(grads, more):
     return grads
 
 
-class EncoderDecoder(GPT):
-    """An encoder-decoder transformer: a GPT (its decoder) that also reads an encoder's states.
+class EncoderDecoder(Model):
+    """An encoder-decoder transformer: a decoder with GPT's parameters and blocks that also reads an
+    encoder's states.
 
     model = EncoderDecoder(EncDecConfig(vocab_size=V, block_size=T, shared_attention=True, ...), seed=0)
     logits = model.forward(src, tgt)                              # (B, T, V), one per decoder position
@@ -241,14 +242,15 @@ class EncoderDecoder(GPT):
     tgt is the decoder's input: a start token, then the target shifted right; targets are what it predicts.
     """
 
-    def __init__(self, config, seed=0, device=None, params=None):
-        if not isinstance(config, EncDecConfig):
-            raise MinilmError(f"EncoderDecoder needs an EncDecConfig, got {type(config).__name__}")
-        super().__init__(config, seed, device, params)
-        self.enc_prefix = "" if config.shared_params else "enc."
+    config_class = EncDecConfig
 
     def param_shapes(self):
         return encdec_param_shapes(self.config)
+
+    @property
+    def enc_prefix(self):
+        """Where the encoder's parameters live: under "enc.", or with (2) the decoder's own."""
+        return "" if self.config.shared_params else "enc."
 
     def forward(self, src, tgt, src_valid=None):
         """src: (B, S) input ids, tgt: (B, T) decoder input ids, src_valid: (B, S) bool or None -> logits (B, T, V)"""
@@ -320,7 +322,7 @@ class EncoderDecoder(GPT):
         return {name: grads[name] for name in self.params}
 
 
-class EncoderClassifier(GPT):
+class EncoderClassifier(Model):
     """An encoder-only transformer (BERT-style): bidirectional blocks, then the mean of the final states
     over the real (non-padding) positions, then a linear head to class logits.
 
@@ -329,10 +331,7 @@ class EncoderClassifier(GPT):
     loss, grads = model.loss_and_grads(idx, labels)        # labels: (B,) class ids
     """
 
-    def __init__(self, config, seed=0, device=None, params=None):
-        if not isinstance(config, EncoderConfig):
-            raise MinilmError(f"EncoderClassifier needs an EncoderConfig, got {type(config).__name__}")
-        super().__init__(config, seed, device, params)
+    config_class = EncoderConfig
 
     def param_shapes(self):
         """GPT's parameters (wte is only the embedding here) and the classification head."""

@@ -1,4 +1,5 @@
-"""The decoder-only transformer (GPT): configuration, initialisation, forward and backward.
+"""The models' shared base class, and the decoder-only transformer (GPT): configuration, initialisation,
+forward and backward.
 
     idx (B, T) -> token + position embeddings -> n_layer pre-LN blocks -> final layernorm
         -> logits = x @ wte.T (the output head shares the token embedding matrix) -> (B, T, V)
@@ -6,7 +7,14 @@
 Each block is  x = x + attention(layernorm(x));  x = x + mlp(layernorm(x)).
 The forward pass keeps every layer's cache in order; the backward pass walks them in reverse and
 returns the gradients in a dict with the same keys as `params`.
+
+Every model in minilm (GPT here; the encoder-decoder and the encoder classifier in minilm.encdec) is a
+`Model`: it keeps its parameters in one flat dict and keeps one contract, which is all the Trainer needs:
+
+    model.forward(*inputs) -> logits
+    model.loss_and_grads(*batch) -> (loss: float, grads: dict with the keys of model.params)
 """
+from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -126,15 +134,20 @@ def block_backward(dx, cache, prefix):
 
 # --------------------------------------------------------------------------------------------------
 
-class GPT:
-    """A decoder-only transformer language model.
+class Model(ABC):
+    """What every model in minilm shares: its parameters in one flat dict, built from param_shapes() (or
+    given, say from a checkpoint, and checked against them), the array module xp, and the contract that
+    the Trainer, the optimizer and the checkpoints rely on:
 
-    model = GPT(GPTConfig(vocab_size=V, block_size=T), seed=0)
-    logits = model.forward(idx)                                   # (B, T, V)
-    loss, grads = model.loss_and_grads(idx, targets, loss_mask)   # grads has the keys of model.params
+        model.forward(*inputs) -> logits
+        model.loss_and_grads(*batch) -> (loss: float, grads: dict name -> array, shaped like params[name])
+
+    A subclass names its configuration class (config_class) and defines those three methods.
     """
 
     def __init__(self, config, seed=0, device=None, params=None):
+        if not isinstance(config, self.config_class):
+            raise MinilmError(f"{type(self).__name__} needs a config of type {self.config_class.__name__}, got {type(config).__name__}")
         self.config = config
         self.xp = get_xp(device)
         shapes = self.param_shapes()
@@ -143,15 +156,65 @@ class GPT:
         check_param_shapes(params, shapes)
         self.params = {name: self.xp.asarray(params[name], dtype=config.dtype) for name in shapes}
 
+    @abstractmethod
     def param_shapes(self):
-        """name -> shape of every parameter (a subclass with other parameters overrides this)."""
-        return param_shapes(self.config)
+        """name -> shape of every parameter this model uses (and no others)."""
+
+    @abstractmethod
+    def forward(self, *inputs):
+        """The model's inputs (arrays) -> logits."""
+
+    @abstractmethod
+    def loss_and_grads(self, *batch):
+        """One batch (what a batch function returns) -> (mean loss: float, grads: dict like params)."""
 
     def num_params(self, non_embedding=False):
-        """Number of parameters; non_embedding=True leaves out the token and position embeddings
-        (the count that scaling laws use)."""
-        skip = ("wte", "wpe") if non_embedding else ()
-        return int(sum(a.size for name, a in self.params.items() if name not in skip))
+        """Number of parameters; non_embedding=True leaves out the token and position embeddings (every
+        "wte" and "wpe", an encoder's too: the count that scaling laws use)."""
+        embeddings = ("wte", "wpe") if non_embedding else ()
+        return int(sum(a.size for name, a in self.params.items() if name.rsplit(".", 1)[-1] not in embeddings))
+
+    def _loss_and_backward(self, logits, cache, targets, loss_mask):
+        """For a model that predicts tokens: the cross-entropy of logits (B, T, V) against targets (B, T),
+        then the model's backward pass (self._backward(dlogits, cache)). -> (loss: float, grads)"""
+        targets = self._check_idx(targets, past=0, name="targets")
+        if targets.shape != logits.shape[:2]:
+            raise MinilmError(f"targets must have shape {logits.shape[:2]} (one per position), got {targets.shape}")
+        loss, xent = layers.softmax_cross_entropy_forward(logits, targets, loss_mask)
+        grads = self._backward(layers.softmax_cross_entropy_backward(xent), cache)
+        return float(loss), grads
+
+    # ---- input checks: one clear line instead of an IndexError from deep inside NumPy
+
+    def _check_idx(self, idx, past=0, name="idx"):
+        cfg = self.config
+        idx = self.xp.asarray(idx)
+        if idx.ndim == 1:
+            idx = idx[None, :]
+        if idx.ndim != 2 or idx.shape[1] == 0:
+            raise MinilmError(f"{name} must be a (batch, time) array of token ids, got shape {tuple(idx.shape)}")
+        if idx.dtype.kind not in "iu":
+            raise MinilmError(f"{name} must hold integer token ids, got dtype {idx.dtype}")
+        lo, hi = int(idx.min()), int(idx.max())
+        if lo < 0 or hi >= cfg.vocab_size:
+            bad = lo if lo < 0 else hi
+            raise MinilmError(f"token id {bad} in {name} is out of range: this model's vocabulary has ids 0..{cfg.vocab_size - 1}")
+        if past + idx.shape[1] > cfg.block_size:
+            raise MinilmError(f"sequence of {past + idx.shape[1]} tokens is longer than block_size={cfg.block_size}: crop it to the last {cfg.block_size} tokens")
+        return idx
+
+
+class GPT(Model):
+    """A decoder-only transformer language model.
+
+    model = GPT(GPTConfig(vocab_size=V, block_size=T), seed=0)
+    logits = model.forward(idx)                                   # (B, T, V)
+    loss, grads = model.loss_and_grads(idx, targets, loss_mask)   # grads has the keys of model.params
+    """
+    config_class = GPTConfig
+
+    def param_shapes(self):
+        return param_shapes(self.config)
 
     # ---- forward
 
@@ -189,15 +252,6 @@ class GPT:
         logits, cache = self._forward(idx, mask)
         return self._loss_and_backward(logits, cache, targets, loss_mask)
 
-    def _loss_and_backward(self, logits, cache, targets, loss_mask):
-        """Cross-entropy of logits (B, T, V) against targets, then the backward pass through cache."""
-        targets = self._check_idx(targets, past=0, name="targets")
-        if targets.shape != logits.shape[:2]:
-            raise MinilmError(f"targets must have shape {logits.shape[:2]} (one per position), got {targets.shape}")
-        loss, xent = layers.softmax_cross_entropy_forward(logits, targets, loss_mask)
-        grads = self._backward(layers.softmax_cross_entropy_backward(xent), cache)
-        return float(loss), grads
-
     def _backward(self, dlogits, cache):
         emb, blocks, ln_f, head = cache
         dx, dwte_T, _ = layers.linear_backward(dlogits, head)
@@ -210,25 +264,6 @@ class GPT:
         grads["wte"] = dwte + dwte_T.T  # wte is used twice: as the embedding and as the output head
         grads["wpe"] = dwpe
         return {name: grads[name] for name in self.params}  # same order as params
-
-    # ---- input checks: one clear line instead of an IndexError from deep inside NumPy
-
-    def _check_idx(self, idx, past=0, name="idx"):
-        cfg = self.config
-        idx = self.xp.asarray(idx)
-        if idx.ndim == 1:
-            idx = idx[None, :]
-        if idx.ndim != 2 or idx.shape[1] == 0:
-            raise MinilmError(f"{name} must be a (batch, time) array of token ids, got shape {tuple(idx.shape)}")
-        if idx.dtype.kind not in "iu":
-            raise MinilmError(f"{name} must hold integer token ids, got dtype {idx.dtype}")
-        lo, hi = int(idx.min()), int(idx.max())
-        if lo < 0 or hi >= cfg.vocab_size:
-            bad = lo if lo < 0 else hi
-            raise MinilmError(f"token id {bad} in {name} is out of range: this model's vocabulary has ids 0..{cfg.vocab_size - 1}")
-        if past + idx.shape[1] > cfg.block_size:
-            raise MinilmError(f"sequence of {past + idx.shape[1]} tokens is longer than block_size={cfg.block_size}: crop it to the last {cfg.block_size} tokens")
-        return idx
 
 
 # --------------------------------------------------------------------------------------------------
