@@ -3,23 +3,26 @@
     python -m minilm                         train a small model on a synthetic corpus and show what it learned
     python -m minilm train --text FILE       train a byte-level model on any text file
     python -m minilm sample CKPT --prompt P  continue a prompt with a trained model
-    python -m minilm sweep --preset lesson03 train a family of model sizes, fit a scaling law
-    python -m minilm grade PATH              grade an exercise notebook (or a folder of them)
+    python -m minilm sweep --preset lesson03 train a family of model sizes, fit a scaling law (lesson 03)
     python -m minilm archs                   encoder-decoder vs prefix-LM vs decoder-only, same budget (lesson 02)
+    python -m minilm glib                    the glib/gold inverse-scaling sweep and its report (lesson 04)
+    python -m minilm grade PATH              grade an exercise notebook (or a folder of them)
+
+The sweeps are resumable and take --jobs N (local processes) or --scheduler ADDRESS (a Dask cluster).
+This module is the top floor: it registers every command, and nothing in minilm imports it.
 
 Every error the user can cause is printed as one line, with a non-zero exit.
 """
 import argparse
+import math
 import os
 import sys
 import time
+from dataclasses import asdict
 
 import numpy as np
 
 from .errors import MinilmError
-from .grading import add_grade_command
-from .inverse_scaling import add_glib_command
-from .seq2seq import add_archs_command
 
 
 class Parser(argparse.ArgumentParser):
@@ -51,10 +54,33 @@ def build_parser():
     add_demo_options(parser)
     parser.set_defaults(run=run_demo)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=Parser)
-    for register in (add_train_command, add_sample_command, add_sweep_command, add_grade_command,
-                     add_archs_command, add_glib_command):
+    for register in (add_train_command, add_sample_command, add_sweep_command, add_archs_command,
+                     add_glib_command, add_grade_command):
         register(commands)
     return parser
+
+
+# --------------------------------------------------------------------------------------------------
+# Numbers on the command line, checked where they are parsed: one line that says what to give instead
+
+def number(kind, low, low_included=True):
+    """An argparse type: a finite `kind` (int or float) >= low (or > low)."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or value < low or (value == low and not low_included):
+            bound = f"of {low} or more" if low_included else f"above {low}"
+            raise argparse.ArgumentTypeError(f"give {'a whole number' if kind is int else 'a number'} {bound} (got {text!r})")
+        return value
+    return parse
+
+
+COUNT = number(int, 1)        # steps, sizes, tokens: at least one
+SEED = number(int, 0)
+POSITIVE = number(float, 0, low_included=False)  # a learning rate
+NON_NEGATIVE = number(float, 0)  # a temperature (0: greedy)
 
 
 def add_device_option(parser):
@@ -64,14 +90,14 @@ def add_device_option(parser):
 
 def add_model_options(parser, steps, block_size, d_model, n_layer, n_head, batch_size, lr):
     group = parser.add_argument_group("model and training")
-    group.add_argument("--steps", type=int, default=steps, help="optimizer steps (default %(default)s)")
-    group.add_argument("--block-size", type=int, default=block_size, help="context length in tokens (default %(default)s)")
-    group.add_argument("--d-model", type=int, default=d_model, help="width (default %(default)s)")
-    group.add_argument("--n-layer", type=int, default=n_layer, help="transformer blocks (default %(default)s)")
-    group.add_argument("--n-head", type=int, default=n_head, help="attention heads (default %(default)s)")
-    group.add_argument("--batch-size", type=int, default=batch_size, help="sequences per step (default %(default)s)")
-    group.add_argument("--lr", type=float, default=lr, help="peak learning rate (default %(default)s)")
-    group.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
+    group.add_argument("--steps", type=COUNT, default=steps, help="optimizer steps (default %(default)s)")
+    group.add_argument("--block-size", type=COUNT, default=block_size, help="context length in tokens (default %(default)s)")
+    group.add_argument("--d-model", type=COUNT, default=d_model, help="width (default %(default)s)")
+    group.add_argument("--n-layer", type=COUNT, default=n_layer, help="transformer blocks (default %(default)s)")
+    group.add_argument("--n-head", type=COUNT, default=n_head, help="attention heads (default %(default)s)")
+    group.add_argument("--batch-size", type=COUNT, default=batch_size, help="sequences per step (default %(default)s)")
+    group.add_argument("--lr", type=POSITIVE, default=lr, help="peak learning rate (default %(default)s)")
+    group.add_argument("--seed", type=SEED, default=0, help="random seed (default %(default)s)")
 
 
 def model_and_train_config(args, vocab_size):
@@ -122,7 +148,7 @@ def train_and_report(model, train_tokens, val_tokens, train_config, out, tokeniz
 def add_demo_options(parser):
     add_device_option(parser)
     parser.add_argument("--out", default=os.path.join("runs", "demo"), help="folder for the checkpoint and figure (default %(default)s)")
-    parser.add_argument("--demo-steps", type=int, default=2000, help="optimizer steps (default %(default)s)")
+    parser.add_argument("--demo-steps", type=COUNT, default=2000, help="optimizer steps (default %(default)s)")
 
 
 DEMO_PROMPTS = ("in my free time , she", "the capital of france is", "the word for pretty in spanish is",
@@ -161,7 +187,7 @@ def run_demo(args):
 
 def add_train_command(commands):
     p = commands.add_parser("train", help="train a byte-level model on a text file",
-                            description="Train a byte-level GPT on any UTF-8 text file (90%% train, 10%% validation).")
+                            description="Train a byte-level GPT on any UTF-8 text file (90% train, 10% validation).")
     p.add_argument("--text", required=True, help="a UTF-8 text file")
     p.add_argument("--out", default=os.path.join("runs", "text"), help="folder for the checkpoint and figure (default %(default)s)")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
@@ -206,10 +232,10 @@ def add_sample_command(commands):
                             description="Sample a continuation from a checkpoint written by the demo or by train.")
     p.add_argument("checkpoint", help="a .npz checkpoint")
     p.add_argument("--prompt", required=True, help="text to continue")
-    p.add_argument("--max-new-tokens", type=int, default=100)
-    p.add_argument("--temperature", type=float, default=0.8, help="0 is greedy (default %(default)s)")
-    p.add_argument("--top-k", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-new-tokens", type=COUNT, default=100, help="how many tokens to add (default %(default)s)")
+    p.add_argument("--temperature", type=NON_NEGATIVE, default=0.8, help="0 is greedy (default %(default)s)")
+    p.add_argument("--top-k", type=COUNT, default=None, help="sample only among the k most likely tokens")
+    p.add_argument("--seed", type=SEED, default=0, help="random seed (default %(default)s)")
     add_device_option(p)
     p.set_defaults(run=run_sample)
 
@@ -233,7 +259,31 @@ def run_sample(args):
 
 
 # --------------------------------------------------------------------------------------------------
-# sweep --preset NAME / sweep --report RESULTS.json
+# The sweeps (sweep, archs, glib): points of minilm.experiments, resumable, on any executor
+
+def add_sweep_options(p):
+    p.add_argument("--jobs", type=COUNT, default=1,
+                   help="train this many points at once, one process each, up to your CPU cores (default 1: one after another in this process)")
+    p.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="train the points on a Dask cluster: its scheduler's address (tcp://HOST:8786), or 'local' "
+                        "for a cluster of --jobs worker processes on this machine (needs pip install -e '.[cluster]')")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_device_option(p)
+
+
+def run_points(args, path, sweep, preset, config, points, measure):
+    """Train every point of a sweep that the results file at path lacks; returns the results."""
+    from . import experiments
+
+    store = experiments.ResultsStore(path, sweep, preset, config)
+    print(f"{sweep} sweep '{preset}': {len(points) - len(store.points)} of {len(points)} points to train -> {path} "
+          f"(stopped? run the same command again to continue)")
+    start = time.time()
+    with experiments.make_executor(args.jobs, args.scheduler, args.device) as executor:
+        results = experiments.run_points(store, points, measure, executor, progress=not args.quiet)
+    print(f"results: {path} (this run {time.time() - start:.0f} s; {results['wall_seconds'] / 60:.1f} min of wall time in all)")
+    return results
+
 
 def add_sweep_command(commands):
     from .scaling import PRESETS
@@ -245,22 +295,91 @@ def add_sweep_command(commands):
     p.add_argument("--preset", default="lesson03", choices=sorted(PRESETS), help="which sweep (default %(default)s)")
     p.add_argument("--out", default=None, help="results JSON (default runs/sweep_PRESET.json)")
     p.add_argument("--report", metavar="RESULTS.json", help="train nothing: print the fit and task shapes of a saved sweep")
-    add_device_option(p)
+    add_sweep_options(p)
     p.set_defaults(run=run_sweep)
 
 
 def run_sweep(args):
     from . import scaling
+    from .experiments import load_results
 
     if args.report:
-        print(scaling.report(scaling.load_results(args.report)))
+        print(scaling.report(load_results(args.report, "scaling")))
         return
-    out = args.out or os.path.join("runs", f"sweep_{args.preset}.json")
     config = scaling.preset(args.preset)
-    print(f"sweep {args.preset}: {len(scaling.plan(config))} runs -> {out} (stopped? run the same command to continue)")
-    results = scaling.run_sweep(config, out, args.preset, device=args.device)
-    print(f"results: {out} ({results.get('wall_seconds', 0):.0f} s of training and evaluation in all)")
+    out = args.out or os.path.join("runs", f"sweep_{args.preset}.json")
+    results = run_points(args, out, "scaling", args.preset, asdict(config), scaling.sweep_points(config, args.device), scaling.measure)
     print(scaling.report(results))
+
+
+def add_archs_command(commands):
+    from .seq2seq import RunConfig
+
+    p = commands.add_parser("archs", help="encoder-decoder vs prefix-LM vs decoder-only, the same budget (lesson 02)",
+                            description="Train encoder-decoder, prefix-LM and decoder-only models with the same budget on "
+                                        "a toy translation task at two shapes of data; write the results as JSON (resumable).")
+    p.add_argument("--out", default=os.path.join("lessons", "results", "archs.json"), help="results JSON (default %(default)s)")
+    p.add_argument("--steps", type=COUNT, default=RunConfig().train.steps, help="optimizer steps per run (default %(default)s)")
+    p.add_argument("--seeds", type=COUNT, default=3, help="runs per variant and shape (default %(default)s)")
+    add_sweep_options(p)
+    p.set_defaults(run=run_archs)
+
+
+def run_archs(args):
+    from . import seq2seq
+
+    run = seq2seq.RunConfig.with_steps(args.steps)
+    seeds = list(range(args.seeds))
+    run_points(args, args.out, "archs", "default", seq2seq.sweep_config(run, seeds), seq2seq.sweep_points(run, seeds), seq2seq.measure)
+
+
+def add_glib_command(commands):
+    from .inverse_scaling import PRESETS
+
+    p = commands.add_parser("glib", help="the glib/gold inverse-scaling sweep and its report (lesson 04)",
+                            description="Train a family of model sizes on the glib corpus, probe them, and test for a U-shaped "
+                                        "scaling curve. Resumable: run it again to finish an interrupted sweep.")
+    p.add_argument("--preset", default="full", choices=sorted(PRESETS), help="which sweep: full (lesson 04), rare15, or ci (small); default %(default)s")
+    p.add_argument("--out", default=None, help="results JSON (default lessons/results/glib_PRESET.json)")
+    p.add_argument("--report", action="store_true", help="train nothing: print the report of the results in --out")
+    add_sweep_options(p)
+    p.set_defaults(run=run_glib)
+
+
+def run_glib(args):
+    from . import inverse_scaling as isc
+    from .experiments import load_results
+    from .glib_stats import report
+
+    path = args.out or isc.results_path(args.preset)
+    if args.report:
+        results = load_results(path, "glib")
+    else:
+        config = isc.PRESETS[args.preset].to_dict()
+        results = run_points(args, path, "glib", args.preset, config, isc.sweep_points(args.preset, args.device), isc.measure)
+    print(report(results))
+
+
+# --------------------------------------------------------------------------------------------------
+# grade PATH
+
+def add_grade_command(commands):
+    p = commands.add_parser(
+        "grade", help="grade an exercise notebook (or a folder of them) with nbval",
+        description="Run an exercise notebook's graded checks (pytest --nbval-lax --nbval-current-env) "
+                    "and print GRADE: k/n graded checks passed, with one line per failed check.")
+    p.add_argument("path", help="an exercise notebook, e.g. exercises/01_softmax_cross_entropy.ipynb, or a folder of them")
+    p.add_argument("--cell-timeout", type=COUNT, default=600, help="seconds one cell may run (default %(default)s)")
+    p.set_defaults(run=run_grade)
+
+
+def run_grade(args):
+    """Print the grade; exit status 0 only when every graded check passed."""
+    from .grading import grade_report, notebooks_to_grade, run_notebooks
+
+    results = run_notebooks(notebooks_to_grade(args.path), args.cell_timeout)
+    print(grade_report(results))
+    return 0 if all(r.passed for r in results if r.graded) else 1
 
 
 if __name__ == "__main__":

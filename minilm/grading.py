@@ -267,24 +267,6 @@ def grade_report(results):
     return "\n".join(lines)
 
 
-def add_grade_command(subparsers):
-    """Register `python -m minilm grade PATH` on the CLI's subparsers."""
-    p = subparsers.add_parser(
-        "grade", help="grade an exercise notebook (or a folder of them) with nbval",
-        description="Run an exercise notebook's graded checks (pytest --nbval-lax --nbval-current-env) "
-                    "and print GRADE: k/n graded checks passed, with one line per failed check.")
-    p.add_argument("path", help="an exercise notebook, e.g. exercises/01_softmax_cross_entropy.ipynb, or a folder of them")
-    p.add_argument("--cell-timeout", type=int, default=600, help="seconds one cell may run (default 600)")
-    p.set_defaults(run=grade_command)
-
-
-def grade_command(args):
-    """Print the grade; exit status 0 only when every graded check passed."""
-    results = run_notebooks(notebooks_to_grade(args.path), args.cell_timeout)
-    print(grade_report(results))
-    return 0 if all(r.passed for r in results if r.graded) else 1
-
-
 # --------------------------------------------------------------------------------------------------
 # 3. The nbval plugin (pytest loads this module with -p minilm.grading).
 

@@ -3,7 +3,7 @@ the CLI saves it as a PNG)."""
 import matplotlib.pyplot as plt
 import numpy as np
 
-from . import masks
+from . import glib_stats, masks
 from .backend import to_numpy
 from .errors import MinilmError
 
@@ -143,5 +143,103 @@ def seq2seq_curves(results):
         ax.set_yscale("log")
     axes[0][0].set_ylabel("held-out loss (nats per target token)")
     axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------------------------------
+# The glib sweep (lesson 04): the conflict probe and its sub-tasks against model size
+
+def _errorbar(ax, c, probe, metric, label, **style):
+    rows = glib_stats.summarize(c, probe, metric)
+    mean, lo, hi = (np.array(v) for v in zip(*rows))
+    ax.errorbar(c.params, mean, yerr=[mean - lo, hi - mean], capsize=3, marker="o", label=label, **style)
+
+
+def _against_params(ax, legend_loc="best"):
+    """The axes every glib curve shares: parameters on a log x axis, a small legend, a light grid."""
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters")
+    ax.legend(loc=legend_loc, fontsize=8)
+    ax.grid(alpha=0.3)
+
+
+def plot_probe_curves(results):
+    """Left: the conflict probe D with its 95% intervals (the U, if there is one). Right: the sub-tasks
+    A, B, C that explain it. Both on the 20 most exposed quotes, against parameters (log scale)."""
+    c = glib_stats.curves(results).subset(glib_stats.most_exposed_quotes(results))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    per_seed = np.array([v.mean(axis=1) for v in c.values["D"]["exact"]])  # (sizes, seeds)
+    left.plot(c.params, per_seed, color="gray", lw=0.8, alpha=0.6)
+    left.plot([], [], color="gray", lw=0.8, label="D, one line per seed")
+    _errorbar(left, c, "D", "exact", f"D: {glib_stats.PROBE_NAMES['D']} (mean)", color="C3")
+    left.set_title(glib_stats.u_shape(c).line.split(" (")[0] + " (by the paired-bootstrap rule)")
+    for probe, color in (("A", "C0"), ("B", "C1"), ("C", "C2")):
+        _errorbar(right, c, probe, "exact", f"{probe}: {glib_stats.PROBE_NAMES[probe]}", color=color)
+    right.set_title("the three sub-tasks")
+    for ax in (left, right):
+        _against_params(ax, legend_loc="lower left")
+        ax.set_ylim(-0.03, 1.03)
+    left.set_ylabel("exact match (95% interval)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_margins(results):
+    """The continuous view of B and D: mean log p(altered) - log p(original), per size."""
+    c = glib_stats.curves(results).subset(glib_stats.most_exposed_quotes(results))
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    _errorbar(ax, c, "D", "margin", "D: after 'repeat ...' (asks for the altered word)", color="C3")
+    _errorbar(ax, c, "B", "margin", "B: after 'as they say :' (no instruction)", color="C1")
+    ax.axhline(0, color="gray", lw=1)
+    _against_params(ax)
+    ax.set_ylabel("log p(altered) - log p(original)  (nats)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_lecture_prompt(results):
+    """P(glib) and P(gold) after the lecture's prompt, per size: bars are the mean, dots the seeds."""
+    sizes, glib, gold = glib_stats.lecture_probs(results)
+    x = np.arange(len(sizes))
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for offset, probs, word, color in ((-0.2, glib, "glib", "C0"), (0.2, gold, "gold", "C1")):
+        ax.bar(x + offset, probs.mean(axis=1), width=0.4, color=color, alpha=0.6, label=f"P({word})")
+        for i, seeds in enumerate(probs):
+            ax.plot(np.full(len(seeds), x[i] + offset), seeds, "k.", ms=4)
+    ax.set_xticks(x, sizes)
+    ax.set_ylabel("next-word probability")
+    ax.set_title("... all that glisters is not ___", fontsize=10)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_knob_map(results):
+    """One small panel per knob-map cell: the conflict probe D across the knob sizes, and its shape."""
+    sizes, cells = glib_stats.knob_map(results)
+    fig, axes = plt.subplots(1, len(cells), figsize=(2.3 * len(cells), 2.6), sharey=True)
+    for ax, (name, (means, shape)) in zip(np.atleast_1d(axes), cells.items()):
+        ax.plot(range(len(sizes)), means, "o-", color="C3")
+        ax.set_xticks(range(len(sizes)), [s.replace(" ", "\n") for s in sizes], fontsize=7)
+        ax.set_title(f"{name}\n{shape}", fontsize=9)
+        ax.set_ylim(-0.03, 1.03)
+        ax.grid(alpha=0.3)
+    np.atleast_1d(axes)[0].set_ylabel("D exact match")
+    fig.tight_layout()
+    return fig
+
+
+def show_next_words(results, size, prompt):
+    """The next-word distribution of one trained size (seed 0) after one of the stored prompts."""
+    config = results["config"]
+    point = results["points"][glib_stats.point_key("main", next(glib_stats.Size(**s) for s in config["sizes"] if glib_stats.Size(**s).name == size), 0)]
+    words, probs = zip(*point["next_words"][prompt])
+    fig, ax = plt.subplots(figsize=(6, 2.8))
+    ax.barh(range(len(words))[::-1], probs, color=["C3" if w in ("glib", "gold") else "C0" for w in words])
+    ax.set_yticks(range(len(words))[::-1], words)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("next-word probability")
+    ax.set_title(f"{size}: {prompt}", fontsize=8)
     fig.tight_layout()
     return fig

@@ -3,8 +3,9 @@
 A sweep trains
     a size family   models of several sizes, every one on the same number of tokens, with several seeds;
     a data family   one model size on 1/2 and 1/4 of those tokens (the data ablation),
-and records each run's compute, validation loss and per-task metrics to one JSON file. The file is
-written after every run, so a killed sweep started again with the same command picks up where it stopped.
+and records each run's compute, validation loss and per-task metrics. The runs are points of
+minilm.experiments (sweep_points, measure): one resumable results file, run in this process, in local
+processes or on a Dask cluster.
 
 Then:
     fit_power_law        L(C) = a * C**(-alpha), a straight line in log-log space, and
@@ -13,10 +14,9 @@ Then:
     classify_curve       the shape of one task's curve: saturated / flat / inverse / not correlated /
                          emergent / smooth, by the rule written in its docstring.
 """
+import functools
 import json
 import math
-import os
-import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -143,67 +143,20 @@ def train_run(config, run, world, device=None, progress=False):
             "train_seconds": round(seconds, 2)}
 
 
-def code_version():
-    """The git commit of the code that ran (and whether the tree had uncommitted changes)."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=here, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
-    if commit.returncode:
-        return {"commit": None, "dirty": None}
-    return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+@functools.lru_cache(maxsize=2)
+def _world(config_json):
+    return World(SweepConfig(**json.loads(config_json)))
 
 
-def load_results(path):
-    try:
-        with open(path) as f:
-            results = json.load(f)
-    except FileNotFoundError:
-        raise MinilmError(f"results file not found: {path}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise MinilmError(f"{path} is not a sweep results file (not JSON); run `python -m minilm sweep` to make one") from None
-    if not isinstance(results, dict) or "runs" not in results or "config" not in results:
-        raise MinilmError(f"{path} is not a sweep results file (no 'config' and 'runs'); run `python -m minilm sweep`")
-    return results
+def sweep_points(config, device=None):
+    """The sweep as (key, point) pairs for minilm.experiments.run_points; a point is (config, run, device)."""
+    return [(run.key, (config, run, device)) for run in plan(config)]
 
 
-def save_results(results, path):
-    """Write atomically: a killed process leaves the old file or the new one, never half of one."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(results, f, indent=1)
-    os.replace(tmp, path)
-
-
-def run_sweep(config, path, name="custom", device=None, progress=True, max_runs=None):
-    """Run (or resume) a sweep, saving to path after every run. Returns the results dict.
-
-    max_runs stops after that many new runs (the way tests interrupt a sweep).
-    """
-    from tqdm.auto import tqdm
-
-    results = {"preset": name, "config": asdict(config), "runs": []}
-    if os.path.exists(path):
-        results = load_results(path)
-        if results["config"] != json.loads(json.dumps(asdict(config))):
-            raise MinilmError(f"{path} holds a sweep with a different config; give another --out or delete it")
-    done = {r["key"] for r in results["runs"]}
-    todo = [run for run in plan(config) if run.key not in done][:max_runs]
-    if not todo:
-        return results
-    start = time.time() - results.get("wall_seconds", 0.0)  # a resumed sweep counts its earlier time too
-    world = World(config)
-    results["code_version"] = code_version()
-    bar = tqdm(todo, disable=not progress, unit="run", desc="sweep", dynamic_ncols=True)
-    for run in bar:
-        bar.set_postfix_str(run.key)
-        results["runs"].append(train_run(config, run, world, device=device, progress=False))
-        results["wall_seconds"] = round(time.time() - start, 1)
-        save_results(results, path)
-    return results
+def measure(point):
+    """Train and measure one point of sweep_points (the corpus is made once per process)."""
+    config, run, device = point
+    return train_run(config, run, _world(json.dumps(asdict(config))), device=device)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -213,7 +166,7 @@ def size_family(results):
     """The size-family runs grouped by model, ordered by compute: a list of lists of run records."""
     config = results["config"]
     groups = {}
-    for r in results["runs"]:
+    for r in results["points"].values():
         if r["data_fraction"] == 1.0:
             groups.setdefault((r["n_layer"], r["d_model"], r["n_head"]), []).append(r)
     ordered = [groups[tuple(s)] for s in config["sizes"] if tuple(s) in groups]
@@ -381,7 +334,7 @@ def task_shapes(results):
 def report(results):
     """The fit with its interval, then one line per task: the text `sweep --report` prints."""
     compute, loss, law, (low, high) = loss_fit(results)
-    lines = [f"sweep {results.get('preset', '?')}: {len(results['runs'])} runs, "
+    lines = [f"sweep {results.get('preset', '?')}: {len(results['points'])} runs, "
              f"{len(compute)} sizes x {loss.shape[1]} seeds, compute {compute.min():.2g} .. {compute.max():.2g} FLOPs",
              f"fit: {law.describe()}",
              f"exponent alpha = {law.alpha:.4f}, 95% bootstrap interval over seeds [{low:.4f}, {high:.4f}]"]

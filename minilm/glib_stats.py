@@ -1,0 +1,239 @@
+"""The glib sweep's statistics: each probe per size with bootstrap intervals, the U-shape rule, the
+lecture's explanation as a decomposition, and the text report (`python -m minilm glib --report`).
+
+A point's stored probes (minilm.inverse_scaling.score_probes) become per-size arrays (Curves) of four
+metrics: exact match, P(altered word), P(original word), and the margin log p(altered) - log p(original).
+Intervals come from a bootstrap over seeds and over quotes, paired across sizes (every size is compared
+on the same prompts); the rule that calls a U is written in u_shape's docstring, decided before looking.
+"""
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .data.glib import LECTURE_PROMPT, GlibConfig, GlibCorpus
+from .errors import MinilmError
+from .inverse_scaling import BLOCK_SIZE, PROBE_NAMES, PROBES, Size, point_key
+
+
+def log(p):
+    return np.log(np.maximum(p, 1e-12))
+
+
+def probe_metrics(probes):
+    """One point's stored probes -> probe -> metric -> (N,) array.
+    metrics: exact, p_altered, p_original, margin = log p(altered) - log p(original)."""
+    a, b, d, fix = ({k: np.asarray(v, dtype=np.float64) for k, v in probes[kind].items()} for kind in ("A", "B", "D", "Dfix"))
+    nan = np.full(len(a["correct"]), np.nan)
+    margin_d = log(d["p_answer"]) - log(d["p_foil"])
+    margin_fix = log(fix["p_foil"]) - log(fix["p_answer"])
+    return {"A": {"exact": a["correct"], "p_altered": a["p_answer"], "p_original": nan, "margin": nan},
+            "B": {"exact": b["correct"], "p_altered": b["p_foil"], "p_original": b["p_answer"],
+                  "margin": log(b["p_foil"]) - log(b["p_answer"])},
+            "C": {"exact": d["correct"] * fix["correct"], "p_altered": d["p_answer"], "p_original": fix["p_answer"],
+                  "margin": margin_d - margin_fix},
+            "D": {"exact": d["correct"], "p_altered": d["p_answer"], "p_original": d["p_foil"], "margin": margin_d}}
+
+
+def probe_clusters(corpus):
+    """probe -> the quote rank of each probe item (A: each item its own cluster; -1 - index)."""
+    probes = corpus.probes()
+    ranks = {kind: np.array([p.quote for p in probes if p.kind == kind]) for kind in ("A", "B", "D")}
+    ranks["A"] = -1 - np.arange(len(ranks["A"]))
+    ranks["C"] = ranks["D"]
+    return ranks
+
+
+@dataclass
+class Curves:
+    """Per-size values of one variant: values[probe][metric] is a list over sizes of (seeds, items)
+    arrays; clusters[probe] the quote of each item; sizes and params in sweep order."""
+    sizes: list
+    params: list
+    seeds: list
+    values: dict
+    clusters: dict
+
+    def subset(self, keep_quotes):
+        """Only the items of the quotes in keep_quotes (A, which has no quotes, keeps every item)."""
+        values, clusters = {}, {}
+        for probe, ranks in self.clusters.items():
+            keep = (ranks < 0) | np.isin(ranks, list(keep_quotes))
+            values[probe] = {m: [v[:, keep] for v in per_size] for m, per_size in self.values[probe].items()}
+            clusters[probe] = ranks[keep]
+        return Curves(self.sizes, self.params, self.seeds, values, clusters)
+
+
+def curves(results, variant="main", sizes=None, seeds=None):
+    """Collect one variant's points from a results dict into Curves."""
+    config = results["config"]
+    sizes = sizes or [Size(**s) for s in config["sizes"]]
+    seeds = seeds if seeds is not None else config["seeds"]
+    points = [[results["points"].get(point_key(variant, size, seed)) for seed in seeds] for size in sizes]
+    if any(p is None for row in points for p in row):
+        raise MinilmError(f"the results hold only part of the '{variant}' sweep: run the sweep again to finish it (it resumes)")
+    metrics = [[probe_metrics(p["probes"]) for p in row] for row in points]
+    values = {probe: {m: [np.stack([pm[probe][m] for pm in row]) for row in metrics] for m in metrics[0][0][probe]}
+              for probe in PROBES}
+    corpus = GlibCorpus(variant_config(config, variant))
+    return Curves([s.name for s in sizes], [row[0]["params"] for row in points], list(seeds), values, probe_clusters(corpus))
+
+
+def variant_config(config, variant):
+    """The GlibConfig of a variant, from a results file's config."""
+    corpus = GlibConfig(**config["corpus"])
+    change = dict(config["knobs"]).get(variant, {}) if variant != "main" else {}
+    return replace(corpus, **change)
+
+
+def bootstrap(per_size, clusters, n_boot=2000, seed=0):
+    """Resampled means: (n_boot, n_sizes). Seeds are resampled per size (independent runs); prompt
+    clusters (quotes) are resampled once per draw and shared by every size: the sizes are compared on
+    the same prompts, a paired bootstrap."""
+    rng = np.random.default_rng(seed)
+    unique, item_cluster = np.unique(clusters, return_inverse=True)
+    draws = rng.integers(len(unique), size=(n_boot, len(unique)))
+    cluster_counts = np.stack([np.bincount(d, minlength=len(unique)) for d in draws])  # (n_boot, U)
+    item_weights = cluster_counts[:, item_cluster]  # (n_boot, N): how often each item was drawn
+    out = []
+    for values in per_size:  # (S, N)
+        S = values.shape[0]
+        seed_counts = np.stack([np.bincount(d, minlength=S) for d in rng.integers(S, size=(n_boot, S))])  # (n_boot, S)
+        total = np.einsum("bs,sn,bn->b", seed_counts, values, item_weights)
+        out.append(total / (S * item_weights.sum(axis=1)))
+    return np.stack(out, axis=1)
+
+
+def interval(samples):
+    lo, hi = np.percentile(samples, [2.5, 97.5], axis=0)
+    return lo, hi
+
+
+def summarize(c, probe, metric, n_boot=2000):
+    """Per size: (mean, low, high) of a metric, 95% bootstrap interval over seeds and prompts."""
+    per_size = c.values[probe][metric]
+    if np.isnan(per_size[0]).all():
+        return None
+    means = [float(v.mean()) for v in per_size]
+    lo, hi = interval(bootstrap(per_size, c.clusters[probe], n_boot))
+    return [(m, float(a), float(b)) for m, a, b in zip(means, lo, hi)]
+
+
+@dataclass
+class UShape:
+    found: bool
+    line: str
+    means: list
+    minimum: int  # the index of the smallest middle size
+    diffs: dict   # "first"/"last" -> (mean, low, high) of D[minimum] - D[end]
+
+
+def u_shape(c, n_boot=2000):
+    """The rule: the conflict probe's (D) exact match has its minimum at a middle size, and a paired
+    bootstrap puts the difference to the smallest and to the largest size below 0 (95% intervals)."""
+    per_size = c.values["D"]["exact"]
+    means = [float(v.mean()) for v in per_size]
+    m = 1 + int(np.argmin(means[1:-1]))
+    boot = bootstrap(per_size, c.clusters["D"], n_boot)
+    diffs = {}
+    for end, j in (("smallest", 0), ("largest", len(means) - 1)):
+        lo, hi = interval(boot[:, m] - boot[:, j])
+        diffs[end] = (means[m] - means[j], float(lo), float(hi))
+    found = all(hi < 0 for _, _, hi in diffs.values())
+    curve = ", ".join(f"{n} {v:.2f}" for n, v in zip(c.sizes, means))
+    tests = "; ".join(f"min - {end} {d:+.2f} [{lo:+.2f}, {hi:+.2f}]" for end, (d, lo, hi) in diffs.items())
+    n_quotes = len(np.unique(c.clusters["D"]))
+    line = (f"U-shape: {'yes' if found else 'no'} (conflict probe D exact match on the {n_quotes} most exposed quotes: "
+            f"{curve}; middle minimum at {c.sizes[m]}; {tests}; 95% paired bootstrap over {len(c.seeds)} seeds and {n_quotes} quotes)")
+    return UShape(found, line, means, m, diffs)
+
+
+def curve_shape(values, tol=0.1):
+    """A curve over sizes in words: 'U-shaped', 'inverse', 'positive' or 'flat' (point estimates,
+    differences smaller than tol count as equal)."""
+    first, last, middle = values[0], values[-1], min(values[1:-1]) if len(values) > 2 else min(values)
+    if middle < first - tol and middle < last - tol:
+        return "U-shaped"
+    if last < first - tol:
+        return "inverse"
+    if last > first + tol:
+        return "positive"
+    return "flat"
+
+
+def decompose(c):
+    """The lecture's explanation, measured per size: the share of conflict prompts whose quote the model
+    knows (B right for that quote and seed), and D's exact match on the prompts it knows and on the rest.
+    D = known * D(known) + (1 - known) * D(unknown). Returns a list of (known, D_known, D_unknown)."""
+    out = []
+    for b, d in zip(c.values["B"]["exact"], c.values["D"]["exact"]):  # (seeds, quotes), (seeds, items)
+        quote_of_item = np.searchsorted(c.clusters["B"], c.clusters["D"])  # B has one item per quote
+        known = b[:, quote_of_item].astype(bool)  # (seeds, items)
+        out.append((float(known.mean()), float(d[known].mean()) if known.any() else float("nan"),
+                    float(d[~known].mean()) if (~known).any() else float("nan")))
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# The report
+
+def lecture_probs(results, variant="main"):
+    """Per size: P(glib) and P(gold) after the lecture's prompt, each seed's, as (sizes, seeds) arrays."""
+    c = curves(results, variant)
+    corpus = GlibCorpus(variant_config(results["config"], variant))
+    i = [p.prompt for p in corpus.probes() if p.kind == "D"].index(LECTURE_PROMPT)
+    glib = np.array([v[:, i] for v in c.values["D"]["p_altered"]])
+    gold = np.array([v[:, i] for v in c.values["D"]["p_original"]])
+    return c.sizes, glib, gold
+
+
+def knob_map(results):
+    """Knob-map cell -> (the D exact match of its seeds per knob size, its shape in words)."""
+    config = results["config"]
+    sizes, seeds = [Size(**s) for s in config["knob_sizes"]], config["knob_seeds"]
+    n_top = len(most_exposed_quotes(results))
+    cells = {}
+    for variant in ["main"] + [name for name, _ in config["knobs"]]:
+        top = most_exposed_quotes(results, variant)
+        c = curves(results, variant, sizes, seeds).subset(top[:n_top])
+        means = [float(v.mean()) for v in c.values["D"]["exact"]]
+        cells[variant] = (means, curve_shape(means))
+    return [s.name for s in sizes], cells
+
+
+def most_exposed_quotes(results, variant="main", n=20):
+    return GlibCorpus(variant_config(results["config"], variant)).most_exposed(n)
+
+
+def format_table(c, probe):
+    rows = {m: summarize(c, probe, m) for m in ("exact", "p_altered", "p_original", "margin")}
+    lines = [f"  {'size':<9}{'params':>9}   " + "".join(f"{h:<22}" for h in ("exact match", "P(altered)", "P(original)", "margin"))]
+    for i, (name, params) in enumerate(zip(c.sizes, c.params)):
+        cells = ["—" if rows[m] is None else f"{rows[m][i][0]:.2f} [{rows[m][i][1]:.2f}, {rows[m][i][2]:.2f}]" for m in rows]
+        lines.append(f"  {name:<9}{params:>9,}   " + "".join(f"{cell:<22}" for cell in cells))
+    return "\n".join(lines)
+
+
+def report(results):
+    """The whole text report; its last line is the U-shape verdict."""
+    config, main = results["config"], curves(results)
+    top = main.subset(most_exposed_quotes(results))
+    n_all = len(np.unique(main.clusters["D"]))
+    versions = sorted({p["code_version"] for p in results["points"].values()})
+    out = [f"glib sweep '{results['preset']}' (code {', '.join(versions)}): {len(main.sizes)} sizes x "
+           f"{len(main.seeds)} seeds, {config['steps']} steps x {config['batch_size']} x {BLOCK_SIZE} tokens each; "
+           f"training time {results['wall_seconds'] / 60:.1f} min in all",
+           "95% intervals: bootstrap over seeds and prompts (quotes). margin = log p(altered) - log p(original)."]
+    for title, c in ((f"the {len(np.unique(top.clusters['D']))} most exposed probe quotes", top), (f"all {n_all} probe quotes", main)):
+        out.append(f"\n=== {title} ===")
+        for probe in PROBES:
+            out += [f"{probe}  {PROBE_NAMES[probe]}", format_table(c, probe)]
+    sizes, glib, gold = lecture_probs(results)
+    out.append(f'\nThe lecture\'s prompt "{LECTURE_PROMPT}" (mean over seeds):')
+    out += [f"  {n:<9} P(glib) {g.mean():.2f}   P(gold) {o.mean():.2f}" for n, g, o in zip(sizes, glib, gold)]
+    if config["knobs"]:
+        knob_sizes, cells = knob_map(results)
+        out.append(f"\nKnob map: D exact match on the most exposed quotes at {', '.join(knob_sizes)} (seeds {config['knob_seeds']}; no intervals):")
+        out += [f"  {name:<10}" + "  ".join(f"{v:.2f}" for v in means) + f"   {shape}" for name, (means, shape) in cells.items()]
+    out.append("")
+    out.append(u_shape(top).line)
+    return "\n".join(out)
