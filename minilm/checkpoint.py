@@ -1,7 +1,7 @@
 """Checkpoints: one .npz file holding every array and, inside it, a JSON string with everything else.
 
 Arrays are stored under prefixes: "param/h.0.attn.w_qkv", "m/...", "v/..." (optimizer moments).
-The JSON (model config, step, optimizer step count, RNG state, tokenizer, history) sits in the array
+The JSON (model class and config, step, optimizer step count, RNG state, tokenizer, history) sits in the array
 "__meta__" as a plain unicode string, so nothing needs pickle: we load with allow_pickle=False.
 
 Writes are atomic: the file is written under a temporary name in the same folder, flushed to disk, and
@@ -15,10 +15,12 @@ import zipfile
 import numpy as np
 
 from .backend import to_numpy
+from .encdec import EncoderClassifier, EncoderDecoder
 from .errors import MinilmError
-from .model import GPT, GPTConfig, check_param_shapes, param_shapes
+from .model import GPT, check_param_shapes
 
 FORMAT = "minilm-checkpoint-1"
+MODELS = {cls.__name__: cls for cls in (GPT, EncoderDecoder, EncoderClassifier)}  # the classes a checkpoint can hold
 
 
 def save_checkpoint(path, params, meta, extra_arrays=None):
@@ -59,11 +61,20 @@ def params_of(arrays):
     return {name[len("param/"):]: a for name, a in arrays.items() if name.startswith("param/")}
 
 
+def model_meta(model):
+    """What a checkpoint needs to rebuild the model: the name of its class and its configuration."""
+    return {"model": type(model).__name__, "config": model.config.to_dict()}
+
+
 def load_model(path, device=None):
-    """-> (GPT with the checkpoint's parameters, arrays, meta)"""
+    """-> (the model with the checkpoint's parameters, arrays, meta). The model's class is meta["model"]
+    (a checkpoint written before the class was stored holds a GPT)."""
     arrays, meta = read_checkpoint(path)
+    cls = MODELS.get(meta.get("model", "GPT"))
+    if cls is None:
+        raise MinilmError(f"checkpoint {path} holds a {meta['model']}, not one of minilm's models ({', '.join(MODELS)})")
     try:
-        model = GPT(GPTConfig(**meta["config"]), device=device, params=params_of(arrays))
+        model = cls(cls.config_class(**meta["config"]), device=device, params=params_of(arrays))
     except (MinilmError, TypeError) as e:
         raise MinilmError(f"checkpoint {path} does not hold a valid model: {e}") from None
     return model, arrays, meta
@@ -78,7 +89,7 @@ def load_params_into(model, path):
         raise MinilmError(f"checkpoint {path} does not match this model's config ({'; '.join(diffs)}): build the model from the checkpoint instead")
     params = params_of(arrays)
     try:
-        check_param_shapes(params, param_shapes(model.config))
+        check_param_shapes(params, model.param_shapes())
     except MinilmError as e:
         raise MinilmError(f"checkpoint {path}: {e}") from None
     for name, p in model.params.items():

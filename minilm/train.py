@@ -1,8 +1,14 @@
-"""The training loop: random windows of a token array, AdamW, periodic evaluation, checkpoints.
+"""The training loop, one for every model: batches in, AdamW steps, periodic evaluation, checkpoints.
 
     trainer = Trainer(model, train_tokens, val_tokens, TrainConfig(steps=500), checkpoint_path="run.npz")
     history = trainer.run()                       # progress bar, eval, checkpoints
     trainer = Trainer.resume("run.npz", train_tokens, val_tokens)   # continues exactly where it stopped
+
+What it trains on, `train`, is a batch function  batches(rng, batch_size) -> tuple, and each step is
+model.loss_and_grads(*batch): so a GPT, an encoder-decoder and an encoder classifier train in the same loop.
+For a decoder-only model `train` may be a 1-D token array instead: random windows of it, the targets
+shifted by one (token_windows). What it evaluates on, `val`, is a function evaluate(model) -> dict of
+metrics (numbers) with at least "loss", or a token array (the mean loss on the same windows every time).
 
 Nothing the user made is lost: checkpoints are written atomically; a NaN or infinite loss stops the run
 before the bad step is applied and keeps the last good checkpoint; Ctrl-C (or a Jupyter interrupt)
@@ -17,8 +23,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from . import layers, parallel
-from .checkpoint import load_model, save_checkpoint
+from .checkpoint import load_model, model_meta, save_checkpoint
 from .errors import MinilmError
+from .model import GPT
 from .optim import AdamW, clip_grad_norm, lr_at
 from .tokenizer import tokenizer_from_json
 
@@ -32,7 +39,7 @@ class TrainConfig:
     min_lr_ratio: float = 0.1
     weight_decay: float = 0.1
     grad_clip: float = 1.0
-    eval_every: int = 100  # 0: never
+    eval_every: int = 100  # and at the last step; 0: never
     eval_batches: int = 4
     checkpoint_every: int = 200  # 0: only at the end (and on Ctrl-C)
     seed: int = 0
@@ -53,6 +60,13 @@ def get_batch(tokens, batch_size, block_size, rng):
     return window[:, :-1], window[:, 1:]
 
 
+def token_windows(tokens, block_size):
+    """The batch function of a 1-D token array: batches(rng, batch_size) -> (x, y), as get_batch."""
+    def batches(rng, batch_size):
+        return get_batch(tokens, batch_size, block_size, rng)
+    return batches
+
+
 def estimate_loss(model, tokens, batch_size, n_batches, seed=1234):
     """Mean next-token loss on n_batches random windows (the same windows every call, so evals compare)."""
     rng = np.random.default_rng(seed)
@@ -64,7 +78,17 @@ def estimate_loss(model, tokens, batch_size, n_batches, seed=1234):
     return total / n_batches
 
 
+def window_loss(tokens, batch_size, n_batches):
+    """The evaluate function of a 1-D token array: evaluate(model) -> {"loss": estimate_loss(...)}."""
+    def evaluate(model):
+        return {"loss": estimate_loss(model, tokens, batch_size, n_batches)}
+    return evaluate
+
+
 def check_tokens(tokens, model, name):
+    """A decoder-only model's token array: 1-D ids in its vocabulary, more of them than its block size."""
+    if not isinstance(model, GPT):
+        raise MinilmError(f"a token array ({name}) is for a decoder-only model: give {type(model).__name__} a function instead (see minilm.train)")
     tokens = np.asarray(tokens)
     if tokens.ndim != 1 or len(tokens) <= model.config.block_size:
         raise MinilmError(f"{name} needs more than block_size={model.config.block_size} tokens, got {len(tokens)}: use a longer text or a smaller block size")
@@ -79,14 +103,22 @@ class History:
     losses: list = field(default_factory=list)
     val_steps: list = field(default_factory=list)
     val_losses: list = field(default_factory=list)
+    val_metrics: list = field(default_factory=list)  # everything each evaluation measured (a dict with "loss")
     stopped: str = ""  # "", "interrupted"
 
 
 class Trainer:
-    def __init__(self, model, train_tokens, val_tokens=None, config=None, checkpoint_path=None, tokenizer=None):
+    """Trains any minilm model: train is a batch function or a token array, val an evaluate function, a
+    token array or None (see the module's docstring)."""
+
+    def __init__(self, model, train, val=None, config=None, checkpoint_path=None, tokenizer=None):
         self.model, self.config = model, config or TrainConfig()
-        self.train_tokens = check_tokens(train_tokens, model, "train_tokens")
-        self.val_tokens = None if val_tokens is None else check_tokens(val_tokens, model, "val_tokens")
+        if not callable(train):
+            train = token_windows(check_tokens(train, model, "train"), model.config.block_size)
+        if val is not None and not callable(val):
+            val = window_loss(check_tokens(val, model, "val"), self.config.batch_size, self.config.eval_batches)
+        self.batches = train  # batches(rng, batch_size) -> the arguments of model.loss_and_grads
+        self.validate = val  # evaluate(model) -> {"loss": ..., ...}, or None
         self.checkpoint_path, self.tokenizer = checkpoint_path, tokenizer
         self.optimizer = AdamW(model.params, lr=self.config.lr, weight_decay=self.config.weight_decay)
         self.rng = np.random.default_rng(self.config.seed)  # draws the batches
@@ -99,9 +131,8 @@ class Trainer:
 
     def train_step(self):
         """One AdamW step on one random batch. Returns the loss before the step."""
-        cfg, model = self.config, self.model
-        x, y = get_batch(self.train_tokens, cfg.batch_size, model.config.block_size, self.rng)
-        loss, grads = parallel.loss_and_grads(model, x, y, shards=cfg.shards)  # split across the CPU's cores
+        cfg = self.config
+        loss, grads = self._loss_and_grads(self.batches(self.rng, cfg.batch_size))
         if not math.isfinite(loss):
             where = (f"the last good checkpoint (step {self.saved_step}) is kept at {self.checkpoint_path}"
                      if self.saved_step is not None else "no checkpoint had been written yet")
@@ -112,6 +143,14 @@ class Trainer:
         self.history.steps.append(self.step)
         self.history.losses.append(loss)
         return loss
+
+    def _loss_and_grads(self, batch):
+        """model.loss_and_grads(*batch). A GPT's batch (idx, targets[, loss_mask]) is cut across the CPU's
+        cores (minilm/parallel.py, as TrainConfig.shards says); other models' batches run whole, because
+        parallel weights each piece by the target positions it counts, and it finds those in a GPT batch."""
+        if isinstance(self.model, GPT):
+            return parallel.loss_and_grads(self.model, *batch, shards=self.config.shards)
+        return self.model.loss_and_grads(*batch)
 
     # ---- the loop
 
@@ -128,7 +167,7 @@ class Trainer:
                 loss = self.train_step()
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
-                if cfg.eval_every and self.val_tokens is not None and self.step % cfg.eval_every == 0:
+                if cfg.eval_every and self.validate is not None and (self.step % cfg.eval_every == 0 or self.step == cfg.steps):
                     self.evaluate()
                     bar.set_postfix(loss=f"{loss:.3f}", val=f"{self.history.val_losses[-1]:.3f}", refresh=False)
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
@@ -141,10 +180,14 @@ class Trainer:
         return self.history
 
     def evaluate(self):
-        val = estimate_loss(self.model, self.val_tokens, self.config.batch_size, self.config.eval_batches)
+        """Evaluate the model on val now and record it in the history. Returns the validation loss."""
+        metrics = {name: float(value) for name, value in self.validate(self.model).items()}  # JSON-able
+        if "loss" not in metrics:
+            raise MinilmError(f"the evaluate function must return a dict with a \"loss\", got the keys {list(metrics)}")
         self.history.val_steps.append(self.step)
-        self.history.val_losses.append(val)
-        return val
+        self.history.val_losses.append(metrics["loss"])
+        self.history.val_metrics.append(metrics)
+        return metrics["loss"]
 
     @contextlib.contextmanager
     def _ctrl_c_stops_cleanly(self):
@@ -165,7 +208,7 @@ class Trainer:
         if path is None:
             return
         opt_arrays, opt_meta = self.optimizer.state()
-        meta = {"config": self.model.config.to_dict(), "train_config": asdict(self.config),
+        meta = {**model_meta(self.model), "train_config": asdict(self.config),
                 "step": self.step, "optimizer": opt_meta, "rng": self.rng.bit_generator.state,
                 "history": asdict(self.history),
                 "tokenizer": None if self.tokenizer is None else self.tokenizer.to_json()}
@@ -173,11 +216,12 @@ class Trainer:
         self.saved_step = self.step
 
     @classmethod
-    def resume(cls, path, train_tokens, val_tokens=None, device=None):
-        """A Trainer in exactly the state the checkpoint at path was saved in."""
+    def resume(cls, path, train, val=None, device=None):
+        """A Trainer in exactly the state the checkpoint at path was saved in, with the model's class and
+        parameters from it; train and val as when it was made (a function cannot be stored in a checkpoint)."""
         model, arrays, meta = load_model(path, device=device)
         tokenizer = None if meta.get("tokenizer") is None else tokenizer_from_json(meta["tokenizer"])
-        trainer = cls(model, train_tokens, val_tokens, TrainConfig(**meta["train_config"]), path, tokenizer)
+        trainer = cls(model, train, val, TrainConfig(**meta["train_config"]), path, tokenizer)
         trainer.optimizer.load_state(arrays, meta["optimizer"])
         trainer.rng.bit_generator.state = meta["rng"]
         trainer.step = trainer.saved_step = meta["step"]

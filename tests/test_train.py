@@ -1,13 +1,16 @@
-"""The training loop, the optimizer and the checkpoints: nothing the user made is lost."""
+"""The training loop, the optimizer and the checkpoints: nothing the user made is lost, whatever the model."""
 import os
 
 import numpy as np
 import pytest
 
-from minilm import GPT, GPTConfig, MinilmError
+from minilm import GPT, GPTConfig, MinilmError, seq2seq
 from minilm.checkpoint import load_model, load_params_into, read_checkpoint, save_checkpoint
+from minilm.data import seq2seq as task
+from minilm.encdec import EncDecConfig, EncoderClassifier, EncoderConfig, EncoderDecoder
+from minilm.model import Model
 from minilm.optim import AdamW, clip_grad_norm, lr_at
-from minilm.train import Trainer, TrainConfig, TrainingDiverged
+from minilm.train import Trainer, TrainConfig, TrainingDiverged, token_windows, window_loss
 from tests.helpers import ON_GPU
 
 
@@ -22,13 +25,90 @@ def tokens(n=2000, seed=0):
 CONFIG = TrainConfig(steps=40, batch_size=4, lr=3e-3, warmup_steps=5, eval_every=10, eval_batches=2, checkpoint_every=0)
 
 
-def test_resume_gives_the_same_losses_as_an_uninterrupted_run(tmp_path):
-    straight = Trainer(small_model(), tokens(), tokens(500, 1), CONFIG).run(progress=False)
+# ---- every model trains in the one loop: a model, what it trains on and what it is evaluated on
+
+SHAPE = task.Shape(n_input=4, n_target=3)  # the toy translation task, short
+
+
+def seq2seq_batches(rng, batch_size):
+    batch = task.make_batch(task.tokenizer(), SHAPE, batch_size, rng)
+    return batch["src"], batch["tgt"], batch["targets"]
+
+
+def seq2seq_metrics(model):
+    return seq2seq.evaluate(model, task.make_batch(task.tokenizer(), SHAPE, 32, np.random.default_rng(1)))
+
+
+def classifier_batches(rng, batch_size):
+    """The label says whether most of the sequence's tokens are from the lower half of the vocabulary."""
+    idx = rng.integers(0, 20, (batch_size, 8))
+    return idx, ((idx < 10).sum(axis=1) > 4).astype(np.int64)
+
+
+def classifier_metrics(model):
+    idx, labels = classifier_batches(np.random.default_rng(1), 32)
+    return {"loss": model.loss_and_grads(idx, labels)[0],
+            "accuracy": float((model.forward(idx).argmax(axis=-1) == model.xp.asarray(labels)).mean())}
+
+
+def encoder_decoder(seed=0):
+    config = EncDecConfig(vocab_size=task.tokenizer().vocab_size, block_size=SHAPE.n_input + SHAPE.n_target,
+                          n_layer=2, n_head=2, d_model=16)
+    return EncoderDecoder(config, seed=seed)
+
+
+def encoder_classifier(seed=0):
+    return EncoderClassifier(EncoderConfig(vocab_size=20, block_size=8, n_layer=2, n_head=2, d_model=16), seed=seed)
+
+
+# name -> (make a model, train, val)
+MODELS = {"GPT": (small_model, tokens(), tokens(500, 1)),
+          "EncoderDecoder": (encoder_decoder, seq2seq_batches, seq2seq_metrics),
+          "EncoderClassifier": (encoder_classifier, classifier_batches, classifier_metrics)}
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_model_keeps_the_contract_the_trainer_relies_on(name):
+    make_model, train, _ = MODELS[name]
+    model = make_model()
+    batches = train if callable(train) else token_windows(train, model.config.block_size)
+    batch = batches(np.random.default_rng(0), 3)  # the inputs, then what the model must predict
+    loss, grads = model.loss_and_grads(*batch)
+    assert isinstance(model, Model) and isinstance(loss, float)
+    assert list(grads) == list(model.params)
+    assert all(grads[n].shape == p.shape for n, p in model.params.items())
+    assert model.forward(*batch[:-1]).shape[0] == 3  # logits, one row per example
+
+
+def test_the_encoder_models_are_not_gpts():
+    """They keep Model's contract; GPT's forward(idx, mask, kv_cache) is not theirs to inherit."""
+    assert not issubclass(EncoderDecoder, GPT) and not issubclass(EncoderClassifier, GPT)
+    with pytest.raises(TypeError):
+        Model(small_model().config)  # the contract alone is not a model
+
+
+@pytest.mark.parametrize("name", ["EncoderDecoder", "EncoderClassifier"])
+def test_the_encoder_models_learn_through_the_trainer(name):
+    make_model, train, val = MODELS[name]
+    config = TrainConfig(steps=120, batch_size=16, lr=1e-2, warmup_steps=5, eval_every=50, checkpoint_every=0)
+    trainer = Trainer(make_model(), train, val, config)
+    before = trainer.evaluate()
+    history = trainer.run(progress=False)
+    assert history.val_losses[-1] < 0.8 * before
+    assert history.val_steps == [0, 50, 100, 120]  # every eval_every steps, and at the end
+    assert history.val_metrics[-1]["loss"] == history.val_losses[-1] and len(history.val_metrics[-1]) > 1
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_resume_gives_the_same_losses_as_an_uninterrupted_run(tmp_path, name):
+    make_model, train, val = MODELS[name]
+    straight = Trainer(make_model(), train, val, CONFIG).run(progress=False)
     path = str(tmp_path / "run.npz")
-    first = Trainer(small_model(), tokens(), tokens(500, 1), CONFIG, checkpoint_path=path)
+    first = Trainer(make_model(), train, val, CONFIG, checkpoint_path=path)
     first.run(until=20, progress=False)
-    resumed = Trainer.resume(path, tokens(), tokens(500, 1))
-    assert resumed.step == 20
+    resumed = Trainer.resume(path, train, val)
+    assert resumed.step == 20 and type(resumed.model).__name__ == name
+    assert resumed.model.config == first.model.config
     history = resumed.run(progress=False)
     # exactly: same batches, same optimizer state, same schedule (on a GPU, to float rounding: see helpers)
     tolerance = 1e-5 if ON_GPU else 0
@@ -36,9 +116,34 @@ def test_resume_gives_the_same_losses_as_an_uninterrupted_run(tmp_path):
     assert history.val_losses == pytest.approx(straight.val_losses, rel=tolerance, abs=0)
 
 
-def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+def test_a_batch_function_trains_a_gpt_exactly_as_its_token_array():
+    train, val = tokens(), tokens(500, 1)
+    from_arrays = Trainer(small_model(), train, val, CONFIG).run(progress=False)
+
+    def windows(rng, batch_size):  # what a token array means, written out
+        starts = rng.integers(0, len(train) - 8, size=batch_size)
+        rows = starts[:, None] + np.arange(9)
+        return train[rows][:, :-1], train[rows][:, 1:]
+
+    from_functions = Trainer(small_model(), windows, window_loss(val, CONFIG.batch_size, CONFIG.eval_batches), CONFIG)
+    history = from_functions.run(progress=False)
+    assert np.array_equal(history.losses, from_arrays.losses) and len(history.losses) == CONFIG.steps
+    assert np.array_equal(history.val_losses, from_arrays.val_losses)
+
+
+def test_a_token_array_or_an_evaluation_without_a_loss_is_a_clear_error():
+    with pytest.raises(MinilmError, match="decoder-only model: give EncoderDecoder a function"):
+        Trainer(encoder_decoder(), tokens())
+    trainer = Trainer(encoder_classifier(), classifier_batches, lambda model: {"accuracy": 1.0}, CONFIG)
+    with pytest.raises(MinilmError, match="dict with a \"loss\""):
+        trainer.evaluate()
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, name):
+    make_model, train, _ = MODELS[name]
     path = str(tmp_path / "run.npz")
-    trainer = Trainer(small_model(), tokens(), None, CONFIG, checkpoint_path=path)
+    trainer = Trainer(make_model(), train, None, CONFIG, checkpoint_path=path)
     trainer.run(until=10, progress=False)
     saved = read_checkpoint(path)[0]["param/wte"].copy()
     trainer.model.params["h.0.mlp.w_fc"][...] = np.nan  # something went badly wrong
@@ -92,6 +197,7 @@ def test_save_load_round_trip(tmp_path):
     path = str(tmp_path / "m.npz")
     save_checkpoint(path, model.params, {"config": model.config.to_dict()})
     loaded, _, _ = load_model(path)
+    assert type(loaded) is GPT  # a checkpoint that does not name its model's class holds a GPT
     assert all(np.array_equal(loaded.params[k], model.params[k]) for k in model.params)
 
 
