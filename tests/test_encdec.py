@@ -152,6 +152,13 @@ def gpt_with(model):
     return GPT(gpt_cfg, params=model.params)  # GPT takes the names it needs
 
 
+def test_the_non_embedding_count_leaves_out_the_encoders_embeddings_too():
+    model = EncoderDecoder(tiny())
+    C = model.config.d_model
+    embeddings = 2 * (V * C + (S + T) * C)  # wte and wpe: the decoder's and the encoder's
+    assert model.num_params() - model.num_params(non_embedding=True) == embeddings
+
+
 @pytest.mark.parametrize("padded", [False, True])
 def test_all_four_switches_make_the_decoder_only_model(padded):
     cfg = tiny(**dict.fromkeys(SWITCHES, True), targets_after_input=True)
