@@ -20,8 +20,7 @@ from .data import seq2seq as task
 from .encdec import SWITCHES, EncDecConfig, EncoderDecoder, encdec_param_shapes, qkv_as_cross
 from .errors import MinilmError
 from .model import sub_params
-from .optim import AdamW, clip_grad_norm, lr_at
-from .train import TrainConfig
+from .train import Trainer, TrainConfig
 
 # The lecture's table, row by row: each row turns on one more switch (see minilm.encdec).
 VARIANTS = {
@@ -71,23 +70,27 @@ def evaluate(model, batch):
 
 
 def train_variant(variant, shape_name, run, seed=0, until=None):
-    """Train one variant on one shape of data from scratch. until: stop after that many steps (the schedule
-    is still the full run's, so the losses match the first steps of a full run).
+    """Train one variant on one shape of data from scratch, with minilm.train's Trainer (the seed draws the
+    training examples). until: stop after that many steps (the schedule is still the full run's, so the
+    losses match the first steps of a full run).
     Returns (record, model): a JSON-able record of the variant, shape, seed, parameter count, history and
     final evaluation; and the trained model."""
-    shape, tok, t = task.SHAPES[shape_name], task.tokenizer(), run.train
+    shape, tok = task.SHAPES[shape_name], task.tokenizer()
     model = build_model(variant, shape, run, tok.vocab_size, seed)
-    optimizer = AdamW(model.params, lr=t.lr, weight_decay=t.weight_decay)
-    rng = np.random.default_rng(seed)  # training examples
     held_out = task.make_batch(tok, shape, run.eval_size, np.random.default_rng(10_000 + seed))
-    history, start = [], time.perf_counter()
-    for step in range(t.steps if until is None else until):
-        batch = task.make_batch(tok, shape, t.batch_size, rng)
-        loss, grads = model.loss_and_grads(batch["src"], batch["tgt"], batch["targets"])
-        clip_grad_norm(grads, t.grad_clip)
-        optimizer.step(grads, lr_at(step, t.lr, t.steps, t.warmup_steps, t.min_lr_ratio))
-        if (step + 1) % t.eval_every == 0 or step + 1 == t.steps:
-            history.append({"step": step + 1, "train_loss": loss, **evaluate(model, held_out)})
+
+    def batches(rng, batch_size):  # -> the arguments of model.loss_and_grads
+        batch = task.make_batch(tok, shape, batch_size, rng)
+        return batch["src"], batch["tgt"], batch["targets"]
+
+    start = time.perf_counter()
+    trainer = Trainer(model, batches, lambda m: evaluate(m, held_out), replace(run.train, seed=seed))
+    h = trainer.run(until=until, progress=False)
+    if h.stopped:  # Ctrl-C stops the whole comparison, not only this run
+        raise KeyboardInterrupt
+    train_loss = dict(zip(h.steps, h.losses))
+    history = [{"step": step, "train_loss": train_loss[step], **metrics}
+               for step, metrics in zip(h.val_steps, h.val_metrics)]
     return {"variant": variant, "shape": shape_name, "seed": seed, "params": model.num_params(),
             "seconds": time.perf_counter() - start, "history": history,
             "final": history[-1] if history else evaluate(model, held_out)}, model
