@@ -60,7 +60,9 @@ def shard_slices(batch, shards):
 
 def loss_and_grads(model, idx, targets, loss_mask=None, shards=None):
     """model.loss_and_grads(idx, targets, loss_mask) with the batch cut into `shards` pieces that run in
-    threads, one per core (default: default_shards). Returns (loss: float, grads: dict), like the model's."""
+    threads, one per core (default: default_shards). Returns (loss: float, grads: dict), like the model's.
+    A decoder-only model's batch: the pieces are weighted by the target positions they count, so the Trainer
+    runs other models' batches (an encoder-decoder's, a classifier's) whole."""
     xp = model.xp
     idx, targets = xp.asarray(idx), xp.asarray(targets)
     loss_mask = None if loss_mask is None else xp.asarray(loss_mask)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from minilm import GPT, GPTConfig, MinilmError, parallel
+from minilm.encdec import EncDecConfig, EncoderDecoder
 from minilm.gradcheck import relative_error
 from minilm.optim import AdamW, clip_grad_norm
 from minilm.train import Trainer, TrainConfig, get_batch
@@ -99,6 +100,18 @@ def test_the_trainer_cuts_each_batch_as_its_config_says(monkeypatch, rng):
     x, y = get_batch(tokens, 4, 8, np.random.default_rng(TrainConfig.seed))
     assert losses[0] == model64().loss_and_grads(x, y)[0]  # shards=1: the unsplit step, bit for bit
     assert losses[1] == pytest.approx(losses[0], rel=1e-12)
+
+
+def test_the_trainer_runs_an_encoder_decoders_batch_whole(monkeypatch):
+    """parallel weights the pieces of a GPT batch (idx, targets, loss_mask); (src, tgt, targets) is not one,
+    even where src and tgt have the same shape."""
+    monkeypatch.setattr(parallel, "loss_and_grads", lambda *a, **k: pytest.fail("split an encoder-decoder batch"))
+    model = EncoderDecoder(EncDecConfig(vocab_size=V, block_size=8, n_layer=1, n_head=2, d_model=8), seed=0)
+
+    def batches(rng, batch_size):  # src, tgt, targets: (B, 4) each
+        return tuple(rng.integers(0, V, (batch_size, 4)) for _ in range(3))
+    config = TrainConfig(steps=2, batch_size=4, eval_every=0, checkpoint_every=0, shards=2)
+    assert len(Trainer(model, batches, config=config).run(progress=False).losses) == 2
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or parallel.cpu_cores() < 2, reason="needs Linux and 2 cores")
