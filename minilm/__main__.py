@@ -313,7 +313,7 @@ def run_sweep(args):
 
 
 def add_archs_command(commands):
-    from .seq2seq import RunConfig
+    from .archs import RunConfig
 
     p = commands.add_parser("archs", help="encoder-decoder vs prefix-LM vs decoder-only, the same budget (lesson 02)",
                             description="Train encoder-decoder, prefix-LM and decoder-only models with the same budget on "
@@ -326,11 +326,11 @@ def add_archs_command(commands):
 
 
 def run_archs(args):
-    from . import seq2seq
+    from . import archs
 
-    run = seq2seq.RunConfig.with_steps(args.steps)
+    run = archs.RunConfig.with_steps(args.steps)
     seeds = list(range(args.seeds))
-    run_points(args, args.out, "archs", "default", seq2seq.sweep_config(run, seeds), seq2seq.sweep_points(run, seeds), seq2seq.measure)
+    run_points(args, args.out, "archs", "default", archs.sweep_config(run, seeds), archs.sweep_points(run, seeds, args.device), archs.measure)
 
 
 def add_glib_command(commands):

@@ -285,7 +285,8 @@ def run_points(store, points, measure, executor, progress=True, retries=3):
         except lost as e:
             tries[key] += 1
             if tries[key] > retries:
-                raise MinilmError(f"point {key} lost its worker {tries[key]} times ({type(e).__name__}): is a worker running out of memory?") from None
+                raise MinilmError(f"gave up on point {key}: its worker was lost {tries[key]} time(s) ({type(e).__name__}); "
+                                  f"is a worker running out of memory? The finished points are saved: run again to resume") from None
             waiting.insert(0, (key, point))
             continue
         store.add(key, record, earlier + time.time() - start, getattr(executor, "description", type(executor).__name__))

@@ -123,10 +123,10 @@ def chat_cost(cached, reencoded):
     return fig
 
 
-def seq2seq_curves(results):
-    """The same-budget comparison (minilm.seq2seq.compare): held-out loss against training steps, one line per
-    architecture (the mean over seeds; each seed faint), one panel per shape of data."""
-    runs = results["runs"]
+def archs_curves(results):
+    """The same-budget comparison (python -m minilm archs, minilm.archs): held-out loss against training steps,
+    one line per architecture (the mean over seeds; each seed faint), one panel per shape of data."""
+    runs = list(results["points"].values())
     shapes = list(dict.fromkeys(r["shape"] for r in runs))
     variants = list(dict.fromkeys(r["variant"] for r in runs))
     fig, axes = plt.subplots(1, len(shapes), figsize=(5 * len(shapes), 3.8), sharey=True, squeeze=False)
@@ -137,7 +137,7 @@ def seq2seq_curves(results):
             losses = np.array([[h["loss"] for h in history] for history in histories])  # (seeds, evals)
             ax.plot(steps, losses.T, color=f"C{n}", lw=0.6, alpha=0.35)
             ax.plot(steps, losses.mean(axis=0), "o-", color=f"C{n}", ms=3, label=variant)
-        s = results["shapes"][shape]
+        s = results["config"]["shapes"][shape]
         ax.set_title(f"{shape}: {s['n_input']} input words -> {s['n_target']} target words", fontsize=10)
         ax.set_xlabel("optimizer steps (batches of the same examples for every model)")
         ax.set_yscale("log")

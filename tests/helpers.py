@@ -16,3 +16,32 @@ def roughen(model, rng, scale):
     for p in model.params.values():
         p += model.xp.asarray(rng.standard_normal(p.shape) * scale, dtype=p.dtype)
     return model
+
+
+def square(point):
+    """A sweep point for tests of minilm.experiments that trains nothing: point = (x, kill_marker). The
+    first process that runs x == 3 with a marker path kills itself (SIGKILL: no clean-up, no exception),
+    as a worker lost to the out-of-memory killer or a pulled plug would die."""
+    import os
+    import signal
+    import time
+
+    x, kill_marker = point
+    if kill_marker and x == 3 and not os.path.exists(kill_marker):
+        open(kill_marker, "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(0.05)
+    return {"x": x, "square": x * x, "pid": os.getpid()}
+
+
+def within_seed_band(value, committed_seeds, floor):
+    """Is a re-trained value within what the committed seeds of the same point say is reproducible?
+
+    On another CPU, BLAS rounds differently, and training turns the last bit into the spread that
+    another seed gives (DESIGN.md, "Reproducible on any CPU"). So a re-trained point must land within
+    mean +- 3 standard deviations of its seeds, or +- floor where the seeds agree more closely than
+    that. Returns (ok, message)."""
+    seeds = np.asarray(committed_seeds, dtype=float)
+    half_width = max(3 * seeds.std(ddof=1), floor)
+    ok = abs(value - seeds.mean()) <= half_width
+    return ok, f"{value:.4f} re-trained, committed seeds {np.round(seeds, 4).tolist()} (band +-{half_width:.4f})"

@@ -9,7 +9,8 @@ from minilm import GPT, GPTConfig, masks, plots
 from minilm.chat import chat
 from minilm.data import seq2seq as task
 from minilm.errors import MinilmError
-from minilm.seq2seq import VARIANTS, RunConfig, build_model, load_results, train_variant, transplant_table
+from minilm.archs import VARIANTS, RunConfig, build_variant, runs_of, train_variant, transplant_table
+from minilm.experiments import load_results
 from minilm.train import TrainConfig
 from tests.helpers import roughen
 
@@ -49,7 +50,7 @@ def test_every_variant_learns_the_task_a_little():
 def test_transplanted_decoder_only_weights_reproduce_it_only_in_the_last_row():
     run = RunConfig(d_model=16, n_head=2, eval_size=32)
     tok = task.tokenizer()
-    decoder_only = build_model("decoder-only", task.SHAPES["chat"], run, tok.vocab_size, seed=3)
+    decoder_only = build_variant("decoder-only", task.SHAPES["chat"], run, tok.vocab_size, seed=3)
     rows = transplant_table(decoder_only, "chat", run)
     assert [r["variant"] for r in rows] == list(VARIANTS)
     diffs = {r["variant"]: r["max_abs_logit_diff"] for r in rows}
@@ -60,21 +61,29 @@ def test_transplanted_decoder_only_weights_reproduce_it_only_in_the_last_row():
 
 def test_committed_comparison_reproduces():
     """Re-run the first evaluation interval of one committed run and get the same numbers."""
-    results = load_results(RESULTS)
-    run = RunConfig.from_dict(results["run"])
-    committed = next(r for r in results["runs"] if r["variant"] == "decoder-only" and r["shape"] == "chat"
-                     and r["seed"] == 0)
+    results = load_results(RESULTS, "archs")
+    run = RunConfig.from_dict(results["config"]["run"])
+    committed = runs_of(results, "chat", "decoder-only")[0]
     record, _ = train_variant("decoder-only", "chat", run, seed=0, until=run.train.eval_every)
     for key in ("train_loss", "loss", "token_accuracy"):
         assert record["history"][0][key] == pytest.approx(committed["history"][0][key], rel=1e-4, abs=1e-6)
-    assert {r["variant"] for r in results["runs"]} == set(VARIANTS)
-    assert set(results["transplanted"]) == set(task.SHAPES)
+    assert {r["variant"] for r in results["points"].values()} == set(VARIANTS)
+    assert all("transplanted" in runs_of(results, shape, "decoder-only")[0] for shape in task.SHAPES)
 
 
-def test_archs_cli_rejects_bad_flags_in_one_line(capsys):
+def test_archs_cli_resumes_and_rejects_bad_flags_in_one_line(tmp_path, capsys):
     from minilm.__main__ import main
-    assert main(["archs", "--steps", "0"]) == 1
-    assert capsys.readouterr().err.count("\n") == 1
+
+    with pytest.raises(SystemExit) as stop:
+        main(["archs", "--steps", "0"])
+    assert stop.value.code == 2 and capsys.readouterr().err.count("\n") == 1
+    out = tmp_path / "archs.json"
+    assert main(["archs", "--steps", "2", "--seeds", "1", "--out", str(out), "--quiet"]) == 0
+    first = load_results(out, "archs")
+    assert len(first["points"]) == len(task.SHAPES) * len(VARIANTS)
+    assert all(r["history"][-1]["step"] == 2 for r in first["points"].values())
+    assert main(["archs", "--steps", "2", "--seeds", "1", "--out", str(out), "--quiet"]) == 0  # nothing left to train
+    assert load_results(out, "archs") == first
 
 
 # ---- the chat cache
@@ -130,7 +139,7 @@ def test_comparison_and_chat_figures_draw_from_data():
     line = fig.axes[0].lines[0]  # re-encoded: cumulative tokens
     assert list(line.get_ydata()) == [4, 4 + 8, 4 + 8 + 12]
     results = json.loads(RESULTS.read_text())
-    assert len(plots.seq2seq_curves(results).axes) == len(results["shapes"])
+    assert len(plots.archs_curves(results).axes) == len(results["config"]["shapes"])
 
 
 def test_mask_panels_for_a_sentence_compose_with_padding():

@@ -104,3 +104,46 @@ def test_ctrl_c_saves_and_exits_cleanly(tmp_path):
     assert "interrupted" in stdout and "Traceback" not in stderr
     step = read_checkpoint(os.path.join(out, "model.npz"))[1]["step"]
     assert 0 < step < 100000
+
+
+@pytest.mark.parametrize("args, flag, fragment", [
+    (("train", "--text", "README.md", "--steps", "0"), "--steps", "a whole number of 1 or more"),
+    (("train", "--text", "README.md", "--steps", "-5"), "--steps", "a whole number of 1 or more"),
+    (("train", "--text", "README.md", "--batch-size", "0"), "--batch-size", "a whole number of 1 or more"),
+    (("train", "--text", "README.md", "--lr", "-1"), "--lr", "a number above 0"),
+    (("train", "--text", "README.md", "--lr", "inf"), "--lr", "a number above 0"),
+    (("sample", "x.npz", "--prompt", "hi", "--temperature", "nan"), "--temperature", "a number of 0 or more"),
+    (("sample", "x.npz", "--prompt", "hi", "--max-new-tokens", "-1"), "--max-new-tokens", "a whole number of 1 or more"),
+    (("sample", "x.npz", "--prompt", "hi", "--top-k", "0"), "--top-k", "a whole number of 1 or more"),
+    (("--demo-steps", "1.5"), "--demo-steps", "a whole number of 1 or more"),
+    (("glib", "--jobs", "0"), "--jobs", "a whole number of 1 or more"),
+    (("sweep", "--jobs", "two"), "--jobs", "a whole number of 1 or more"),
+    (("archs", "--seeds", "0"), "--seeds", "a whole number of 1 or more"),
+    (("grade", "exercises", "--cell-timeout", "0"), "--cell-timeout", "a whole number of 1 or more"),
+])
+def test_every_number_is_checked_where_it_is_parsed(args, flag, fragment, capsys):
+    """One line naming the flag and what to give instead, exit 2, before anything runs."""
+    from minilm.__main__ import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(list(args))
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1, err
+    assert f"argument {flag}: give {fragment}" in err and "(see --help)" in err
+
+
+def test_help_shows_percent_signs_once():
+    assert "90% train, 10% validation" in minilm("train", "--help").stdout
+
+
+def test_no_module_below_the_cli_imports_it():
+    """__main__ is the top floor: it registers every subcommand, and nothing in minilm imports it."""
+    import ast
+    import pathlib
+
+    for path in pathlib.Path(ROOT, "minilm").rglob("*.py"):
+        if path.name == "__main__.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                assert "__main__" not in (node.module or ""), f"{path} imports minilm.__main__"

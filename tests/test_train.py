@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from minilm import GPT, GPTConfig, MinilmError, seq2seq
+from minilm import GPT, GPTConfig, MinilmError, archs
 from minilm.checkpoint import load_model, load_params_into, read_checkpoint, save_checkpoint
 from minilm.data import seq2seq as task
 from minilm.encdec import EncDecConfig, EncoderClassifier, EncoderConfig, EncoderDecoder
@@ -36,7 +36,7 @@ def seq2seq_batches(rng, batch_size):
 
 
 def seq2seq_metrics(model):
-    return seq2seq.evaluate(model, task.make_batch(task.tokenizer(), SHAPE, 32, np.random.default_rng(1)))
+    return archs.evaluate(model, task.make_batch(task.tokenizer(), SHAPE, 32, np.random.default_rng(1)))
 
 
 def classifier_batches(rng, batch_size):

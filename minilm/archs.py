@@ -5,10 +5,8 @@ time. Each row of VARIANTS turns one more switch of minilm.encdec on; the prefix
 model are rows of the same table. Every variant is trained with the same budget (the same steps, batches,
 examples, learning rate and width) on the toy task of minilm.data.seq2seq, at two shapes of data.
 
-    python -m minilm archs --out lessons/results/archs.json     (the lesson's numbers; a few minutes)
+    python -m minilm archs --jobs 2     (the lesson's numbers, lessons/results/archs.json; resumable)
 """
-import json
-import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 
@@ -46,8 +44,15 @@ class RunConfig:
     def from_dict(cls, d):
         return cls(**{**d, "train": TrainConfig(**d["train"])})
 
+    @classmethod
+    def with_steps(cls, steps):
+        """The default budget with another number of optimizer steps (evaluated at least at the end)."""
+        run = cls()
+        run.train = replace(run.train, steps=steps, eval_every=min(run.train.eval_every, steps))
+        return run
 
-def build_model(variant, shape, run, vocab_size, seed=0, dtype="float32"):
+
+def build_variant(variant, shape, run, vocab_size, seed=0, dtype="float32", device=None):
     """An EncoderDecoder with the variant's switches on; the target positions are numbered after the input's
     in every variant, so that the rows differ only in the four structures."""
     if variant not in VARIANTS:
@@ -55,7 +60,7 @@ def build_model(variant, shape, run, vocab_size, seed=0, dtype="float32"):
     config = EncDecConfig(vocab_size=vocab_size, block_size=shape.n_input + shape.n_target, n_layer=run.n_layer,
                           n_head=run.n_head, d_model=run.d_model, dtype=dtype, targets_after_input=True,
                           **{name: name in VARIANTS[variant] for name in SWITCHES})
-    return EncoderDecoder(config, seed=seed)
+    return EncoderDecoder(config, seed=seed, device=device)
 
 
 def evaluate(model, batch):
@@ -69,14 +74,14 @@ def evaluate(model, batch):
             "token_accuracy": float(right.mean()), "exact_match": float(right.all(axis=1).mean())}
 
 
-def train_variant(variant, shape_name, run, seed=0, until=None):
+def train_variant(variant, shape_name, run, seed=0, until=None, device=None):
     """Train one variant on one shape of data from scratch, with minilm.train's Trainer (the seed draws the
     training examples). until: stop after that many steps (the schedule is still the full run's, so the
     losses match the first steps of a full run).
     Returns (record, model): a JSON-able record of the variant, shape, seed, parameter count, history and
     final evaluation; and the trained model."""
     shape, tok = task.SHAPES[shape_name], task.tokenizer()
-    model = build_model(variant, shape, run, tok.vocab_size, seed)
+    model = build_variant(variant, shape, run, tok.vocab_size, seed, device=device)
     held_out = task.make_batch(tok, shape, run.eval_size, np.random.default_rng(10_000 + seed))
 
     def batches(rng, batch_size):  # -> the arguments of model.loss_and_grads
@@ -122,7 +127,7 @@ def transplant_table(decoder_only, shape_name, run, seed=0):
     reference = to_numpy(decoder_only.forward(held_out["src"], held_out["tgt"]))
     rows = []
     for variant in VARIANTS:
-        config = build_model(variant, shape, run, tok.vocab_size).config
+        config = build_variant(variant, shape, run, tok.vocab_size).config
         model = EncoderDecoder(config, params=transplant(decoder_only.params, config))
         logits = to_numpy(model.forward(held_out["src"], held_out["tgt"]))
         rows.append({"variant": variant, "max_abs_logit_diff": float(np.abs(logits - reference).max()),
@@ -130,62 +135,36 @@ def transplant_table(decoder_only, shape_name, run, seed=0):
     return rows
 
 
-def compare(run, shapes=tuple(task.SHAPES), seeds=(0, 1, 2), variants=tuple(VARIANTS), log=print):
-    """Train every variant at every shape with every seed (the same budget each); then put the trained
-    decoder-only weights (seed 0) through the table. Returns a JSON-able dict."""
-    runs, transplanted = [], {}
-    for shape_name in shapes:
-        for variant in variants:
-            for seed in seeds:
-                record, model = train_variant(variant, shape_name, run, seed)
-                runs.append(record)
-                log(f"{shape_name:9s} {variant:22s} seed {seed}: loss {record['final']['loss']:.3f}  "
-                    f"exact match {record['final']['exact_match']:.3f}  ({record['seconds']:.0f} s)")
-                if variant == "decoder-only" and seed == seeds[0]:
-                    transplanted[shape_name] = transplant_table(model, shape_name, run, seed)
-    return {"run": asdict(run), "seeds": list(seeds), "runs": runs, "transplanted": transplanted,
-            "shapes": {name: asdict(task.SHAPES[name]) for name in shapes}}
-
-
-def save_results(results, path):
-    """Write the JSON atomically: an interrupted run never leaves a half-written (or emptied) results file."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(results, f, indent=1)
-    os.replace(tmp, path)
-    return path
-
-
-def load_results(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise MinilmError(f"{path} not found: run `python -m minilm archs --out {path}` to make it") from None
-
-
 # --------------------------------------------------------------------------------------------------
-# The CLI: python -m minilm archs
+# The comparison as points of minilm.experiments: one resumable results file, run anywhere
 
-def add_archs_command(commands):
-    p = commands.add_parser("archs", help="train encoder-decoder, prefix-LM and decoder-only models with the "
-                                          "same budget on a toy translation task; write the results as JSON")
-    p.add_argument("--out", default="lessons/results/archs.json", help="where to write the JSON (default %(default)s)")
-    p.add_argument("--steps", type=int, default=RunConfig().train.steps, help="optimizer steps per run (default %(default)s)")
-    p.add_argument("--seeds", type=int, default=3, help="runs per variant and shape (default %(default)s)")
-    p.set_defaults(run=run_archs)
+def sweep_config(run, seeds):
+    """What the results file records as the sweep's configuration."""
+    return {"run": asdict(run), "seeds": list(seeds), "shapes": {name: asdict(shape) for name, shape in task.SHAPES.items()}}
 
 
-def run_archs(args):
-    if args.steps < 1 or args.seeds < 1:
-        raise MinilmError("--steps and --seeds must be at least 1")
-    run = RunConfig()
-    run.train = replace(run.train, steps=args.steps, eval_every=min(run.train.eval_every, args.steps))
-    folder = os.path.dirname(args.out) or "."
-    os.makedirs(folder, exist_ok=True)
-    if not os.access(folder, os.W_OK):  # fail now, not after minutes of training
-        raise MinilmError(f"cannot write to {folder}: choose another --out")
-    start = time.perf_counter()
-    results = compare(run, seeds=tuple(range(args.seeds)))
-    save_results(results, args.out)
-    print(f"wrote {args.out} in {time.perf_counter() - start:.0f} s")
+def point_key(shape_name, variant, seed):
+    return f"{shape_name}/{variant}/seed{seed}"
+
+
+def sweep_points(run, seeds, device=None):
+    """Every variant at every shape of data with every seed, as (key, point) pairs; a point is
+    (run, shape name, variant, seed, device)."""
+    return [(point_key(shape, variant, seed), (run, shape, variant, seed, device))
+            for shape in task.SHAPES for variant in VARIANTS for seed in seeds]
+
+
+def measure(point):
+    """Train one variant; the decoder-only model of seed 0 also goes through the lecture's table with
+    its weights kept (its record's "transplanted")."""
+    run, shape_name, variant, seed, device = point
+    record, model = train_variant(variant, shape_name, run, seed, device=device)
+    if variant == "decoder-only" and seed == 0:
+        record["transplanted"] = transplant_table(model, shape_name, run, seed)
+    return record
+
+
+def runs_of(results, shape_name, variant):
+    """The records of one variant at one shape of data, in seed order."""
+    return sorted((r for r in results["points"].values() if r["shape"] == shape_name and r["variant"] == variant),
+                  key=lambda r: r["seed"])
