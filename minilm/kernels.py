@@ -4,8 +4,8 @@ On a GPU every NumPy-style operation is one kernel launch and one pass over the 
 readable layers take several passes each (the GELU forward takes seven, a softmax five), which is what
 makes a small model launch-bound and a large one memory-bound. Here each such chain is one kernel.
 
-A function in layers.py or optim.py marked `@fused` runs the kernel of the same name below when its first
-argument is a CuPy array, and its own readable body otherwise (NumPy arrays, or MINILM_FUSED=0, or an
+A function in layers.py or optim.py marked `@kernels.fused(kernels.NAME)` runs that kernel below when its
+first argument is a CuPy array, and its own readable body otherwise (NumPy arrays, or MINILM_FUSED=0, or an
 input the kernel does not take, such as a non-contiguous one: the kernel then returns NotImplemented).
 `f.plain` is always the readable version; tests/test_gpu.py checks every kernel against it. The lessons
 read the readable versions only: nothing here changes what the model computes, only how fast.
@@ -21,21 +21,28 @@ from .backend import _cupy as cp
 ENABLED = os.environ.get("MINILM_FUSED", "1") != "0"  # set MINILM_FUSED=0 to time the readable code on a GPU
 
 
-def fused(plain):
-    """Decorator: dispatch to this module's kernel named like `plain` for CuPy inputs."""
-    fast = globals()[plain.__name__]  # layers.py and optim.py import this module whole: every kernel is here
+def fused(kernel, **constants):
+    """Decorator: run `kernel` (one of this module's functions) when the first argument is a CuPy array,
+    and the decorated readable function otherwise. `constants` are the readable code's named numbers that
+    the kernel needs too (GELU's coefficients, the masked score): written once, beside the formula, and
+    handed to the kernel as keyword arguments.
 
-    @functools.wraps(plain)
-    def dispatch(*args, **kwargs):
-        first = args[0] if args else next(iter(kwargs.values()))
-        if ENABLED and cp is not None and isinstance(first, cp.ndarray):
-            result = fast(*args, **kwargs)
-            if result is not NotImplemented:
-                return result
-        return plain(*args, **kwargs)
+        @kernels.fused(kernels.gelu_forward, scale=GELU_SCALE, cubic=GELU_CUBIC)
+        def gelu_forward(x): ...        # the readable version: f.plain; the kernel: f.kernel
+    """
+    def decorate(plain):
+        @functools.wraps(plain)
+        def dispatch(*args, **kwargs):
+            first = args[0] if args else next(iter(kwargs.values()))
+            if ENABLED and cp is not None and isinstance(first, cp.ndarray):
+                result = kernel(*args, **kwargs, **constants)
+                if result is not NotImplemented:
+                    return result
+            return plain(*args, **kwargs)
 
-    dispatch.plain = plain
-    return dispatch
+        dispatch.plain, dispatch.kernel = plain, kernel
+        return dispatch
+    return decorate
 
 
 def _real(x):
@@ -47,14 +54,12 @@ def _real(x):
 
 @functools.cache
 def _elementwise(name):
-    from .layers import GELU_CUBIC, GELU_SCALE  # layers imports this module: import its constants late
-    c0, c1, c3 = repr(GELU_SCALE), repr(GELU_CUBIC * GELU_SCALE), repr(3 * GELU_CUBIC * GELU_SCALE)
     kernels = {
-        "gelu_forward": ("T x", "T out, T t", f"""
-            t = tanh((x * x * (T){c1} + (T){c0}) * x);
+        "gelu_forward": ("T x, T c0, T c1", "T out, T t", """
+            t = tanh((x * x * c1 + c0) * x);
             out = (t + (T)1) * x * (T)0.5;"""),
-        "gelu_backward": ("T dout, T x, T t", "T g", f"""
-            T slope = x * x * (T){c3} + (T){c0};
+        "gelu_backward": ("T dout, T x, T t, T c0, T c3", "T g", """
+            T slope = x * x * c3 + c0;
             g = ((((T)1 - t * t) * x * slope + t) + (T)1) * (T)0.5 * dout;"""),
         "softmax_backward": ("T att, T row_dot", "T d", "d = (d - row_dot) * att;"),
         "adamw_update": ("T g, T b1, T one_minus_b1, T b2, T one_minus_b2, T shrink, T inv_sqrt_c2, T eps, T lr_c1",
@@ -67,18 +72,20 @@ def _elementwise(name):
     return cp.ElementwiseKernel(params, outputs, body, f"minilm_{name}")
 
 
-def gelu_forward(x):
+def gelu_forward(x, *, scale, cubic):
+    """c0 = scale, c1 = cubic * scale: the inner term is (c1 x^2 + c0) x"""
     if not _real(x):
         return NotImplemented
-    out, t = _elementwise("gelu_forward")(x)
+    out, t = _elementwise("gelu_forward")(x, scale, cubic * scale)
     return out, (x, t)
 
 
-def gelu_backward(dout, cache):
+def gelu_backward(dout, cache, *, scale, cubic):
+    """c3 = 3 cubic scale: the inner term's slope is c3 x^2 + c0"""
     x, t = cache
     if not (_real(dout) and dout.dtype == x.dtype):
         return NotImplemented
-    return _elementwise("gelu_backward")(dout, x, t)
+    return _elementwise("gelu_backward")(dout, x, t, scale, 3 * cubic * scale)
 
 
 def adamw_update(p, g, m, v, b1, b2, eps, lr, decay, correction1, correction2):
@@ -118,13 +125,14 @@ __device__ REAL block_reduce(REAL v, REAL* partial, const bool is_max) {
 
 // y = exp(x - max x) / sum exp(x - max x) along each row of n values; y may be x (in place).
 // With mask_rows > 0, row r first reads the scores that row (r % mask_rows) of the mask hides as
-// MASKED_SCORE: one (Tq, Tk) mask shared by every batch row and head.
-extern "C" __global__ void softmax_rows(const REAL* x, REAL* y, const bool* mask, const int mask_rows, const int n) {
+// masked_score: one (Tq, Tk) mask shared by every batch row and head.
+extern "C" __global__ void softmax_rows(const REAL* x, REAL* y, const bool* mask, const int mask_rows,
+                                        const REAL masked_score, const int n) {
     __shared__ REAL partial[32];
     const REAL* xr = x + (long long)blockIdx.x * n;
     REAL* yr = y + (long long)blockIdx.x * n;
     const bool* mr = mask_rows > 0 ? mask + (long long)(blockIdx.x % mask_rows) * n : 0;
-#define SCORE(j) ((mr == 0 || mr[j]) ? xr[j] : (REAL)(MASKED_SCORE))
+#define SCORE(j) ((mr == 0 || mr[j]) ? xr[j] : masked_score)
     REAL m = SCORE(0);
     for (int j = threadIdx.x; j < n; j += blockDim.x) m = fmax(m, SCORE(j));
     m = block_reduce(m, partial, true);
@@ -176,9 +184,8 @@ _THREADS = 256  # a multiple of 32: every warp is full, as the shuffles need
 
 @functools.cache
 def _row_kernel(name, dtype):
-    from .layers import MASKED_SCORE
     real = "float" if dtype == np.float32 else "double"
-    code = _ROW_SOURCE.replace("REAL", real).replace("MASKED_SCORE", repr(MASKED_SCORE))
+    code = _ROW_SOURCE.replace("REAL", real)
     return cp.RawModule(code=code).get_function(name)
 
 
@@ -195,18 +202,18 @@ def softmax(x, axis=-1, out=None):
         out = cp.empty_like(x)
     elif not (_real(out) and out.shape == x.shape and out.dtype == x.dtype):
         return NotImplemented
-    _launch("softmax_rows", x, x, out, _no_mask(), np.int32(0))
+    _launch("softmax_rows", x, x, out, _no_mask(), np.int32(0), x.dtype.type(0))  # no mask: no masked score
     return out
 
 
-def masked_softmax(scores, mask):
+def masked_softmax(scores, mask, *, masked_score):
     """Takes a mask shared by every batch row and head, shape (Tq, Tk) or (1, .., 1, Tq, Tk)."""
     mask = cp.asarray(mask)
     if not _real(scores) or scores.size == 0 or mask.dtype != bool or mask.ndim < 2 or mask.shape[-2:] != scores.shape[-2:] \
             or mask.size != scores.shape[-2] * scores.shape[-1]:
         return NotImplemented
     rows = cp.ascontiguousarray(mask.reshape(scores.shape[-2:]))
-    _launch("softmax_rows", scores, scores, scores, rows, np.int32(rows.shape[0]))
+    _launch("softmax_rows", scores, scores, scores, rows, np.int32(rows.shape[0]), scores.dtype.type(masked_score))
     return scores
 
 

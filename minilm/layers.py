@@ -9,8 +9,8 @@ All array work goes through `xp`, the module that holds the inputs (NumPy or CuP
 """
 import math
 
+from . import kernels
 from .backend import xp_of
-from .kernels import fused
 
 # A masked attention score is set to this before the softmax, so that exp() of it is exactly 0.
 # It is finite (unlike -inf) so a row with every key masked gives a harmless uniform row, not NaN.
@@ -71,7 +71,7 @@ def linear_backward(dout, cache):
 # --------------------------------------------------------------------------------------------------
 # LayerNorm: normalise each position's vector to zero mean and unit variance, then scale and shift.
 
-@fused
+@kernels.fused(kernels.layernorm_forward)
 def layernorm_forward(x, w, b, eps=1e-5):
     """x: (B, T, C), w, b: (C,) -> out: (B, T, C)"""
     xhat = x - x.mean(axis=-1, keepdims=True)  # centred, normalised in place below
@@ -83,7 +83,7 @@ def layernorm_forward(x, w, b, eps=1e-5):
     return out, (xhat, rstd, w)
 
 
-@fused
+@kernels.fused(kernels.layernorm_backward)
 def layernorm_backward(dout, cache):
     """dout: (B, T, C) -> dx: (B, T, C), dw, db: (C,)"""
     xhat, rstd, w = cache
@@ -110,7 +110,7 @@ GELU_SCALE = math.sqrt(2.0 / math.pi)
 GELU_CUBIC = 0.044715
 
 
-@fused
+@kernels.fused(kernels.gelu_forward, scale=GELU_SCALE, cubic=GELU_CUBIC)
 def gelu_forward(x):
     """x: any shape -> out: same shape
 
@@ -128,7 +128,7 @@ def gelu_forward(x):
     return out, (x, t)
 
 
-@fused
+@kernels.fused(kernels.gelu_backward, scale=GELU_SCALE, cubic=GELU_CUBIC)
 def gelu_backward(dout, cache):
     x, t = cache
     # d/dx [0.5 x (1 + t)] = 0.5 [(1 + t) + x (1 - t^2) slope], slope = d(inner)/dx = sqrt(2/pi) (1 + 3 0.044715 x^2)
@@ -150,7 +150,7 @@ def gelu_backward(dout, cache):
 # Softmax and its logarithm, stable: subtracting the row maximum changes nothing mathematically
 # and keeps exp() from overflowing (the log-sum-exp trick).
 
-@fused
+@kernels.fused(kernels.softmax)
 def softmax(x, axis=-1, out=None):
     """out=x computes it in place (no new array)."""
     xp = xp_of(x)
@@ -160,7 +160,7 @@ def softmax(x, axis=-1, out=None):
     return out
 
 
-@fused
+@kernels.fused(kernels.masked_softmax, masked_score=MASKED_SCORE)
 def masked_softmax(scores, mask):
     """scores: (..., Tq, Tk), mask: bool broadcastable to it, True where a query may attend
     -> the softmax over the visible keys of each row, in place (returns scores)."""
@@ -169,7 +169,7 @@ def masked_softmax(scores, mask):
     return softmax(scores, out=scores)
 
 
-@fused
+@kernels.fused(kernels.softmax_backward)
 def softmax_backward(datt, att, row_dot):
     """The gradient of the softmax's input from that of its output, in place on datt (returned):
     dscores = att * (datt - row_dot), row_dot = sum_j att_j datt_j per row, shape (..., 1)."""

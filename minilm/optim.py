@@ -1,9 +1,8 @@
 """AdamW, global gradient-norm clipping, and the warm-up + cosine learning-rate schedule."""
 import math
 
-from . import parallel
+from . import kernels, parallel
 from .backend import to_numpy, xp_of
-from .kernels import fused
 
 
 class AdamW:
@@ -51,7 +50,7 @@ class AdamW:
         self.t = int(meta["t"])
 
 
-@fused
+@kernels.fused(kernels.adamw_update)
 def adamw_update(p, g, m, v, b1, b2, eps, lr, decay, correction1, correction2):
     """One parameter's AdamW step, in place on p and its moments m and v."""
     xp = xp_of(p)

@@ -135,15 +135,3 @@ def test_every_number_is_checked_where_it_is_parsed(args, flag, fragment, capsys
 def test_help_shows_percent_signs_once():
     assert "90% train, 10% validation" in minilm("train", "--help").stdout
 
-
-def test_no_module_below_the_cli_imports_it():
-    """__main__ is the top floor: it registers every subcommand, and nothing in minilm imports it."""
-    import ast
-    import pathlib
-
-    for path in pathlib.Path(ROOT, "minilm").rglob("*.py"):
-        if path.name == "__main__.py":
-            continue
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom):
-                assert "__main__" not in (node.module or ""), f"{path} imports minilm.__main__"
