@@ -103,7 +103,7 @@ def test_cli_errors_are_one_line(tmp_path):
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"preset": "ci", "config": {"steps": 1}, "points": {}}))
     clash = minilm("glib", "--preset", "ci", "--out", str(other))
-    assert clash.returncode == 1 and "not a results file" in clash.stderr and "Traceback" not in clash.stderr
+    assert clash.returncode == 1 and "holds a None sweep, not a 'glib' one" in clash.stderr and "Traceback" not in clash.stderr
     other.write_text(json.dumps({"sweep": "glib", "preset": "ci", "config": {"steps": 1}, "points": {}}))
     clash = minilm("glib", "--preset", "ci", "--out", str(other))
     assert clash.returncode == 1 and "different configuration" in clash.stderr and "Traceback" not in clash.stderr
