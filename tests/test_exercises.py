@@ -2,75 +2,27 @@
 wrong solutions fail them, and the committed notebooks are what the generator makes from the sources.
 
 All notebooks run in ONE pytest + nbval subprocess (one kernel per notebook), through the same code
-path as `python -m minilm grade`.
+path as `python -m minilm grade`. The plausible wrong solutions are those of exercise_mutations.py, whose
+checks test_exercise_checks.py also runs one by one, in process.
 """
 import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 import pytest
 
+from exercise_mutations import MUTATIONS
 from minilm import grading
 from minilm.errors import MinilmError
 
-SOURCES = sorted(grading.SOURCES.glob("[0-9][0-9]_*.py"))
-STEMS = [s.stem for s in SOURCES]
-
-
-@dataclass
-class Mutation:
-    """A plausible wrong solution: `old` replaced by `new` in the exercise's source; some failed graded
-    check must say `expect`."""
-    exercise: str
-    name: str
-    old: str
-    new: str
-    expect: str
-
-
-MUTATIONS = [
-    Mutation("01_softmax_cross_entropy", "softmax-without-max-subtraction",
-             "shifted = logits - logits.max(axis=-1, keepdims=True)  # the largest entry of each row is now 0\n"
-             "    e = np.exp(shifted)", "e = np.exp(logits)", "exp(1000) overflows"),
-    Mutation("01_softmax_cross_entropy", "cross-entropy-as-log-of-softmax",
-             "return float((log_sum_exp - target_logit).mean())",
-             "return float(-np.log(np.take_along_axis(softmax(logits), targets[..., None], axis=-1)).mean())",
-             "logits [0, 1000] with target 0 must give loss 1000"),
-    Mutation("01_softmax_cross_entropy", "gradient-not-divided-by-positions",
-             "return dlogits / (B * T)", "return dlogits", "times the true gradient"),
-    Mutation("02_attention_masks", "causal-mask-off-by-one",
-             "k=T_k - T_q)", "k=T_k - T_q + 1)", "causal_mask(2): position 0 can see position 1, but it must not"),
-    Mutation("02_attention_masks", "causal-mask-ignores-cache-offset",
-             "k=T_k - T_q)", "k=0)", "causal_mask(1, 2): position 1 cannot see position 1, but it must"),
-    Mutation("03_layernorm", "variance-as-mean-square-minus-square-mean",
-             "var = (xc * xc).mean(axis=-1, keepdims=True)",
-             "var = (x * x).mean(axis=-1, keepdims=True) - x.mean(axis=-1, keepdims=True) ** 2",
-             "cancels catastrophically"),
-    Mutation("03_layernorm", "backward-forgets-the-variance-path",
-             " - xhat * (g * xhat).mean(axis=-1, keepdims=True)", "", "gradient w.r.t. x off by relative error"),
-    Mutation("04_attention", "mask-by-multiplying-scores",
-             "scores = np.where(mask, scores, -1e30)", "scores = scores * mask", "can see position"),
-    Mutation("04_attention", "dv-missing-a-transpose",
-             "dv = att.swapaxes(-1, -2) @ dout", "dv = att @ dout", "gradient w.r.t. v off by relative error"),
-    Mutation("05_training_step", "tied-head-gradient-forgotten",
-             'grads["wte"] = dwte + dwte_head.T', 'grads["wte"] = dwte', "gradient w.r.t. wte off by relative error"),
-    Mutation("05_training_step", "gradient-ascent",
-             "        params[name] -= lr * grads[name]", "        params[name] += lr * grads[name]", "step against the gradient"),
-    Mutation("06_power_law_fit", "exponent-sign-flipped",
-             "float(-slope)", "float(slope)", "you fitted alpha = -"),
-    Mutation("06_power_law_fit", "log10-on-one-axis-ln-on-the-other",
-             "np.polyfit(np.log(C), np.log(L), 1)  # log L", "np.polyfit(np.log10(C), np.log(L), 1)  # log L", "you fitted alpha"),
-    Mutation("07_kv_cache", "cache-overwrites-instead-of-growing",
-             "if self.k is None:", "if True:", "after appending [3, 1] positions"),
-    Mutation("07_kv_cache", "decode-recomputes-without-cache",
-             "logits = model.forward(next_token, kv_cache=cache)",
-             "logits = model.forward(np.concatenate(tokens, axis=1))",
-             "each step must feed the model only the newest token"),
-]
+STEMS = [s.stem for s in grading.exercise_sources()]
+# Graded end to end, through nbval: the first wrong solution of each exercise and the two KV-cache bugs that
+# used to slip through. test_exercise_checks.py runs every one of them, check by check, in process.
+END_TO_END = [next(m for m in MUTATIONS if m.exercise == stem) for stem in STEMS] + \
+             [m for m in MUTATIONS if m.name in ("cache-mask-without-the-offset-square", "decode-rebuilds-the-cache-each-step")]
 
 
 def solution_path(stem):
@@ -82,10 +34,8 @@ def student_path(stem):
 
 
 def write_mutant(mutation, folder):
-    source = (grading.SOURCES / f"{mutation.exercise}.py").read_text()
-    assert source.count(mutation.old) == 1, f"mutation {mutation.name}: its target text must occur once in the source"
     mutated = folder / f"{mutation.exercise}__{mutation.name}.py"
-    mutated.write_text(source.replace(mutation.old, mutation.new))
+    mutated.write_text(mutation.source())
     path = folder / f"{mutated.stem}.ipynb"
     path.write_text(grading.notebook_text(grading.build_notebook(mutated, solution=True)))
     return path
@@ -98,7 +48,7 @@ def cells(tmp_path_factory):
     folder = tmp_path_factory.mktemp("mutants")
     labels = {**{solution_path(s).resolve(): f"solution/{s}" for s in STEMS},
               **{student_path(s).resolve(): f"student/{s}" for s in STEMS},
-              **{write_mutant(m, folder).resolve(): f"mutant/{m.name}" for m in MUTATIONS}}
+              **{write_mutant(m, folder).resolve(): f"mutant/{m.name}" for m in END_TO_END}}
     by_label = {}
     for r in grading.run_notebooks(list(labels), cell_timeout=120):
         by_label.setdefault(labels[Path(r.notebook)], []).append(r)
@@ -129,27 +79,25 @@ def test_untouched_stub_fails_every_graded_check(cells, stem):
     assert all("not implemented yet" in r.message for r in results if r.graded), [r.message for r in results]
 
 
-@pytest.mark.parametrize("mutation", MUTATIONS, ids=lambda m: m.name)
+@pytest.mark.parametrize("mutation", END_TO_END, ids=lambda m: m.name)
 def test_plausible_wrong_solution_is_caught(cells, mutation):
     results = cells[f"mutant/{mutation.name}"]
     broken = [f"cell {r.cell}: {r.message}" for r in results if not r.graded and not r.passed]
     assert not broken, f"the mutant itself is broken (not a plausible solution): {broken}"
-    failed = [r.message for r in results if r.graded and not r.passed]
-    assert failed, f"no graded check catches the wrong solution '{mutation.name}'"
-    assert any(mutation.expect in m for m in failed), f"expected a check to say '{mutation.expect}', got: {failed}"
-
-
-def test_every_exercise_has_a_mutation():
-    assert {m.exercise for m in MUTATIONS} == set(STEMS)
+    checks = grading.ExerciseChecks(mutation.exercise, {})
+    by_title = {r.title: r for r in results if r.graded}
+    for name, expect in mutation.catches.items():
+        r = by_title[checks.title(getattr(checks.module, name))]
+        assert not r.passed and expect in r.message, f"{r.title} must fail saying '{expect}', got: {r.message or 'pass'}"
 
 
 def test_grade_report_counts_graded_checks_and_explains_failures(cells):
-    mutant = cells["mutant/gradient-not-divided-by-positions"]
+    mutant = cells["mutant/softmax-without-max-subtraction"]
     report = grading.grade_report(mutant)
     n = sum(r.graded for r in mutant)
     assert report.splitlines()[-1] == f"GRADE: {n - 1}/{n} graded checks passed"
     fail_lines = [line for line in report.splitlines() if line.strip().startswith("FAIL")]
-    assert len(fail_lines) == 1 and "Check 5" in fail_lines[0] and "6 times the true gradient" in fail_lines[0]
+    assert len(fail_lines) == 1 and "Check 2" in fail_lines[0] and "exp(1000) overflows" in fail_lines[0]
     assert "Traceback" not in report and "\x1b[" not in report
 
 
@@ -177,7 +125,7 @@ def test_notebooks_carry_no_outputs_and_no_escape_hatches(stem):
                 tags = set(cell.metadata.get("tags", []))
                 assert not tags & set(grading.FORBIDDEN_TAGS), f"{path}: a graded cell carries {tags & set(grading.FORBIDDEN_TAGS)}"
                 assert not any(m in cell.source for m in grading.FORBIDDEN_MARKERS), f"{path}: a graded cell carries an nbval marker"
-                assert "assert" in cell.source, f"{path}: a graded cell must assert something"
+                assert "check.graded(" in cell.source, f"{path}: a graded cell must run a check"
 
 
 def test_student_notebook_hides_every_solution():
@@ -207,12 +155,11 @@ def test_unbalanced_solution_markers_are_an_error(code):
         grading.strip_solutions(code, keep=False)
 
 
-def test_source_cells_and_tags_are_parsed():
-    text = '# %% [markdown]\n# # Title\n#\n# text\n\n# %%\nx = 1\n\n# %% tags=["graded"]\nassert x == 1\n'
-    assert grading.parse_source(text) == [("markdown", "# Title\n\ntext", []), ("code", "x = 1", []),
-                                          ("code", "assert x == 1", ["graded"])]
-    with pytest.raises(MinilmError, match="before the first"):
-        grading.parse_source("x = 1\n# %%\n")
+def test_source_cells_and_tags_are_parsed(tmp_path):
+    source = tmp_path / "00_example.py"
+    source.write_text('# %% [markdown]\n# # Title\n#\n# text\n\n# %%\nx = 1\n\n# %% tags=["graded"]\nassert x == 1\n')
+    assert grading.source_cells(source) == [("markdown", "# Title\n\ntext", []), ("code", "x = 1", []),
+                                            ("code", "assert x == 1", ["graded"])]
 
 
 @pytest.mark.parametrize("make, expect", [
@@ -229,9 +176,10 @@ def test_bad_paths_get_one_clear_line(tmp_path, make, expect):
 
 def test_error_lines_are_one_readable_line():
     assert grading.error_line("AssertionError", "rows of softmax\nmust sum to 1", "") == "rows of softmax must sum to 1"
-    tb = "Cell In[3], line 5, in softmax(logits)\n"
-    assert grading.error_line("NotImplementedError", "", tb).startswith("not implemented yet: softmax still raises")
-    assert grading.error_line("ValueError", "shapes (2,3) (4,)", tb) == "ValueError (in softmax): shapes (2,3) (4,)"
+    where = grading.innermost_function("File checks.py:12, in softmax_rows(softmax)\nCell In[3], line 5, in softmax(logits)\n")
+    assert where == "softmax"
+    assert grading.error_line("NotImplementedError", "", where).startswith("not implemented yet: softmax still raises")
+    assert grading.error_line("ValueError", "shapes (2,3) (4,)", where) == "ValueError (in softmax): shapes (2,3) (4,)"
 
 
 def test_feedback_helpers_name_the_property():

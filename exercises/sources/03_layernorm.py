@@ -17,24 +17,21 @@
 # | `layernorm_forward(x, w, b, eps=1e-5)` | `x` `(B, T, C)`, `w`, `b` `(C,)` | `out` `(B, T, C)`, `cache` (anything the backward needs) |
 # | `layernorm_backward(dout, cache)` | `dout` `(B, T, C)` | `dx` `(B, T, C)`, `dw` `(C,)`, `db` `(C,)` |
 #
-# **Hints.**
-# - The variance is the *biased* one (divide by `C`, as `np.var` does by default).
-# - Compute it as the mean of `(x - mu)**2`, not as `mean(x**2) - mu**2`: the second form subtracts two large,
-#   nearly equal numbers when the channels share a large offset, and loses every digit in float32.
-# - `dw` and `db` sum over every axis but the last. For `dx`, remember that $\mu$ and $\sigma$ depend on
-#   every $x_c$: with $g = \text{dout} \cdot w$, the result is
-#   $dx = \frac{1}{\sqrt{\sigma^2+\epsilon}}\big(g - \text{mean}(g) - \hat x\, \text{mean}(g \hat x)\big)$,
-#   means over the channels. Derive it once on paper; it is the classic backward pass.
-#
-# Grade it: `python -m minilm grade exercises/03_layernorm.ipynb`.
+# After each part, run its `check(...)` cell: it prints `pass` for each check, or what is wrong. Stuck? Open
+# the hints under it one at a time. Grade it: `python -m minilm grade exercises/03_layernorm.ipynb`.
 
 # %%
 import numpy as np
 
-from minilm import layers
-from minilm.grading import gradient_problems
+from minilm.grading import ExerciseChecks
 
-rng = np.random.default_rng()  # unseeded: every run of the checks draws fresh inputs
+check = ExerciseChecks("03_layernorm", globals())
+
+# %% [markdown]
+# ## Part 1: the forward pass
+#
+# The checks feed positions whose variance ranges from about `eps` to 9, so where `eps` goes matters, and
+# float32 inputs around 1000, where a careless variance loses every digit.
 
 # %%
 def layernorm_forward(x, w, b, eps=1e-5):
@@ -49,6 +46,37 @@ def layernorm_forward(x, w, b, eps=1e-5):
 
 
 # %%
+check("layernorm_forward")
+
+# %% [markdown]
+# <details><summary>Hint 1</summary>
+#
+# Every mean and variance is over the last axis only, one per position: `axis=-1, keepdims=True`, so the
+# results broadcast back over the channels.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# The variance is the *biased* one (divide by `C`, as `np.var` does by default), and `eps` goes *inside*
+# the square root. Compute it as the mean of `(x - mu)**2`, not as `mean(x**2) - mu**2`: the second form
+# subtracts two large, nearly equal numbers when the channels share a large offset, and loses every digit
+# in float32.
+#
+# </details>
+# <details><summary>Hint 3</summary>
+#
+# `xc = x - x.mean(axis=-1, keepdims=True)`, `var = (xc * xc).mean(axis=-1, keepdims=True)`,
+# `xhat = xc / np.sqrt(var + eps)`; return `xhat * w + b` and a cache holding what the backward needs
+# (`xhat`, `1 / np.sqrt(var + eps)` and `w`).
+#
+# </details>
+#
+# Still stuck? `solutions/03_layernorm.ipynb` holds a worked solution.
+
+# %% [markdown]
+# ## Part 2: the backward pass
+
+# %%
 def layernorm_backward(dout, cache):
     """dout: (B, T, C) -> dx: (B, T, C), dw: (C,), db: (C,)"""
     ### BEGIN SOLUTION
@@ -61,41 +89,50 @@ def layernorm_backward(dout, cache):
     ### END SOLUTION
 
 
+# %%
+check("layernorm_backward")
+
+# %% [markdown]
+# <details><summary>Hint 1</summary>
+#
+# `w` and `b` act on every position, so `dw` and `db` sum over every axis but the last: `db` is the sum
+# of `dout`, `dw` the sum of `dout * xhat`.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# For `dx`, remember that $\mu$ and $\sigma$ depend on every $x_c$: besides the direct path through
+# $x_c - \mu$ there is one through the mean and one through the variance. Call $g = \text{dout} \cdot w$,
+# the gradient w.r.t. $\hat x$.
+#
+# </details>
+# <details><summary>Hint 3</summary>
+#
+# $dx = \frac{1}{\sqrt{\sigma^2+\epsilon}}\big(g - \text{mean}(g) - \hat x\, \text{mean}(g \hat x)\big)$,
+# means over the channels. Derive it once on paper; it is the classic backward pass.
+#
+# </details>
+#
+# Still stuck? `solutions/03_layernorm.ipynb` holds a worked solution.
+
 # %% [markdown]
 # ## Graded checks
+#
+# The same checks as the `check(...)` cells above; here a failing one stops with what is wrong. Every check
+# uses fixed inputs, so your grade is the same on every run.
 
 # %% tags=["graded"]
-# Check 1: with w = 1 and b = 0 every position comes out with mean 0 and variance 1
-B, T, C = 2, 3, 8
-x = rng.normal(size=(B, T, C)) * 3 + 2
-out, _ = layernorm_forward(x, np.ones(C), np.zeros(C))
-assert np.shape(out) == x.shape, f"the output must have the input's shape {x.shape}, got {np.shape(out)}"
-assert np.allclose(out.mean(axis=-1), 0, atol=1e-10), f"each position's output must have mean 0 over the channels, got {out.mean(axis=-1).ravel()[:3]} ..."
-assert np.allclose(out.var(axis=-1), 1, atol=1e-3), f"each position's output must have variance 1 (the biased variance, over C), got {out.var(axis=-1).ravel()[:3]} ..."
+# Check 1: with w = 1 and b = 0 each position is normalised over its C channels
+check.graded("normalises")
 
 # %% tags=["graded"]
 # Check 2: the forward pass matches the reference, gain and bias included
-B, T, C = 2, 3, 8
-x, w, b = rng.normal(size=(B, T, C)) * 3 + 2, rng.normal(size=C), rng.normal(size=C)
-np.testing.assert_allclose(layernorm_forward(x, w, b)[0], layers.layernorm_forward(x, w, b)[0], rtol=1e-10, atol=1e-12,
-                           err_msg="layernorm(x) * w + b differs from the reference minilm.layers.layernorm_forward")
+check.graded("gain_and_bias")
 
 # %% tags=["graded"]
 # Check 3: stable in float32 when the channels share a large offset
-x32 = (rng.normal(size=(2, 4, 16)) + 1000).astype(np.float32)
-w32, b32 = np.ones(16, np.float32), np.zeros(16, np.float32)
-out = layernorm_forward(x32, w32, b32)[0]
-expected = layers.layernorm_forward(x32.astype(np.float64), w32.astype(np.float64), b32.astype(np.float64))[0]
-err = np.abs(out - expected).max()
-assert err < 1e-3, (f"on float32 inputs around 1000 your output is off by up to {err:.2g}: compute the variance "
-                    "as mean((x - mu)**2), not mean(x**2) - mu**2, which cancels catastrophically")
+check.graded("float32_stable")
 
 # %% tags=["graded"]
 # Check 4: the backward pass matches finite differences for x, w and b
-B, T, C = 2, 3, 5
-x, w, b = rng.normal(size=(B, T, C)), rng.normal(size=C), rng.normal(size=C)
-R = rng.normal(size=(B, T, C))  # loss = sum(out * R), so dout = R
-out, cache = layernorm_forward(x, w, b)
-dx, dw, db = layernorm_backward(R.copy(), cache)
-problems = gradient_problems(lambda: (layernorm_forward(x, w, b)[0] * R).sum(), {"x": x, "w": w, "b": b}, {"x": dx, "w": dw, "b": db})
-assert not problems, "; ".join(problems)
+check.graded("backward")

@@ -23,43 +23,29 @@
 # `h.0.attn.b_qkv`, `h.0.attn.w_proj` `(C, C)`, `h.0.attn.b_proj`, `h.0.ln_2.w`/`.b`, `h.0.mlp.w_fc` `(C, 4C)`,
 # `h.0.mlp.b_fc`, `h.0.mlp.w_proj` `(4C, C)`, `h.0.mlp.b_proj`, `ln_f.w`/`.b`.
 #
-# You write:
+# You write, one part each:
 # - `loss_and_grads(params, idx, targets)` → `(loss, grads)`, `grads` a dict with the keys of `params`;
 # - `train_step(params, idx, targets, lr)`: one step of gradient descent, `params[name] -= lr * grads[name]`
 #   in place; returns the loss *before* the step.
 #
-# **Hints.**
-# - `layers.self_attention_forward(x, p, mask, n_head)` wants `p` with keys `w_qkv, b_qkv, w_proj, b_proj`;
-#   `sub_params(params, "h.0.attn.")` cuts them out of the big dict. Its backward returns `dx` and a dict
-#   with the same short keys; `mlp_forward`/`mlp_backward` work the same way.
-# - A residual `x = x + f(x)` sends the gradient down both paths: `dx = dx + (what came back through f)`.
-# - `wte` is used twice (the embedding and the output head), so its gradient is the *sum* of both uses.
-#   `linear_backward` gives the head's gradient w.r.t. `wte.T`: transpose it back.
+# The checks compare with minilm's `GPT` holding the same parameters; its own gradients are checked
+# against finite differences in minilm's test suite. After each part, run its `check(...)` cell: it prints
+# `pass` for each check, or what is wrong. Stuck? Open the hints under it one at a time.
 #
 # Grade it: `python -m minilm grade exercises/05_training_step.ipynb`.
 
 # %%
 import numpy as np
 
-from minilm import GPT, GPTConfig, layers, masks
-from minilm.grading import gradient_problem
+from minilm import layers, masks
+from minilm.grading import ExerciseChecks
 from minilm.model import sub_params
 
 N_HEAD = 2
-rng = np.random.default_rng()  # unseeded: every run of the checks draws fresh inputs
+check = ExerciseChecks("05_training_step", globals())
 
-
-def tiny_model(V=8, T=8, C=16):
-    """A freshly initialised one-block GPT (float64) to train: the reference model and its params dict."""
-    config = GPTConfig(vocab_size=V, block_size=T, n_layer=1, n_head=N_HEAD, d_model=C, dtype="float64")
-    return GPT(config, seed=int(rng.integers(2**31)))
-
-
-def counting_batch(V=8, T=8, B=4):
-    """B sequences that count up modulo V from random starts: idx (B, T), targets = the next numbers."""
-    seq = (rng.integers(0, V, size=(B, 1)) + np.arange(T + 1)) % V  # (B, T + 1)
-    return seq[:, :-1], seq[:, 1:]
-
+# %% [markdown]
+# ## Part 1: the loss and every gradient
 
 # %%
 def loss_and_grads(params, idx, targets):
@@ -97,6 +83,38 @@ def loss_and_grads(params, idx, targets):
 
 
 # %%
+check("loss_and_grads")
+
+# %% [markdown]
+# <details><summary>Hint 1</summary>
+#
+# Forward, call each layer's `*_forward` in the order of the diagram and keep every cache it returns;
+# backward, call the matching `*_backward` on those caches in reverse order. The causal mask is
+# `masks.causal_mask(T)`.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# `layers.self_attention_forward(x, p, mask, n_head)` wants `p` with keys `w_qkv, b_qkv, w_proj, b_proj`;
+# `sub_params(params, "h.0.attn.")` cuts them out of the big dict. Its backward returns `dx` and a dict
+# with the same short keys; `mlp_forward`/`mlp_backward` work the same way. Put the prefix back on the keys
+# of `grads`.
+#
+# </details>
+# <details><summary>Hint 3</summary>
+#
+# A residual `x = x + f(x)` sends the gradient down both paths: `dx = dx + (what came back through f)`.
+# `wte` is used twice (the embedding and the output head), so its gradient is the *sum* of both uses;
+# `linear_backward` gives the head's gradient w.r.t. `wte.T`: transpose it back.
+#
+# </details>
+#
+# Still stuck? `solutions/05_training_step.ipynb` holds a worked solution.
+
+# %% [markdown]
+# ## Part 2: one step of gradient descent
+
+# %%
 def train_step(params, idx, targets, lr):
     """One step of gradient descent on params, in place. Returns the loss before the step."""
     ### BEGIN SOLUTION
@@ -107,48 +125,38 @@ def train_step(params, idx, targets, lr):
     ### END SOLUTION
 
 
+# %%
+check("train_step")
+
+# %% [markdown]
+# <details><summary>Hint 1</summary>
+#
+# Gradient descent moves *against* the gradient: the loss falls fastest in the direction of `-grads`.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# Change the arrays in `params` in place (`-=`), so that the caller's dict holds the new values; return the
+# loss that `loss_and_grads` gave, computed before the step.
+#
+# </details>
+#
+# Still stuck? `solutions/05_training_step.ipynb` holds a worked solution.
+
 # %% [markdown]
 # ## Graded checks
 #
-# The reference is minilm's `GPT` with the same parameters; its own gradients are checked against finite
-# differences in minilm's test suite.
+# The same checks as the `check(...)` cells above; here a failing one stops with what is wrong. Every check
+# uses fixed inputs, so your grade is the same on every run.
 
 # %% tags=["graded"]
 # Check 1: the loss matches the reference model's
-model = tiny_model()
-for p in model.params.values():  # move away from the initial values, so that no part is trivially 1 or 0
-    p += rng.normal(size=p.shape) * 0.1
-idx, targets = counting_batch()
-expected, _ = model.loss_and_grads(idx, targets)
-loss, grads = loss_and_grads(model.params, idx, targets)
-assert np.ndim(loss) == 0, f"loss must be one number, got shape {np.shape(loss)}"
-assert np.isclose(loss, expected, rtol=1e-10), f"your loss {float(loss):.8f} differs from the reference model's {expected:.8f}: check the forward pass layer by layer"
+check.graded("loss")
 
 # %% tags=["graded"]
 # Check 2: there is a gradient of the right shape for every parameter, and each matches the reference
-model = tiny_model()
-for p in model.params.values():
-    p += rng.normal(size=p.shape) * 0.1
-idx, targets = counting_batch()
-_, expected = model.loss_and_grads(idx, targets)
-_, grads = loss_and_grads(model.params, idx, targets)
-missing = sorted(set(model.params) - set(grads))
-assert not missing, f"grads has no entry for {', '.join(missing)}"
-problems = [gradient_problem(name, expected[name], grads[name], reference="the reference model") for name in model.params]
-problems = [p for p in problems if p]
-assert not problems, "; ".join(problems)
+check.graded("gradients")
 
 # %% tags=["graded"]
 # Check 3: 200 steps of train_step on one fixed batch drive the loss far down
-model = tiny_model()
-idx, targets = counting_batch()
-params = model.params
-before = {name: p.copy() for name, p in params.items()}
-first = train_step(params, idx, targets, lr=0.5)
-expected_first = GPT(model.config, params=before).loss_and_grads(idx, targets)[0]
-assert np.isclose(first, expected_first, rtol=1e-10), f"train_step must return the loss before the step, {expected_first:.6f}; got {first}"
-assert any(not np.array_equal(before[n], params[n]) for n in params), "train_step must update params in place (params[name] -= lr * grads[name])"
-losses = [first] + [train_step(params, idx, targets, lr=0.5) for _ in range(199)]
-went_up = not losses[-1] < losses[0]  # (a NaN counts as up)
-hint = "step against the gradient: params -= lr * grads" if went_up else "are the gradients right (check 2)?"
-assert losses[-1] < 0.1 * losses[0], f"after 200 steps at lr=0.5 the loss went from {losses[0]:.3f} to {losses[-1]:.3f}; it must fall below a tenth ({hint})"
+check.graded("training")

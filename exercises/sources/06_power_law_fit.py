@@ -17,22 +17,18 @@
 # | `fit_power_law(C, L)` | `C`, `L`: 1-D arrays of compute (FLOPs) and loss, same length ≥ 2 | `(a, alpha)`, floats, with `L ≈ a * C**(-alpha)` |
 # | `predict_loss(C, a, alpha)` | `C` an array (or a number) | the law's loss at `C`, same shape |
 #
-# **Hints.** `np.polyfit(x, y, 1)` returns `[slope, intercept]` of the least-squares line. Use the same
-# logarithm on both axes (natural `np.log` is simplest), and remember that the intercept is $\log a$, not $a$.
-# Compute is huge (`1e15` FLOPs and more): never fit on the raw numbers.
-#
-# Grade it: `python -m minilm grade exercises/06_power_law_fit.ipynb`.
+# After each part, run its `check(...)` cell: it prints `pass` for each check, or what is wrong. Stuck? Open
+# the hints under it one at a time. Grade it: `python -m minilm grade exercises/06_power_law_fit.ipynb`.
 
 # %%
 import numpy as np
 
-rng = np.random.default_rng()  # unseeded: every run of the checks draws fresh inputs
+from minilm.grading import ExerciseChecks
 
+check = ExerciseChecks("06_power_law_fit", globals())
 
-def random_law():
-    """A power law like the ones real sweeps give: a in [2, 20], alpha in [0.03, 0.4]."""
-    return rng.uniform(2, 20), rng.uniform(0.03, 0.4)
-
+# %% [markdown]
+# ## Part 1: the fit
 
 # %%
 def fit_power_law(C, L):
@@ -44,6 +40,34 @@ def fit_power_law(C, L):
 
 
 # %%
+check("fit_power_law")
+
+# %% [markdown]
+# <details><summary>Hint 1</summary>
+#
+# Compute is huge (`1e15` FLOPs and more): never fit on the raw numbers. Take logarithms of both `C` and
+# `L` and fit a straight line to them.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# `np.polyfit(x, y, 1)` returns `[slope, intercept]` of the least-squares line. Use the same logarithm on
+# both axes (natural `np.log` is simplest).
+#
+# </details>
+# <details><summary>Hint 3</summary>
+#
+# The slope is $-\alpha$ and the intercept is $\log a$, not $a$: return `np.exp(intercept)` and `-slope`,
+# as plain floats.
+#
+# </details>
+#
+# Still stuck? `solutions/06_power_law_fit.ipynb` holds a worked solution.
+
+# %% [markdown]
+# ## Part 2: the prediction
+
+# %%
 def predict_loss(C, a, alpha):
     """The power law's loss at compute C (a number or an array)."""
     ### BEGIN SOLUTION
@@ -51,44 +75,42 @@ def predict_loss(C, a, alpha):
     ### END SOLUTION
 
 
+# %%
+check("predict_loss")
+
+# %% [markdown]
+# <details><summary>Hint 1</summary>
+#
+# It is the law itself, $a \cdot C^{-\alpha}$, evaluated elementwise.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# `np.asarray(C, dtype=np.float64)` turns a number or a list into an array (and avoids integer powers),
+# then `a * C ** (-alpha)`.
+#
+# </details>
+#
+# Still stuck? `solutions/06_power_law_fit.ipynb` holds a worked solution.
+
 # %% [markdown]
 # ## Graded checks
+#
+# The same checks as the `check(...)` cells above; here a failing one stops with what is wrong. Every check
+# uses fixed inputs, so your grade is the same on every run.
 
 # %% tags=["graded"]
 # Check 1: on exact power-law data the fit recovers a and alpha, even from two points
-for n in (2, 6):
-    a, alpha = random_law()
-    C = np.logspace(13, 17, n) * rng.uniform(1, 3)
-    got_a, got_alpha = fit_power_law(C, a * C ** -alpha)
-    assert np.isclose(got_alpha, alpha, rtol=1e-6), f"data made with L = {a:.3f} * C^-{alpha:.4f} ({n} points): you fitted alpha = {got_alpha:.4g}"
-    assert np.isclose(got_a, a, rtol=1e-4), f"data made with L = {a:.3f} * C^-{alpha:.4f} ({n} points): you fitted a = {got_a:.4g}"
+check.graded("exact_law")
 
 # %% tags=["graded"]
 # Check 2: on noisy data it is the least-squares line in log-log space
-a, alpha = random_law()
-C = np.logspace(12, 16, 8)
-L = a * C ** -alpha * np.exp(rng.normal(0, 0.02, size=8))  # 2% multiplicative noise
-slope, intercept = np.polyfit(np.log(C), np.log(L), 1)
-got_a, got_alpha = fit_power_law(C, L)
-assert np.isclose(got_alpha, -slope, rtol=1e-8), f"the least-squares exponent of these points is {-slope:.5f}, you fitted {got_alpha:.5f}"
-assert np.isclose(got_a, np.exp(intercept), rtol=1e-6), f"the least-squares prefactor of these points is {np.exp(intercept):.5g}, you fitted {got_a:.5g}"
+check.graded("least_squares")
 
 # %% tags=["graded"]
 # Check 3: predict_loss evaluates the law on arrays and numbers
-a, alpha = random_law()
-C = np.logspace(14, 18, 5)
-pred = predict_loss(C, a, alpha)
-assert np.shape(pred) == C.shape, f"predict_loss on {C.shape[0]} compute values must give {C.shape[0]} losses, got shape {np.shape(pred)}"
-np.testing.assert_allclose(pred, a * C ** -alpha, rtol=1e-12, err_msg=f"predict_loss must give a * C**(-alpha) for a={a:.3f}, alpha={alpha:.4f}")
-assert np.isclose(predict_loss(1e15, a, alpha), a * 1e15 ** -alpha, rtol=1e-12), "predict_loss(1e15, a, alpha) must work on a plain number too"
+check.graded("predict")
 
 # %% tags=["graded"]
 # Check 4: fitted on six small runs, it predicts three bigger held-out runs within 5%
-a, alpha = random_law()
-C = np.logspace(12, 17, 9)  # 5 orders of magnitude of compute
-L = a * C ** -alpha * np.exp(rng.normal(0, 0.005, size=9))  # 0.5% run-to-run noise
-fitted = fit_power_law(C[:6], L[:6])
-pred = predict_loss(C[6:], *fitted)
-rel = np.abs(pred - L[6:]) / L[6:]
-assert rel.max() < 0.05, (f"fitted on C <= {C[5]:.0e}, your law predicts {[f'{x:.4g}' for x in pred]} for the held-out runs "
-                          f"at C = {C[6]:.0e}..{C[8]:.0e}; they measured {[f'{x:.4g}' for x in L[6:]]} (off by up to {rel.max():.3g} of the loss)")
+check.graded("extrapolation")

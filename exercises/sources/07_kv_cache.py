@@ -10,7 +10,7 @@
 # cache*) and compute only the new token's query, key and value. The lecture's point about chat is exactly
 # this: a causal model reuses its cache turn after turn, a bidirectional encoder must re-encode the history.
 #
-# You write three pieces:
+# You write three pieces, one part each:
 #
 # | piece | input | output |
 # |---|---|---|
@@ -18,23 +18,23 @@
 # | `cached_attention(q_new, k_new, v_new, cache)` | `(B, nh, T_new, hs)` each, a `LayerKVCache` | `out` `(B, nh, T_new, hs)`: the new positions attend over the past and themselves |
 # | `greedy_decode(model, prompt, n_new)` | a `GPT`, `prompt` `(B, T0)` ids | `(B, T0 + n_new)`: the prompt and `n_new` greedily chosen tokens |
 #
-# **Hints.**
-# - `np.concatenate([old, new], axis=2)` grows the time axis; the first append has nothing to join.
-# - The `T_new` new queries are the *last* `T_new` of the `T_past + T_new` positions: that is
-#   `masks.causal_mask(T_new, T_past + T_new)` (exercise 02). Attention itself is `layers.attention_forward`.
-# - `GPT.forward(idx, kv_cache=cache)` does the same inside the model: with a cache holding `cache.length`
-#   positions it numbers the new tokens from there, builds that mask, and calls `append` on your
-#   `LayerKVCache` in every layer. So `greedy_decode` feeds the prompt once, then only the newest token.
-#   Greedy means the next token is the `argmax` of the last position's logits.
-#
-# Grade it: `python -m minilm grade exercises/07_kv_cache.ipynb`.
+# After each part, run its `check(...)` cell: it prints `pass` for each check, or what is wrong. Stuck? Open
+# the hints under it one at a time. Grade it: `python -m minilm grade exercises/07_kv_cache.ipynb`.
 
 # %%
 import numpy as np
 
-from minilm import GPT, GPTConfig, layers, masks
+from minilm import layers, masks
+from minilm.grading import ExerciseChecks
 
-rng = np.random.default_rng()  # unseeded: every run of the checks draws fresh inputs
+check = ExerciseChecks("07_kv_cache", globals())
+
+# %% [markdown]
+# ## Part 1: the cache of one layer
+#
+# `GPT.forward(idx, kv_cache=cache)` reads a `ModelKVCache` (given below): one `LayerKVCache` per layer,
+# and the number of positions held so far. In every layer it calls `append` on your `LayerKVCache` with
+# the new positions' keys and values, and attends over what `append` returns.
 
 # %%
 class LayerKVCache:
@@ -57,6 +57,38 @@ class LayerKVCache:
 
 
 # %%
+class ModelKVCache:
+    """What GPT.forward(idx, kv_cache=...) reads: one LayerKVCache per layer, and the positions held so far."""
+
+    def __init__(self, model):
+        self.layers = [LayerKVCache() for _ in range(model.config.n_layer)]
+        self.length = 0  # GPT.forward advances it by the number of tokens it is fed
+
+
+# %%
+check("LayerKVCache")
+
+# %% [markdown]
+# <details><summary>Hint 1</summary>
+#
+# The time axis of `(B, nh, T, hs)` is axis 2: the cache grows along it, earlier positions first.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# The first append has nothing to join: keep `k_new` and `v_new` as they are. After that,
+# `np.concatenate([self.k, k_new], axis=2)`, and the same for the values.
+#
+# </details>
+#
+# Still stuck? `solutions/07_kv_cache.ipynb` holds a worked solution.
+
+# %% [markdown]
+# ## Part 2: attention over the cache
+#
+# The checks feed several new positions at a time after a cached prefix, as a chat does with each new message.
+
+# %%
 def cached_attention(q_new, k_new, v_new, cache):
     """q_new, k_new, v_new: (B, nh, T_new, hs) -> out: (B, nh, T_new, hs), over all positions cached so far"""
     ### BEGIN SOLUTION
@@ -67,13 +99,32 @@ def cached_attention(q_new, k_new, v_new, cache):
 
 
 # %%
-class ModelKVCache:
-    """What GPT.forward(idx, kv_cache=...) reads: one LayerKVCache per layer, and the positions held so far."""
+check("cached_attention")
 
-    def __init__(self, model):
-        self.layers = [LayerKVCache() for _ in range(model.config.n_layer)]
-        self.length = 0  # GPT.forward advances it by the number of tokens it is fed
+# %% [markdown]
+# <details><summary>Hint 1</summary>
+#
+# Append the new keys and values first: the new positions attend over the past *and* themselves.
+# Attention itself is `layers.attention_forward(q, k, v, mask)`.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# The mask has one row per new query and one column per key held, `(T_new, T_past + T_new)`. The new
+# queries are the *last* `T_new` positions, so new query `i` sits at position `T_past + i`.
+#
+# </details>
+# <details><summary>Hint 3</summary>
+#
+# That is the cache-shaped causal mask of exercise 02: `masks.causal_mask(T_new, T_past + T_new)`, where
+# `T_past + T_new` is the length of the keys that `append` returned.
+#
+# </details>
+#
+# Still stuck? `solutions/07_kv_cache.ipynb` holds a worked solution.
 
+# %% [markdown]
+# ## Part 3: greedy decoding that feeds each token once
 
 # %%
 def greedy_decode(model, prompt, n_new):
@@ -90,69 +141,53 @@ def greedy_decode(model, prompt, n_new):
     ### END SOLUTION
 
 
+# %%
+check("greedy_decode")
+
+# %% [markdown]
+# <details><summary>Hint 1</summary>
+#
+# Greedy means the next token is the `argmax` of the last position's logits, `logits[:, -1]`.
+#
+# </details>
+# <details><summary>Hint 2</summary>
+#
+# Build **one** `ModelKVCache(model)` before the loop and pass that same cache to every call: with a
+# cache holding `cache.length` positions, `GPT.forward(idx, kv_cache=cache)` numbers the new tokens from
+# there. A new cache at every step forgets the past.
+#
+# </details>
+# <details><summary>Hint 3</summary>
+#
+# Feed the whole prompt once, `model.forward(prompt, kv_cache=cache)`; then at each step only the newest
+# token, shape `(B, 1)`: `next_token = logits[:, -1].argmax(axis=-1)[:, None]`.
+#
+# </details>
+#
+# Still stuck? `solutions/07_kv_cache.ipynb` holds a worked solution.
+
 # %% [markdown]
 # ## Graded checks
+#
+# The same checks as the `check(...)` cells above; here a failing one stops with what is wrong. Every check
+# uses fixed inputs, so your grade is the same on every run.
 
 # %% tags=["graded"]
 # Check 1: the cache grows along the time axis and keeps everything in order
-B, nh, hs = 2, 3, 4
-cache = LayerKVCache()
-ks, vs = [], []
-for T_new in (3, 1, 2):
-    ks.append(rng.normal(size=(B, nh, T_new, hs)))
-    vs.append(rng.normal(size=(B, nh, T_new, hs)))
-    k, v = cache.append(ks[-1], vs[-1])
-    held = sum(x.shape[2] for x in ks)
-    assert np.shape(k) == (B, nh, held, hs), f"after appending {[x.shape[2] for x in ks]} positions the keys must have shape {(B, nh, held, hs)}, got {np.shape(k)}"
-    assert np.array_equal(k, np.concatenate(ks, axis=2)) and np.array_equal(v, np.concatenate(vs, axis=2)), \
-        "the cache must return the earlier keys/values followed by the new ones, in order"
+check.graded("cache_grows")
 
 # %% tags=["graded"]
-# Check 2: attention over the cache, prompt first and then one token at a time, equals full recomputation
-B, nh, T, hs = 2, 2, 7, 4
-q, k, v = (rng.normal(size=(B, nh, T, hs)) for _ in range(3))
-full = layers.attention_forward(q, k, v, masks.causal_mask(T))[0]
-cache, start = LayerKVCache(), 0
-for step, T_new in enumerate((4, 1, 1, 1)):
-    part = slice(start, start + T_new)
-    out = cached_attention(q[:, :, part], k[:, :, part], v[:, :, part], cache)
-    assert np.shape(out) == (B, nh, T_new, hs), f"step {step} fed {T_new} new positions: the output must have shape {(B, nh, T_new, hs)}, got {np.shape(out)}"
-    bad = np.abs(out - full[:, :, part]).max(axis=(0, 1, 3)) > 1e-10  # (T_new,)
-    assert not bad.any(), (f"step {step} (positions {start}..{start + T_new - 1}): the output at position "
-                           f"{start + int(np.argmax(bad))} differs from full recomputation with the causal mask")
-    start += T_new
+# Check 2: inside a real GPT, your cache gives the same logits as running the whole sequence
+check.graded("cache_in_gpt")
 
 # %% tags=["graded"]
-# Check 3: inside a real GPT, your cache gives the same logits as running the whole sequence
-config = GPTConfig(vocab_size=13, block_size=16, n_layer=2, n_head=2, d_model=16, dtype="float64")
-model = GPT(config, seed=int(rng.integers(2**31)))
-seq = rng.integers(0, config.vocab_size, size=(2, 9))
-full = model.forward(seq)  # (B, 9, V)
-cache = ModelKVCache(model)
-steps = [model.forward(seq[:, :4], kv_cache=cache)] + [model.forward(seq[:, t:t + 1], kv_cache=cache) for t in range(4, 9)]
-err = np.abs(np.concatenate(steps, axis=1) - full).max(axis=(0, 2))  # (9,)
-assert err.max() < 1e-10, f"with your cache the logits at position {int(np.argmax(err > 1e-10))} differ from full recomputation by {err.max():.2g}"
+# Check 3: attention over the cache, fed in chunks of 3, 2, 1 and 2 positions, equals full recomputation
+check.graded("cached_attention_chunks")
 
 # %% tags=["graded"]
-# Check 4: greedy decoding with the cache gives the tokens that recomputing everything gives, feeding each token once
-model = GPT(config, seed=int(rng.integers(2**31)))
-for p in model.params.values():  # sharpen the random model's preferences, so that no two logits tie
-    p += rng.normal(size=p.shape) * 0.3
-prompt = rng.integers(0, config.vocab_size, size=(2, 3))
-expected = prompt
-for _ in range(8):  # the slow way: the whole sequence every step
-    expected = np.concatenate([expected, model.forward(expected)[:, -1].argmax(axis=-1)[:, None]], axis=1)
-fed = []  # how many tokens each call of model.forward received
-forward = model.forward
+# Check 4: greedy decoding with the cache gives the tokens that recomputing everything gives
+check.graded("greedy_tokens")
 
-
-def counting_forward(idx, **kwargs):
-    fed.append(np.shape(idx)[1])
-    return forward(idx, **kwargs)
-
-
-model.forward = counting_forward
-got = greedy_decode(model, prompt, 8)
-assert np.shape(got) == expected.shape, f"a prompt of 3 tokens plus 8 new ones must give shape {expected.shape}, got {np.shape(got)}"
-assert np.array_equal(got, expected), f"greedy decoding must give {expected[0].tolist()} (first row), got {np.asarray(got)[0].tolist()}"
-assert fed[1:] and max(fed[1:]) == 1, f"after the prompt, each step must feed the model only the newest token (the cache holds the rest); your calls fed {fed} tokens"
+# %% tags=["graded"]
+# Check 5: greedy decoding builds one cache and feeds the model each token once
+check.graded("decoding_feeds_each_token_once")
