@@ -365,20 +365,31 @@ def run_glib(args):
 
 def add_grade_command(commands):
     p = commands.add_parser(
-        "grade", help="grade an exercise notebook (or a folder of them) with nbval",
+        "grade", help="grade an exercise notebook (or a folder of them, or a class's submissions) with nbval",
         description="Run an exercise notebook's graded checks (pytest --nbval-lax --nbval-current-env) "
-                    "and print GRADE: k/n graded checks passed, with one line per failed check.")
-    p.add_argument("path", help="an exercise notebook, e.g. exercises/01_softmax_cross_entropy.ipynb, or a folder of them")
+                    "and print GRADE: k/n graded checks passed, with one line per failed check. With --csv, grade "
+                    "a class: PATH holds one folder of notebooks per learner (or one notebook per learner); each "
+                    "notebook runs in a scratch copy with the course's graded cells. Grading runs the notebooks' code.")
+    p.add_argument("path", help="an exercise notebook, e.g. exercises/01_softmax_cross_entropy.ipynb, or a folder of them; "
+                                "with --csv, a folder of submissions")
+    p.add_argument("--csv", metavar="FILE", help="grade a class: write one row per learner and exercise to FILE")
+    p.add_argument("--timeout", type=COUNT, default=600, metavar="SECONDS",
+                   help="seconds one notebook may run before it is stopped (default %(default)s)")
     p.add_argument("--cell-timeout", type=COUNT, default=600, help="seconds one cell may run (default %(default)s)")
     p.set_defaults(run=run_grade)
 
 
 def run_grade(args):
-    """Print the grade; exit status 0 only when every graded check passed."""
-    from .grading import grade_report, notebooks_to_grade, run_notebooks
+    """Print the grade; exit status 0 only when every graded check passed (with --csv: once the CSV is written)."""
+    from . import grading
 
-    results = run_notebooks(notebooks_to_grade(args.path), args.cell_timeout)
-    print(grade_report(results))
+    if args.csv:
+        scores = grading.grade_class(args.path, args.cell_timeout, args.timeout)
+        grading.write_scores(args.csv, scores)
+        print(f"wrote {args.csv}: {len(scores)} notebooks of {len({s.learner for s in scores})} learners")
+        return 0
+    results = grading.grade_notebooks(grading.notebooks_to_grade(args.path), args.cell_timeout, args.timeout)
+    print(grading.grade_report(results))
     return 0 if all(r.passed for r in results if r.graded) else 1
 
 
