@@ -271,7 +271,7 @@ def add_sweep_options(p):
     add_device_option(p)
 
 
-def run_points(args, path, sweep, preset, config, points, measure):
+def train_sweep(args, path, sweep, preset, config, points, measure):
     """Train every point of a sweep that the results file at path lacks; returns the results."""
     from . import experiments
 
@@ -308,7 +308,7 @@ def run_sweep(args):
         return
     config = scaling.preset(args.preset)
     out = args.out or os.path.join("runs", f"sweep_{args.preset}.json")
-    results = run_points(args, out, "scaling", args.preset, asdict(config), scaling.sweep_points(config, args.device), scaling.measure)
+    results = train_sweep(args, out, "scaling", args.preset, asdict(config), scaling.sweep_points(config, args.device), scaling.measure)
     print(scaling.report(results))
 
 
@@ -330,7 +330,7 @@ def run_archs(args):
 
     run = archs.RunConfig.with_steps(args.steps)
     seeds = list(range(args.seeds))
-    run_points(args, args.out, "archs", "default", archs.sweep_config(run, seeds), archs.sweep_points(run, seeds, args.device), archs.measure)
+    train_sweep(args, args.out, "archs", "default", archs.sweep_config(run, seeds), archs.sweep_points(run, seeds, args.device), archs.measure)
 
 
 def add_glib_command(commands):
@@ -356,7 +356,7 @@ def run_glib(args):
         results = load_results(path, "glib")
     else:
         config = isc.PRESETS[args.preset].to_dict()
-        results = run_points(args, path, "glib", args.preset, config, isc.sweep_points(args.preset, args.device), isc.measure)
+        results = train_sweep(args, path, "glib", args.preset, config, isc.sweep_points(args.preset, args.device), isc.measure)
     print(report(results))
 
 
