@@ -261,6 +261,11 @@ def run_sample(args):
 # --------------------------------------------------------------------------------------------------
 # The sweeps (sweep, archs, glib): points of minilm.experiments, resumable, on any executor
 
+def add_preset_options(p, presets, default, out):
+    p.add_argument("--preset", default=default, choices=sorted(presets), help="which sweep (default %(default)s)")
+    p.add_argument("--out", default=None, help=f"results JSON (default {out})")
+
+
 def add_sweep_options(p):
     p.add_argument("--jobs", type=COUNT, default=1,
                    help="train this many points at once, one process each, up to your CPU cores (default 1: one after another in this process)")
@@ -292,8 +297,7 @@ def add_sweep_command(commands):
                             description="Train every model of a sweep preset on toyworld (resumable: run the same "
                                         "command again to continue), save the results as JSON, and print the fitted "
                                         "power law and the shape of every task's curve.")
-    p.add_argument("--preset", default="lesson03", choices=sorted(PRESETS), help="which sweep (default %(default)s)")
-    p.add_argument("--out", default=None, help="results JSON (default runs/sweep_PRESET.json)")
+    add_preset_options(p, PRESETS, "lesson03", out="runs/sweep_PRESET.json")
     p.add_argument("--report", metavar="RESULTS.json", help="train nothing: print the fit and task shapes of a saved sweep")
     add_sweep_options(p)
     p.set_defaults(run=run_sweep)
@@ -339,8 +343,7 @@ def add_glib_command(commands):
     p = commands.add_parser("glib", help="the glib/gold inverse-scaling sweep and its report (lesson 04)",
                             description="Train a family of model sizes on the glib corpus, probe them, and test for a U-shaped "
                                         "scaling curve. Resumable: run it again to finish an interrupted sweep.")
-    p.add_argument("--preset", default="full", choices=sorted(PRESETS), help="which sweep: full (lesson 04), rare15, or ci (small); default %(default)s")
-    p.add_argument("--out", default=None, help="results JSON (default lessons/results/glib_PRESET.json)")
+    add_preset_options(p, PRESETS, "full", out="lessons/results/glib_PRESET.json")
     p.add_argument("--report", action="store_true", help="train nothing: print the report of the results in --out")
     add_sweep_options(p)
     p.set_defaults(run=run_glib)
