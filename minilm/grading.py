@@ -163,7 +163,7 @@ def read_notebook(path):
     try:
         return nbformat.read(str(path), as_version=4)
     except Exception as e:  # not JSON, not a notebook
-        raise MinilmError(f"{path} is not a readable Jupyter notebook ({type(e).__name__}); regenerate it with python -m minilm.grading") from None
+        raise MinilmError(f"{path} is not a readable Jupyter notebook ({type(e).__name__}); save it again from Jupyter, or start from a fresh copy of the exercise") from None
 
 
 def code_cells(path):
