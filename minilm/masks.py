@@ -6,6 +6,7 @@ key position j. One attention function takes any mask, so the architectures diff
     bidirectional (encoder)   every position sees every position
     causal (decoder)          position i sees positions 0..i, never the future
     prefix-LM                 the prefix (the input) is bidirectional, the rest causal
+    windowed (local)          causal, and only the last `window` positions: a locality bias (lesson 05)
     encoder-decoder cross     every target position sees every input position (T_q targets, T_k inputs)
 
 Padding is a separate (B, 1, 1, T_k) mask of the keys that are real tokens; `&` composes it with any of
@@ -32,6 +33,19 @@ def causal_mask(T_q, T_k=None, xp=np):
     if T_k < T_q:
         raise MinilmError(f"causal mask: {T_q} queries cannot be the last positions of only {T_k} keys")
     return xp.tril(xp.ones((T_q, T_k), dtype=bool), k=T_k - T_q)
+
+
+def windowed_mask(T_q, window, T_k=None, xp=np):
+    """Causal, and query i sees only the last `window` keys: i - window < j <= i (a banded causal mask).
+
+    Structure written as a mask: the model is told that only nearby words matter. With T_k > T_q the
+    queries are the last T_q positions, as in causal_mask. Stacked layers widen what the top layer can
+    reach to n_layer * (window - 1) + 1 positions. (T_q, T_k)
+    """
+    if window < 1:
+        raise MinilmError(f"windowed mask: the window must be 1 or more positions, got {window}")
+    mask = causal_mask(T_q, T_k, xp=xp)
+    return mask & ~xp.tril(xp.ones(mask.shape, dtype=bool), k=mask.shape[1] - T_q - window)
 
 
 def prefix_lm_mask(T, n_prefix, xp=np):

@@ -1,5 +1,5 @@
-"""The models' shared base class, and the decoder-only transformer (GPT): configuration, initialisation,
-forward and backward.
+"""The models' shared base class, and the decoder-only transformers (GPT, and the Llama family that shares
+its pass): configuration, initialisation, forward and backward.
 
     idx (B, T) -> token + position embeddings -> n_layer pre-LN blocks -> final layernorm
         -> logits = x @ wte.T (the output head shares the token embedding matrix) -> (B, T, V)
@@ -34,9 +34,11 @@ class GPTConfig:
     n_head: int = 4
     d_model: int = 64
     dtype: str = "float32"
+    attention_window: int | None = None  # None: causal attention; w: each position sees only the last w (lesson 05)
 
     def __post_init__(self):
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "d_model"):
+        names = ("vocab_size", "block_size", "n_layer", "n_head", "d_model")
+        for name in names + (("attention_window",) if self.attention_window is not None else ()):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise MinilmError(f"GPTConfig.{name} must be a positive integer, got {value!r}")
@@ -210,6 +212,10 @@ class GPT(Model):
     model = GPT(GPTConfig(vocab_size=V, block_size=T), seed=0)
     logits = model.forward(idx)                                   # (B, T, V)
     loss, grads = model.loss_and_grads(idx, targets, loss_mask)   # grads has the keys of model.params
+
+    The pass is every decoder-only model's: embed, n_layer blocks, a final norm, the head. Another family of
+    decoders (Llama, below) changes what the embedding, a block and the final norm are by overriding the
+    methods marked "the GPT-2 family's", and keeps the rest: masks, the KV cache, generation, training.
     """
     config_class = GPTConfig
 
@@ -219,7 +225,8 @@ class GPT(Model):
     # ---- forward
 
     def forward(self, idx, mask=None, kv_cache=None):
-        """idx: (B, T) token ids -> logits: (B, T, V).   mask: (T, T) bool, causal if None."""
+        """idx: (B, T) token ids -> logits: (B, T, V).   mask: (T, T) bool; if None, causal (windowed
+        when config.attention_window is set)."""
         return self._forward(idx, mask, kv_cache)[0]
 
     def _forward(self, idx, mask=None, kv_cache=None):
@@ -228,18 +235,24 @@ class GPT(Model):
         T = idx.shape[1]
         pos0 = 0 if kv_cache is None else kv_cache.length
         if mask is None:
-            mask = masks.causal_mask(T, pos0 + T, xp=self.xp)
-        x, emb = layers.embedding_forward(idx, p["wte"], p["wpe"], pos0)  # (B, T, C)
+            mask = self.default_mask(T, pos0 + T)
+        x, emb = self._embed(idx, pos0)  # (B, T, C)
         blocks = []
         for i in range(cfg.n_layer):
             layer_cache = None if kv_cache is None else kv_cache.layers[i]
-            x, c = block_forward(x, p, f"h.{i}.", mask, cfg.n_head, layer_cache)
+            x, c = self._block_forward(x, f"h.{i}.", mask, layer_cache, pos0)
             blocks.append(c)
         if kv_cache is not None:
             kv_cache.length += T
-        x, ln_f = layers.layernorm_forward(x, p["ln_f.w"], p["ln_f.b"])
-        logits, head = layers.linear_forward(x, p["wte"].T)  # (B, T, V): the head is tied to wte
-        return logits, (emb, blocks, ln_f, head)
+        x, norm_f = self._final_norm(x)
+        logits, head = layers.linear_forward(x, self._head_weight())  # (B, T, V)
+        return logits, (emb, blocks, norm_f, head)
+
+    def default_mask(self, T_q, T_k):
+        """Causal, or windowed when the config says so: (T_q, T_k), the queries being the last T_q positions."""
+        if self.config.attention_window is None:
+            return masks.causal_mask(T_q, T_k, xp=self.xp)
+        return masks.windowed_mask(T_q, self.config.attention_window, T_k, xp=self.xp)
 
     # ---- backward
 
@@ -253,17 +266,181 @@ class GPT(Model):
         return self._loss_and_backward(logits, cache, targets, loss_mask)
 
     def _backward(self, dlogits, cache):
-        emb, blocks, ln_f, head = cache
-        dx, dwte_T, _ = layers.linear_backward(dlogits, head)
-        dx, grads_w, grads_b = layers.layernorm_backward(dx, ln_f)
-        grads = {"ln_f.w": grads_w, "ln_f.b": grads_b}
+        emb, blocks, norm_f, head = cache
+        dx, dhead, _ = layers.linear_backward(dlogits, head)
+        dx, grads = self._final_norm_backward(dx, norm_f)
         for i in reversed(range(self.config.n_layer)):
-            dx, g = block_backward(dx, blocks[i], f"h.{i}.")
+            dx, g = self._block_backward(dx, blocks[i], f"h.{i}.")
             grads.update(g)
-        dwte, dwpe = layers.embedding_backward(dx, emb)
-        grads["wte"] = dwte + dwte_T.T  # wte is used twice: as the embedding and as the output head
-        grads["wpe"] = dwpe
+        grads.update(self._embed_backward(dx, emb))
+        if "w_head" in self.params:  # an output head of its own
+            grads["w_head"] = dhead
+        else:
+            grads["wte"] = grads["wte"] + dhead.T  # wte is used twice: as the embedding and as the output head
         return {name: grads[name] for name in self.params}  # same order as params
+
+    def _head_weight(self):
+        """(C, V): the token embedding matrix transposed (the head is tied to wte), or a head of its own."""
+        return self.params["w_head"] if "w_head" in self.params else self.params["wte"].T
+
+    # ---- the GPT-2 family's embedding, block and final norm
+
+    def _embed(self, idx, pos0):
+        return layers.embedding_forward(idx, self.params["wte"], self.params["wpe"], pos0)
+
+    def _embed_backward(self, dx, emb):
+        dwte, dwpe = layers.embedding_backward(dx, emb)
+        return {"wte": dwte, "wpe": dwpe}
+
+    def _block_forward(self, x, prefix, mask, layer_cache, pos0):
+        return block_forward(x, self.params, prefix, mask, self.config.n_head, layer_cache)
+
+    def _block_backward(self, dx, cache, prefix):
+        return block_backward(dx, cache, prefix)
+
+    def _final_norm(self, x):
+        return layers.layernorm_forward(x, self.params["ln_f.w"], self.params["ln_f.b"])
+
+    def _final_norm_backward(self, dx, cache):
+        dx, dw, db = layers.layernorm_backward(dx, cache)
+        return dx, {"ln_f.w": dw, "ln_f.b": db}
+
+
+# --------------------------------------------------------------------------------------------------
+# The Llama family (Llama 2/3, SmolLM2, Mistral, Qwen without biases): the same decoder-only pass with
+# four changes, each a layer in layers.py:
+#
+#   idx (B, T) -> token embeddings (no position vectors) -> n_layer blocks -> final RMSNorm -> head
+#   block:  x = x + attention(rmsnorm(x))   grouped key/value heads, queries and keys rotated by RoPE
+#           x = x + swiglu(rmsnorm(x))
+
+
+@dataclass
+class LlamaConfig:
+    vocab_size: int
+    block_size: int  # the longest sequence (RoPE has no table to outgrow; this sizes the KV cache)
+    n_layer: int = 2
+    n_head: int = 4  # query heads
+    n_kv_head: int = 2  # key/value heads, shared by n_head / n_kv_head query heads each
+    d_model: int = 64
+    d_ff: int = 176  # the SwiGLU's hidden width (about 8/3 d_model: two matrices in, one out)
+    rope_base: float = 10000.0
+    norm_eps: float = 1e-5
+    tie_embeddings: bool = True  # the head is wte.T (SmolLM2), or a (C, V) matrix of its own "w_head"
+    dtype: str = "float32"
+    attention_window: int | None = None  # None: causal; w: each position sees only the last w (Mistral's sliding window)
+
+    def __post_init__(self):
+        check_config(self, ("vocab_size", "block_size", "n_layer", "n_head", "n_kv_head", "d_model", "d_ff")
+                     + (("attention_window",) if self.attention_window is not None else ()))
+        if self.n_head % self.n_kv_head:
+            raise MinilmError(f"n_head ({self.n_head}) must be a multiple of n_kv_head ({self.n_kv_head})")
+        if (self.d_model // self.n_head) % 2:
+            raise MinilmError(f"RoPE rotates pairs of channels: the head size d_model / n_head ({self.d_model // self.n_head}) must be even")
+        if not self.rope_base > 1 or not self.norm_eps > 0:
+            raise MinilmError(f"rope_base must be above 1 and norm_eps above 0, got {self.rope_base!r}, {self.norm_eps!r}")
+
+    def to_dict(self):
+        return asdict(self)
+
+
+def check_config(config, positive):
+    """One clear line for a configuration that cannot make a model: the named fields must be positive
+    integers, d_model a multiple of n_head, dtype one of DTYPES."""
+    for name in positive:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise MinilmError(f"{type(config).__name__}.{name} must be a positive integer, got {value!r}")
+    if config.d_model % config.n_head:
+        raise MinilmError(f"d_model ({config.d_model}) must be divisible by n_head ({config.n_head})")
+    if config.dtype not in DTYPES:
+        raise MinilmError(f"dtype must be one of {DTYPES}, got {config.dtype!r}")
+
+
+def llama_param_shapes(config):
+    """name -> shape of every parameter of a Llama-family model, in the order the forward pass uses them."""
+    C, V, F = config.d_model, config.vocab_size, config.d_ff
+    hs = C // config.n_head
+    kv = config.n_kv_head * hs  # the width of the keys (and of the values)
+    shapes = {"wte": (V, C)}
+    for i in range(config.n_layer):
+        shapes.update(add_prefix({"norm_1.w": (C,), "attn.w_qkv": (C, C + 2 * kv), "attn.w_proj": (C, C),
+                                  "norm_2.w": (C,), "mlp.w_fc": (C, 2 * F), "mlp.w_proj": (F, C)}, f"h.{i}."))
+    shapes["norm_f.w"] = (C,)
+    if not config.tie_embeddings:
+        shapes["w_head"] = (C, V)
+    return shapes
+
+
+def llama_block_forward(x, params, prefix, mask, config, rope, kv_cache=None):
+    """x: (B, T, C) -> x: (B, T, C), cache. rope: (cos, sin) of the T positions x holds."""
+    p = sub_params(params, prefix)
+    h, norm1 = layers.rmsnorm_forward(x, p["norm_1.w"], config.norm_eps)
+    a, attn = layers.grouped_attention_forward(h, sub_params(p, "attn."), mask, config.n_head, config.n_kv_head,
+                                               rope, kv_cache)
+    x = x + a  # residual
+    h, norm2 = layers.rmsnorm_forward(x, p["norm_2.w"], config.norm_eps)
+    m, mlp = layers.swiglu_forward(h, sub_params(p, "mlp."))
+    return x + m, (norm1, attn, norm2, mlp)
+
+
+def llama_block_backward(dx, cache, prefix):
+    """dx: (B, T, C) -> dx: (B, T, C), grads of this block's params (full names)"""
+    norm1, attn, norm2, mlp = cache
+    dh, g_mlp = layers.swiglu_backward(dx, mlp)
+    dh, dw2 = layers.rmsnorm_backward(dh, norm2)
+    dx = dx + dh
+    da, g_attn = layers.grouped_attention_backward(dx, attn)
+    da, dw1 = layers.rmsnorm_backward(da, norm1)
+    dx = dx + da
+    grads = {"norm_1.w": dw1, "norm_2.w": dw2, **add_prefix(g_attn, "attn."), **add_prefix(g_mlp, "mlp.")}
+    return dx, add_prefix(grads, prefix)
+
+
+class Llama(GPT):
+    """A Llama-family decoder: GPT's pass (masks, KV cache, generation, training are the same code) with
+    RMSNorm, RoPE, grouped key/value heads and a SwiGLU MLP.
+
+    model = Llama(LlamaConfig(vocab_size=V, block_size=T, n_head=4, n_kv_head=2), seed=0)
+    minilm.pretrained.load_gguf(path) builds one from a GGUF file's weights (SmolLM2-135M).
+    """
+    config_class = LlamaConfig
+
+    def __init__(self, config, seed=0, device=None, params=None):
+        super().__init__(config, seed, device, params)
+        hs = config.d_model // config.n_head
+        # every position's rotation, made once: a forward pass slices the rows of its positions
+        self.rope_cos, self.rope_sin = layers.rope_tables(hs, np.arange(config.block_size), config.rope_base,
+                                                          self.xp, config.dtype)
+
+    def param_shapes(self):
+        return llama_param_shapes(self.config)
+
+    # ---- the Llama family's embedding, block and final norm
+
+    def _embed(self, idx, pos0):
+        """Only the tokens' vectors: positions enter each block through RoPE."""
+        return self.params["wte"][idx], idx  # (B, T, C)
+
+    def _embed_backward(self, dx, idx):
+        dwte = self.xp.zeros_like(self.params["wte"])
+        self.xp.add.at(dwte, idx.reshape(-1), dx.reshape(-1, dx.shape[-1]))  # repeated tokens add up
+        return {"wte": dwte}
+
+    def _block_forward(self, x, prefix, mask, layer_cache, pos0):
+        T = x.shape[1]
+        rope = self.rope_cos[pos0:pos0 + T], self.rope_sin[pos0:pos0 + T]  # (T, hs/2) each
+        return llama_block_forward(x, self.params, prefix, mask, self.config, rope, layer_cache)
+
+    def _block_backward(self, dx, cache, prefix):
+        return llama_block_backward(dx, cache, prefix)
+
+    def _final_norm(self, x):
+        return layers.rmsnorm_forward(x, self.params["norm_f.w"], self.config.norm_eps)
+
+    def _final_norm_backward(self, dx, cache):
+        dx, dw = layers.rmsnorm_backward(dx, cache)
+        return dx, {"norm_f.w": dw}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -293,7 +470,8 @@ class KVCache:
     def __init__(self, model, batch=1):
         cfg = model.config
         hs = cfg.d_model // cfg.n_head
-        self.layers = [KVLayerCache(model.xp, batch, cfg.n_head, cfg.block_size, hs, cfg.dtype)
+        kv_heads = getattr(cfg, "n_kv_head", cfg.n_head)  # grouped-query attention keeps fewer key/value heads
+        self.layers = [KVLayerCache(model.xp, batch, kv_heads, cfg.block_size, hs, cfg.dtype)
                        for _ in range(cfg.n_layer)]
         self.length = 0
 
