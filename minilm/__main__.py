@@ -6,6 +6,7 @@
     python -m minilm sweep --preset lesson03 train a family of model sizes, fit a scaling law (lesson 03)
     python -m minilm archs                   encoder-decoder vs prefix-LM vs decoder-only, same budget (lesson 02)
     python -m minilm glib                    the glib/gold inverse-scaling sweep and its report (lesson 04)
+    python -m minilm structure               n-gram, windowed, plain and byte-level models on one compute axis (lesson 05)
     python -m minilm grade PATH              grade an exercise notebook (or a folder of them)
 
 The sweeps are resumable and take --jobs N (local processes) or --scheduler ADDRESS (a Dask cluster).
@@ -55,7 +56,7 @@ def build_parser():
     parser.set_defaults(run=run_demo)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=Parser)
     for register in (add_train_command, add_sample_command, add_sweep_command, add_archs_command,
-                     add_glib_command, add_grade_command):
+                     add_glib_command, add_structure_command, add_grade_command):
         register(commands)
     return parser
 
@@ -180,6 +181,7 @@ def run_demo(args):
     for prompt in DEMO_PROMPTS:
         new = generate(trainer.model, [tokenizer.eos_id] + tokenizer.encode(prompt), 8, temperature=0, eos_id=tokenizer.eos_id)
         print(f"  {prompt} | {tokenizer.decode(t for t in new if t != tokenizer.eos_id)}")
+    print("\nnext: the course, lesson by lesson (README.md, 'The course'):  jupyter lab lessons/")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -361,6 +363,34 @@ def run_glib(args):
         config = isc.PRESETS[args.preset].to_dict()
         results = train_sweep(args, path, "glib", args.preset, config, isc.sweep_points(args.preset, args.device), isc.measure)
     print(report(results))
+
+
+def add_structure_command(commands):
+    from .structure import PRESETS
+
+    p = commands.add_parser("structure", help="structure vs scale: a ladder of methods on one compute axis (lesson 05)",
+                            description="Train the ladder (a Kneser-Ney n-gram, a GPT with windowed attention, the plain "
+                                        "GPT, the GPT on bytes) at every compute budget and seed on toyworld; write the "
+                                        "results as JSON (resumable) and print the crossovers.")
+    p.add_argument("--preset", default="lesson05", choices=sorted(PRESETS), help="which sweep (default %(default)s; ci is small)")
+    p.add_argument("--out", default=None, help="results JSON (default lessons/results/structure.json, or runs/structure_PRESET.json)")
+    p.add_argument("--report", action="store_true", help="train nothing: print the report of the results in --out")
+    add_sweep_options(p)
+    p.set_defaults(run=run_structure)
+
+
+def run_structure(args):
+    from . import structure
+    from .experiments import load_results
+
+    path = args.out or structure.results_path(args.preset)
+    if args.report:
+        results = load_results(path, "structure")
+    else:
+        config = structure.preset(args.preset)
+        results = train_sweep(args, path, "structure", args.preset, asdict(config),
+                              structure.sweep_points(config, args.device), structure.measure)
+    print(structure.report(results))
 
 
 # --------------------------------------------------------------------------------------------------

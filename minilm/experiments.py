@@ -47,7 +47,7 @@ from .errors import MinilmError
 # The results store
 
 
-COMMANDS = {"scaling": "python -m minilm sweep", "archs": "python -m minilm archs", "glib": "python -m minilm glib"}
+COMMANDS = {"scaling": "python -m minilm sweep", "archs": "python -m minilm archs", "glib": "python -m minilm glib", "structure": "python -m minilm structure"}
 
 
 def load_results(path, sweep=None):
