@@ -148,11 +148,21 @@ def u_shape(c, n_boot=2000):
 
 
 def curve_shape(values, tol=0.1):
-    """A curve over sizes in words: 'U-shaped', 'inverse', 'positive' or 'flat' (point estimates,
-    differences smaller than tol count as equal)."""
-    first, last, middle = values[0], values[-1], min(values[1:-1]) if len(values) > 2 else min(values)
-    if middle < first - tol and middle < last - tol:
+    """A curve over sizes in words, from point estimates (differences smaller than tol count as equal):
+
+        U-shaped    a middle size dips more than tol below both ends, and the largest size climbs back to
+                    within tol of the smallest (the lecture's U: down, then all the way up again)
+        hump        a middle size rises more than tol above both ends (an upside-down U)
+        inverse     the largest size is more than tol below the smallest (also when the middle dips lower
+                    and the end climbs back part of the way: the recovery is partial)
+        positive    the largest size is more than tol above the smallest
+        flat        none of these
+    """
+    first, last, middle = values[0], values[-1], values[1:-1] if len(values) > 2 else values
+    if min(middle) < min(first, last) - tol and last >= first - tol:
         return "U-shaped"
+    if max(middle) > max(first, last) + tol:
+        return "hump"
     if last < first - tol:
         return "inverse"
     if last > first + tol:

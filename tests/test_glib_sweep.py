@@ -64,6 +64,10 @@ def test_curve_shapes_in_words():
     assert glib_stats.curve_shape([0.7, 0.4, 0.2]) == "inverse"
     assert glib_stats.curve_shape([0.2, 0.4, 0.7]) == "positive"
     assert glib_stats.curve_shape([0.5, 0.45, 0.55]) == "flat"
+    assert glib_stats.curve_shape([0.53, 0.78, 0.53]) == "hump"  # the knob map's zipf=0.5 cell
+    # a dip whose right end climbs back only part of the way is inverse scaling, not a U
+    assert glib_stats.curve_shape([0.65, 0.37, 0.53, 0.13, 0.70, 0.33]) == "inverse"
+    assert glib_stats.curve_shape([0.43, 0.52, 0.28, 0.37, 0.38, 0.72]) == "U-shaped"
 
 
 # ---- the CLI

@@ -4,6 +4,7 @@ import json
 import os
 
 import ipywidgets
+import numpy as np
 import matplotlib.pyplot as plt
 import nbformat
 
@@ -58,3 +59,32 @@ def test_second_sweep_is_complete_its_verdict_is_in_the_lesson_and_it_contains_t
         size = isc.Size(**s)
         knob_cell = first["points"][isc.point_key("r=0.15", size, 0)]
         assert second["points"][isc.point_key("main", size, 0)]["probes"] == knob_cell["probes"]
+
+
+def markdown_of(notebook, starting):
+    """The text of the lesson's markdown cell that starts with `starting`."""
+    return next(c.source for c in nbformat.read(notebook, as_version=4).cells
+                if c.cell_type == "markdown" and c.source.startswith(starting))
+
+
+def test_the_sentences_state_what_the_outputs_show():
+    """The lesson's sentences that quote a number or name a shape, checked against the committed results."""
+    results = load("full")
+    top = glib_stats.curves(results).subset(glib_stats.most_exposed_quotes(results))
+    columns = markdown_of(LESSON, "Read the table down its columns")
+    (known, d_known, _) = zip(*glib_stats.decompose(top))
+    assert all(f"{k:.2f}" in columns for k in known[:3]) and all(f"{d:.2f}" in columns for d in d_known[2:4])
+    assert d_known[3] < d_known[2] and known[2] >= 0.99  # D on known quotes falls once every quote is known
+    per_seed = np.array([v.mean(axis=1) for v in top.values["D"]["exact"]])  # (sizes, seeds)
+    shapes = [glib_stats.curve_shape(per_seed[:, j]) for j in range(per_seed.shape[1])]
+    u_seeds = [seed for seed, shape in zip(top.seeds, shapes) if shape == "U-shaped"]
+    follows = [top.values["C"]["exact"][-1][j].mean() for j in range(len(top.seeds))]
+    assert len(u_seeds) == 1 and markdown_of(LESSON, "One seed's curve is a U on its own").startswith(
+        f"One seed's curve is a U on its own (seed {u_seeds[0]}, whose largest model also read the instruction best, C {max(follows):.2f})")
+    assert top.seeds[int(np.argmax(follows))] == u_seeds[0]
+    _, cells = glib_stats.knob_map(results)
+    assert cells["zipf=0.5"][1] == "hump" and "a hump" in markdown_of(LESSON, "Reading the map")
+    sizes, glib_p, gold_p = glib_stats.lecture_probs(results)
+    assert all((gold > glib).sum() >= 3 for glib, gold in zip(glib_p, gold_p))
+    word, p = results["points"][isc.point_key("main", isc.Size(**results["config"]["sizes"][0]), 0)]["next_words"][isc.LECTURE_PROMPT][0]
+    assert word not in ("glib", "gold") and f'("{word}", {p:.2f})' in markdown_of(LESSON, "Every size finds *gold* likelier")
