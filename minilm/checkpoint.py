@@ -17,10 +17,10 @@ import numpy as np
 from .backend import to_numpy
 from .encdec import EncoderClassifier, EncoderDecoder
 from .errors import MinilmError
-from .model import GPT, check_param_shapes
+from .model import GPT, Llama, check_param_shapes
 
 FORMAT = "minilm-checkpoint-1"
-MODELS = {cls.__name__: cls for cls in (GPT, EncoderDecoder, EncoderClassifier)}  # the classes a checkpoint can hold
+MODELS = {cls.__name__: cls for cls in (GPT, Llama, EncoderDecoder, EncoderClassifier)}  # the classes a checkpoint can hold
 
 
 def save_checkpoint(path, params, meta, extra_arrays=None):

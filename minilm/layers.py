@@ -9,6 +9,8 @@ All array work goes through `xp`, the module that holds the inputs (NumPy or CuP
 """
 import math
 
+import numpy as np
+
 from . import kernels
 from .backend import xp_of
 
@@ -374,3 +376,172 @@ def _position_weights(loss_mask, shape, dtype, xp):
         return xp.full(shape, 1.0 / (shape[0] * shape[1]), dtype=dtype)
     keep = xp.asarray(loss_mask).astype(dtype)
     return keep / max(float(keep.sum()), 1.0)
+
+
+# ==================================================================================================
+# The layers a modern decoder (Llama, SmolLM2, Mistral, Qwen) adds. GPT-2's layers above are unchanged;
+# these take their place in minilm.model.Llama:
+#
+#   LayerNorm  -> RMSNorm   no centring and no shift: only the scale of each vector is normalised
+#   learned position embeddings -> RoPE   positions enter as rotations of the queries and keys
+#   GELU MLP   -> SwiGLU    a gate: silu(x Wg) * (x Wu), then down to C
+#   one key/value per head -> grouped key/value heads (GQA): several query heads share one key/value head
+
+
+# --------------------------------------------------------------------------------------------------
+# RMSNorm: out = x / sqrt(mean(x^2) + eps) * w. LayerNorm without the mean and the bias.
+
+def rmsnorm_forward(x, w, eps=1e-5):
+    """x: (B, T, C), w: (C,) -> out: (B, T, C)"""
+    rstd = 1.0 / ((x * x).mean(axis=-1, keepdims=True) + eps) ** 0.5  # (B, T, 1), 1 / root mean square
+    xhat = x * rstd  # (B, T, C), each vector scaled to a root mean square of 1
+    return xhat * w, (xhat, rstd, w)
+
+
+def rmsnorm_backward(dout, cache):
+    """dout: (B, T, C) -> dx: (B, T, C), dw: (C,)"""
+    xhat, rstd, w = cache
+    dw = (dout * xhat).sum(axis=tuple(range(dout.ndim - 1)))
+    dxhat = dout * w
+    # xhat depends on x through the root mean square too; one mean term removes that path (LayerNorm's
+    # formula without its mean(dxhat) term): dx = rstd * (dxhat - xhat * mean(dxhat * xhat))
+    dx = dxhat - xhat * (dxhat * xhat).mean(axis=-1, keepdims=True)
+    dx *= rstd
+    return dx, dw
+
+
+# --------------------------------------------------------------------------------------------------
+# Rotary position embeddings (RoPE): no position vectors are added to the input. Instead each head's
+# query and key vectors are cut into pairs (x[2i], x[2i+1]), and the pair at position m is rotated by the
+# angle m * theta_i, theta_i = base^(-2i / hs). A query at m and a key at n then meet in q . k through the
+# angle (m - n) theta_i only: attention sees relative positions. The pairs are adjacent channels, as in
+# the paper, Meta's original checkpoints and GGUF files (Hugging Face's checkpoints pair channel i with
+# i + hs/2 instead, and permute the rows of Wq and Wk to match; minilm.pretrained says more).
+
+def rope_tables(head_size, positions, base=10000.0, xp=None, dtype="float32"):
+    """positions: (T,) ints -> cos, sin: (T, hs/2), the rotation of each pair at each position.
+    Computed on the host in float64 (an angle m * theta_i of a few thousand radians keeps its digits), then
+    cast and moved to xp's device: a model makes them once."""
+    theta = base ** (-np.arange(0, head_size, 2, dtype=np.float64) / head_size)  # (hs/2,)
+    angles = np.asarray(positions, dtype=np.float64)[:, None] * theta  # (T, hs/2)
+    xp = xp or np
+    return xp.asarray(np.cos(angles), dtype=dtype), xp.asarray(np.sin(angles), dtype=dtype)
+
+
+def rope_forward(x, cos, sin):
+    """x: (..., T, hs), cos, sin: (T, hs/2) -> out: (..., T, hs), each pair rotated:
+    out[2i] = x[2i] cos - x[2i+1] sin,  out[2i+1] = x[2i] sin + x[2i+1] cos"""
+    xp = xp_of(x)
+    x0, x1 = x[..., 0::2], x[..., 1::2]  # (..., T, hs/2) each: the pairs' first and second channels
+    out = xp.empty(x.shape, dtype=x.dtype)  # C order, whatever x's layout
+    out[..., 0::2] = x0 * cos - x1 * sin
+    out[..., 1::2] = x0 * sin + x1 * cos
+    return out, (cos, sin)
+
+
+def rope_backward(dout, cache):
+    """dout: (..., T, hs) -> dx. A rotation's transpose is the rotation back (the angle negated)."""
+    cos, sin = cache
+    return rope_forward(dout, cos, -sin)[0]
+
+
+# --------------------------------------------------------------------------------------------------
+# SiLU (swish): x * sigmoid(x), and the SwiGLU MLP built from it.
+
+def silu_forward(x):
+    """x: any shape -> out: same shape. sigmoid(x) = (1 + tanh(x / 2)) / 2, which never overflows."""
+    xp = xp_of(x)
+    s = xp.tanh(x * 0.5)
+    s += 1.0
+    s *= 0.5  # sigmoid(x)
+    return x * s, (x, s)
+
+
+def silu_backward(dout, cache):
+    """d/dx [x s(x)] = s + x s (1 - s) = s (1 + x (1 - s))"""
+    x, s = cache
+    g = 1.0 - s
+    g *= x
+    g += 1.0
+    g *= s
+    g *= dout
+    return g
+
+
+def swiglu_forward(x, p):
+    """x: (B, T, C); p: dict with w_fc (C, 2F): the gate's and the up projection's weights side by side
+    (one GEMM), w_proj (F, C) -> out = (silu(x Wg) * (x Wu)) Wd: (B, T, C). No biases."""
+    h, fc_cache = linear_forward(x, p["w_fc"])  # (B, T, 2F)
+    gate, up = _halves(h)  # (B, T, F) each
+    a, silu_cache = silu_forward(gate)
+    out, proj_cache = linear_forward(a * up, p["w_proj"])  # the gate decides, channel by channel, how much of up passes
+    return out, (fc_cache, silu_cache, a, up, proj_cache)
+
+
+def swiglu_backward(dout, cache):
+    """dout: (B, T, C) -> dx: (B, T, C), grads: dict with the keys of p"""
+    fc_cache, silu_cache, a, up, proj_cache = cache
+    dg, dw_proj, _ = linear_backward(dout, proj_cache)  # (B, T, F)
+    dh = xp_of(dout).concatenate([silu_backward(dg * up, silu_cache), dg * a], axis=-1)  # (B, T, 2F): dgate, dup
+    dx, dw_fc, _ = linear_backward(dh, fc_cache)
+    return dx, {"w_fc": dw_fc, "w_proj": dw_proj}
+
+
+# --------------------------------------------------------------------------------------------------
+# Grouped-query attention (GQA) with RoPE: n_head query heads, n_kv_head key/value heads (n_kv_head divides
+# n_head); query head h reads key/value head h // (n_head / n_kv_head). The KV cache shrinks by that factor.
+# n_kv_head == n_head is ordinary multi-head attention; n_kv_head == 1 is multi-query attention.
+# The group shares its keys without copying them: queries are viewed as (B, n_kv, group, T, hs) and the keys
+# as (B, n_kv, 1, T, hs), and attention_forward's batched matmuls broadcast over the group axis.
+
+def grouped_attention_forward(x, p, mask, n_head, n_kv_head, rope, kv_cache=None):
+    """x: (B, T, C); p: dict with w_qkv (C, (nh + 2 nkv) hs) (queries, keys, values side by side) and
+    w_proj (nh hs, C); mask: bool, broadcastable to (B, nh, T, T_k); rope: (cos, sin) of these T positions;
+    kv_cache: a KVLayerCache of n_kv_head heads (generation only) -> out: (B, T, C)"""
+    B, T, _ = x.shape
+    hs = p["w_proj"].shape[0] // n_head
+    group = n_head // n_kv_head
+    qkv, qkv_cache = linear_forward(x, p["w_qkv"])  # (B, T, (nh + 2 nkv) hs)
+    q, k, v = _split_sizes(qkv, [n_head * hs, n_kv_head * hs, n_kv_head * hs])
+    q, _ = rope_forward(split_heads(q, n_head), *rope)  # (B, nh, T, hs), rotated by position
+    k, _ = rope_forward(split_heads(k, n_kv_head), *rope)  # (B, nkv, T, hs)
+    v = split_heads(v, n_kv_head)
+    if kv_cache is not None:
+        k, v = kv_cache.append(k, v)  # (B, nkv, T_past + T, hs): keys are cached already rotated
+    y, att_cache = attention_forward(q.reshape(B, n_kv_head, group, T, hs), k[:, :, None], v[:, :, None],
+                                     _group_mask(mask, n_kv_head, group))  # (B, nkv, group, T, hs)
+    out, proj_cache = linear_forward(merge_heads(y.reshape(B, n_head, T, hs)), p["w_proj"])
+    return out, (qkv_cache, rope, att_cache, proj_cache)
+
+
+def grouped_attention_backward(dout, cache):
+    """dout: (B, T, C) -> dx: (B, T, C), grads: dict with the keys of p"""
+    qkv_cache, rope, att_cache, proj_cache = cache
+    B, n_kv_head, group, T, hs = att_cache[0].shape
+    dy, dw_proj, _ = linear_backward(dout, proj_cache)
+    dy = split_heads(dy, n_kv_head * group).reshape(B, n_kv_head, group, T, hs)
+    dq, dk, dv = attention_backward(dy, att_cache)  # dk, dv: (B, nkv, group, T, hs), one per query head
+    dk, dv = dk.sum(axis=2), dv.sum(axis=2)  # a shared key gets the gradients of every query head that read it
+    dq = rope_backward(dq.reshape(B, n_kv_head * group, T, hs), rope)
+    dk = rope_backward(dk, rope)
+    dqkv = xp_of(dout).concatenate([merge_heads(dq), merge_heads(dk), merge_heads(dv)], axis=-1)
+    dx, dw_qkv, _ = linear_backward(dqkv, qkv_cache)
+    return dx, {"w_qkv": dw_qkv, "w_proj": dw_proj}
+
+
+def _split_sizes(x, sizes):
+    """(..., sum(sizes)) -> views of the given widths along the last axis"""
+    bounds = [0]
+    for s in sizes:
+        bounds.append(bounds[-1] + s)
+    return [x[..., lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
+def _group_mask(mask, n_kv_head, group):
+    """A mask broadcastable to (B, nh, Tq, Tk) -> one broadcastable to (B, nkv, group, Tq, Tk)."""
+    if mask.ndim < 4:
+        return mask  # (Tq, Tk) or (1, Tq, Tk): the same for every head
+    B, heads, Tq, Tk = mask.shape
+    if heads == 1:
+        return mask[:, :, None]  # (B, 1, 1, Tq, Tk), a padding mask
+    return mask.reshape(B, n_kv_head, group, Tq, Tk)  # one mask per query head
