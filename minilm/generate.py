@@ -27,11 +27,13 @@ def next_token(logits, temperature=1.0, top_k=None, rng=None):
 
 
 def generate(model, prompt, max_new_tokens, temperature=1.0, top_k=None, eos_id=None, seed=0,
-             use_cache=True, on_logits=None):
+             use_cache=True, on_logits=None, kv_cache=None):
     """Continue a prompt (a list of token ids). Returns the new ids (not the prompt).
 
     Stops after max_new_tokens, at eos_id, or when the sequence fills the model's block_size.
     on_logits(step, logits), if given, sees the logits (V,) each new token was drawn from, as a NumPy array.
+    kv_cache: a KVCache that already holds earlier tokens (a conversation so far, as in minilm.pretrained.Chat):
+    the prompt continues them, and the cache is left holding everything fed to it (all but the last new token).
     """
     prompt = [int(t) for t in prompt]
     if not prompt:
@@ -40,11 +42,14 @@ def generate(model, prompt, max_new_tokens, temperature=1.0, top_k=None, eos_id=
         raise MinilmError(f"temperature must be >= 0 (0 means greedy), got {temperature}")
     if top_k is not None and top_k < 1:
         raise MinilmError(f"top_k must be at least 1, got {top_k}")
+    if kv_cache is not None and not use_cache:
+        raise MinilmError("use_cache=False recomputes everything: it cannot continue a kv_cache")
     rng = np.random.default_rng(seed)
-    cache = KVCache(model) if use_cache else None
+    cache = kv_cache if kv_cache is not None else KVCache(model) if use_cache else None
+    past = 0 if kv_cache is None else kv_cache.length  # positions the cache held before this call
     tokens, new = list(prompt), []
     feed = prompt  # with a cache, only the tokens the model has not seen yet
-    while len(new) < max_new_tokens and len(tokens) < model.config.block_size:
+    while len(new) < max_new_tokens and past + len(tokens) < model.config.block_size:
         logits = to_numpy(model.forward(np.array([feed if use_cache else tokens]), kv_cache=cache)[0, -1])  # (V,)
         if on_logits is not None:
             on_logits(len(new), logits)
