@@ -29,3 +29,12 @@ def test_bad_mask_arguments():
         masks.prefix_lm_mask(3, 4)
     with pytest.raises(MinilmError):
         masks.causal_mask(5, 3)
+
+
+def test_windowed_mask_is_a_band_of_the_last_w_positions():
+    m = masks.windowed_mask(5, 2)
+    assert np.array_equal(m, np.tril(np.ones((5, 5), bool)) & ~np.tril(np.ones((5, 5), bool), k=-2))
+    assert np.array_equal(masks.windowed_mask(4, 4), masks.causal_mask(4))  # a window as long as the sequence
+    assert np.array_equal(masks.windowed_mask(2, 3, 5), [[0, 1, 1, 1, 0], [0, 0, 1, 1, 1]])  # after a cache
+    with pytest.raises(MinilmError):
+        masks.windowed_mask(4, 0)

@@ -19,6 +19,7 @@ def perturbed(model, rng):
 
 
 MASKS = {"causal": None, "bidirectional": masks.bidirectional_mask(T), "prefix": masks.prefix_lm_mask(T, 3)}
+MASKS["windowed"] = masks.windowed_mask(T, 3)  # lesson 05's locality bias: the last 3 positions
 
 
 @pytest.mark.parametrize("mask_name", list(MASKS))
@@ -96,3 +97,43 @@ def test_bad_token_input_is_one_clear_error(idx, message):
 def test_bad_config_is_one_clear_error(kw, message):
     with pytest.raises(MinilmError, match=message):
         GPTConfig(**({"vocab_size": V, "block_size": 8} | kw))
+
+
+def test_an_attention_window_is_the_default_mask_and_its_gradients_match(rng):
+    """GPTConfig(attention_window=w) trains under the banded causal mask without being handed it."""
+    model = perturbed(tiny_model(attention_window=3), rng)
+    idx, targets = rng.integers(0, V, (2, T)), rng.integers(0, V, (2, T))
+    loss, grads = model.loss_and_grads(idx, targets)
+    assert loss == model.loss_and_grads(idx, targets, mask=masks.windowed_mask(T, 3))[0]
+    errors = check_grads(lambda: model.loss_and_grads(idx, targets)[0], model.params, grads)
+    assert all(e <= 1e-6 for e in errors.values()), errors
+
+
+def test_no_window_is_the_causal_model_bit_for_bit(rng):
+    idx = rng.integers(0, V, (2, T))
+    plain, windowless = tiny_model(), tiny_model(attention_window=None)
+    assert np.array_equal(plain.forward(idx), windowless.forward(idx))
+    assert np.array_equal(plain.forward(idx), plain.forward(idx, masks.causal_mask(T)))
+
+
+def test_a_windowed_model_sees_neither_the_future_nor_beyond_its_reach(rng):
+    """With window w and L layers, token t reaches positions t .. t + L (w - 1) and no others."""
+    w, n_layer = 2, 2
+    model = perturbed(tiny_model(attention_window=w, n_layer=n_layer), rng)
+    idx = rng.integers(0, V, (1, 8))
+    for t in range(8):
+        changed = idx.copy()
+        changed[0, t] = (idx[0, t] + 1) % V
+        moved = ~np.all(np.isclose(model.forward(idx), model.forward(changed), rtol=0, atol=1e-12), axis=-1)[0]
+        reach = np.arange(8)
+        assert np.array_equal(moved, (reach >= t) & (reach <= t + n_layer * (w - 1))), f"token {t} moved {moved}"
+
+
+def test_a_windowed_model_with_a_kv_cache_equals_full_recomputation(rng):
+    from minilm.model import KVCache
+
+    model = perturbed(tiny_model(attention_window=3), rng)
+    idx = rng.integers(0, V, (1, 8))
+    cache = KVCache(model)
+    steps = [model.forward(idx[:, :2], kv_cache=cache)] + [model.forward(idx[:, t:t + 1], kv_cache=cache) for t in range(2, 8)]
+    np.testing.assert_allclose(np.concatenate(steps, axis=1), model.forward(idx), rtol=1e-10, atol=1e-12)
