@@ -3,7 +3,7 @@ the CLI saves it as a PNG)."""
 import matplotlib.pyplot as plt
 import numpy as np
 
-from . import glib_stats, masks
+from . import glib_stats, masks, structure
 from .backend import to_numpy
 from .errors import MinilmError
 
@@ -243,3 +243,133 @@ def show_next_words(results, size, prompt):
     ax.set_title(f"{size}: {prompt}", fontsize=8)
     fig.tight_layout()
     return fig
+
+# --------------------------------------------------------------------------------------------------
+# Structure vs scale (lesson 05): the ladder of methods on one compute axis
+
+def _ladder_axes(ax, results, metric, ylabel, higher_is_better=False):
+    """Each rung's mean over seeds against training FLOPs (each seed a faint dot), the count model's best
+    value held to the right (dotted: more counting stopped helping), and where each rung overtakes the one
+    above it (a vertical line, its 95% interval over seeds shaded)."""
+    curves = structure.ladder(results, metric)
+    right = max(c.max() for c, _ in curves.values()) * 1.5
+    for n, (rung, (compute, values)) in enumerate(curves.items()):
+        ax.plot(compute, values.mean(axis=1), "o-", color=f"C{n}", ms=4, label=structure.RUNG_NAMES[rung])
+        ax.plot(np.repeat(compute, values.shape[1]), values.ravel(), ".", color=f"C{n}", alpha=0.35, ms=4)
+        if rung == "ngram":  # the best the count models reached, held: more counting stopped helping
+            best = values.max() if higher_is_better else values.min()
+            ax.plot([compute[np.argmax(values == best)], right], [best] * 2, ":", color=f"C{n}")
+    crossings = structure.ladder_crossings(results, metric, higher_is_better)
+    for n, (a, b) in enumerate(zip(structure.RUNGS, structure.RUNGS[1:])):
+        at, _, low, high, _ = crossings[a, b]
+        if at:
+            ax.axvline(at, color=f"C{n + 1}", lw=0.8, ls="--")
+            if low:
+                ax.axvspan(low, high, color=f"C{n + 1}", alpha=0.08)
+    ax.set_xscale("log")
+    ax.set_xlabel("training compute (FLOPs)")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+
+
+def _log_bits(ax):
+    """A log-scaled bits-per-character axis, its ticks written as plain numbers."""
+    ax.set_yscale("log")
+    for set_formatter in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
+        set_formatter(plt.FormatStrFormatter("%.2g"))
+
+
+def structure_ladder(results):
+    """Held-out bits per character against training compute, one curve per rung of the ladder."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    _ladder_axes(ax, results, structure.BITS, "held-out bits per character")
+    _log_bits(ax)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def talk_sketch(ax):
+    """The talk's drawing (not data): performance against compute for more, less and even less structure."""
+    compute = np.linspace(0, 10, 200)
+    for n, (start, rise, top) in enumerate(((0.0, 1.0, 0.45), (2.5, 0.8, 0.8), (5.0, 0.9, 1.0))):
+        ax.plot(compute, top / (1 + np.exp(-rise * (compute - start - 1.5))), color=f"C{n}",
+                label=("more structure", "less structure", "even less structure")[n])
+    ax.axvline(5.2, color="gray", ls=":", label="the dotted line: compute we have")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_xlabel("compute")
+    ax.set_ylabel("performance")
+    ax.set_title("the talk's sketch (drawn)", fontsize=10)
+    ax.legend(fontsize=7)
+
+
+def sketch_and_measured(results):
+    """The talk's sketch beside the measured ladder (performance up: bits per character falling)."""
+    fig, (sketch, measured) = plt.subplots(1, 2, figsize=(11, 4))
+    talk_sketch(sketch)
+    _ladder_axes(measured, results, structure.BITS, "held-out bits per character (lower is better)")
+    _log_bits(measured)
+    measured.invert_yaxis()  # up is better, as in the sketch
+    measured.set_title("measured on toyworld (python -m minilm structure)", fontsize=10)
+    measured.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def task_ladders(results, tasks):
+    """One panel per task: exact match against training compute, one curve per rung."""
+    fig, axes = plt.subplots(2, (len(tasks) + 1) // 2, figsize=(3.2 * ((len(tasks) + 1) // 2), 6.2), sharey=True)
+    for ax, task in zip(axes.ravel(), tasks):
+        _ladder_axes(ax, results, structure.exact_match(task), "exact match", higher_is_better=True)
+        reach = "local" if task in structure.LOCAL_TASKS else "long-range"
+        ax.set_title(f"{task} ({reach})", fontsize=9)
+        ax.set_xlabel("FLOPs", fontsize=8)
+    axes.ravel()[0].legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def show_task_ladder(results, task):
+    """The widget's view: one task's exact match against compute for every rung, with the crossovers.
+    Shown with plt.show() inside the view, so JupyterLab draws it in the widget's output."""
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    _ladder_axes(ax, results, structure.exact_match(task), "exact match", higher_is_better=True)
+    ax.set_title(f"{task}: {'local' if task in structure.LOCAL_TASKS else 'long-range'} task", fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    plt.show()
+
+
+def ngram_orders(results):
+    """The count models alone: bits per character against the tokens counted, one line per order n."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for order in results["config"]["ngram_orders"]:
+        _, values = structure.rung_curve(results, "ngram", order=order)
+        _, tokens = structure.rung_curve(results, "ngram", metric=lambda r: r["tokens"], order=order)
+        ax.plot(tokens[:, 0], values[:, 0], "o-", ms=4, label=f"n = {order}")
+    ax.set_xscale("log")
+    return _labelled(fig, ax, "training tokens counted", "held-out bits per character")
+
+
+def _labelled(fig, ax, xlabel, ylabel):
+    """Axis labels, a legend and a grid: a one-panel figure, finished."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def compute_trend(years, per_dollar, tenfold):
+    """FLOP/s per dollar at launch (log scale) against the year, the fitted trend, and the talk's 10x in 5 years."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    ax.plot(years, per_dollar, "o", label="GPU launches: peak FP32 FLOP/s per launch dollar")
+    fit = np.polyfit(years, np.log10(per_dollar), 1)
+    span = np.array([years.min(), years.max()])
+    ax.plot(span, 10 ** np.polyval(fit, span), "-", label=f"fit: 10x every {tenfold:.1f} years")
+    ax.plot(span, 10 ** (np.polyval(fit, span[0]) + (span - span[0]) / structure.TALK_YEARS_PER_10X), "--",
+            label="the talk: 10x every 5 years")
+    ax.set_yscale("log")
+    return _labelled(fig, ax, "launch year", "FLOP/s per dollar")

@@ -41,6 +41,8 @@ from .train import Trainer, TrainConfig
 RESULTS_DIR = os.path.join("lessons", "results")
 RUNGS = ("ngram", "window", "gpt", "bytes")  # most structure first
 NEURAL = RUNGS[1:]
+RUNG_NAMES = {"ngram": "5-gram counts (most structure)", "window": "GPT, attention window 4",
+              "gpt": "GPT (plain)", "bytes": "GPT on bytes (least structure)"}
 # What each task needs to see, counted back from its answer (toyworld's templates): the local tasks
 # are decided within 4 words, the others by a word further back than a 4-word window reaches.
 LOCAL_TASKS = ("grammar", "facts_head", "facts_tail", "translation")  # subject, country: 1-2 back; the
@@ -271,17 +273,20 @@ def ladder(results, metric=BITS):
 def crossing(compute_a, values_a, compute_b, values_b, higher_is_better=False, hold_a=False):
     """Where the less structured curve b overtakes a: the compute at which b's mean first becomes better than
     a's, reading both as straight lines between measured points in log compute, over the range both were
-    measured. With hold_a, a's last measured value holds to the right (the count model's plateau: more
-    counting stopped helping). -> (compute or None, verdict): 'crosses', 'b better throughout' or
-    'a better throughout' (then compute is None)."""
-    sign = -1.0 if higher_is_better else 1.0
+    measured. With hold_a, a is the best it reached with at most that much compute, and that best holds to
+    the right (the count model's plateau: more counting stopped helping). -> (compute or None, verdict):
+    'crosses', 'b better throughout' or 'a better throughout' (then compute is None)."""
+    sign = -1.0 if higher_is_better else 1.0  # sign * value: lower is better
+    a = sign * values_a.mean(axis=1)
+    if hold_a:
+        a = np.minimum.accumulate(a)
     lo = compute_b.min() if hold_a else max(compute_a.min(), compute_b.min())
     hi = compute_b.max() if hold_a else min(compute_a.max(), compute_b.max())
     if lo >= hi:
         return None, "not measured at the same compute"
     grid = np.geomspace(lo, hi, 400)
-    gap = sign * (np.interp(np.log(grid), np.log(compute_b), values_b.mean(axis=1))
-                  - np.interp(np.log(grid), np.log(compute_a), values_a.mean(axis=1)))  # < 0 where b is better
+    gap = (np.interp(np.log(grid), np.log(compute_b), sign * values_b.mean(axis=1))
+           - np.interp(np.log(grid), np.log(compute_a), a))  # < 0 where b is better
     if gap[0] < 0:
         return None, "b better throughout"
     if not (gap < 0).any():
@@ -289,39 +294,43 @@ def crossing(compute_a, values_a, compute_b, values_b, higher_is_better=False, h
     return float(grid[np.argmax(gap < 0)]), "crosses"
 
 
+def resample_seeds(values, rng):
+    """values (n, seeds) with each budget's seeds drawn again with replacement: one bootstrap copy."""
+    return np.take_along_axis(values, rng.integers(values.shape[1], size=values.shape), axis=1)
+
+
+def interval(found, n_boot):
+    """The 2.5 and 97.5 percentiles of the crossings found (None where none was), and the share that were
+    found; low and high are None if fewer than half the resamples cross."""
+    hits = [f for f in found if f is not None]
+    low, high = np.percentile(hits, [2.5, 97.5]) if len(hits) >= n_boot / 2 else (None, None)
+    return low, high, len(hits) / n_boot
+
+
 def crossing_interval(compute_a, values_a, compute_b, values_b, n_boot=1000, seed=0, **kwargs):
     """A 95% interval for the crossing: resample the seeds of every budget of both curves, find the crossing
-    again, repeat. -> (low, high, share of resamples that cross); low and high are None if fewer than half do."""
+    again, repeat. -> (low, high, share of resamples that cross)."""
     rng = np.random.default_rng(seed)
-    found = []
-    for _ in range(n_boot):
-        a, b = (np.take_along_axis(v, rng.integers(v.shape[1], size=v.shape), axis=1) for v in (values_a, values_b))
-        at, verdict = crossing(compute_a, a, compute_b, b, **kwargs)
-        found.append(at)
-    hits = [f for f in found if f is not None]
-    if len(hits) < n_boot / 2:
-        return None, None, len(hits) / n_boot
-    low, high = np.percentile(hits, [2.5, 97.5])
-    return float(low), float(high), len(hits) / n_boot
+    found = [crossing(compute_a, resample_seeds(values_a, rng), compute_b, resample_seeds(values_b, rng), **kwargs)[0]
+             for _ in range(n_boot)]
+    return interval(found, n_boot)
 
 
-def extrapolated_crossing(compute_a, values_a, compute_b, values_b, n_boot=300, seed=0, up_to=1e20):
+def extrapolated_crossing(compute_a, values_a, compute_b, values_b, hold_a=False, n_boot=200, seed=0, up_to=1e20):
     """Where b would overtake a if each curve went on as its fitted law L(C) = E + a C^-alpha
-    (scaling.fit_power_law, E kept where the fit supports it), searched from the measured range up to
-    `up_to` FLOPs; the interval from refitting on resampled seeds. -> (compute or None, low, high, share
-    of resamples that cross); low and high are None if fewer than half cross."""
-    grid = np.geomspace(min(compute_a.min(), compute_b.min()), up_to, 2000)
+    (scaling.fit_power_law, E kept where the fit supports it; with hold_a, a stays at the best it reached),
+    searched from the end of the measured budgets up to `up_to` FLOPs; the interval from refitting on
+    resampled seeds. Lower is better. -> (compute or None, low, high, share of resamples that cross)."""
+    grid = np.geomspace(max(compute_a.max(), compute_b.max()), up_to, 2000)
 
     def first_below(a, b):
-        gap = fit_power_law(compute_b, b.mean(axis=1))(grid) - fit_power_law(compute_a, a.mean(axis=1))(grid)
+        a_law = a.mean(axis=1).min() if hold_a else fit_power_law(compute_a, a.mean(axis=1))(grid)
+        gap = fit_power_law(compute_b, b.mean(axis=1))(grid) - a_law
         return float(grid[np.argmax(gap < 0)]) if (gap < 0).any() else None
 
     rng = np.random.default_rng(seed)
-    resampled = [first_below(*(np.take_along_axis(v, rng.integers(v.shape[1], size=v.shape), axis=1)
-                               for v in (values_a, values_b))) for _ in range(n_boot)]
-    hits = [c for c in resampled if c is not None]
-    low, high = np.percentile(hits, [2.5, 97.5]) if len(hits) >= n_boot / 2 else (None, None)
-    return first_below(values_a, values_b), low, high, len(hits) / n_boot
+    found = [first_below(resample_seeds(values_a, rng), resample_seeds(values_b, rng)) for _ in range(n_boot)]
+    return (first_below(values_a, values_b), *interval(found, n_boot))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -353,15 +362,42 @@ def years_per_10x(years, per_dollar, n_boot=2000, seed=0):
 # The report
 
 
+def rung_value(curves, rung, compute):
+    """One rung's mean bits per character at this compute, and whether it was read off a fitted law.
+    Between measured budgets: the straight line between them (in log compute). Beyond them: the count model
+    stays at the best it reached (more counting stopped helping); a neural rung follows its fitted law
+    (scaling.fit_power_law: extrapolated; with fewer than 3 budgets, not known). Below a neural rung's
+    smallest budget: not known (inf)."""
+    c, v = curves[rung]
+    mean = v.mean(axis=1)
+    if rung == "ngram":
+        return float(np.interp(np.log(compute), np.log(c), np.minimum.accumulate(mean))), False
+    if compute < c.min():
+        return math.inf, False
+    if compute <= c.max():
+        return float(np.interp(np.log(compute), np.log(c), mean)), False
+    if len(c) < 3:  # too few budgets to fit a law
+        return math.inf, True
+    return float(fit_power_law(c, mean)(compute)), True
+
+
 def best_rung(curves, compute):
-    """The rung with the lowest bits per character at this compute, reading each curve between its measured
-    points (the n-gram's last value held beyond its range; a neural rung is not read outside its range)."""
-    def at(rung):
-        c, v = curves[rung]
-        if rung != "ngram" and not c.min() <= compute <= c.max():
-            return math.inf
-        return float(np.interp(np.log(compute), np.log(c), v.mean(axis=1)))
-    return min(curves, key=at)
+    """The rung with the lowest bits per character at this compute -> (rung, read off a fitted law?)."""
+    values = {rung: rung_value(curves, rung, compute) for rung in curves}
+    rung = min(values, key=lambda r: values[r][0])
+    return rung, values[rung][1]
+
+
+def dotted_line(results):
+    """The talk's question, per neural budget C: the best rung at C and at 10 C -> [(C, best, best at 10 C,
+    whether 10 C was read off fitted laws)]."""
+    curves = ladder(results)
+    rows = []
+    for compute in curves["gpt"][0]:
+        here, _ = best_rung(curves, compute)
+        there, extrapolated = best_rung(curves, 10 * compute)
+        rows.append((float(compute), here, there, extrapolated))
+    return rows
 
 
 def ladder_crossings(results, metric=BITS, higher_is_better=False):
@@ -390,6 +426,18 @@ def report(results):
         where = f"at {at:.2g} FLOPs" if at else verdict
         interval = f", 95% interval [{low:.2g}, {high:.2g}]" if low else ""
         lines.append(f"{b} overtakes {a}: {where}{interval} ({share:.0%} of seed resamples cross)")
-    for compute, _ in zip(*curves["gpt"]):
-        lines.append(f"best rung at {compute:.2g} FLOPs: {best_rung(curves, compute)}")
+    for compute, here, there, extrapolated in dotted_line(results):
+        lines.append(f"best rung at {compute:.2g} FLOPs: {here}; at ten times that: {there}"
+                     + (" (read off the fitted laws)" if extrapolated else ""))
     return "\n".join(lines)
+
+
+def task_gaps(results, more="window", less="gpt"):
+    """task -> (compute (n,), exact match of `less` minus `more` at each budget, mean over seeds (n,)): where
+    removing the structure helps (> 0) or costs (< 0)."""
+    gaps = {}
+    for task in toyworld.TASKS:
+        compute, a = rung_curve(results, more, exact_match(task))
+        _, b = rung_curve(results, less, exact_match(task))
+        gaps[task] = compute, b.mean(axis=1) - a.mean(axis=1)
+    return gaps
