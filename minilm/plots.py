@@ -247,10 +247,11 @@ def show_next_words(results, size, prompt):
 # --------------------------------------------------------------------------------------------------
 # Structure vs scale (lesson 05): the ladder of methods on one compute axis
 
-def _ladder_axes(ax, results, metric, ylabel, higher_is_better=False):
+def _ladder_axes(ax, results, metric, ylabel, higher_is_better=False, margin=0.0):
     """Each rung's mean over seeds against training FLOPs (each seed a faint dot), the count model's best
     value held to the right (dotted: more counting stopped helping), and where each rung overtakes the one
-    above it (a vertical line, its 95% interval over seeds shaded)."""
+    above it by more than margin (a vertical line in the overtaking rung's colour, its 95% interval over
+    seeds shaded)."""
     curves = structure.ladder(results, metric)
     right = max(c.max() for c, _ in curves.values()) * 1.5
     for n, (rung, (compute, values)) in enumerate(curves.items()):
@@ -259,13 +260,12 @@ def _ladder_axes(ax, results, metric, ylabel, higher_is_better=False):
         if rung == "ngram":  # the best the count models reached, held: more counting stopped helping
             best = values.max() if higher_is_better else values.min()
             ax.plot([compute[np.argmax(values == best)], right], [best] * 2, ":", color=f"C{n}")
-    crossings = structure.ladder_crossings(results, metric, higher_is_better)
-    for n, (a, b) in enumerate(zip(structure.RUNGS, structure.RUNGS[1:])):
-        at, _, low, high, _ = crossings[a, b]
+    for (a, b), (at, _, low, high, _) in structure.ladder_crossings(results, metric, higher_is_better, margin).items():
+        color = f"C{structure.RUNGS.index(b)}"  # the colour of the rung that overtakes
         if at:
-            ax.axvline(at, color=f"C{n + 1}", lw=0.8, ls="--")
+            ax.axvline(at, color=color, lw=0.8, ls="--")
             if low:
-                ax.axvspan(low, high, color=f"C{n + 1}", alpha=0.08)
+                ax.axvspan(low, high, color=color, alpha=0.08)
     ax.set_xscale("log")
     ax.set_xlabel("training compute (FLOPs)")
     ax.set_ylabel(ylabel)
@@ -321,7 +321,7 @@ def task_ladders(results, tasks):
     """One panel per task: exact match against training compute, one curve per rung."""
     fig, axes = plt.subplots(2, (len(tasks) + 1) // 2, figsize=(3.2 * ((len(tasks) + 1) // 2), 6.2), sharey=True)
     for ax, task in zip(axes.ravel(), tasks):
-        _ladder_axes(ax, results, structure.exact_match(task), "exact match", higher_is_better=True)
+        _ladder_axes(ax, results, structure.exact_match(task), "exact match", True, structure.EXACT_MATCH_MARGIN)
         reach = "local" if task in structure.LOCAL_TASKS else "long-range"
         ax.set_title(f"{task} ({reach})", fontsize=9)
         ax.set_xlabel("FLOPs", fontsize=8)
@@ -334,7 +334,7 @@ def show_task_ladder(results, task):
     """The widget's view: one task's exact match against compute for every rung, with the crossovers.
     Shown with plt.show() inside the view, so JupyterLab draws it in the widget's output."""
     fig, ax = plt.subplots(figsize=(7, 3.8))
-    _ladder_axes(ax, results, structure.exact_match(task), "exact match", higher_is_better=True)
+    _ladder_axes(ax, results, structure.exact_match(task), "exact match", True, structure.EXACT_MATCH_MARGIN)
     ax.set_title(f"{task}: {'local' if task in structure.LOCAL_TASKS else 'long-range'} task", fontsize=10)
     ax.legend(fontsize=7)
     fig.tight_layout()

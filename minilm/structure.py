@@ -34,7 +34,7 @@ from .errors import MinilmError
 from .evaluate import example_rows, token_scores
 from .model import GPT, GPTConfig
 from .ngram import NGram
-from .scaling import curve, fit_power_law, training_flops
+from .scaling import METRICS, curve, fit_power_law, training_flops
 from .tokenizer import ByteTokenizer, WordTokenizer
 from .train import Trainer, TrainConfig
 
@@ -245,6 +245,7 @@ def results_path(preset_name):
 # Reading the sweep: one curve per rung, and where two curves cross
 
 BITS = lambda r: r["bits_per_char"]  # noqa: E731  (the metric of the ladder's main figure: lower is better)
+EXACT_MATCH_MARGIN = METRICS["exact_match"][1]  # lesson 03's smallest change in exact match that counts
 
 
 def exact_match(task):
@@ -270,12 +271,13 @@ def ladder(results, metric=BITS):
     return {rung: rung_curve(results, rung, metric) for rung in RUNGS}
 
 
-def crossing(compute_a, values_a, compute_b, values_b, higher_is_better=False, hold_a=False):
+def crossing(compute_a, values_a, compute_b, values_b, higher_is_better=False, hold_a=False, margin=0.0):
     """Where the less structured curve b overtakes a: the compute at which b's mean first becomes better than
     a's, reading both as straight lines between measured points in log compute, over the range both were
     measured. With hold_a, a is the best it reached with at most that much compute, and that best holds to
-    the right (the count model's plateau: more counting stopped helping). -> (compute or None, verdict):
-    'crosses', 'b better throughout' or 'a better throughout' (then compute is None)."""
+    the right (the count model's plateau: more counting stopped helping). b overtakes a when it is better by
+    more than `margin`. -> (compute or None, verdict): 'crosses', 'ahead from the start' or 'does not
+    overtake on these budgets' (then compute is None)."""
     sign = -1.0 if higher_is_better else 1.0  # sign * value: lower is better
     a = sign * values_a.mean(axis=1)
     if hold_a:
@@ -286,12 +288,13 @@ def crossing(compute_a, values_a, compute_b, values_b, higher_is_better=False, h
         return None, "not measured at the same compute"
     grid = np.geomspace(lo, hi, 400)
     gap = (np.interp(np.log(grid), np.log(compute_b), sign * values_b.mean(axis=1))
-           - np.interp(np.log(grid), np.log(compute_a), a))  # < 0 where b is better
-    if gap[0] < 0:
-        return None, "b better throughout"
-    if not (gap < 0).any():
-        return None, "a better throughout"
-    return float(grid[np.argmax(gap < 0)]), "crosses"
+           - np.interp(np.log(grid), np.log(compute_a), a))  # < -margin where b is better
+    ahead = gap < -margin
+    if ahead[0]:
+        return None, "ahead from the start"
+    if not ahead.any():
+        return None, "does not overtake on these budgets"
+    return float(grid[np.argmax(ahead)]), "crosses"
 
 
 def resample_seeds(values, rng):
@@ -400,14 +403,14 @@ def dotted_line(results):
     return rows
 
 
-def ladder_crossings(results, metric=BITS, higher_is_better=False):
+def ladder_crossings(results, metric=BITS, higher_is_better=False, margin=0.0):
     """(a, b) -> (compute, verdict, low, high, share) for each rung b below a on the ladder and each rung above
-    it: where b overtakes a on this metric, measured, with a 95% interval over seeds."""
+    it: where b overtakes a on this metric (by more than margin), measured, with a 95% interval over seeds."""
     curves = ladder(results, metric)
     out = {}
     for i, a in enumerate(RUNGS):
         for b in RUNGS[i + 1:]:
-            kwargs = {"higher_is_better": higher_is_better, "hold_a": a == "ngram"}
+            kwargs = {"higher_is_better": higher_is_better, "hold_a": a == "ngram", "margin": margin}
             at, verdict = crossing(*curves[a], *curves[b], **kwargs)
             out[a, b] = (at, verdict, *crossing_interval(*curves[a], *curves[b], **kwargs))
     return out
@@ -423,9 +426,9 @@ def report(results):
                           for c, v in zip(compute, values))
         lines.append(f"  {rung:<7} {cells}")
     for (a, b), (at, verdict, low, high, share) in ladder_crossings(results).items():
-        where = f"at {at:.2g} FLOPs" if at else verdict
+        where = f"overtakes at {at:.2g} FLOPs" if at else verdict
         interval = f", 95% interval [{low:.2g}, {high:.2g}]" if low else ""
-        lines.append(f"{b} overtakes {a}: {where}{interval} ({share:.0%} of seed resamples cross)")
+        lines.append(f"{b} vs {a}: {where}{interval} ({share:.0%} of seed resamples cross)")
     for compute, here, there, extrapolated in dotted_line(results):
         lines.append(f"best rung at {compute:.2g} FLOPs: {here}; at ten times that: {there}"
                      + (" (read off the fitted laws)" if extrapolated else ""))

@@ -66,8 +66,8 @@ def test_crossing_of_made_up_curves():
     flat, falling = curve([1.0] * 4), curve([2.0, 1.5, 1.0, 0.5])
     at, verdict = structure.crossing(compute, flat, compute, falling - 0.25)  # 1.25 at 1e10, 0.75 at 1e11
     assert verdict == "crosses" and at == pytest.approx(10 ** 10.5, rel=0.03)
-    assert structure.crossing(compute, flat, compute, falling + 2)[1] == "a better throughout"
-    assert structure.crossing(compute, flat, compute, falling - 2)[1] == "b better throughout"
+    assert structure.crossing(compute, flat, compute, falling + 2)[1] == "does not overtake on these budgets"
+    assert structure.crossing(compute, flat, compute, falling - 2)[1] == "ahead from the start"
     # a count model measured only at little compute: its last value holds to the right
     at, verdict = structure.crossing(np.array([1e6, 1e7]), curve([1.2, 1.0]), compute, falling, hold_a=True)
     assert verdict == "crosses" and at == pytest.approx(1e11, rel=0.03)
@@ -124,7 +124,7 @@ def test_ci_preset_runs_resumes_a_lost_point_identically_and_reports(tmp_path, c
     assert main(["structure", "--preset", "ci", "--out", out, "--quiet"]) == 0
     again = load_results(out, "structure")["points"][lost]
     assert (again["bits_per_char"], again["tasks"]) == (kept["bits_per_char"], kept["tasks"])
-    assert "overtakes" in capsys.readouterr().out
+    assert "gpt vs window" in capsys.readouterr().out
 
 
 def test_the_committed_sweep_is_complete_and_is_the_lesson05_preset():
@@ -149,3 +149,20 @@ def test_a_committed_point_reproduces_within_its_seeds_band():
     seeds = [results["points"][replace(point, seed=seed).key]["bits_per_char"] for seed in config.seeds]
     ok, message = within_seed_band(record["bits_per_char"], seeds, floor=0.01 * np.mean(seeds))
     assert ok, message
+
+
+def test_moving_the_task_widget_draws_that_task(monkeypatch):
+    """Lesson 05's widget: the view draws its figure with plt.show() (so JupyterLab puts it in the widget's
+    output); moving the control shows the chosen task's curves."""
+    import ipywidgets
+    import matplotlib.pyplot as plt
+
+    from minilm import plots
+
+    shown = []
+    monkeypatch.setattr(plt, "show", lambda: shown.append(plt.gcf()))
+    widget = ipywidgets.interactive(plots.show_task_ladder, results=ipywidgets.fixed(load_results(COMMITTED, "structure")),
+                                    task=list(toyworld.TASKS))
+    widget.children[0].value = "sentiment"
+    assert shown and shown[-1].axes[0].get_title().startswith("sentiment")
+    assert len(shown[-1].axes[0].lines) > len(structure.RUNGS)  # the rungs' curves and the crossings
