@@ -1,5 +1,7 @@
 """Every figure minilm draws. Each function returns a matplotlib Figure (a notebook shows it inline;
 the CLI saves it as a PNG)."""
+import functools
+
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -99,9 +101,26 @@ def mask_panel(kind, text="that is good = das ist gut"):
     return {"mask": mask, "q_tokens": q_tokens, "k_tokens": k_tokens, "title": kind}
 
 
+def one_line_errors(view):
+    """For a widget's view: a MinilmError (bad input typed into the widget) prints its one line inside the
+    widget and the view returns None, instead of a traceback filling the widget."""
+    @functools.wraps(view)
+    def view_or_message(*args, **kwargs):
+        try:
+            return view(*args, **kwargs)
+        except MinilmError as error:
+            print(error)
+            return None
+    return view_or_message
+
+
+@one_line_errors
 def show_mask(kind="prefix-LM", text="that is good = das ist gut"):
-    """One architecture's mask for a sentence, drawn (for the lesson's widget)."""
-    return attention_mask(**mask_panel(kind, text))
+    """One architecture's mask for a sentence, for the lesson's widget. The figure is returned closed: the
+    widget displays what its view returns, so it shows once."""
+    fig = attention_mask(**mask_panel(kind, text))
+    plt.close(fig)
+    return fig
 
 
 def chat_cost(cached, reencoded):
