@@ -38,14 +38,7 @@ class GPTConfig:
 
     def __post_init__(self):
         names = ("vocab_size", "block_size", "n_layer", "n_head", "d_model")
-        for name in names + (("attention_window",) if self.attention_window is not None else ()):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise MinilmError(f"GPTConfig.{name} must be a positive integer, got {value!r}")
-        if self.d_model % self.n_head:
-            raise MinilmError(f"d_model ({self.d_model}) must be divisible by n_head ({self.n_head})")
-        if self.dtype not in DTYPES:
-            raise MinilmError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        check_config(self, names + (("attention_window",) if self.attention_window is not None else ()))
 
     def to_dict(self):
         return asdict(self)
