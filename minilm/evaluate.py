@@ -13,6 +13,13 @@ For each task we also measure
     exact match     did greedy decoding produce the whole answer?
     answer log-prob log p(answer | prompt), summed over the answer's tokens: a continuous score.
 
+Two probes of why size helps (the lecture's two answers):
+    fact_recall           which facts the model knows: the greedy answer to "the capital of X is" for every
+                          fact of the world, however rarely it was seen in training (tail knowledge);
+    kl_to_statistics      how far the model's next-word distribution is from the corpus's unigram and bigram
+                          statistics (ngram_statistics), per bucket: a model that has learned only first-order
+                          heuristics predicts close to them.
+
 Exact match needs no generation loop: greedy decoding reproduces the answer exactly when, at every
 answer position, the most likely next token (given the true tokens before it) is the true one. If all
 those argmaxes are right, greedy decoding walks the true answer; if one is wrong, greedy decoding
@@ -28,6 +35,7 @@ from .data import toyworld
 from .errors import MinilmError
 
 CONTEXT = "context"
+EOS = toyworld.EOS
 BUCKETS = toyworld.TASKS + (CONTEXT,)
 
 
@@ -117,3 +125,44 @@ def per_task_table(evaluation):
     lines.append(f"{'overall':<12} {1:6.0%} {evaluation.loss:6.3f}   = sum of share x loss "
                  f"({evaluation.weighted_sum():.3f})")
     return "\n".join(lines)
+
+
+def fact_recall(model, tokenizer, facts):
+    """For each (country, capital) pair: does greedy decoding answer "the capital of COUNTRY is" with CAPITAL?"""
+    prompts = np.array([tokenizer.encode(f"{EOS} the capital of {country} is") for country, _ in facts])
+    capitals = np.array([tokenizer.encode(capital) for _, capital in facts])  # (n, 1): one word each
+    _, top1 = token_scores(model, prompts, np.concatenate([prompts[:, 1:], capitals], axis=1))
+    return top1[:, -1].tolist()
+
+
+def ngram_statistics(tokens, vocab_size):
+    """The corpus's unigram p(w) (V,) and bigram p(w | previous word) (V, V), counted on a token stream.
+
+    A previous word never seen in the stream gets the unigram as its row.
+    """
+    tokens = np.asarray(tokens, dtype=np.int64)
+    unigram = np.bincount(tokens, minlength=vocab_size) / len(tokens)
+    pairs = np.bincount(tokens[:-1] * vocab_size + tokens[1:], minlength=vocab_size ** 2).reshape(vocab_size, vocab_size)
+    seen = pairs.sum(axis=1, keepdims=True)
+    return unigram, np.where(seen > 0, pairs / np.maximum(seen, 1), unigram)
+
+
+def kl_to_statistics(model, examples, tokenizer, statistics, batch_size=256):
+    """Mean KL(statistic || model) in nats over the examples' target tokens, overall and per bucket.
+
+    statistics: name -> (V,) a distribution used at every position, or (V, V) one row per previous word
+    (ngram_statistics). KL(q || p) = sum_w q(w) log(q(w) / p(w)) is 0 when the model predicts exactly the
+    statistic and grows as the model leaves it. Returns {name: {"all": nats, bucket: nats, ...}}.
+    """
+    idx, targets, task_ids, is_answer, valid = example_rows(examples, tokenizer)
+    bucket = np.where(is_answer, task_ids, len(toyworld.TASKS))[valid]
+    kl = {name: [] for name in statistics}
+    for start in range(0, len(idx), batch_size):
+        x = idx[start:start + batch_size]
+        logp = to_numpy(layers.log_softmax(model.forward(model.xp.asarray(x)))).astype(np.float64)  # (b, T, V)
+        for name, q in statistics.items():
+            q = q[x] if q.ndim == 2 else np.broadcast_to(q, logp.shape)  # (b, T, V)
+            kl[name].append(np.sum(q * (np.log(np.where(q > 0, q, 1)) - logp), axis=-1))
+    per_token = {name: np.concatenate(values)[valid] for name, values in kl.items()}
+    return {name: {"all": float(v.mean()), **{BUCKETS[b]: float(v[bucket == b].mean()) for b in np.unique(bucket)}}
+            for name, v in per_token.items()}

@@ -6,7 +6,8 @@ from minilm import GPT, GPTConfig, layers
 from minilm.backend import to_numpy
 from minilm.data import toyworld as tw
 from minilm.errors import MinilmError
-from minilm.evaluate import BUCKETS, evaluate, example_rows, per_task_table, token_scores
+from minilm.evaluate import (BUCKETS, evaluate, example_rows, fact_recall, kl_to_statistics, ngram_statistics,
+                             per_task_table, token_scores)
 from minilm.generate import generate
 from minilm.tokenizer import WordTokenizer
 from minilm.train import Trainer, TrainConfig
@@ -86,3 +87,41 @@ def test_examples_longer_than_the_context_are_one_clear_error(tokenizer, example
         evaluate(small, examples, tokenizer)
     with pytest.raises(MinilmError, match="no examples"):
         evaluate(small, [], tokenizer)
+
+
+def test_fact_recall_is_greedy_decoding_of_every_fact(model, tokenizer):
+    facts = tw.facts(WORLD)
+    known = fact_recall(model, tokenizer, facts)
+    decoded = [tokenizer.decode(generate(model, tokenizer.encode(f"<eos> the capital of {country} is"), 1,
+                                         temperature=0)) == capital for country, capital in facts]
+    assert known == decoded and len(known) == WORLD.n_facts
+
+
+def test_ngram_statistics_by_hand():
+    unigram, bigram = ngram_statistics(np.array([0, 1, 1, 2, 1]), 4)
+    assert np.allclose(unigram, [0.2, 0.6, 0.2, 0])
+    assert np.allclose(bigram[1], [0, 0.5, 0.5, 0]) and np.allclose(bigram[0], [0, 1, 0, 0])
+    assert np.allclose(bigram[3], unigram)  # a previous word never seen: the unigram
+    assert np.allclose(bigram.sum(axis=1), 1)
+
+
+class Statistic:
+    """A 'model' whose next-word distribution is a fixed bigram table: its KL to that table is 0."""
+
+    def __init__(self, table):
+        self.table, self.xp = table, np
+        self.config = GPTConfig(vocab_size=len(table), block_size=64, n_layer=1, n_head=1, d_model=8)
+
+    def forward(self, idx):
+        return np.log(self.table[idx])
+
+
+def test_kl_is_zero_for_the_statistic_itself_and_positive_otherwise(model, tokenizer, examples):
+    tokens = tw.to_stream(tw.generate(WORLD, 3000, seed=0), tokenizer)[0]
+    unigram, bigram = ngram_statistics(tokens, tokenizer.vocab_size)
+    smoothed = 0.9 * bigram + 0.1 / tokenizer.vocab_size  # every word possible, so log p is finite
+    kl = kl_to_statistics(Statistic(smoothed), examples, tokenizer, {"bigram": smoothed, "unigram": unigram})
+    assert abs(kl["bigram"]["all"]) < 1e-9 and kl["unigram"]["all"] > 0.5
+    trained = kl_to_statistics(model, examples, tokenizer, {"bigram": bigram})["bigram"]
+    assert set(trained) == {"all"} | {b for b in BUCKETS if b in evaluate(model, examples, tokenizer).shares}
+    assert all(v >= 0 for v in trained.values())
