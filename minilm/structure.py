@@ -75,11 +75,11 @@ class StructureConfig:
 
 
 PRESETS = {
-    # the sweep behind lessons/05_structure_vs_scale.ipynb: budgets from 5e9 to 1.2e12 FLOPs (model size and
+    # the sweep behind lessons/05_structure_vs_scale.ipynb: budgets from 5e9 to 5e12 FLOPs (model size and
     # tokens grow together), the count models from 3K to 3M tokens
     "lesson05": StructureConfig(
         budgets=[[1, 16, 1, 62_500], [1, 24, 2, 125_000], [2, 32, 2, 250_000], [2, 48, 3, 500_000],
-                 [3, 64, 4, 1_000_000]],
+                 [3, 64, 4, 1_000_000], [3, 96, 4, 2_000_000]],
         seeds=[0, 1, 2], ngram_tokens=[3_000, 10_000, 30_000, 100_000, 300_000, 1_000_000, 3_000_000],
         ngram_orders=[2, 3, 4, 5, 6]),
     # the same code path in about a minute
@@ -183,7 +183,7 @@ def score(model, rows, characters):
 # Training one point
 
 
-def count_ngram(config, point, world):
+def count_ngram(point, world):
     """Count an n-gram model on the first point.tokens words and score it."""
     start = time.time()
     model = NGram(point.order, world.words.vocab_size).fit(world.word_stream[:point.tokens])
@@ -193,7 +193,7 @@ def count_ngram(config, point, world):
             "train_seconds": round(seconds, 2)}
 
 
-def train_gpt(config, point, world, device=None, progress=False):
+def train_gpt(config, point, world, device=None):
     """Train one GPT of the ladder (windowed, plain, or on bytes) on point.tokens tokens and score it.
     Every rung takes config.batch_tokens tokens a step, so a budget is the same number of steps for all."""
     on_bytes = point.rung == "bytes"
@@ -208,7 +208,7 @@ def train_gpt(config, point, world, device=None, progress=False):
                         seed=point.seed, shards=1)  # unsplit: reproduces on any machine
     stream = world.byte_stream if on_bytes else world.word_stream
     start = time.time()
-    Trainer(model, stream[:point.tokens + 1], None, train).run(progress=progress)
+    Trainer(model, stream[:point.tokens + 1], None, train).run(progress=False)
     seconds = time.time() - start
     n, tokens = model.num_params(non_embedding=True), steps * config.batch_tokens
     rows = world.byte_rows if on_bytes else world.word_rows
@@ -231,7 +231,7 @@ def measure(point):
     """Train (or count) and score one point of sweep_points (the corpus is made once per process)."""
     config, p, device = point
     world = _world(json.dumps(asdict(config)))
-    return count_ngram(config, p, world) if p.rung == "ngram" else train_gpt(config, p, world, device)
+    return count_ngram(p, world) if p.rung == "ngram" else train_gpt(config, p, world, device)
 
 
 def results_path(preset_name):
