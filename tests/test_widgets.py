@@ -8,13 +8,14 @@ import copy
 import functools
 import glob
 import os
+from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WIDGET_LESSONS = [p for p in sorted(glob.glob(os.path.join(ROOT, "lessons", "*.ipynb"))) if "ipywidgets.interactive(" in open(p).read()]
+WIDGET_LESSONS = [p for p in sorted(glob.glob(os.path.join(ROOT, "lessons", "*.ipynb"))) if "ipywidgets.interactive(" in Path(p).read_text()]
 TEXT_LESSONS = ["01_next_token_loss.ipynb", "02_attention_masks.ipynb"]  # their widgets take a typed sentence
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
