@@ -250,7 +250,8 @@ def plot_knob_map(results):
 
 
 def show_next_words(results, size, prompt):
-    """The next-word distribution of one trained size (seed 0) after one of the stored prompts."""
+    """The next-word distribution of one trained size (seed 0) after one of the stored prompts, for the
+    lesson's widget."""
     config = results["config"]
     point = results["points"][glib_stats.point_key("main", next(glib_stats.Size(**s) for s in config["sizes"] if glib_stats.Size(**s).name == size), 0)]
     words, probs = zip(*point["next_words"][prompt])
@@ -261,7 +262,9 @@ def show_next_words(results, size, prompt):
     ax.set_xlabel("next-word probability")
     ax.set_title(f"{size}: {prompt}", fontsize=8)
     fig.tight_layout()
+    plt.close(fig)  # returned closed: the widget displays what its view returns, so it shows once
     return fig
+
 
 # --------------------------------------------------------------------------------------------------
 # Structure vs scale (lesson 05): the ladder of methods on one compute axis
@@ -350,14 +353,15 @@ def task_ladders(results, tasks):
 
 
 def show_task_ladder(results, task):
-    """The widget's view: one task's exact match against compute for every rung, with the crossovers.
-    Shown with plt.show() inside the view, so JupyterLab draws it in the widget's output."""
+    """The widget's view: one task's exact match against compute for every rung, with the crossovers. The
+    figure is returned closed: the widget displays what its view returns, so it shows once."""
     fig, ax = plt.subplots(figsize=(7, 3.8))
     _ladder_axes(ax, results, structure.exact_match(task), "exact match", True, structure.EXACT_MATCH_MARGIN)
     ax.set_title(f"{task}: {'local' if task in structure.LOCAL_TASKS else 'long-range'} task", fontsize=10)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    plt.show()
+    plt.close(fig)
+    return fig
 
 
 def ngram_orders(results):

@@ -151,18 +151,16 @@ def test_a_committed_point_reproduces_within_its_seeds_band():
     assert ok, message
 
 
-def test_moving_the_task_widget_draws_that_task(monkeypatch):
-    """Lesson 05's widget: the view draws its figure with plt.show() (so JupyterLab puts it in the widget's
-    output); moving the control shows the chosen task's curves."""
+def test_moving_the_task_widget_draws_that_task():
+    """Lesson 05's widget: the view returns its figure (the widget displays it: auto_display); moving the
+    control draws the chosen task's curves."""
     import ipywidgets
-    import matplotlib.pyplot as plt
 
     from minilm import plots
 
-    shown = []
-    monkeypatch.setattr(plt, "show", lambda: shown.append(plt.gcf()))
-    widget = ipywidgets.interactive(plots.show_task_ladder, results=ipywidgets.fixed(load_results(COMMITTED, "structure")),
-                                    task=list(toyworld.TASKS))
+    widget = ipywidgets.interactive(plots.show_task_ladder, {"auto_display": True},
+                                    results=ipywidgets.fixed(load_results(COMMITTED, "structure")), task=list(toyworld.TASKS))
     widget.children[0].value = "sentiment"
-    assert shown and shown[-1].axes[0].get_title().startswith("sentiment")
+    shown = [widget.result]
+    assert shown[-1].axes[0].get_title().startswith("sentiment")
     assert len(shown[-1].axes[0].lines) > len(structure.RUNGS)  # the rungs' curves and the crossings
