@@ -452,8 +452,7 @@ def add_structure_command(commands):
                             description="Train the ladder (a Kneser-Ney n-gram, a GPT with windowed attention, the plain "
                                         "GPT, the GPT on bytes) at every compute budget and seed on toyworld; write the "
                                         "results as JSON (resumable) and print the crossovers.")
-    p.add_argument("--preset", default="lesson05", choices=sorted(PRESETS), help="which sweep (default %(default)s; ci is small)")
-    p.add_argument("--out", default=None, help="results JSON (default lessons/results/structure.json, or runs/structure_PRESET.json)")
+    add_preset_options(p, PRESETS, "lesson05", out="lessons/results/structure.json; ci: runs/structure_ci.json")
     p.add_argument("--report", action="store_true", help="train nothing: print the report of the results in --out")
     add_sweep_options(p)
     p.set_defaults(run=run_structure)
