@@ -2,8 +2,10 @@
 
 A sweep trains
     a size family   models of several sizes, every one on the same number of tokens, with several seeds;
-    a data family   one model size on 1/2 and 1/4 of those tokens (the data ablation),
-and records each run's compute, validation loss and per-task metrics. The runs are points of
+    a data family   one model size on 1/2 and 1/4 of those tokens (the data ablation);
+    a second family (optional) every size again on a fraction of the tokens, to see the fitted law move with D,
+and records each run's compute, validation loss and per-task metrics, which facts it knows (by how often
+each was seen) and how far its next-word distribution is from the corpus's unigram and bigram statistics. The runs are points of
 minilm.experiments (sweep_points, measure): one resumable results file, run in this process, in local
 processes or on a Dask cluster.
 
@@ -24,7 +26,7 @@ import numpy as np
 
 from .data import toyworld
 from .errors import MinilmError
-from .evaluate import evaluate
+from .evaluate import evaluate, fact_recall, kl_to_statistics, ngram_statistics
 from .model import GPT, GPTConfig
 from .tokenizer import WordTokenizer
 from .train import Trainer, TrainConfig
@@ -40,6 +42,7 @@ class SweepConfig:
     tokens: int            # training tokens of every size-family run (the fixed token budget D)
     data_fractions: list   # the data family: the ablation size trained on these fractions of `tokens`
     ablation_size: int     # index into sizes of the model the data family uses
+    family_fraction: float = 0.0  # > 0: the whole size family again on this fraction of `tokens`
     batch_size: int = 16
     block_size: int = 64
     lr: float = 3e-3
@@ -52,14 +55,15 @@ class SweepConfig:
             raise MinilmError("a sweep needs at least one size, one seed and a positive token budget")
         if not 0 <= self.ablation_size < len(self.sizes):
             raise MinilmError(f"ablation_size {self.ablation_size} is not an index into the {len(self.sizes)} sizes")
-        if any(not 0 < f <= 1 for f in self.data_fractions):
-            raise MinilmError(f"data_fractions {self.data_fractions} must lie in (0, 1]")
+        if any(not 0 < f <= 1 for f in self.data_fractions) or not 0 <= self.family_fraction <= 1:
+            raise MinilmError(f"data_fractions {self.data_fractions} and family_fraction must lie in (0, 1]")
 
 
 PRESETS = {
     # the sweep behind lessons/03_scaling_curves.ipynb
     "lesson03": SweepConfig(sizes=[[1, 16, 1], [1, 24, 2], [2, 32, 2], [2, 48, 3], [3, 64, 4], [4, 96, 4]],
-                            seeds=[0, 1, 2], tokens=1_000_000, data_fractions=[0.5, 0.25], ablation_size=4),
+                            seeds=[0, 1, 2], tokens=1_000_000, data_fractions=[0.5, 0.25], ablation_size=4,
+                            family_fraction=0.5),
     # a reduced sweep for CI: the same code path in well under two minutes
     "ci": SweepConfig(sizes=[[1, 8, 1], [1, 16, 1], [1, 32, 2], [2, 32, 2]], seeds=[0, 1], tokens=60_000,
                       data_fractions=[0.5], ablation_size=1, n_eval=400),
@@ -86,11 +90,13 @@ class Run:
 
 
 def plan(config):
-    """Every run of the sweep, cheapest first within each seed-round, size family then data family."""
+    """Every run of the sweep, cheapest first within each seed-round: size family, data family, second family."""
     runs = [Run(*size, seed) for seed in config.seeds for size in config.sizes]
     ablation = config.sizes[config.ablation_size]
     runs += [Run(*ablation, seed, f) for seed in config.seeds for f in config.data_fractions]
-    return runs
+    if config.family_fraction:
+        runs += [Run(*size, seed, config.family_fraction) for seed in config.seeds for size in config.sizes]
+    return list(dict.fromkeys(runs))  # a run of both the data family and the second family once
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -111,7 +117,8 @@ def training_flops(n_params, n_layer, d_model, block_size, vocab_size, tokens):
 # Running a sweep.
 
 class World:
-    """The corpus side of a sweep: tokenizer, training tokens and held-out examples, made once."""
+    """The corpus side of a sweep: tokenizer, training tokens, held-out examples and the corpus's unigram
+    and bigram statistics, made once."""
 
     def __init__(self, config):
         self.world = toyworld.ToyworldConfig(**config.world)
@@ -120,6 +127,10 @@ class World:
         examples = toyworld.generate(self.world, config.tokens // shortest + 1, seed=config.corpus_seed)
         self.train_tokens = toyworld.to_stream(examples, self.tokenizer)[0][:config.tokens + 1]
         self.eval_examples = toyworld.generate(self.world, config.n_eval, seed=config.corpus_seed, split="eval")
+        unigram, bigram = ngram_statistics(self.train_tokens, self.tokenizer.vocab_size)
+        self.statistics = {"unigram": unigram, "bigram": bigram}
+        self.facts = toyworld.facts(self.world)
+        self.countries = np.array([self.tokenizer.encode(country)[0] for country, _ in self.facts])
 
 
 def train_run(config, run, world, device=None, progress=False):
@@ -136,10 +147,14 @@ def train_run(config, run, world, device=None, progress=False):
     seconds = time.time() - start
     ev = evaluate(model, world.eval_examples, world.tokenizer)
     n, tokens = model.num_params(non_embedding=True), steps * config.batch_size * config.block_size
+    seen = np.bincount(world.train_tokens[:corpus + 1], minlength=world.tokenizer.vocab_size)[world.countries]
     return {"key": run.key, **asdict(run), "params": n, "tokens": tokens,
             "flops": training_flops(n, run.n_layer, run.d_model, config.block_size, gpt.vocab_size, tokens),
             "val_loss": ev.loss, "shares": ev.shares, "losses": ev.losses,
             "tasks": {name: asdict(scores) for name, scores in ev.tasks.items()},
+            # every fact, by rank: how often training showed it, and whether the model answers it
+            "facts": {"seen": seen.tolist(), "known": fact_recall(model, world.tokenizer, world.facts)},
+            "kl": kl_to_statistics(model, world.eval_examples, world.tokenizer, world.statistics),
             "train_seconds": round(seconds, 2)}
 
 
@@ -162,12 +177,15 @@ def measure(point):
 # ----------------------------------------------------------------------------------------------------
 # Reading a sweep: curves over the size family.
 
-def size_family(results):
-    """The size-family runs grouped by model, ordered by compute: a list of lists of run records."""
+def size_family(results, data_fraction=1.0):
+    """The size-family runs grouped by model, ordered by compute: a list of lists of run records.
+
+    data_fraction 1.0 is the size family; the sweep's family_fraction its second family, on less data.
+    """
     config = results["config"]
     groups = {}
     for r in results["points"].values():
-        if r["data_fraction"] == 1.0:
+        if r["data_fraction"] == data_fraction:
             groups.setdefault((r["n_layer"], r["d_model"], r["n_head"]), []).append(r)
     ordered = [groups[tuple(s)] for s in config["sizes"] if tuple(s) in groups]
     return sorted(ordered, key=lambda g: g[0]["flops"])
@@ -263,6 +281,8 @@ def bootstrap_exponent(compute, per_seed_loss, floor=False, n_boot=1000, seed=0)
 # metric -> (best possible value, the smallest change that counts). Both metrics: higher is better.
 METRICS = {"exact_match": (1.0, 0.05), "answer_logprob": (0.0, 0.1)}
 SHAPES = ("saturated", "flat", "inverse", "not correlated", "emergent", "smooth")
+# The lecture's count of the 202 BIG-Bench tasks by the shape of their curves (percent; it has no "saturated")
+BIG_BENCH_SHAPES = {"smooth": 29, "flat": 22, "inverse": 2, "not correlated": 13, "emergent": 33}
 
 
 def spearman(x, y):
