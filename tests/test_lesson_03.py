@@ -1,0 +1,122 @@
+"""Lesson 03's sentences that state a number, a comparison or a shape, checked against the committed sweep
+(lessons/results/lesson03_sweep.json) and the outputs they sit beside. (The lesson itself runs under nbval in
+the default suite; tests/test_scaling.py checks the sweep is complete and re-trains one of its points.)"""
+import os
+import re
+
+import nbformat
+import numpy as np
+import pytest
+
+from minilm import experiments, scaling
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LESSON = os.path.join(ROOT, "lessons", "03_scaling_curves.ipynb")
+
+
+@pytest.fixture(scope="module")
+def results():
+    return experiments.load_results(os.path.join(ROOT, "lessons", "results", "lesson03_sweep.json"), "scaling")
+
+
+@pytest.fixture(scope="module")
+def groups(results):
+    return scaling.size_family(results)
+
+
+def markdown_with(text):
+    """The lesson's one markdown cell that contains `text`."""
+    hits = [c.source for c in nbformat.read(LESSON, as_version=4).cells if c.cell_type == "markdown" and text in c.source]
+    assert len(hits) == 1, text
+    return hits[0]
+
+
+def output_of(starting):
+    cell = next(c for c in nbformat.read(LESSON, as_version=4).cells if c.cell_type == "code" and c.source.startswith(starting))
+    return "".join(o.get("text", "") for o in cell.outputs)
+
+
+def mean_curve(groups, metric):
+    return scaling.curve(groups, metric)[1].mean(axis=1)
+
+
+def family_floor(family):
+    compute, loss = scaling.curve(family, lambda r: r["val_loss"])
+    return scaling.fit_with_floor(compute, loss.mean(axis=1))[0].floor
+
+
+def test_the_prediction_and_the_floor(results, groups):
+    compute, loss = scaling.curve(groups, lambda r: r["val_loss"])
+    mean = loss.mean(axis=1)
+    small = scaling.fit_power_law(compute[:-1], mean[:-1])
+    predicted, actual = float(small(compute[-1])), mean[-1]
+    markdown_with("about a third of the gain")
+    assert 0.2 < (mean[-2] - predicted) / (mean[-2] - actual) < 0.45  # "about a third"
+    assert small.floor > actual and abs(predicted - actual) / actual < 0.03  # "below that floor"; "under 3%"
+    assert 0.35 < mean[0] - mean[-1] < 0.45  # "spans only about 0.4 nats"
+    law = scaling.loss_fit(results)[2]
+    assert 0 < law.floor < small.floor  # "the floor drops"
+    assert compute[-1] / compute[0] < 100 and "less than two orders of\nmagnitude" in markdown_with("The bootstrap interval")
+    half = scaling.size_family(results, results["config"]["family_fraction"])
+    floors = [family_floor(family) for family in (half, groups)]
+    assert floors[1] < floors[0] and "Doubling the data lowered the fitted floor" in markdown_with("So $E$ here")
+
+
+def test_the_shapes_the_guess_and_big_bench(results, groups):
+    shapes = scaling.task_shapes(results)
+    spatial = mean_curve(groups, scaling.task_metric("spatial", "exact_match"))
+    assert shapes["spatial"]["exact_match"] == "smooth" and 0.05 < spatial[-1] - spatial[0] < 0.15 and spatial[-1] < 0.5
+    markdown_with("Spatial is called\nsmooth")
+    largest = {t: mean_curve(groups, scaling.task_metric(t, "exact_match"))[-1] for t in shapes}
+    hardest = sorted(largest, key=largest.get)[:4]
+    assert set(hardest) == {"arithmetic", "facts_tail", "translation", "spatial"}  # "named the four hardest"
+    assert largest["facts_tail"] > 0.5 and spatial[-1] - spatial[0] < 0.15  # "most of the time"; "stays close"
+    assert 'my_guess = ["arithmetic", "facts_tail", "translation", "spatial"]' in \
+        [c.source for c in nbformat.read(LESSON, as_version=4).cells if c.source.startswith("my_guess")][0]
+    counts = {s: sum(v["exact_match"] == s for v in shapes.values()) for s in scaling.SHAPES}
+    assert counts["inverse"] == counts["not correlated"] == 0 and sum(scaling.BIG_BENCH_SHAPES.values()) == 99
+    markdown_with("none of our tasks is *inverse* or *not correlated*")
+
+
+def test_tail_knowledge_and_first_order_heuristics(groups):
+    edges = [0, 50, 100, 300, np.inf]  # the lesson's
+    seen = np.array(groups[0][0]["facts"]["seen"])
+    bins = np.digitize(seen, edges) - 1
+    known = np.array([[np.mean([r["facts"]["known"] for r in g], axis=0)[bins == b].mean() for b in range(4)] for g in groups])
+    assert [(bins == b).sum() for b in (0, 3)] == [56, 10]
+    assert np.all(known[1:, 3] > 0.5) and known[0, 3] < 0.5  # "every model but the smallest knows most of the ten"
+    assert f"({known[-1, 0]:.2f})" in markdown_with("Read the table by columns") and known[-1, 0] > 0.5
+    assert f"({known[3, 0]:.2f})" in markdown_with("Read the table by columns") and known[3, 0] < 0.1
+    reach = [(row >= 0.5).sum() for row in known]
+    assert reach == sorted(reach) and reach[-1] == 4  # each step up reaches further into the tail
+    kl = {q: mean_curve(groups, lambda r, q=q: r["kl"][q]["all"]) for q in ("unigram", "bigram")}
+    assert np.all(np.diff(kl["bigram"]) > 0) and np.all(kl["unigram"] > 2 * kl["bigram"])
+    buckets = [b for b in groups[0][0]["kl"]["bigram"] if b != "all"]
+    last = {b: mean_curve(groups, lambda r, b=b: r["kl"]["bigram"][b])[-1] for b in buckets}
+    top = sorted(last, key=last.get, reverse=True)[:3]
+    assert set(top) <= {"lists", "facts_head", "facts_tail", "translation"}
+    assert min((b for b in buckets if b != "context"), key=last.get) == "arithmetic"
+    markdown_with("It departs least on arithmetic's answers")
+
+
+def test_the_decomposition_and_the_data_ablation(results, groups):
+    shares = {b: np.mean([r["shares"][b] for r in groups[0]]) for b in groups[0][0]["shares"]}
+    part = {b: [np.mean([r["shares"][b] * r["losses"][b] for r in g]) for g in groups] for b in shares}
+    small, large = (sum(p[i] for p in part.values()) for i in (0, -1))
+    gain = {b: p[0] - p[-1] for b, p in part.items()}
+    assert round(100 * shares["context"]) == 89 and max(gain, key=gain.get) == "context" and gain["context"] > 0.5 * sum(gain.values())
+    assert all(part[b][-1] / large < 0.0005 for b in ("grammar", "lists", "facts_head", "sentiment"))  # 0.0%
+    assert all(part[b][-1] / large < 0.015 for b in ("facts_tail", "translation"))  # "nearly do"
+    assert all(part[b][-1] / large > part[b][0] / small for b in ("arithmetic", "spatial"))
+    markdown_with("what scale has not yet bought")
+    text = markdown_with("Here every run sees its tokens once")
+    out = output_of("L, d, h = config.sizes[config.ablation_size]")
+    first, second = (float(x) for x in re.search(r"per doubling of data: (\S+), (\S+)", out).groups())
+    assert f"about {-second:.2f} nats" in text and f"about {-first:.2f})" in text and first < second < 0
+    by_size = [float(x) for x in re.search(r"by size: (.*)", out).group(1).split(", ")]
+    assert all(d < 0 for d in by_size) and f"by {-by_size[-1]:.2f} (the largest) to {-by_size[0]:.2f} nats" in text
+    em = {line.split()[0]: [float(x) for x in line.split()[1:]] for line in out.splitlines()[-8:]}
+    assert f"rare facts ({em['facts_tail'][1]:.2f} → {em['facts_tail'][2]:.2f})" in text
+    assert f"translation ({em['translation'][1]:.2f} → {em['translation'][2]:.2f})" in text
+    assert all(abs(em[t][2] - em[t][1]) < 0.1 for t in ("spatial", "arithmetic"))  # "barely move"
+    assert text.rstrip().endswith("each doubling\nless than the one before.")
