@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from minilm import experiments, scaling
+from minilm.data import toyworld
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LESSON = os.path.join(ROOT, "lessons", "03_scaling_curves.ipynb")
@@ -84,6 +85,8 @@ def test_tail_knowledge_and_first_order_heuristics(groups):
     bins = np.digitize(seen, edges) - 1
     known = np.array([[np.mean([r["facts"]["known"] for r in g], axis=0)[bins == b].mean() for b in range(4)] for g in groups])
     assert [(bins == b).sum() for b in (0, 3)] == [56, 10]
+    assert seen.min() < 20 and "the rarest seen under 20 times" in markdown_with("Our guess, from reading")
+    assert len(toyworld.TRANSLATIONS) * len(toyworld.LANGUAGES) == 108 and "lexicon of 108" in markdown_with("Our guess, from reading")
     assert np.all(known[1:, 3] > 0.5) and known[0, 3] < 0.5  # "every model but the smallest knows most of the ten"
     assert f"({known[-1, 0]:.2f})" in markdown_with("Read the table by columns") and known[-1, 0] > 0.5
     assert f"({known[3, 0]:.2f})" in markdown_with("Read the table by columns") and known[3, 0] < 0.1
