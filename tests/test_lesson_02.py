@@ -3,28 +3,14 @@ and the committed results they sit beside. (The lesson itself runs under nbval i
 import os
 import re
 
-import nbformat
 import numpy as np
 
 from minilm import experiments
 from minilm.archs import runs_of
+from tests.test_lesson_01 import markdown_of, output_of
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LESSON = os.path.join(ROOT, "lessons", "02_attention_masks.ipynb")
-
-
-def cells():
-    return nbformat.read(LESSON, as_version=4).cells
-
-
-def output_of(starting):
-    """The printed text of the lesson's code cell whose source starts with `starting`."""
-    cell = next(c for c in cells() if c.cell_type == "code" and c.source.startswith(starting))
-    return "".join(o.get("text", "") for o in cell.outputs)
-
-
-def markdown_of(starting):
-    return next(c.source for c in cells() if c.cell_type == "markdown" and c.source.startswith(starting))
 
 
 def numbers(line):
@@ -32,14 +18,14 @@ def numbers(line):
 
 
 def test_projected_queries_and_keys_no_longer_attend_to_themselves():
-    line = next(l for l in output_of("T = len(ids)").splitlines() if l.startswith("mean weight a word gives itself"))
+    line = next(l for l in output_of(LESSON, "T = len(ids)").splitlines() if l.startswith("mean weight a word gives itself"))
     unprojected, projected, even = numbers(line)
-    assert "most of its weight to itself" in markdown_of("Why the projections?")
+    assert "most of its weight to itself" in markdown_of(LESSON, "Why the projections?")
     assert unprojected > 0.5 and projected < unprojected and abs(projected - even) < 0.1
 
 
 def test_the_mlp_moves_only_the_position_that_changed():
-    out = output_of("mlp = {")
+    out = output_of(LESSON, "mlp = {")
     header, moved = out.splitlines()[:2]
     words, moved = header.split(), numbers(moved)
     assert [w for w, m in zip(words, moved) if m > 0] == ["good"]
@@ -48,7 +34,7 @@ def test_the_mlp_moves_only_the_position_that_changed():
 
 def test_the_transplant_and_the_trained_columns_say_what_the_paragraph_says():
     results = experiments.load_results(os.path.join(ROOT, "lessons", "results", "archs.json"), "archs")
-    text = markdown_of("How to read it.")
+    text = markdown_of(LESSON, "How to read it.")
     assert "loss from 0\nto about 8" in text
     for shape in results["config"]["shapes"]:
         transplanted = {row["variant"]: row for row in runs_of(results, shape, "decoder-only")[0]["transplanted"]}
@@ -60,7 +46,7 @@ def test_the_transplant_and_the_trained_columns_say_what_the_paragraph_says():
 
 
 def test_the_chat_costs_tokens_as_stated_and_time_less_sharply():
-    rows = [l.split() for l in output_of("chat_model = GPT(").splitlines() if re.match(r"\s+\d+\s+\d+ \|", l)]
+    rows = [l.split() for l in output_of(LESSON, "chat_model = GPT(").splitlines() if re.match(r"\s+\d+\s+\d+ \|", l)]
     turns = np.array([[float(x) for x in row if x != "|"] for row in rows])  # turn, history, tokens x 2, ms x 2
     assert len(turns) == 12 and np.all(turns[:, 2] == 32)  # cached: its own 32 tokens every turn
     assert np.all(np.diff(turns[:, 3]) == 32)  # re-encoded: 32 more every turn
@@ -69,11 +55,11 @@ def test_the_chat_costs_tokens_as_stated_and_time_less_sharply():
 
 
 def test_the_encoder_only_classifier_learns_first_and_cannot_generate():
-    out = output_of("reviews = toyworld.ToyworldConfig")
+    out = output_of(LESSON, "reviews = toyworld.ToyworldConfig")
     pattern = r"^(.*): (\S+) at the first evaluation; first right on every held-out review at step (\S+)$"
     runs = {name: (float(first), step) for name, first, step in re.findall(pattern, out, re.M)}
     (early_enc, done_enc), (early_dec, done_dec) = runs["encoder-only classifier"], runs["decoder-only, next word"]
     assert early_enc > 0.5 and early_dec <= 0.1 and "-" not in (done_enc, done_dec)  # "far ahead early"; both learn
-    assert "the classifier is far ahead early" in markdown_of("Both models learn the task")
-    shapes = output_of("one = test_idx[:1]")
+    assert "the classifier is far ahead early" in markdown_of(LESSON, "Both models learn the task")
+    shapes = output_of(LESSON, "one = test_idx[:1]")
     assert "encoder-only: (1, 2)" in shapes and re.search(r"decoder-only: \(1, \d+, \d{3}\)", shapes)

@@ -10,6 +10,7 @@ import pytest
 
 from minilm import experiments, scaling
 from minilm.data import toyworld
+from tests.test_lesson_01 import output_of
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LESSON = os.path.join(ROOT, "lessons", "03_scaling_curves.ipynb")
@@ -30,11 +31,6 @@ def markdown_with(text):
     hits = [c.source for c in nbformat.read(LESSON, as_version=4).cells if c.cell_type == "markdown" and text in c.source]
     assert len(hits) == 1, text
     return hits[0]
-
-
-def output_of(starting):
-    cell = next(c for c in nbformat.read(LESSON, as_version=4).cells if c.cell_type == "code" and c.source.startswith(starting))
-    return "".join(o.get("text", "") for o in cell.outputs)
 
 
 def mean_curve(groups, metric):
@@ -113,7 +109,7 @@ def test_the_decomposition_and_the_data_ablation(results, groups):
     assert all(part[b][-1] / large > part[b][0] / small for b in ("arithmetic", "spatial"))
     markdown_with("what scale has not yet bought")
     text = markdown_with("Here every run sees its tokens once")
-    out = output_of("L, d, h = config.sizes[config.ablation_size]")
+    out = output_of(LESSON, "L, d, h = config.sizes[config.ablation_size]")
     first, second = (float(x) for x in re.search(r"per doubling of data: (\S+), (\S+)", out).groups())
     assert f"about {-second:.2f} nats" in text and f"about {-first:.2f})" in text and first < second < 0
     by_size = [float(x) for x in re.search(r"by size: (.*)", out).group(1).split(", ")]
