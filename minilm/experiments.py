@@ -67,6 +67,13 @@ def load_results(path, sweep=None):
     return results
 
 
+def choose_preset(presets, name, command):
+    """presets[name], or one line that lists the presets there are."""
+    if name not in presets:
+        raise MinilmError(f"unknown {command} preset {name!r}: use one of {sorted(presets)}")
+    return presets[name]
+
+
 def save_json(data, path):
     """Write atomically: the data goes to a temporary file, reaches the disk, and is renamed over path."""
     folder = os.path.dirname(os.path.abspath(path))

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from . import experiments
 from .data import toyworld
 from .errors import MinilmError
 from .evaluate import evaluate, fact_recall, kl_to_statistics, ngram_statistics
@@ -71,9 +72,7 @@ PRESETS = {
 
 
 def preset(name):
-    if name not in PRESETS:
-        raise MinilmError(f"unknown sweep preset {name!r}: use one of {sorted(PRESETS)}")
-    return PRESETS[name]
+    return experiments.choose_preset(PRESETS, name, "sweep")
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from . import experiments
 from .data import toyworld
 from .errors import MinilmError
 from .evaluate import example_rows, token_scores
@@ -89,9 +90,7 @@ PRESETS = {
 
 
 def preset(name):
-    if name not in PRESETS:
-        raise MinilmError(f"unknown structure preset {name!r}: use one of {sorted(PRESETS)}")
-    return PRESETS[name]
+    return experiments.choose_preset(PRESETS, name, "structure")
 
 
 @dataclass(frozen=True)
