@@ -1,4 +1,4 @@
-"""The README's course map: every lesson and exercise it names exists; lessons 01-05 and every exercise are on it, in order.
+r"""The README's course map: every lesson and exercise it names exists; lessons 01-05 and every exercise are on it, in order.
 
 The map is the table under "## The course"; a row starts with the notebook's name in backticks:
 `| \`01_next_token_loss\` | ... |` for lessons/01_next_token_loss.ipynb, `| \`exercises/01_softmax_cross_entropy\` |
