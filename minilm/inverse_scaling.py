@@ -29,7 +29,7 @@ from . import layers
 from .backend import to_numpy
 from .data.glib import LECTURE_PROMPT, GlibConfig, GlibCorpus
 from .model import GPT, GPTConfig
-from .train import Trainer, TrainConfig
+from .train import train_sweep_point
 
 BLOCK_SIZE = 48
 PROBES = ("A", "B", "C", "D")
@@ -115,13 +115,8 @@ def build_model(corpus, size, seed, device=None):
 def train_point(preset, corpus, tokens, size, seed, device=None, progress=True):
     """Train one size with one seed on the corpus's stream; returns the trained model and its Trainer."""
     model = build_model(corpus, size, seed, device)
-    config = TrainConfig(steps=preset.steps, batch_size=preset.batch_size, lr=size.lr,
-                         warmup_steps=preset.warmup_steps, eval_every=0, checkpoint_every=0, seed=seed,
-                         shards=1)  # unsplit: the committed sweep reproduces on any number of cores
-    trainer = Trainer(model, tokens, config=config)
-    trainer.run(progress=progress)
-    if trainer.history.stopped:
-        raise KeyboardInterrupt  # Ctrl-C: the finished points are saved; run again to resume
+    trainer, _ = train_sweep_point(model, tokens, preset.steps, preset.batch_size, size.lr, seed,
+                                   preset.warmup_steps, progress)
     return model, trainer
 
 

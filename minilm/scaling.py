@@ -19,7 +19,6 @@ Then:
 import functools
 import json
 import math
-import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -30,7 +29,7 @@ from .errors import MinilmError
 from .evaluate import evaluate, fact_recall, kl_to_statistics, ngram_statistics
 from .model import GPT, GPTConfig
 from .tokenizer import WordTokenizer
-from .train import Trainer, TrainConfig
+from .train import train_sweep_point
 
 # ----------------------------------------------------------------------------------------------------
 # What a sweep trains.
@@ -139,11 +138,8 @@ def train_run(config, run, world, device=None, progress=False):
                     n_layer=run.n_layer, n_head=run.n_head, d_model=run.d_model)
     model = GPT(gpt, seed=run.seed, device=device)
     steps = max(1, corpus // (config.batch_size * config.block_size))
-    train = TrainConfig(steps=steps, batch_size=config.batch_size, lr=config.lr, eval_every=0,
-                        checkpoint_every=0, seed=run.seed, shards=1)  # unsplit: reproduces on any machine
-    start = time.time()
-    Trainer(model, world.train_tokens[:corpus + 1], None, train).run(progress=progress)
-    seconds = time.time() - start
+    _, seconds = train_sweep_point(model, world.train_tokens[:corpus + 1], steps, config.batch_size, config.lr,
+                                   run.seed, progress=progress)
     ev = evaluate(model, world.eval_examples, world.tokenizer)
     n, tokens = model.num_params(non_embedding=True), steps * config.batch_size * config.block_size
     seen = np.bincount(world.train_tokens[:corpus + 1], minlength=world.tokenizer.vocab_size)[world.countries]

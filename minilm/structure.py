@@ -37,7 +37,7 @@ from .model import GPT, GPTConfig
 from .ngram import NGram
 from .scaling import METRICS, curve, fit_power_law, training_flops
 from .tokenizer import ByteTokenizer, WordTokenizer
-from .train import Trainer, TrainConfig
+from .train import train_sweep_point
 
 RESULTS_DIR = os.path.join("lessons", "results")
 RUNGS = ("ngram", "window", "gpt", "bytes")  # most structure first
@@ -203,12 +203,8 @@ def train_gpt(config, point, world, device=None):
     model = GPT(gpt, seed=point.seed, device=device)
     batch_size = config.batch_tokens // block
     steps = max(1, point.tokens // config.batch_tokens)
-    train = TrainConfig(steps=steps, batch_size=batch_size, lr=config.lr, eval_every=0, checkpoint_every=0,
-                        seed=point.seed, shards=1)  # unsplit: reproduces on any machine
     stream = world.byte_stream if on_bytes else world.word_stream
-    start = time.time()
-    Trainer(model, stream[:point.tokens + 1], None, train).run(progress=False)
-    seconds = time.time() - start
+    _, seconds = train_sweep_point(model, stream[:point.tokens + 1], steps, batch_size, config.lr, point.seed)
     n, tokens = model.num_params(non_embedding=True), steps * config.batch_tokens
     rows = world.byte_rows if on_bytes else world.word_rows
     return {"key": point.key, **asdict(point), "params": n, "tokens": tokens,

@@ -18,6 +18,7 @@ import contextlib
 import math
 import signal
 import threading
+import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -227,3 +228,19 @@ class Trainer:
         trainer.step = trainer.saved_step = meta["step"]
         trainer.history = History(**meta["history"])
         return trainer
+
+
+def train_sweep_point(model, tokens, steps, batch_size, lr, seed, warmup_steps=20, progress=False):
+    """Train one model of a sweep on a token stream, the way every sweep does: no evaluation or checkpoint on
+    the way, and the batch never cut into shards (shards=1: the same rounding on any number of cores, so a
+    committed point reproduces). Returns (Trainer, seconds of training). Ctrl-C stops the whole sweep
+    (KeyboardInterrupt): the points already finished are in the results file."""
+    config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps, eval_every=0,
+                         checkpoint_every=0, seed=seed, shards=1)
+    trainer = Trainer(model, tokens, config=config)
+    start = time.time()
+    trainer.run(progress=progress)
+    if trainer.history.stopped:
+        raise KeyboardInterrupt
+    return trainer, time.time() - start
+
