@@ -27,9 +27,9 @@ import numpy as np
 
 from . import layers
 from .backend import to_numpy
-from .data.glib import LECTURE_PROMPT, GlibConfig, GlibCorpus
+from .data.glib import LECTURE_PROMPT, REPEAT_PHRASES, GlibConfig, GlibCorpus, alter, instruction, other_words
 from .model import GPT, GPTConfig
-from .train import train_sweep_point
+from .train import read_once, train_sweep_point
 
 BLOCK_SIZE = 48
 PROBES = ("A", "B", "C", "D")
@@ -46,11 +46,30 @@ class Size:
     d_model: int
     n_layer: int
     n_head: int
-    lr: float  # peak learning rate: smaller models take larger steps
+    lr: float      # peak learning rate: smaller models take larger steps
+    steps: int = 0  # optimizer steps; 0: the preset's
 
     @property
     def name(self):
-        return f"d{self.d_model} L{self.n_layer}"
+        longer = f" {self.steps // 1000}k steps" if self.steps else ""
+        return f"d{self.d_model} L{self.n_layer}{longer}"
+
+    def cost(self, preset_steps):
+        """Roughly proportional to training time: steps x the blocks' weights."""
+        return (self.steps or preset_steps) * self.n_layer * self.d_model ** 2
+
+
+# A knob-map cell changes GlibConfig fields, or how the sizes train:
+#   lr_power  the peak learning rate falls as d_model ** -lr_power above d64 (the sizes' own rates: 0.5)
+#   fresh     True: every window is read once, in order, from a stream as long as the training, so each
+#             rare-frame example (with its own random alteration) is seen exactly once
+TRAINING_KNOBS = ("lr_power", "fresh")
+
+
+def split_knob(change):
+    """A knob-map cell's change -> (its GlibConfig fields, its training fields)."""
+    corpus = {k: v for k, v in change.items() if k not in TRAINING_KNOBS}
+    return corpus, {k: v for k, v in change.items() if k in TRAINING_KNOBS}
 
 
 @dataclass(frozen=True)
@@ -62,20 +81,23 @@ class Preset:
     warmup_steps: int = 100
     stream_tokens: int = 1_000_000  # the training stream windows are drawn from
     corpus: GlibConfig = field(default_factory=GlibConfig)
-    knobs: tuple = ()             # knob-map cells: (name, {GlibConfig field: value}), trained on knob_sizes
+    knobs: tuple = ()             # knob-map cells: (name, {field: value}, see split_knob), trained on knob_sizes
     knob_sizes: tuple = ()
     knob_seeds: tuple = (0,)
 
     def variants(self):
         """name -> GlibConfig: the main corpus, then one per knob-map cell."""
-        return {"main": self.corpus, **{name: replace(self.corpus, **change) for name, change in self.knobs}}
+        return {"main": self.corpus, **{name: replace(self.corpus, **split_knob(change)[0]) for name, change in self.knobs}}
+
+    def training_knobs(self, variant):
+        return split_knob(dict(self.knobs).get(variant, {}))[1]
 
     def points(self):
-        """Every (variant, size, seed) to train: the main sweep one seed at a time (so a partial
-        sweep already holds whole curves), then the knob map."""
-        main = [("main", size, seed) for seed in self.seeds for size in self.sizes]
+        """Every (variant, size, seed) to train: the knob map (a few short runs), then the main sweep,
+        longest runs first (two workers then finish at about the same time)."""
         knobs = [(name, size, seed) for name, _ in self.knobs for size in self.knob_sizes for seed in self.knob_seeds]
-        return main + knobs
+        main = [("main", size, seed) for seed in self.seeds for size in self.sizes]
+        return knobs + sorted(main, key=lambda p: -p[1].cost(self.steps))
 
     def to_dict(self):
         return asdict(self)
@@ -85,6 +107,7 @@ class Preset:
 # model learns to copy only late in training, and only with a large step size).
 FULL_SIZES = (Size(16, 2, 2, 1.6e-2), Size(32, 2, 2, 8e-3), Size(64, 2, 4, 4e-3), Size(96, 3, 4, 3.3e-3),
               Size(160, 3, 4, 2.5e-3), Size(192, 4, 4, 2.3e-3))
+LONG_SIZES = FULL_SIZES[:4] + (Size(160, 3, 4, 2.5e-3, 6000), Size(192, 4, 4, 2.3e-3, 6000), Size(256, 4, 4, 2e-3, 6000))
 PRESETS = {
     "full": Preset(sizes=FULL_SIZES, seeds=(0, 1, 2, 3, 4), steps=3000,
                    knobs=(("r=0.02", {"rare": 0.02}), ("r=0.15", {"rare": 0.15}),
@@ -93,10 +116,21 @@ PRESETS = {
     # A second sweep, chosen after the first one's knob map: its one U-shaped cell (r = 0.15, one seed) with
     # every size and seed, no knob map. Lesson 04 reports it separately, by the same rule.
     "rare15": Preset(sizes=FULL_SIZES, seeds=(0, 1, 2, 3, 4), steps=3000, corpus=GlibConfig(rare=0.15)),
+    # The right arm, second attempt: the two largest sizes trained twice as long, and a larger size (3.2M)
+    # as long; the smaller sizes as in "full". Knob-map cells aimed at the hedge (seed 0), at a small, a
+    # middle and a right-arm size.
+    "long": Preset(sizes=LONG_SIZES, seeds=(0, 1, 2, 3, 4), steps=3000,
+                   knobs=(("fresh", {"fresh": True}), ("fix=rare", {"fix": 0.08, "rare": 0.08}),
+                          ("lr~1/d", {"lr_power": 1.0})),
+                   knob_sizes=(LONG_SIZES[0], LONG_SIZES[2], LONG_SIZES[4])),
     "ci": Preset(sizes=(Size(8, 2, 2, 1e-2), Size(16, 2, 2, 8e-3), Size(24, 2, 2, 6e-3)), seeds=(0, 1),
                  steps=150, stream_tokens=100_000, knobs=(("r=0.15", {"rare": 0.15}),),
                  knob_sizes=(Size(8, 2, 2, 1e-2), Size(24, 2, 2, 6e-3))),
 }
+
+
+# The committed sweep a preset extends: its report shows the two side by side.
+BASELINES = {"long": "full"}
 
 
 def results_path(preset_name):
@@ -112,12 +146,25 @@ def build_model(corpus, size, seed, device=None):
     return GPT(config, seed=seed, device=device)
 
 
-def train_point(preset, corpus, tokens, size, seed, device=None, progress=True):
-    """Train one size with one seed on the corpus's stream; returns the trained model and its Trainer."""
+def train_point(preset, corpus, tokens, size, seed, device=None, progress=True, lr_power=0.5, fresh=False):
+    """Train one size with one seed on the corpus's stream (the training knobs as in split_knob);
+    returns the trained model and its Trainer."""
     model = build_model(corpus, size, seed, device)
-    trainer, _ = train_sweep_point(model, tokens, preset.steps, preset.batch_size, size.lr, seed,
-                                   preset.warmup_steps, progress)
+    train = read_once(tokens, BLOCK_SIZE) if fresh else tokens
+    trainer, _ = train_sweep_point(model, train, size.steps or preset.steps, preset.batch_size, peak_lr(size, lr_power),
+                                   seed, preset.warmup_steps, progress)
     return model, trainer
+
+
+def peak_lr(size, lr_power=0.5):
+    """A size's peak learning rate when it falls as d_model ** -lr_power above d64 (the sizes' own rates
+    fall as d_model ** -0.5, so lr_power 0.5 leaves them as they are)."""
+    return size.lr * min(1.0, 64 / size.d_model) ** (lr_power - 0.5)
+
+
+def fresh_stream_tokens(preset, sizes):
+    """How long a stream the 'fresh' knob needs: every window of the longest run read once."""
+    return max(size.steps or preset.steps for size in sizes) * preset.batch_size * (BLOCK_SIZE + 1)
 
 
 def next_word_probs(model, tokenizer, prompts, batch_size=256):
@@ -165,16 +212,35 @@ def top_next_words(model, tokenizer, prompts, k=8):
     return {p: [[tokenizer.words[i], round(float(probs[n, i]), 4)] for i in top[n]] for n, p in enumerate(prompts)}
 
 
-def run_point(preset, corpus, tokens, size, seed, device=None, progress=True):
+def altered_quotes(corpus, n_quotes=10):
+    """The prompts a learner can pick in lesson 04's widget: each of the n most exposed probe quotes
+    with any other word in its last place, in the conflict frame. (quote rank, word, prompt) triples."""
+    out = []
+    for rank in corpus.most_exposed(n_quotes):
+        quote = corpus.quotes[rank]
+        out += [(rank, word, instruction(REPEAT_PHRASES[0], alter(quote, word), quote[:-1], end=""))
+                for word in other_words(quote[-1])]
+    return out
+
+
+def top_words_table(model, corpus, k=5):
+    """The k most likely next words after each altered_quotes prompt: {"ids": (N, k), "probs": (N, k)}."""
+    probs = next_word_probs(model, corpus.tokenizer, [prompt for _, _, prompt in altered_quotes(corpus)])
+    top = np.argsort(-probs, axis=1)[:, :k]  # (N, k)
+    return {"ids": top.tolist(), "probs": np.round(np.take_along_axis(probs, top, axis=1), 3).tolist()}
+
+
+def run_point(preset, corpus, tokens, size, seed, device=None, progress=True, **training_knobs):
     """Train and probe one point; the JSON-able record the results file keeps."""
     start = time.time()
-    model, trainer = train_point(preset, corpus, tokens, size, seed, device, progress)
+    model, trainer = train_point(preset, corpus, tokens, size, seed, device, progress, **training_knobs)
     return {"size": size.name, "seed": seed, "params": model.num_params(),
             "non_embedding_params": model.num_params(non_embedding=True),
             "final_loss": round(float(np.mean(trainer.history.losses[-50:])), 4),
             "seconds": round(time.time() - start, 1),
             "probes": score_probes(model, corpus),
-            "next_words": top_next_words(model, corpus.tokenizer, WIDGET_PROMPTS) if seed == 0 else None}
+            "next_words": top_next_words(model, corpus.tokenizer, WIDGET_PROMPTS) if seed == 0 else None,
+            "altered_quotes": top_words_table(model, corpus)}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -192,12 +258,15 @@ def sweep_points(preset_name, device=None):
 def measure(point):
     """Train and probe one point of sweep_points (each corpus is made once per process)."""
     preset_name, variant, size, seed, device = point
+    preset = PRESETS[preset_name]
     corpus, tokens = _corpus_and_stream(preset_name, variant)
-    return {"variant": variant, **run_point(PRESETS[preset_name], corpus, tokens, size, seed, device, progress=False)}
+    return {"variant": variant, **run_point(preset, corpus, tokens, size, seed, device, progress=False,
+                                            **preset.training_knobs(variant))}
 
 
 @functools.lru_cache(maxsize=None)
 def _corpus_and_stream(preset_name, variant):
     preset = PRESETS[preset_name]
     corpus = GlibCorpus(preset.variants()[variant])
-    return corpus, corpus.stream(preset.stream_tokens)
+    fresh = preset.training_knobs(variant).get("fresh", False)
+    return corpus, corpus.stream(fresh_stream_tokens(preset, preset.knob_sizes) if fresh else preset.stream_tokens)

@@ -55,7 +55,10 @@ class TrainingDiverged(MinilmError):
 
 def get_batch(tokens, batch_size, block_size, rng):
     """Random windows of a 1-D token array: x (B, T) and y = x shifted left by one (the next tokens)."""
-    starts = rng.integers(0, len(tokens) - block_size, size=batch_size)
+    return windows_at(tokens, rng.integers(0, len(tokens) - block_size, size=batch_size), block_size)
+
+
+def windows_at(tokens, starts, block_size):
     rows = starts[:, None] + np.arange(block_size + 1)  # (B, T + 1)
     window = tokens[rows]
     return window[:, :-1], window[:, 1:]
@@ -65,6 +68,22 @@ def token_windows(tokens, block_size):
     """The batch function of a 1-D token array: batches(rng, batch_size) -> (x, y), as get_batch."""
     def batches(rng, batch_size):
         return get_batch(tokens, batch_size, block_size, rng)
+    return batches
+
+
+def read_once(tokens, block_size):
+    """A batch function that reads the stream in order, each token once (windows side by side; the
+    rng is not used): a model trained on it never sees an example twice. Runs out at the stream's end."""
+    position = 0
+
+    def batches(rng, batch_size):
+        nonlocal position
+        width = block_size + 1
+        if position + batch_size * width > len(tokens):
+            raise MinilmError(f"the stream of {len(tokens):,} tokens is read to its end: make it longer for this many steps")
+        starts = position + width * np.arange(batch_size)
+        position += batch_size * width
+        return windows_at(tokens, starts, block_size)
     return batches
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from minilm.data.glib import LECTURE_PROMPT, GlibConfig, GlibCorpus, alter
 from minilm.errors import MinilmError
-from minilm.inverse_scaling import PRESETS
+from minilm.inverse_scaling import PRESETS, fresh_stream_tokens
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +61,20 @@ def test_held_out_altered_quotes_never_appear_in_the_training_stream():
     rank = corpus.most_exposed(1)[0]
     seen = [tok.encode(" ".join(alter(corpus.quotes[rank], w))) for w in corpus.training_alterations[rank]]
     assert occurrences(stream, seen).sum() > 0
+
+
+def test_no_held_out_altered_quote_is_in_the_long_sweeps_streams():
+    """The long sweep's knob cells train on streams of their own (a fix=rare corpus; a 'fresh' stream as long
+    as the training, read once): none holds a held-out altered quote either."""
+    preset = PRESETS["long"]
+    for variant, config in preset.variants().items():
+        if variant == "main":
+            continue  # the full sweep's corpus and stream, checked above
+        corpus = GlibCorpus(config)
+        fresh = preset.training_knobs(variant).get("fresh", False)
+        stream = corpus.stream(fresh_stream_tokens(preset, preset.knob_sizes) if fresh else preset.stream_tokens)
+        held_out = [corpus.tokenizer.encode(" ".join(alter(corpus.quotes[r], w))) for r, words in corpus.held_out.items() for w in words]
+        assert occurrences(stream, held_out).max() == 0, variant
 
 
 def test_bad_config_is_one_clear_error():

@@ -10,7 +10,7 @@ from minilm.data import seq2seq as task
 from minilm.encdec import EncDecConfig, EncoderClassifier, EncoderConfig, EncoderDecoder
 from minilm.model import Model
 from minilm.optim import AdamW, clip_grad_norm, lr_at
-from minilm.train import Trainer, TrainConfig, TrainingDiverged, token_windows, window_loss
+from minilm.train import Trainer, TrainConfig, TrainingDiverged, read_once, token_windows, window_loss
 from tests.helpers import ON_GPU
 
 
@@ -129,6 +129,19 @@ def test_a_batch_function_trains_a_gpt_exactly_as_its_token_array():
     history = from_functions.run(progress=False)
     assert np.array_equal(history.losses, from_arrays.losses) and len(history.losses) == CONFIG.steps
     assert np.array_equal(history.val_losses, from_arrays.val_losses)
+
+
+def test_read_once_reads_every_token_once_in_order_then_stops():
+    stream = np.arange(3 * 2 * 9, dtype=np.int32)  # three batches of two windows of 8 (+1 target) tokens
+    batches = read_once(stream, block_size=8)
+    seen = []
+    for _ in range(3):
+        x, y = batches(None, 2)
+        assert x.shape == y.shape == (2, 8) and np.array_equal(x[:, 1:], y[:, :-1])
+        seen.append(np.concatenate([x, y[:, -1:]], axis=1).ravel())
+    assert np.array_equal(np.concatenate(seen), stream)  # side by side: no token twice, none skipped
+    with pytest.raises(MinilmError, match="read to its end"):
+        batches(None, 2)
 
 
 def test_a_token_array_or_an_evaluation_without_a_loss_is_a_clear_error():
