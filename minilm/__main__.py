@@ -442,7 +442,8 @@ def run_glib(args):
     else:
         config = isc.PRESETS[args.preset].to_dict()
         results = train_sweep(args, path, "glib", args.preset, config, isc.sweep_points(args.preset, args.device), isc.measure)
-    print(report(results))
+    base = isc.BASELINES.get(results["preset"])
+    print(report(results, load_results(isc.results_path(base), "glib") if base else None))
 
 
 def add_structure_command(commands):

@@ -12,7 +12,7 @@ import numpy as np
 
 from .data.glib import LECTURE_PROMPT, GlibConfig, GlibCorpus
 from .errors import MinilmError
-from .inverse_scaling import BLOCK_SIZE, PROBE_NAMES, PROBES, Size, point_key
+from .inverse_scaling import BLOCK_SIZE, PROBE_NAMES, PROBES, Size, point_key, split_knob
 
 
 def log(p):
@@ -52,6 +52,7 @@ class Curves:
     seeds: list
     values: dict
     clusters: dict
+    size_specs: tuple = ()  # the Size of each size (where known)
 
     def subset(self, keep_quotes):
         """Only the items of the quotes in keep_quotes (A, which has no quotes, keeps every item)."""
@@ -60,7 +61,7 @@ class Curves:
             keep = (ranks < 0) | np.isin(ranks, list(keep_quotes))
             values[probe] = {m: [v[:, keep] for v in per_size] for m, per_size in self.values[probe].items()}
             clusters[probe] = ranks[keep]
-        return Curves(self.sizes, self.params, self.seeds, values, clusters)
+        return Curves(self.sizes, self.params, self.seeds, values, clusters, self.size_specs)
 
 
 def curves(results, variant="main", sizes=None, seeds=None):
@@ -75,14 +76,14 @@ def curves(results, variant="main", sizes=None, seeds=None):
     values = {probe: {m: [np.stack([pm[probe][m] for pm in row]) for row in metrics] for m in metrics[0][0][probe]}
               for probe in PROBES}
     corpus = GlibCorpus(variant_config(config, variant))
-    return Curves([s.name for s in sizes], [row[0]["params"] for row in points], list(seeds), values, probe_clusters(corpus))
+    return Curves([s.name for s in sizes], [row[0]["params"] for row in points], list(seeds), values, probe_clusters(corpus), sizes)
 
 
 def variant_config(config, variant):
     """The GlibConfig of a variant, from a results file's config."""
     corpus = GlibConfig(**config["corpus"])
     change = dict(config["knobs"]).get(variant, {}) if variant != "main" else {}
-    return replace(corpus, **change)
+    return replace(corpus, **split_knob(change)[0])
 
 
 def bootstrap(per_size, clusters, n_boot=2000, seed=0):
@@ -183,6 +184,70 @@ def decompose(c):
     return out
 
 
+def arm_changes(new, old, n_boot=2000):
+    """Each arm of the rule, in a new sweep against a committed one: arm ("smallest"/"largest") ->
+    (old, new, change), each (mean, low, high). old and new are the rule's differences (middle minimum
+    minus that end) of each sweep's own curve; change = new - old. Both sweeps are bootstrapped with the
+    same quote draws (same seed, same quotes): paired over prompts, independent over seeds."""
+    out = {}
+    boots = [(u_shape(c, n_boot), bootstrap(c.values["D"]["exact"], c.clusters["D"], n_boot)) for c in (old, new)]
+    for end in ("smallest", "largest"):
+        diffs = [boot[:, u.minimum] - boot[:, 0 if end == "smallest" else -1] for u, boot in boots]
+        change = diffs[1] - diffs[0]
+        out[end] = (boots[0][0].diffs[end], boots[1][0].diffs[end],
+                    (boots[1][0].diffs[end][0] - boots[0][0].diffs[end][0], *map(float, interval(change))))
+    return out
+
+
+def size_changes(new, old, probe, n_boot=2000):
+    """The sizes both sweeps trained (same width and depth), each trained as in the new sweep minus as in
+    the old: [(new size name, old size name, (mean, low, high))] of the probe's exact match."""
+    old_index = {(s.d_model, s.n_layer): i for i, s in enumerate(old.size_specs)}
+    pairs = [(i, old_index[(s.d_model, s.n_layer)]) for i, s in enumerate(new.size_specs) if (s.d_model, s.n_layer) in old_index]
+    boot_new, boot_old = (bootstrap(c.values[probe]["exact"], c.clusters[probe], n_boot) for c in (new, old))
+    out = []
+    for i, j in pairs:
+        mean = float(new.values[probe]["exact"][i].mean() - old.values[probe]["exact"][j].mean())
+        out.append((new.sizes[i], old.sizes[j], (mean, *map(float, interval(boot_new[:, i] - boot_old[:, j])))))
+    return out
+
+
+def what_a_u_needs(c):
+    """What the sub-task curves say the largest size would need for the rule to call a U, as one line.
+
+    The decomposition D = known * D(known) + (1 - known) * D(unknown) at the largest size, with D raised to
+    the middle minimum plus the half-width of the rule's interval: the conflict accuracy on known quotes
+    (following the instruction against memory) that this takes; then where a straight line through the
+    sizes right of the minimum, D(known) against log10(parameters), would reach it (an extrapolation,
+    not a law)."""
+    u = u_shape(c)
+    _, lo, hi = u.diffs["largest"]
+    target = u.means[u.minimum] + (hi - lo) / 2
+    parts = decompose(c)
+    known, d_known, d_unknown = parts[-1]
+    rest = (1 - known) * d_unknown if known < 1 else 0.0  # the conflicts on quotes it does not know
+    needed = (target - rest) / known
+    right = range(u.minimum, len(c.sizes))
+    x = np.log10([c.params[i] for i in right])
+    y = [parts[i][1] for i in right]
+    slope, intercept = np.polyfit(x, y, 1)
+    rest_words = f" and answering {d_unknown:.2f} on the rest" if known < 1 else ""
+    line = (f"For a U the largest size needs D >= {target:.2f} (the minimum {u.means[u.minimum]:.2f} plus the interval's half-width): "
+            f"knowing {known:.0%} of the quotes{rest_words}, it must answer {needed:.2f} of the conflicts on quotes it "
+            f"knows (now {d_known:.2f}). ")
+    if needed > 1:
+        return line + "No accuracy on known quotes is enough: the model must also know fewer quotes or copy better on the rest."
+    if d_known > needed:
+        return line + "It already does: the interval, not the mean, stands in the way; more seeds or prompts would decide it."
+    if slope <= 1e-9:
+        return line + f"D(known) does not grow from {c.sizes[u.minimum]} on ({slope:+.2f} per 10x parameters): no size is predicted."
+    params = 10 ** ((needed - intercept) / slope)
+    where = (f"{params / c.params[-1]:.1f}x the largest; an extrapolation" if params > c.params[-1]
+             else "fewer than the largest has: the largest falls short of the line")
+    return line + (f"D(known) grows {slope:+.2f} per 10x parameters from {c.sizes[u.minimum]} on; a straight line through those "
+                   f"{len(x)} sizes reaches {needed:.2f} at about {params:,.0f} parameters ({where}).")
+
+
 # --------------------------------------------------------------------------------------------------
 # The report
 
@@ -223,14 +288,34 @@ def format_table(c, probe):
     return "\n".join(lines)
 
 
-def report(results):
-    """The whole text report; its last line is the U-shape verdict."""
+def top_curves(results, variant="main"):
+    """The curves the rule reads: one variant, on the most exposed probe quotes."""
+    return curves(results, variant).subset(most_exposed_quotes(results, variant))
+
+
+def baseline_lines(c, base, base_name):
+    """The report's comparison of a sweep (curves c) with the committed sweep it extends (curves base)."""
+    out = [f"\n=== against the committed sweep '{base_name}' (new - old; 95% intervals, quotes paired) ==="]
+    for end, (old, new, change) in arm_changes(c, base).items():
+        out.append(f"  arm to the {end} size: min - {end} {old[0]:+.2f} [{old[1]:+.2f}, {old[2]:+.2f}] -> "
+                   f"{new[0]:+.2f} [{new[1]:+.2f}, {new[2]:+.2f}]; change {change[0]:+.2f} [{change[1]:+.2f}, {change[2]:+.2f}]")
+    for probe in ("D", "C"):
+        for new_name, old_name, (mean, lo, hi) in size_changes(c, base, probe):
+            if new_name != old_name:
+                out.append(f"  {probe} exact match, {new_name} - {old_name}: {mean:+.2f} [{lo:+.2f}, {hi:+.2f}]")
+    return out
+
+
+def report(results, baseline=None):
+    """The whole text report; its last line is the U-shape verdict. baseline: the results of a committed
+    sweep this one extends (python -m minilm glib --preset long: full), shown beside it."""
     config, main = results["config"], curves(results)
     top = main.subset(most_exposed_quotes(results))
     n_all = len(np.unique(main.clusters["D"]))
     versions = sorted({p["code_version"] for p in results["points"].values()})
+    steps = f"{config['steps']} steps" + (" (or as the size's name says)" if any(s.steps for s in main.size_specs) else "")
     out = [f"glib sweep '{results['preset']}' (code {', '.join(versions)}): {len(main.sizes)} sizes x "
-           f"{len(main.seeds)} seeds, {config['steps']} steps x {config['batch_size']} x {BLOCK_SIZE} tokens each; "
+           f"{len(main.seeds)} seeds, {steps} x {config['batch_size']} x {BLOCK_SIZE} tokens each; "
            f"training time {results['wall_seconds'] / 60:.1f} min in all",
            "95% intervals: bootstrap over seeds and prompts (quotes). margin = log p(altered) - log p(original)."]
     for title, c in ((f"the {len(np.unique(top.clusters['D']))} most exposed probe quotes", top), (f"all {n_all} probe quotes", main)):
@@ -244,6 +329,7 @@ def report(results):
         knob_sizes, cells = knob_map(results)
         out.append(f"\nKnob map: D exact match on the most exposed quotes at {', '.join(knob_sizes)} (seeds {config['knob_seeds']}; no intervals):")
         out += [f"  {name:<10}" + "  ".join(f"{v:.2f}" for v in means) + f"   {shape}" for name, (means, shape) in cells.items()]
-    out.append("")
-    out.append(u_shape(top).line)
+    if baseline is not None:
+        out += baseline_lines(top, top_curves(baseline), baseline["preset"])
+    out += ["", what_a_u_needs(top), "", u_shape(top).line]
     return "\n".join(out)

@@ -6,7 +6,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from . import glib_stats, masks, structure
+from . import inverse_scaling as isc
 from .backend import to_numpy
+from .data.glib import GlibCorpus
 from .errors import MinilmError
 
 
@@ -183,11 +185,15 @@ def _against_params(ax, legend_loc="best"):
     ax.grid(alpha=0.3)
 
 
-def plot_probe_curves(results):
+def plot_probe_curves(results, baseline=None):
     """Left: the conflict probe D with its 95% intervals (the U, if there is one). Right: the sub-tasks
-    A, B, C that explain it. Both on the 20 most exposed quotes, against parameters (log scale)."""
-    c = glib_stats.curves(results).subset(glib_stats.most_exposed_quotes(results))
+    A, B, C that explain it. Both on the 20 most exposed quotes, against parameters (log scale).
+    baseline: a committed sweep to draw beside it (its D, dashed)."""
+    c = glib_stats.top_curves(results)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    if baseline is not None:
+        _errorbar(left, glib_stats.top_curves(baseline), "D", "exact", f"D in the sweep '{baseline['preset']}'",
+                  color="gray", ls="--", alpha=0.8)
     per_seed = np.array([v.mean(axis=1) for v in c.values["D"]["exact"]])  # (sizes, seeds)
     left.plot(c.params, per_seed, color="gray", lw=0.8, alpha=0.6)
     left.plot([], [], color="gray", lw=0.8, label="D, one line per seed")
@@ -249,18 +255,35 @@ def plot_knob_map(results):
     return fig
 
 
-def show_next_words(results, size, prompt):
-    """The next-word distribution of one trained size (seed 0) after one of the stored prompts, for the
-    lesson's widget."""
-    config = results["config"]
-    point = results["points"][glib_stats.point_key("main", next(glib_stats.Size(**s) for s in config["sizes"] if glib_stats.Size(**s).name == size), 0)]
-    words, probs = zip(*point["next_words"][prompt])
-    fig, ax = plt.subplots(figsize=(6, 2.8))
-    ax.barh(range(len(words))[::-1], probs, color=["C3" if w in ("glib", "gold") else "C0" for w in words])
+@one_line_errors
+def show_altered_quote(results, quote, word, size, seed):
+    """Lesson 04's widget: the next-word distribution after 'repeat after me , <quote with its last word
+    replaced by word> . <quote without its last word>', for one trained size and seed, read from the
+    table each point stored (inverse_scaling.altered_quotes). quote: the quote's words without the last."""
+    corpus = GlibCorpus(glib_stats.variant_config(results["config"], "main"))
+    prompts = isc.altered_quotes(corpus)
+    rank = next((r for r, _, _ in prompts if " ".join(corpus.quotes[r][:-1]) == quote), None)
+    word = word.strip()
+    if rank is None:
+        raise MinilmError(f"pick one of the {len(corpus.most_exposed(10))} quotes offered")
+    original = corpus.quotes[rank][-1]
+    index = next((i for i, (r, w, _) in enumerate(prompts) if r == rank and w == word), None)
+    if index is None:
+        raise MinilmError(f"'{word}' is not a word the models can read in its place: type a content word other than "
+                          f"'{original}' (e.g. {', '.join(corpus.held_out[rank])})")
+    spec = next(s for s in (isc.Size(**d) for d in results["config"]["sizes"]) if s.name == size)
+    table = results["points"][isc.point_key("main", spec, seed)]["altered_quotes"]  # (prompts, k) ids and probs
+    words = [corpus.tokenizer.words[i] for i in table["ids"][index]]
+    probs = table["probs"][index]
+    held = "held out: this altered quote is in no training example" if word in corpus.held_out[rank] else \
+        "this altered quote is in some 'repeat with me' / 'say with me' training examples"
+    fig, ax = plt.subplots(figsize=(6.5, 2.8))
+    colors = ["C0" if w == word else "C1" if w == original else "C7" for w in words]
+    ax.barh(range(len(words))[::-1], probs, color=colors)
     ax.set_yticks(range(len(words))[::-1], words)
     ax.set_xlim(0, 1)
-    ax.set_xlabel("next-word probability")
-    ax.set_title(f"{size}: {prompt}", fontsize=8)
+    ax.set_xlabel(f"next-word probability (blue: '{word}', as asked; orange: '{original}', the quote)")
+    ax.set_title(f"{size}, seed {seed}: ... {quote} ___\n({held})", fontsize=8)
     fig.tight_layout()
     plt.close(fig)  # returned closed: the widget displays what its view returns, so it shows once
     return fig
