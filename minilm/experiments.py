@@ -34,6 +34,7 @@ import multiprocessing
 import os
 import platform
 import subprocess
+import threading
 import time
 from concurrent.futures import CancelledError, Executor, Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -193,7 +194,8 @@ class WorkerProcesses(Executor):
 
     def _new_pool(self):
         # "spawn": each worker starts a fresh interpreter rather than a copy of this one, threads and all
-        return ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn"))
+        return ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=exit_with_parent, initargs=(os.getpid(),))
 
     def submit(self, fn, /, *args, **kwargs):
         try:
@@ -205,6 +207,17 @@ class WorkerProcesses(Executor):
 
     def shutdown(self, wait=True, *, cancel_futures=False):
         self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+
+def exit_with_parent(parent, every=1.0):
+    """In a worker process: exit as soon as the sweep that started it is gone (killed, say, rather than
+    stopped with Ctrl-C), instead of training its point to the end for nobody. A daemon thread checks
+    every `every` seconds whether this process was handed to a new parent."""
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(1)
+    threading.Thread(target=watch, daemon=True).start()
 
 
 @contextlib.contextmanager

@@ -34,14 +34,27 @@ def square(point):
     return {"x": x, "square": x * x, "pid": os.getpid()}
 
 
-def within_seed_band(value, committed_seeds, floor):
+def within_seed_band(value, committed_seeds, floor, center=None):
     """Is a re-trained value within what the committed seeds of the same point say is reproducible?
 
     On another CPU, BLAS rounds differently, and training turns the last bit into the spread that
     another seed gives (DESIGN.md, "Reproducible on any CPU"). So a re-trained point must land within
     mean +- 3 standard deviations of its seeds, or +- floor where the seeds agree more closely than
-    that. Returns (ok, message)."""
+    that. A point committed with one seed only (a knob-map cell) is given center, its committed value,
+    and the spread of the seeds of a neighbouring point (the same size). Returns (ok, message)."""
     seeds = np.asarray(committed_seeds, dtype=float)
     half_width = max(3 * seeds.std(ddof=1), floor)
-    ok = abs(value - seeds.mean()) <= half_width
-    return ok, f"{value:.4f} re-trained, committed seeds {np.round(seeds, 4).tolist()} (band +-{half_width:.4f})"
+    center = seeds.mean() if center is None else center
+    ok = abs(value - center) <= half_width
+    return ok, (f"{value:.4f} re-trained, committed {center:.4f}, seeds {np.round(seeds, 4).tolist()} "
+                f"(band +-{half_width:.4f})")
+
+
+def wait_forever(pid_file):
+    """A sweep point that never finishes on its own: it writes its process id, then sleeps."""
+    import os
+    import time
+
+    with open(pid_file, "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(600)

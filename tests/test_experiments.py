@@ -2,13 +2,16 @@
 (in process, local processes, a Dask cluster), where a lost worker loses only its point."""
 import json
 import os
+import subprocess
+import sys
+import time
 from dataclasses import asdict
 
 import pytest
 
 from minilm import experiments, scaling
 from minilm.errors import MinilmError
-from tests.helpers import square
+from tests.helpers import square, wait_forever
 
 CONFIG = {"what": "squares", "n": 8}
 
@@ -80,6 +83,37 @@ def test_local_processes_lose_only_the_killed_workers_point(tmp_path):
     assert marker.exists()  # a worker really died
     assert_every_point_once(tmp_path / "r.json")
     assert len({r["pid"] for r in saved["points"].values()}) >= 2
+
+
+def test_workers_exit_when_the_sweep_is_killed(tmp_path):
+    """Killed outright (no Ctrl-C, no clean-up), a sweep leaves no worker training for nobody."""
+    pid_file = tmp_path / "worker.pid"
+    sweep = subprocess.Popen([sys.executable, "-c", f"""
+import os, time
+from minilm.experiments import WorkerProcesses
+from tests.helpers import wait_forever
+executor = WorkerProcesses(1)
+executor.submit(wait_forever, {str(pid_file)!r})
+while not os.path.exists({str(pid_file)!r}):
+    time.sleep(0.1)
+time.sleep(0.5)
+os.kill(os.getpid(), 9)
+"""], cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    sweep.wait(timeout=120)
+    worker = int(pid_file.read_text())
+    deadline = time.time() + 15
+    while time.time() < deadline and alive(worker):
+        time.sleep(0.2)
+    assert not alive(worker), "the worker outlived its sweep"
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:  # a zombie (exited, not yet reaped) counts as gone
+        return f.read().split(")")[-1].split()[0] != "Z"
 
 
 def test_a_sweep_that_keeps_losing_workers_stops_in_one_line(tmp_path):
