@@ -112,6 +112,8 @@ def alive(pid):
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
+    if not os.path.exists(f"/proc/{pid}/stat"):
+        return True  # no /proc (macOS): init reaps an orphan at once, so a live pid is a live process
     with open(f"/proc/{pid}/stat") as f:  # a zombie (exited, not yet reaped) counts as gone
         return f.read().split(")")[-1].split()[0] != "Z"
 
