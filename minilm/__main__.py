@@ -358,11 +358,15 @@ def add_sweep_options(p):
     add_device_option(p)
 
 
-def train_sweep(args, path, sweep, preset, config, points, measure):
-    """Train every point of a sweep that the results file at path lacks; returns the results."""
+def train_sweep(args, path, sweep, preset, config, points, measure, shared=None):
+    """Train every point of a sweep that the results file at path lacks; returns the results. shared: key ->
+    record of points another results file already holds, trained the same way (kept, not trained again)."""
     from . import experiments
 
     store = experiments.ResultsStore(path, sweep, preset, config)
+    for key, record in (shared or {}).items():
+        if key not in store.points:
+            store.add(key, record, store.data["wall_seconds"], store.data.get("executor", "shared"))
     print(f"{sweep} sweep '{preset}': {len(points) - len(store.points)} of {len(points)} points to train -> {path} "
           f"(stopped? run the same command again to continue)")
     start = time.time()
@@ -441,7 +445,8 @@ def run_glib(args):
         results = load_results(path, "glib")
     else:
         config = isc.PRESETS[args.preset].to_dict()
-        results = train_sweep(args, path, "glib", args.preset, config, isc.sweep_points(args.preset, args.device), isc.measure)
+        results = train_sweep(args, path, "glib", args.preset, config, isc.sweep_points(args.preset, args.device), isc.measure,
+                              shared=isc.shared_points(args.preset))
     base = isc.BASELINES.get(results["preset"])
     print(report(results, load_results(isc.results_path(base), "glib") if base else None))
 

@@ -1,10 +1,11 @@
 """python -m minilm glib: the statistics decide what they claim, the CI preset runs and resumes, and a
-committed point of the full sweep reproduces."""
+committed point of the full sweep and one of the long sweep reproduce."""
 import json
 import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from tests.helpers import ON_GPU, within_seed_band
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMITTED = os.path.join(ROOT, isc.results_path("full"))
+LONG = os.path.join(ROOT, isc.results_path("long"))
 
 
 def minilm(*args):
@@ -148,14 +150,20 @@ def test_a_committed_point_reproduces_within_its_seeds_band(committed):
     size, seed = preset.sizes[1], 0
     corpus = GlibCorpus(preset.corpus)
     record = isc.run_point(preset, corpus, corpus.stream(preset.stream_tokens), size, seed, progress=False)
-    seeds = [committed["points"][isc.point_key("main", size, s)] for s in preset.seeds]
-    ok, message = within_seed_band(record["final_loss"], [p["final_loss"] for p in seeds], floor=0.01)
+    assert_reproduces(record, [committed["points"][isc.point_key("main", size, s)] for s in preset.seeds])
+
+
+def assert_reproduces(record, seeds, committed=None):
+    """The final loss and every probe's exact match of a re-trained point lie within the band of the
+    committed seeds (tests/helpers.within_seed_band), centred on the committed point itself where given."""
+    center = (lambda value: None) if committed is None else (lambda value: value(committed))
+    loss = lambda p: p["final_loss"]
+    ok, message = within_seed_band(loss(record), [loss(p) for p in seeds], floor=0.01, center=center(loss))
     assert ok, f"final loss: {message}"
-    ours = glib_stats.probe_metrics(record["probes"])
-    theirs = [glib_stats.probe_metrics(p["probes"]) for p in seeds]
     for probe in isc.PROBES:
-        ok, message = within_seed_band(ours[probe]["exact"].mean(), [t[probe]["exact"].mean() for t in theirs], floor=0.03)
-        assert ok, f"{size.name} probe {probe} exact match: {message}"
+        exact = lambda p: glib_stats.probe_metrics(p["probes"])[probe]["exact"].mean()
+        ok, message = within_seed_band(exact(record), [exact(p) for p in seeds], floor=0.03, center=center(exact))
+        assert ok, f"probe {probe} exact match: {message}"
 
 
 def test_decompose_splits_the_conflict_by_whether_the_quote_is_known():
@@ -166,3 +174,123 @@ def test_decompose_splits_the_conflict_by_whether_the_quote_is_known():
     (known, d_known, d_unknown), = glib_stats.decompose(c)
     assert (known, d_known, d_unknown) == (0.25, 0.0, 5 / 6)
     assert np.isclose(known * d_known + (1 - known) * d_unknown, d[0].mean())
+
+
+# ---- the long sweep: the right arm trained longer and larger, and knob-map cells aimed at the hedge
+
+@pytest.fixture(scope="module")
+def long_sweep():
+    return experiments.load_results(LONG, "glib")
+
+
+def test_committed_long_sweep_is_the_long_preset_complete(long_sweep):
+    preset = isc.PRESETS["long"]
+    assert long_sweep["config"] == json.loads(json.dumps(preset.to_dict()))
+    assert set(long_sweep["points"]) == {isc.point_key(*p) for p in preset.points()}
+    full = isc.PRESETS["full"]
+    for size in full.sizes[-2:]:  # the two largest sizes of the full sweep, trained at least twice as long
+        longer = [s for s in preset.sizes if (s.d_model, s.n_layer) == (size.d_model, size.n_layer)]
+        assert len(longer) == 1 and longer[0].steps >= 2 * full.steps
+    largest = long_sweep["points"][isc.point_key("main", preset.sizes[-1], 0)]
+    assert largest["params"] >= 3_000_000 and preset.sizes[-1].steps >= 2 * full.steps
+    assert len(preset.seeds) >= 5
+
+
+def test_the_long_sweep_keeps_the_full_sweeps_runs_where_it_trains_the_same(long_sweep, committed, monkeypatch):
+    """d16 to d96 train exactly as in the full sweep, so the long sweep keeps those records instead of training
+    them twice (test_a_committed_point_reproduces_within_its_seeds_band re-trains one of them); the sizes it
+    trains differently are its own."""
+    preset = isc.PRESETS["long"]
+    shared = isc.shared_points("long")
+    assert set(shared) == {isc.point_key("main", size, seed) for size in preset.sizes[:4] for seed in preset.seeds}
+    assert all(long_sweep["points"][key] == committed["points"][key] for key in shared)
+    monkeypatch.setitem(isc.PRESETS, "long", replace(preset, stream_tokens=preset.stream_tokens // 2))
+    assert isc.shared_points("long") == {}  # another training stream: nothing is the same run
+
+
+def test_the_learning_rate_cell_changes_nothing_at_or_below_d64(long_sweep):
+    """lr~1/d lowers the rate only above d64, so its d16 and d64 points, trained in this sweep, are the main
+    sweep's points number for number: those were trained for the full sweep in another session, by older
+    code, and are kept here (shared_points)."""
+    for size in isc.PRESETS["long"].knob_sizes[:2]:
+        ours, main = (long_sweep["points"][isc.point_key(v, size, 0)] for v in ("lr~1/d", "main"))
+        assert ours["probes"] == main["probes"] and ours["final_loss"] == main["final_loss"]
+        assert ours["code_version"] != main["code_version"]
+
+
+def test_the_long_report_compares_with_the_full_sweep_and_ends_with_the_verdict(long_sweep, committed):
+    run = minilm("glib", "--preset", "long", "--report")
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == glib_stats.report(long_sweep, committed).strip()
+    lines = run.stdout.strip().splitlines()
+    assert lines[-1] == glib_stats.u_shape(glib_stats.top_curves(long_sweep)).line
+    assert "=== against the committed sweep 'full'" in run.stdout
+    assert any(line.startswith("  arm to the largest size: ") for line in lines)
+    assert lines[-3] == glib_stats.what_a_u_needs(glib_stats.top_curves(long_sweep))
+
+
+def test_knob_cells_change_only_what_they_name():
+    preset = isc.PRESETS["long"]
+    variants = preset.variants()
+    assert variants["fix=rare"] == replace(preset.corpus, fix=0.08, rare=0.08)
+    assert variants["fresh"] == variants["lr~1/d"] == variants["main"] == preset.corpus
+    assert preset.training_knobs("lr~1/d") == {"lr_power": 1.0} and preset.training_knobs("main") == {}
+    small, large = preset.sizes[0], preset.sizes[4]
+    assert isc.peak_lr(small, 1.0) == small.lr and isc.peak_lr(large) == large.lr
+    assert np.isclose(isc.peak_lr(large, 1.0), large.lr * np.sqrt(64 / large.d_model))
+    assert isc.fresh_stream_tokens(preset, preset.knob_sizes) == 6000 * preset.batch_size * (isc.BLOCK_SIZE + 1)
+
+
+@pytest.mark.skipif(ON_GPU, reason="the committed sweep ran on the CPU; a GPU's float rounding takes 3000 steps elsewhere")
+def test_a_new_knob_point_of_the_long_sweep_reproduces(long_sweep):
+    """Re-train one point new in the long sweep, the 'fresh' cell at d64 (every window read once), and
+    compare it with its committed value, within the spread of the five seeds of d64 (one seed per cell)."""
+    key, point = next((k, p) for k, p in isc.sweep_points("long") if k.startswith("fresh/d64 "))
+    record = isc.measure(point)
+    seeds = [long_sweep["points"][isc.point_key("main", point[2], s)] for s in isc.PRESETS["long"].seeds]
+    assert_reproduces(record, seeds, committed=long_sweep["points"][key])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(ON_GPU, reason="the committed sweep ran on the CPU")
+def test_a_right_arm_point_reproduces_within_its_seeds_band(long_sweep):
+    """Re-train d160 for 6,000 steps, seed 0 (about 8 minutes on one core), against its five seeds."""
+    key, point = next((k, p) for k, p in isc.sweep_points("long") if k.startswith("main/d160 "))
+    record = isc.measure(point)
+    assert_reproduces(record, [long_sweep["points"][isc.point_key("main", point[2], s)] for s in isc.PRESETS["long"].seeds])
+
+
+def exact_curves(known, d_known, sizes=4, n_seeds=2, n_quotes=10):
+    """Curves whose quotes are known (B right) at the share known[i] of the quotes, and whose conflict
+    probe D is right on d_known[i] of the known quotes' items and on none of the others; no randomness."""
+    quotes = np.arange(n_quotes)
+    b = [np.tile((quotes < k * n_quotes).astype(float), (n_seeds, 1)) for k in known]
+    d = [np.tile(((quotes < k * n_quotes) & (quotes < dk * k * n_quotes)).astype(float), (n_seeds, 1)) for k, dk in zip(known, d_known)]
+    return glib_stats.Curves([f"s{i}" for i in range(sizes)], [10 ** (i + 4) for i in range(sizes)], list(range(n_seeds)),
+                             {"B": {"exact": b}, "D": {"exact": d}}, {"B": quotes, "D": quotes})
+
+
+def test_what_a_u_needs_reads_the_decomposition():
+    c = exact_curves(known=[0.0, 1.0, 1.0, 1.0], d_known=[0.0, 0.3, 0.4, 0.5])
+    line = glib_stats.what_a_u_needs(c)
+    u = glib_stats.u_shape(c)
+    target = u.means[u.minimum] + (u.diffs["largest"][2] - u.diffs["largest"][1]) / 2
+    assert line.startswith(f"For a U the largest size needs D >= {target:.2f}") and "knowing 100% of the quotes" in line
+    assert "grows +0.10 per 10x parameters" in line and "x the largest; an extrapolation" in line
+    flat = glib_stats.what_a_u_needs(exact_curves(known=[0.0, 1.0, 1.0, 1.0], d_known=[0.0, 0.4, 0.3, 0.2]))
+    assert "does not grow" in flat and "no size is predicted" in flat
+
+
+def test_the_widget_reads_any_typed_altered_quote(long_sweep, capsys):
+    from minilm import plots
+
+    fig = plots.show_altered_quote(long_sweep, "all that glisters is not", " glib ", "d16 L2", 1)
+    assert "held out" in fig.axes[0].get_title()
+    assert len(fig.axes[0].patches) == 5
+    corpus = GlibCorpus(isc.PRESETS["long"].corpus)
+    seen = corpus.training_alterations[10][0]
+    assert "training examples" in plots.show_altered_quote(long_sweep, "all that glisters is not", seen, "d256 L4 6k steps", 4).axes[0].get_title()
+    for word in ("gold", "glibb", ""):  # one line inside the widget, no figure, no traceback
+        assert plots.show_altered_quote(long_sweep, "all that glisters is not", word, "d16 L2", 0) is None
+        printed = capsys.readouterr().out.strip()
+        assert "type a content word other than 'gold'" in printed and len(printed.splitlines()) == 1
