@@ -272,7 +272,10 @@ def show_altered_quote(results, quote, word, size, seed):
         raise MinilmError(f"'{word}' is not a word the models can read in its place: type a content word other than "
                           f"'{original}' (e.g. {', '.join(corpus.held_out[rank])})")
     spec = next(s for s in (isc.Size(**d) for d in results["config"]["sizes"]) if s.name == size)
-    table = results["points"][isc.point_key("main", spec, seed)]["altered_quotes"]  # (prompts, k) ids and probs
+    table = results["points"][isc.point_key("main", spec, seed)].get("altered_quotes")  # (prompts, k) ids and probs
+    if table is None:
+        raise MinilmError(f"{size} seed {seed} was trained before the sweeps kept this table (a run shared with an "
+                          f"earlier sweep): pick one of {', '.join(sizes_with_tables(results))}")
     words = [corpus.tokenizer.words[i] for i in table["ids"][index]]
     probs = table["probs"][index]
     held = "held out: this altered quote is in no training example" if word in corpus.held_out[rank] else \
@@ -287,6 +290,13 @@ def show_altered_quote(results, quote, word, size, seed):
     fig.tight_layout()
     plt.close(fig)  # returned closed: the widget displays what its view returns, so it shows once
     return fig
+
+
+def sizes_with_tables(results):
+    """The sizes whose every seed stored the next words after the altered quotes (show_altered_quote)."""
+    sizes = [isc.Size(**d) for d in results["config"]["sizes"]]
+    return [s.name for s in sizes if all("altered_quotes" in results["points"][isc.point_key("main", s, seed)]
+                                         for seed in results["config"]["seeds"])]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -284,13 +284,16 @@ def test_what_a_u_needs_reads_the_decomposition():
 def test_the_widget_reads_any_typed_altered_quote(long_sweep, capsys):
     from minilm import plots
 
-    fig = plots.show_altered_quote(long_sweep, "all that glisters is not", " glib ", "d16 L2", 1)
+    assert plots.sizes_with_tables(long_sweep) == [s.name for s in isc.PRESETS["long"].sizes[4:]]
+    assert plots.show_altered_quote(long_sweep, "all that glisters is not", "glib", "d16 L2", 1) is None  # shared run
+    assert "trained before the sweeps kept this table" in capsys.readouterr().out
+    fig = plots.show_altered_quote(long_sweep, "all that glisters is not", " glib ", "d160 L3 6k steps", 1)
     assert "held out" in fig.axes[0].get_title()
     assert len(fig.axes[0].patches) == 5
     corpus = GlibCorpus(isc.PRESETS["long"].corpus)
     seen = corpus.training_alterations[10][0]
-    assert "training examples" in plots.show_altered_quote(long_sweep, "all that glisters is not", seen, "d256 L4 6k steps", 4).axes[0].get_title()
+    assert "training examples" in plots.show_altered_quote(long_sweep, "all that glisters is not", seen, "d256 L4", 4).axes[0].get_title()
     for word in ("gold", "glibb", ""):  # one line inside the widget, no figure, no traceback
-        assert plots.show_altered_quote(long_sweep, "all that glisters is not", word, "d16 L2", 0) is None
+        assert plots.show_altered_quote(long_sweep, "all that glisters is not", word, "d256 L4", 0) is None
         printed = capsys.readouterr().out.strip()
         assert "type a content word other than 'gold'" in printed and len(printed.splitlines()) == 1

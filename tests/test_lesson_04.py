@@ -10,6 +10,7 @@ import nbformat
 
 from minilm import experiments, glib_stats, plots
 from minilm import inverse_scaling as isc
+from minilm.data.glib import GlibCorpus
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LESSON = os.path.join(ROOT, "lessons", "04_inverse_scaling_glib.ipynb")
@@ -29,19 +30,25 @@ def test_lesson_shows_its_command_the_verdict_and_its_figures():
     assert sum(any(o.get("output_type") == "display_data" for o in c.outputs) for c in cells) >= 4
 
 
-def test_next_word_view_and_its_widget():
-    results = load("full")
-    sizes = [isc.Size(**s).name for s in results["config"]["sizes"]]
-    fig = plots.show_next_words(results, sizes[-1], isc.WIDGET_PROMPTS[0])
-    ax = fig.axes[0]
+def test_the_altered_quote_widget_redraws_for_each_control():
+    long = load("long")
+    sizes = plots.sizes_with_tables(long)
+    view = lambda quote, word, size, seed: plots.show_altered_quote(long, quote, word, size, seed)
+    w = ipywidgets.interactive(view, quote=ipywidgets.Dropdown(options=["all that glisters is not"]),
+                               word=ipywidgets.Text(value="glib"), size=ipywidgets.Dropdown(options=sizes),
+                               seed=ipywidgets.Dropdown(options=long["config"]["seeds"]))
+    ax = w.result.axes[0]
     top_down = [label.get_text() for _, label in sorted(zip(ax.get_yticks(), ax.get_yticklabels()), key=lambda t: -t[0])]
-    point = results["points"][isc.point_key("main", isc.Size(**results["config"]["sizes"][-1]), 0)]
-    assert top_down == [w for w, _ in point["next_words"][isc.WIDGET_PROMPTS[0]]]  # most likely on top
-    plt.close(fig)
-    w = ipywidgets.interactive(lambda size, prompt: plots.show_next_words(results, size, prompt),
-                               size=ipywidgets.Dropdown(options=sizes), prompt=ipywidgets.Dropdown(options=isc.WIDGET_PROMPTS))
-    w.children[0].value = sizes[1]  # move the size picker: the view redraws for that size
-    assert w.result.axes[0].get_title().startswith(sizes[1] + ":")
+    corpus = GlibCorpus(isc.PRESETS["long"].corpus)
+    index = [(rank, word) for rank, word, _ in isc.altered_quotes(corpus)].index((10, "glib"))
+    stored = long["points"][isc.point_key("main", isc.PRESETS["long"].sizes[4], 0)]["altered_quotes"]
+    assert top_down == [corpus.tokenizer.words[i] for i in stored["ids"][index]]  # most likely on top
+    w.children[2].value = sizes[-1]  # move the size picker: the view redraws for that size
+    assert w.result.axes[0].get_title().startswith(sizes[-1] + ", seed 0:")
+    w.children[3].value = 3
+    assert w.result.axes[0].get_title().startswith(sizes[-1] + ", seed 3:")
+    w.children[1].value = "home"  # type another word: the bars are of that prompt
+    assert "home" in w.result.axes[0].get_xlabel()
     plt.close("all")
 
 
@@ -59,6 +66,22 @@ def test_second_sweep_is_complete_its_verdict_is_in_the_lesson_and_it_contains_t
         size = isc.Size(**s)
         knob_cell = first["points"][isc.point_key("r=0.15", size, 0)]
         assert second["points"][isc.point_key("main", size, 0)]["probes"] == knob_cell["probes"]
+
+
+def test_the_long_sweep_its_prediction_and_its_verdict_are_in_the_lesson():
+    """Section 7 prints the prediction the full sweep's sub-task curves make (before the long sweep is
+    loaded), the long sweep's verdict by the same rule, and each arm's change against the full sweep."""
+    full, long = load("full"), load("long")
+    cells = [c for c in nbformat.read(LESSON, as_version=4).cells if c.cell_type == "code"]
+    texts = ["".join(o.get("text", "") for o in c.outputs) for c in cells]
+    prediction = glib_stats.what_a_u_needs(glib_stats.top_curves(full))
+    loaded = next(i for i, c in enumerate(cells) if 'glib_long.json' in c.source)
+    assert any(prediction in t for t in texts[:loaded])
+    text = "".join(texts)
+    top3 = glib_stats.top_curves(long)
+    assert glib_stats.u_shape(top3).line in text and glib_stats.what_a_u_needs(top3) in text
+    assert all(line in text for line in glib_stats.baseline_lines(top3, glib_stats.top_curves(full), "full"))
+    assert "python -m minilm glib --preset long" in text
 
 
 def markdown_of(notebook, starting):
