@@ -111,3 +111,28 @@ def test_the_sentences_state_what_the_outputs_show():
     assert all((gold > glib).sum() >= 3 for glib, gold in zip(glib_p, gold_p))
     word, p = results["points"][isc.point_key("main", isc.Size(**results["config"]["sizes"][0]), 0)]["next_words"][isc.LECTURE_PROMPT][0]
     assert word not in ("glib", "gold") and f'("{word}", {p:.2f})' in markdown_of(LESSON, "Every size finds *gold* likelier")
+
+
+def test_the_long_sweeps_reading_states_what_its_outputs_show():
+    """Section 7's reading, number by number, against the committed long and full sweeps."""
+    full, long = load("full"), load("long")
+    text = markdown_of(LESSON, "**By the rule, the long sweep")
+    top, top3 = glib_stats.top_curves(full), glib_stats.top_curves(long)
+    u = glib_stats.u_shape(top3)
+    assert not u.found and text.startswith("**By the rule, the long sweep does not show a U either**")
+    assert f"minimum − largest {u.diffs['largest'][0]:+.2f} [{u.diffs['largest'][1]:+.2f}, {u.diffs['largest'][2]:+.2f}]".replace("-", "−") in text
+    arms = glib_stats.arm_changes(top3, top)
+    assert "moved by {:+.2f} [{:+.2f}, {:+.2f}]".format(*arms["largest"][2]).replace("-", "−") in text
+    for probe in ("C", "D"):
+        for _, _, (mean, lo, hi) in glib_stats.size_changes(top3, top, probe)[4:]:
+            assert f"{mean:+.2f} [{lo:+.2f}, {hi:+.2f}]" in text
+    c_means = [float(v.mean()) for v in top3.values["C"]["exact"]]
+    assert f"C {c_means[4]:.2f}" in text and f"C {c_means[5]:.2f}" in text and f"(C {c_means[6]:.2f})" in text
+    per_seed_c = [v.mean(axis=1) for v in top3.values["C"]["exact"]]
+    assert (per_seed_c[4] > 0.5).all() and (per_seed_c[5] > 0.5).sum() == 4 and per_seed_c[6].max() <= 1 / 3 + 1e-9
+    per_seed_d = np.array([v.mean(axis=1) for v in top3.values["D"]["exact"]])
+    assert all(glib_stats.curve_shape(per_seed_d[:, j]) == "hump" for j in range(per_seed_d.shape[1]))
+    _, cells = glib_stats.knob_map(long)
+    assert [cells[k][1] for k in ("main", "fix=rare", "lr~1/d", "fresh")] == ["U-shaped"] * 3 + ["positive"]
+    sizes, glib_p, gold_p = glib_stats.lecture_probs(long)
+    assert (glib_p[4] > gold_p[4]).all() and f"({glib_p[4].mean():.2f} against {gold_p[4].mean():.2f})" in text
