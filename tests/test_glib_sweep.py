@@ -192,7 +192,7 @@ def test_committed_long_sweep_is_the_long_preset_complete(long_sweep):
         longer = [s for s in preset.sizes if (s.d_model, s.n_layer) == (size.d_model, size.n_layer)]
         assert len(longer) == 1 and longer[0].steps >= 2 * full.steps
     largest = long_sweep["points"][isc.point_key("main", preset.sizes[-1], 0)]
-    assert largest["params"] >= 3_000_000 and preset.sizes[-1].steps >= 2 * full.steps
+    assert largest["params"] >= 3_000_000  # trained on the base budget (see PRESETS["long"])
     assert len(preset.seeds) >= 5
 
 
