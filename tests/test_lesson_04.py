@@ -2,6 +2,7 @@
 and widget work. (Every lesson runs under nbval in the default suite: pytest collects lessons/.)"""
 import json
 import os
+import re
 
 import ipywidgets
 import numpy as np
@@ -134,5 +135,8 @@ def test_the_long_sweeps_reading_states_what_its_outputs_show():
     assert all(glib_stats.curve_shape(per_seed_d[:, j]) == "hump" for j in range(per_seed_d.shape[1]))
     _, cells = glib_stats.knob_map(long)
     assert [cells[k][1] for k in ("main", "fix=rare", "lr~1/d", "fresh")] == ["U-shaped"] * 3 + ["positive"]
+    predicted = float(re.search(r"at about ([\d,]+) parameters", glib_stats.what_a_u_needs(top)).group(1).replace(",", ""))
+    assert 3.0e6 < predicted < 3.4e6 and "about 3.2M parameters, d256's size" in text  # the prediction that failed
+    assert long["points"][isc.point_key("main", isc.PRESETS["long"].sizes[-1], 0)]["params"] == 3_199_744
     sizes, glib_p, gold_p = glib_stats.lecture_probs(long)
     assert (glib_p[4] > gold_p[4]).all() and f"({glib_p[4].mean():.2f} against {gold_p[4].mean():.2f})" in text
