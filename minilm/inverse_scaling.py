@@ -108,7 +108,8 @@ class Preset:
 # model learns to copy only late in training, and only with a large step size).
 FULL_SIZES = (Size(16, 2, 2, 1.6e-2), Size(32, 2, 2, 8e-3), Size(64, 2, 4, 4e-3), Size(96, 3, 4, 3.3e-3),
               Size(160, 3, 4, 2.5e-3), Size(192, 4, 4, 2.3e-3))
-LONG_SIZES = FULL_SIZES[:4] + (Size(160, 3, 4, 2.5e-3, 6000), Size(192, 4, 4, 2.3e-3, 6000), Size(256, 4, 4, 2e-3))
+LONG_SIZES = FULL_SIZES[:4] + (Size(160, 3, 4, 2.5e-3, 6000), Size(192, 4, 4, 2.3e-3, 6000), Size(256, 4, 4, 2e-3),
+                                 Size(256, 4, 4, 2e-3, 6000))
 PRESETS = {
     "full": Preset(sizes=FULL_SIZES, seeds=(0, 1, 2, 3, 4), steps=3000,
                    knobs=(("r=0.02", {"rare": 0.02}), ("r=0.15", {"rare": 0.15}),
@@ -119,7 +120,8 @@ PRESETS = {
     "rare15": Preset(sizes=FULL_SIZES, seeds=(0, 1, 2, 3, 4), steps=3000, corpus=GlibConfig(rare=0.15)),
     # The right arm, second attempt: the two largest sizes trained twice as long, and a larger size (3.2M)
     # on the base budget (about the compute of d192 trained twice as long: one spends it on steps, the
-    # other on parameters); the smaller sizes are the full sweep's own runs (shared_points). Knob-map
+    # other on parameters), then that size trained twice as long too (the test of lesson 04's prediction that
+    # instruction-following comes with steps); the smaller sizes are the full sweep's own runs (shared_points). Knob-map
     # cells aimed at the hedge (seed 0), at a small, a middle and a right-arm size.
     "long": Preset(sizes=LONG_SIZES, seeds=(0, 1, 2, 3, 4), steps=3000,
                    knobs=(("fresh", {"fresh": True}), ("fix=rare", {"fix": 0.08, "rare": 0.08}),
