@@ -46,13 +46,17 @@ def probe_clusters(corpus):
 @dataclass
 class Curves:
     """Per-size values of one variant: values[probe][metric] is a list over sizes of (seeds, items)
-    arrays; clusters[probe] the quote of each item; sizes and params in sweep order."""
-    sizes: list
+    arrays; clusters[probe] the quote of each item; specs (each size's Size) and params in sweep order."""
+    specs: list
     params: list
     seeds: list
     values: dict
     clusters: dict
-    size_specs: tuple = ()  # the Size of each size (where known)
+
+    @property
+    def sizes(self):
+        """The sizes' names, as the report prints them."""
+        return [s.name for s in self.specs]
 
     def subset(self, keep_quotes):
         """Only the items of the quotes in keep_quotes (A, which has no quotes, keeps every item)."""
@@ -61,7 +65,7 @@ class Curves:
             keep = (ranks < 0) | np.isin(ranks, list(keep_quotes))
             values[probe] = {m: [v[:, keep] for v in per_size] for m, per_size in self.values[probe].items()}
             clusters[probe] = ranks[keep]
-        return Curves(self.sizes, self.params, self.seeds, values, clusters, self.size_specs)
+        return Curves(self.specs, self.params, self.seeds, values, clusters)
 
 
 def curves(results, variant="main", sizes=None, seeds=None):
@@ -76,7 +80,7 @@ def curves(results, variant="main", sizes=None, seeds=None):
     values = {probe: {m: [np.stack([pm[probe][m] for pm in row]) for row in metrics] for m in metrics[0][0][probe]}
               for probe in PROBES}
     corpus = GlibCorpus(variant_config(config, variant))
-    return Curves([s.name for s in sizes], [row[0]["params"] for row in points], list(seeds), values, probe_clusters(corpus), sizes)
+    return Curves(sizes, [row[0]["params"] for row in points], list(seeds), values, probe_clusters(corpus))
 
 
 def variant_config(config, variant):
@@ -125,7 +129,8 @@ class UShape:
     line: str
     means: list
     minimum: int  # the index of the smallest middle size
-    diffs: dict   # "first"/"last" -> (mean, low, high) of D[minimum] - D[end]
+    diffs: dict   # "smallest"/"largest" -> (mean, low, high) of D[minimum] - D[end]
+    boot: np.ndarray  # (n_boot, sizes): the bootstrap draws of D's mean the intervals come from
 
 
 def u_shape(c, n_boot=2000):
@@ -145,7 +150,7 @@ def u_shape(c, n_boot=2000):
     n_quotes = len(np.unique(c.clusters["D"]))
     line = (f"U-shape: {'yes' if found else 'no'} (conflict probe D exact match on the {n_quotes} most exposed quotes: "
             f"{curve}; middle minimum at {c.sizes[m]}; {tests}; 95% paired bootstrap over {len(c.seeds)} seeds and {n_quotes} quotes)")
-    return UShape(found, line, means, m, diffs)
+    return UShape(found, line, means, m, diffs, boot)
 
 
 def curve_shape(values, tol=0.1):
@@ -190,20 +195,19 @@ def arm_changes(new, old, n_boot=2000):
     minus that end) of each sweep's own curve; change = new - old. Both sweeps are bootstrapped with the
     same quote draws (same seed, same quotes): paired over prompts, independent over seeds."""
     out = {}
-    boots = [(u_shape(c, n_boot), bootstrap(c.values["D"]["exact"], c.clusters["D"], n_boot)) for c in (old, new)]
-    for end in ("smallest", "largest"):
-        diffs = [boot[:, u.minimum] - boot[:, 0 if end == "smallest" else -1] for u, boot in boots]
-        change = diffs[1] - diffs[0]
-        out[end] = (boots[0][0].diffs[end], boots[1][0].diffs[end],
-                    (boots[1][0].diffs[end][0] - boots[0][0].diffs[end][0], *map(float, interval(change))))
+    rules = [u_shape(c, n_boot) for c in (old, new)]
+    for end, j in (("smallest", 0), ("largest", -1)):
+        old_diff, new_diff = (u.boot[:, u.minimum] - u.boot[:, j] for u in rules)
+        out[end] = (rules[0].diffs[end], rules[1].diffs[end],
+                    (rules[1].diffs[end][0] - rules[0].diffs[end][0], *map(float, interval(new_diff - old_diff))))
     return out
 
 
 def size_changes(new, old, probe, n_boot=2000):
     """The sizes both sweeps trained (same width and depth), each trained as in the new sweep minus as in
     the old: [(new size name, old size name, (mean, low, high))] of the probe's exact match."""
-    old_index = {(s.d_model, s.n_layer): i for i, s in enumerate(old.size_specs)}
-    pairs = [(i, old_index[(s.d_model, s.n_layer)]) for i, s in enumerate(new.size_specs) if (s.d_model, s.n_layer) in old_index]
+    old_index = {(s.d_model, s.n_layer): i for i, s in enumerate(old.specs)}
+    pairs = [(i, old_index[(s.d_model, s.n_layer)]) for i, s in enumerate(new.specs) if (s.d_model, s.n_layer) in old_index]
     boot_new, boot_old = (bootstrap(c.values[probe]["exact"], c.clusters[probe], n_boot) for c in (new, old))
     out = []
     for i, j in pairs:
@@ -265,11 +269,9 @@ def knob_map(results):
     """Knob-map cell -> (the D exact match of its seeds per knob size, its shape in words)."""
     config = results["config"]
     sizes, seeds = [Size(**s) for s in config["knob_sizes"]], config["knob_seeds"]
-    n_top = len(most_exposed_quotes(results))
     cells = {}
     for variant in ["main"] + [name for name, _ in config["knobs"]]:
-        top = most_exposed_quotes(results, variant)
-        c = curves(results, variant, sizes, seeds).subset(top[:n_top])
+        c = top_curves(results, variant, sizes, seeds)
         means = [float(v.mean()) for v in c.values["D"]["exact"]]
         cells[variant] = (means, curve_shape(means))
     return [s.name for s in sizes], cells
@@ -288,9 +290,10 @@ def format_table(c, probe):
     return "\n".join(lines)
 
 
-def top_curves(results, variant="main"):
-    """The curves the rule reads: one variant, on the most exposed probe quotes."""
-    return curves(results, variant).subset(most_exposed_quotes(results, variant))
+def top_curves(results, variant="main", sizes=None, seeds=None):
+    """The curves the rule reads: one variant (all its sizes and seeds, unless given), on the most exposed
+    probe quotes."""
+    return curves(results, variant, sizes, seeds).subset(most_exposed_quotes(results, variant))
 
 
 def baseline_lines(c, base, base_name):
@@ -313,7 +316,7 @@ def report(results, baseline=None):
     top = main.subset(most_exposed_quotes(results))
     n_all = len(np.unique(main.clusters["D"]))
     versions = sorted({p["code_version"] for p in results["points"].values()})
-    steps = f"{config['steps']} steps" + (" (or as the size's name says)" if any(s.steps for s in main.size_specs) else "")
+    steps = f"{config['steps']} steps" + (" (or as the size's name says)" if any(s.steps for s in main.specs) else "")
     out = [f"glib sweep '{results['preset']}' (code {', '.join(versions)}): {len(main.sizes)} sizes x "
            f"{len(main.seeds)} seeds, {steps} x {config['batch_size']} x {BLOCK_SIZE} tokens each; "
            f"training time {results['wall_seconds'] / 60:.1f} min in all",

@@ -212,7 +212,7 @@ def plot_probe_curves(results, baseline=None):
 
 def plot_margins(results):
     """The continuous view of B and D: mean log p(altered) - log p(original), per size."""
-    c = glib_stats.curves(results).subset(glib_stats.most_exposed_quotes(results))
+    c = glib_stats.top_curves(results)
     fig, ax = plt.subplots(figsize=(6, 3.8))
     _errorbar(ax, c, "D", "margin", "D: after 'repeat ...' (asks for the altered word)", color="C3")
     _errorbar(ax, c, "B", "margin", "B: after 'as they say :' (no instruction)", color="C1")

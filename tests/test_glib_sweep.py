@@ -28,12 +28,16 @@ def minilm(*args):
 
 # ---- statistics on made-up curves
 
+def made_up_sizes(n):
+    return [isc.Size(16 * (i + 1), 2, 2, 1e-3) for i in range(n)]
+
+
 def made_up_curves(d_means, n_seeds=5, n_quotes=20, per_quote=3, seed=0):
     """Curves whose D exact match at each size is Bernoulli(d_means[i]) over seeds x items."""
     rng = np.random.default_rng(seed)
     values = [(rng.random((n_seeds, n_quotes * per_quote)) < m).astype(float) for m in d_means]
     clusters = np.repeat(np.arange(n_quotes), per_quote)
-    return glib_stats.Curves([f"s{i}" for i in range(len(d_means))], [10 ** (i + 3) for i in range(len(d_means))],
+    return glib_stats.Curves(made_up_sizes(len(d_means)), [10 ** (i + 3) for i in range(len(d_means))],
                       list(range(n_seeds)), {"D": {"exact": values}}, {"D": clusters})
 
 
@@ -133,7 +137,7 @@ def test_committed_results_are_the_full_preset_complete(committed):
 
 def test_report_ends_with_the_u_shape_line_of_the_rule(committed):
     text = glib_stats.report(committed)
-    top = glib_stats.curves(committed).subset(glib_stats.most_exposed_quotes(committed))
+    top = glib_stats.top_curves(committed)
     assert text.splitlines()[-1] == glib_stats.u_shape(top).line
 
 
@@ -169,7 +173,7 @@ def assert_reproduces(record, seeds, committed=None):
 def test_decompose_splits_the_conflict_by_whether_the_quote_is_known():
     b = [np.array([[1, 0], [0, 0]])]               # seed 0 knows quote 3; nobody knows quote 7
     d = [np.array([[0, 0, 1, 1], [1, 1, 1, 0]])]   # two conflict prompts per quote
-    c = glib_stats.Curves(["s"], [1], [0, 1], {"B": {"exact": b}, "D": {"exact": d}},
+    c = glib_stats.Curves(made_up_sizes(1), [1], [0, 1], {"B": {"exact": b}, "D": {"exact": d}},
                    {"B": np.array([3, 7]), "D": np.array([3, 3, 7, 7])})
     (known, d_known, d_unknown), = glib_stats.decompose(c)
     assert (known, d_known, d_unknown) == (0.25, 0.0, 5 / 6)
@@ -266,7 +270,7 @@ def exact_curves(known, d_known, sizes=4, n_seeds=2, n_quotes=10):
     quotes = np.arange(n_quotes)
     b = [np.tile((quotes < k * n_quotes).astype(float), (n_seeds, 1)) for k in known]
     d = [np.tile(((quotes < k * n_quotes) & (quotes < dk * k * n_quotes)).astype(float), (n_seeds, 1)) for k, dk in zip(known, d_known)]
-    return glib_stats.Curves([f"s{i}" for i in range(sizes)], [10 ** (i + 4) for i in range(sizes)], list(range(n_seeds)),
+    return glib_stats.Curves(made_up_sizes(sizes), [10 ** (i + 4) for i in range(sizes)], list(range(n_seeds)),
                              {"B": {"exact": b}, "D": {"exact": d}}, {"B": quotes, "D": quotes})
 
 

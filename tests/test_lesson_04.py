@@ -25,7 +25,7 @@ def test_lesson_shows_its_command_the_verdict_and_its_figures():
     cells = [c for c in nbformat.read(LESSON, as_version=4).cells if c.cell_type == "code"]
     text = "".join(o.get("text", "") for c in cells for o in c.outputs)
     results = load("full")
-    verdict = glib_stats.u_shape(glib_stats.curves(results).subset(glib_stats.most_exposed_quotes(results))).line
+    verdict = glib_stats.u_shape(glib_stats.top_curves(results)).line
     assert "python -m minilm glib --preset full" in text
     assert verdict in text  # the committed outputs are those of the committed results
     assert sum(any(o.get("output_type") == "display_data" for o in c.outputs) for c in cells) >= 4
@@ -62,7 +62,7 @@ def test_second_sweep_is_complete_its_verdict_is_in_the_lesson_and_it_contains_t
     assert set(second["points"]) == {isc.point_key(*p) for p in isc.PRESETS["rare15"].points()}
     cells = [c for c in nbformat.read(LESSON, as_version=4).cells if c.cell_type == "code"]
     text = "".join(o.get("text", "") for c in cells for o in c.outputs)
-    assert glib_stats.u_shape(glib_stats.curves(second).subset(glib_stats.most_exposed_quotes(second))).line in text
+    assert glib_stats.u_shape(glib_stats.top_curves(second)).line in text
     for s in first["config"]["knob_sizes"]:
         size = isc.Size(**s)
         knob_cell = first["points"][isc.point_key("r=0.15", size, 0)]
@@ -94,7 +94,7 @@ def markdown_of(notebook, starting):
 def test_the_sentences_state_what_the_outputs_show():
     """The lesson's sentences that quote a number or name a shape, checked against the committed results."""
     results = load("full")
-    top = glib_stats.curves(results).subset(glib_stats.most_exposed_quotes(results))
+    top = glib_stats.top_curves(results)
     columns = markdown_of(LESSON, "Read the table down its columns")
     (known, d_known, _) = zip(*glib_stats.decompose(top))
     assert all(f"{k:.2f}" in columns for k in known[:3]) and all(f"{d:.2f}" in columns for d in d_known[2:4])
