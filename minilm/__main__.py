@@ -364,9 +364,9 @@ def train_sweep(args, path, sweep, preset, config, points, measure, shared=None)
     from . import experiments
 
     store = experiments.ResultsStore(path, sweep, preset, config)
-    for key, record in (shared or {}).items():
-        if key not in store.points:
-            store.add(key, record, store.data["wall_seconds"], store.data.get("executor", "shared"))
+    kept = {key: record for key, record in (shared or {}).items() if key not in store.points}
+    if kept:
+        store.add(kept, store.data["wall_seconds"], store.data.get("executor", "shared"))
     print(f"{sweep} sweep '{preset}': {len(points) - len(store.points)} of {len(points)} points to train -> {path} "
           f"(stopped? run the same command again to continue)")
     start = time.time()

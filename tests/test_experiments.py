@@ -52,6 +52,17 @@ def test_every_record_says_which_code_and_machine_made_it(tmp_path):
         assert {"host", "cpu", "cores", "blas", "numpy"} <= set(record["machine"])
 
 
+def test_a_record_names_the_code_as_it_was_when_its_point_started(monkeypatch):
+    tree = {"version": "before"}
+    monkeypatch.setattr(experiments, "code_version", lambda: tree["version"])
+
+    def edits_the_tree_while_it_trains(point):
+        tree["version"] = "after"  # as if someone committed during an hour-long point
+        return {"x": point}
+
+    assert experiments.measured(edits_the_tree_while_it_trains, 3)["code_version"] == "before"
+
+
 def test_a_file_of_another_config_or_sweep_is_refused_in_one_line(tmp_path):
     path = tmp_path / "r.json"
     run(path, points(1))
