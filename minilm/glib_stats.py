@@ -208,6 +208,20 @@ def size_changes(new, old, probe, n_boot=2000):
     the old: [(new size name, old size name, (mean, low, high))] of the probe's exact match."""
     old_index = {(s.d_model, s.n_layer): i for i, s in enumerate(old.specs)}
     pairs = [(i, old_index[(s.d_model, s.n_layer)]) for i, s in enumerate(new.specs) if (s.d_model, s.n_layer) in old_index]
+    return paired_changes(new, old, pairs, probe, n_boot)
+
+
+def step_changes(c, probe, n_boot=2000):
+    """Within one sweep, each size trained longer than the preset's steps minus the same width and depth
+    trained on the preset's steps (d256 L4 6k steps - d256 L4): the same list as size_changes."""
+    base = {(s.d_model, s.n_layer): i for i, s in enumerate(c.specs) if not s.steps}
+    pairs = [(i, base[(s.d_model, s.n_layer)]) for i, s in enumerate(c.specs) if s.steps and (s.d_model, s.n_layer) in base]
+    return paired_changes(c, c, pairs, probe, n_boot)
+
+
+def paired_changes(new, old, pairs, probe, n_boot=2000):
+    """The probe's exact match at new's size i minus old's size j, for each pair (i, j), with a 95% interval.
+    Both bootstraps draw the same quotes (same seed), so each difference is paired over prompts."""
     boot_new, boot_old = (bootstrap(c.values[probe]["exact"], c.clusters[probe], n_boot) for c in (new, old))
     out = []
     for i, j in pairs:
@@ -302,11 +316,14 @@ def baseline_lines(c, base, base_name):
     for end, (old, new, change) in arm_changes(c, base).items():
         out.append(f"  arm to the {end} size: min - {end} {old[0]:+.2f} [{old[1]:+.2f}, {old[2]:+.2f}] -> "
                    f"{new[0]:+.2f} [{new[1]:+.2f}, {new[2]:+.2f}]; change {change[0]:+.2f} [{change[1]:+.2f}, {change[2]:+.2f}]")
-    for probe in ("D", "C"):
-        for new_name, old_name, (mean, lo, hi) in size_changes(c, base, probe):
-            if new_name != old_name:
-                out.append(f"  {probe} exact match, {new_name} - {old_name}: {mean:+.2f} [{lo:+.2f}, {hi:+.2f}]")
-    return out
+    return out + change_lines((probe, change) for probe in ("D", "C") for change in size_changes(c, base, probe)
+                              if change[0] != change[1])
+
+
+def change_lines(changes):
+    """(probe, (name, other name, (mean, low, high))) pairs, from size_changes or step_changes -> report lines."""
+    return [f"  {probe} exact match, {name} - {other}: {mean:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+            for probe, (name, other, (mean, lo, hi)) in changes]
 
 
 def report(results, baseline=None):
@@ -332,6 +349,10 @@ def report(results, baseline=None):
         knob_sizes, cells = knob_map(results)
         out.append(f"\nKnob map: D exact match on the most exposed quotes at {', '.join(knob_sizes)} (seeds {config['knob_seeds']}; no intervals):")
         out += [f"  {name:<10}" + "  ".join(f"{v:.2f}" for v in means) + f"   {shape}" for name, (means, shape) in cells.items()]
+    longer = [(probe, change) for probe in ("D", "C") for change in step_changes(top, probe)]
+    if longer:
+        out.append("\n=== the same size trained longer, in this sweep (longer - preset's steps; 95% intervals, quotes paired) ===")
+        out += change_lines(longer)
     if baseline is not None:
         out += baseline_lines(top, top_curves(baseline), baseline["preset"])
     out += ["", what_a_u_needs(top), "", u_shape(top).line]

@@ -177,6 +177,15 @@ def _errorbar(ax, c, probe, metric, label, **style):
     ax.errorbar(c.params, mean, yerr=[mean - lo, hi - mean], capsize=3, marker="o", label=label, **style)
 
 
+def _ring_longer(ax, c, probe):
+    """Ring the sizes trained longer than the preset's steps (their names say how long): at the same
+    parameter count a ringed point and a plain one are one size trained for two lengths."""
+    longer = [i for i, s in enumerate(c.specs) if s.steps]
+    if longer:
+        ax.plot([c.params[i] for i in longer], [c.values[probe]["exact"][i].mean() for i in longer], "o", ms=13,
+                mfc="none", color="k", lw=1, label=f"ringed: trained {'/'.join(sorted({f'{c.specs[i].steps:,}' for i in longer}))} steps")
+
+
 def _against_params(ax, legend_loc="best"):
     """The axes every glib curve shares: parameters on a log x axis, a small legend, a light grid."""
     ax.set_xscale("log")
@@ -198,9 +207,11 @@ def plot_probe_curves(results, baseline=None):
     left.plot(c.params, per_seed, color="gray", lw=0.8, alpha=0.6)
     left.plot([], [], color="gray", lw=0.8, label="D, one line per seed")
     _errorbar(left, c, "D", "exact", f"D: {glib_stats.PROBE_NAMES['D']} (mean)", color="C3")
+    _ring_longer(left, c, "D")
     left.set_title(glib_stats.u_shape(c).line.split(" (")[0] + " (by the paired-bootstrap rule)")
     for probe, color in (("A", "C0"), ("B", "C1"), ("C", "C2")):
         _errorbar(right, c, probe, "exact", f"{probe}: {glib_stats.PROBE_NAMES[probe]}", color=color)
+    _ring_longer(right, c, "C")
     right.set_title("the three sub-tasks")
     for ax in (left, right):
         _against_params(ax, legend_loc="lower left")

@@ -274,6 +274,15 @@ def exact_curves(known, d_known, sizes=4, n_seeds=2, n_quotes=10):
                              {"B": {"exact": b}, "D": {"exact": d}}, {"B": quotes, "D": quotes})
 
 
+def test_step_changes_pair_a_size_trained_longer_with_itself_on_the_presets_steps():
+    c = made_up_curves([0.9, 0.1, 0.9])
+    c.specs = [isc.Size(16, 2, 2, 1e-3), isc.Size(32, 2, 2, 1e-3), isc.Size(32, 2, 2, 1e-3, 6000)]
+    (name, base, (mean, lo, hi)), = glib_stats.step_changes(c, "D")
+    assert (name, base) == ("d32 L2 6k steps", "d32 L2")
+    assert 0.6 < lo < mean < hi and np.isclose(mean, c.values["D"]["exact"][2].mean() - c.values["D"]["exact"][1].mean())
+    assert glib_stats.step_changes(made_up_curves([0.9, 0.1, 0.9]), "D") == []  # nothing trained longer
+
+
 def test_what_a_u_needs_reads_the_decomposition():
     c = exact_curves(known=[0.0, 1.0, 1.0, 1.0], d_known=[0.0, 0.3, 0.4, 0.5])
     line = glib_stats.what_a_u_needs(c)
