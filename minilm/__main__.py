@@ -358,15 +358,11 @@ def add_sweep_options(p):
     add_device_option(p)
 
 
-def train_sweep(args, path, sweep, preset, config, points, measure, shared=None):
-    """Train every point of a sweep that the results file at path lacks; returns the results. shared: key ->
-    record of points another results file already holds, trained the same way (kept, not trained again)."""
+def train_sweep(args, path, sweep, preset, config, points, measure):
+    """Train every point of a sweep that the results file at path lacks; returns the results."""
     from . import experiments
 
     store = experiments.ResultsStore(path, sweep, preset, config)
-    kept = {key: record for key, record in (shared or {}).items() if key not in store.points}
-    if kept:
-        store.add(kept, store.data["wall_seconds"], store.data.get("executor", "shared"))
     print(f"{sweep} sweep '{preset}': {len(points) - len(store.points)} of {len(points)} points to train -> {path} "
           f"(stopped? run the same command again to continue)")
     start = time.time()
@@ -445,8 +441,7 @@ def run_glib(args):
         results = load_results(path, "glib")
     else:
         config = isc.PRESETS[args.preset].to_dict()
-        results = train_sweep(args, path, "glib", args.preset, config, isc.sweep_points(args.preset, args.device), isc.measure,
-                              shared=isc.shared_points(args.preset))
+        results = train_sweep(args, path, "glib", args.preset, config, isc.sweep_points(args.preset, args.device), isc.measure)
     base = isc.BASELINES.get(results["preset"])
     print(report(results, load_results(isc.results_path(base), "glib") if base else None))
 

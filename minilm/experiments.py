@@ -111,9 +111,9 @@ class ResultsStore:
     def points(self):
         return self.data["points"]
 
-    def add(self, records, wall_seconds, executor):
-        """Keep finished points (key -> record) and write the file once."""
-        self.points.update(records)
+    def add(self, key, record, wall_seconds, executor):
+        """Keep one finished point and write the file."""
+        self.points[key] = record
         self.data["wall_seconds"] = round(wall_seconds, 1)
         self.data["executor"] = executor
         save_json(self.data, self.path)
@@ -311,7 +311,7 @@ def run_points(store, points, measure, executor, progress=True, retries=3):
                                   f"is a worker running out of memory? The finished points are saved: run again to resume") from None
             waiting.insert(0, (key, point))
             continue
-        store.add({key: record}, earlier + time.time() - start, getattr(executor, "description", type(executor).__name__))
+        store.add(key, record, earlier + time.time() - start, getattr(executor, "description", type(executor).__name__))
         bar.set_postfix_str(f"last finished: {key}", refresh=False)
         bar.update(1)
     bar.close()

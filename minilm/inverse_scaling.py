@@ -27,7 +27,6 @@ import numpy as np
 
 from . import layers
 from .backend import to_numpy
-from .experiments import load_results
 from .data.glib import LECTURE_PROMPT, REPEAT_PHRASES, GlibConfig, GlibCorpus, alter, instruction, other_words
 from .model import GPT, GPTConfig
 from .train import read_once, train_sweep_point
@@ -121,8 +120,9 @@ PRESETS = {
     # The right arm, second attempt: the two largest sizes trained twice as long, and a larger size (3.2M)
     # on the base budget (about the compute of d192 trained twice as long: one spends it on steps, the
     # other on parameters), then that size trained twice as long too (the test of lesson 04's prediction that
-    # instruction-following comes with steps); the smaller sizes are the full sweep's own runs (shared_points). Knob-map
-    # cells aimed at the hedge (seed 0), at a small, a middle and a right-arm size.
+    # instruction-following comes with steps); the smaller sizes train exactly as in the full sweep (and
+    # reproduce its numbers). Knob-map cells aimed at the hedge (seed 0), at a small, a middle and a
+    # right-arm size.
     "long": Preset(sizes=LONG_SIZES, seeds=(0, 1, 2, 3, 4), steps=3000,
                    knobs=(("fresh", {"fresh": True}), ("fix=rare", {"fix": 0.08, "rare": 0.08}),
                           ("lr~1/d", {"lr_power": 1.0})),
@@ -139,22 +139,6 @@ BASELINES = {"long": "full"}
 
 def results_path(preset_name):
     return os.path.join(RESULTS_DIR, f"glib_{preset_name}.json")
-
-
-def shared_points(preset_name):
-    """The points a preset shares with the committed sweep it extends (BASELINES): the same size, seed,
-    corpus and training, so the same numbers (every point runs unsplit with one BLAS thread). Returns
-    key -> that sweep's record, to be kept rather than trained twice; {} where there is nothing to share."""
-    base = BASELINES.get(preset_name)
-    if base is None or not os.path.exists(results_path(base)):
-        return {}
-    ours, theirs = PRESETS[preset_name], PRESETS[base]
-    training = lambda p: (p.corpus, p.steps, p.batch_size, p.warmup_steps, p.stream_tokens)
-    if training(ours) != training(theirs):
-        return {}
-    records = load_results(results_path(base), "glib")["points"]
-    same = [("main", size, seed) for seed in ours.seeds if seed in theirs.seeds for size in ours.sizes if size in theirs.sizes]
-    return {key: records[key] for key in map(lambda p: point_key(*p), same) if key in records}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -285,8 +285,8 @@ def show_altered_quote(results, quote, word, size, seed):
     spec = next(s for s in (isc.Size(**d) for d in results["config"]["sizes"]) if s.name == size)
     table = results["points"][isc.point_key("main", spec, seed)].get("altered_quotes")  # (prompts, k) ids and probs
     if table is None:
-        raise MinilmError(f"{size} seed {seed} was trained before the sweeps kept this table (a run shared with an "
-                          f"earlier sweep): pick one of {', '.join(sizes_with_tables(results))}")
+        raise MinilmError(f"{size} seed {seed} was trained by code that kept no table for this view: pick one of "
+                          f"{', '.join(sizes_with_tables(results))}")
     words = [corpus.tokenizer.words[i] for i in table["ids"][index]]
     probs = table["probs"][index]
     held = "held out: this altered quote is in no training example" if word in corpus.held_out[rank] else \

@@ -1,5 +1,6 @@
 """python -m minilm glib: the statistics decide what they claim, the CI preset runs and resumes, and a
 committed point of the full sweep and one of the long sweep reproduce."""
+import copy
 import json
 import os
 import subprocess
@@ -195,31 +196,33 @@ def test_committed_long_sweep_is_the_long_preset_complete(long_sweep):
     for size in full.sizes[-2:]:  # the two largest sizes of the full sweep, trained at least twice as long
         longer = [s for s in preset.sizes if (s.d_model, s.n_layer) == (size.d_model, size.n_layer)]
         assert len(longer) == 1 and longer[0].steps >= 2 * full.steps
-    largest = long_sweep["points"][isc.point_key("main", preset.sizes[-1], 0)]
-    assert largest["params"] >= 3_000_000  # trained on the base budget (see PRESETS["long"])
+    larger = [s for s in preset.sizes if s.d_model > full.sizes[-1].d_model]  # 3.2M parameters, on both budgets
+    assert [s.steps for s in larger] == [0, 2 * full.steps]
+    assert long_sweep["points"][isc.point_key("main", larger[0], 0)]["params"] >= 3_000_000
     assert len(preset.seeds) >= 5
 
 
-def test_the_long_sweep_keeps_the_full_sweeps_runs_where_it_trains_the_same(long_sweep, committed, monkeypatch):
-    """d16 to d96 train exactly as in the full sweep, so the long sweep keeps those records instead of training
-    them twice (test_a_committed_point_reproduces_within_its_seeds_band re-trains one of them); the sizes it
-    trains differently are its own."""
-    preset = isc.PRESETS["long"]
-    shared = isc.shared_points("long")
-    assert set(shared) == {isc.point_key("main", size, seed) for size in preset.sizes[:4] for seed in preset.seeds}
-    assert all(long_sweep["points"][key] == committed["points"][key] for key in shared)
-    monkeypatch.setitem(isc.PRESETS, "long", replace(preset, stream_tokens=preset.stream_tokens // 2))
-    assert isc.shared_points("long") == {}  # another training stream: nothing is the same run
+def test_the_long_sweep_reproduces_the_full_sweeps_runs_where_it_trains_the_same(long_sweep, committed):
+    """d16 to d96 train exactly as in the full sweep (the same corpus, stream, steps and seeds), so the long
+    sweep, which trained them again in another session with later code, gives the same numbers to the
+    last stored digit: every point runs unsplit with one BLAS thread."""
+    full, long = isc.PRESETS["full"], isc.PRESETS["long"]
+    training = lambda p: (p.corpus, p.steps, p.batch_size, p.warmup_steps, p.stream_tokens)
+    assert training(full) == training(long)
+    same = [isc.point_key("main", size, seed) for size in long.sizes[:4] for seed in long.seeds]
+    assert all(isc.Size(**s) in full.sizes for s in long_sweep["config"]["sizes"][:4])
+    for key in same:
+        ours, theirs = long_sweep["points"][key], committed["points"][key]
+        assert (ours["probes"], ours["final_loss"], ours["params"]) == (theirs["probes"], theirs["final_loss"], theirs["params"]), key
+        assert ours["code_version"] != theirs["code_version"] and "altered_quotes" in ours
 
 
 def test_the_learning_rate_cell_changes_nothing_at_or_below_d64(long_sweep):
     """lr~1/d lowers the rate only above d64, so its d16 and d64 points, trained in this sweep, are the main
-    sweep's points number for number: those were trained for the full sweep in another session, by older
-    code, and are kept here (shared_points)."""
+    sweep's points number for number (two runs of one training, in one sweep)."""
     for size in isc.PRESETS["long"].knob_sizes[:2]:
         ours, main = (long_sweep["points"][isc.point_key(v, size, 0)] for v in ("lr~1/d", "main"))
         assert ours["probes"] == main["probes"] and ours["final_loss"] == main["final_loss"]
-        assert ours["code_version"] != main["code_version"]
 
 
 def test_the_long_report_compares_with_the_full_sweep_and_ends_with_the_verdict(long_sweep, committed):
@@ -297,9 +300,12 @@ def test_what_a_u_needs_reads_the_decomposition():
 def test_the_widget_reads_any_typed_altered_quote(long_sweep, capsys):
     from minilm import plots
 
-    assert plots.sizes_with_tables(long_sweep) == [s.name for s in isc.PRESETS["long"].sizes[4:]]
-    assert plots.show_altered_quote(long_sweep, "all that glisters is not", "glib", "d16 L2", 1) is None  # shared run
-    assert "trained before the sweeps kept this table" in capsys.readouterr().out
+    assert plots.sizes_with_tables(long_sweep) == [s.name for s in isc.PRESETS["long"].sizes]
+    older = copy.deepcopy(long_sweep)  # as if d16 seed 1 had been trained by code that kept no table
+    del older["points"][isc.point_key("main", isc.PRESETS["long"].sizes[0], 1)]["altered_quotes"]
+    assert plots.sizes_with_tables(older) == [s.name for s in isc.PRESETS["long"].sizes[1:]]
+    assert plots.show_altered_quote(older, "all that glisters is not", "glib", "d16 L2", 1) is None
+    assert "was trained by code that kept no table for this view" in capsys.readouterr().out
     fig = plots.show_altered_quote(long_sweep, "all that glisters is not", " glib ", "d160 L3 6k steps", 1)
     assert "held out" in fig.axes[0].get_title()
     assert len(fig.axes[0].patches) == 5
