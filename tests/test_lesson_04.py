@@ -42,7 +42,7 @@ def test_the_altered_quote_widget_redraws_for_each_control():
     top_down = [label.get_text() for _, label in sorted(zip(ax.get_yticks(), ax.get_yticklabels()), key=lambda t: -t[0])]
     corpus = GlibCorpus(isc.PRESETS["long"].corpus)
     index = [(rank, word) for rank, word, _ in isc.altered_quotes(corpus)].index((10, "glib"))
-    stored = long["points"][isc.point_key("main", isc.PRESETS["long"].sizes[4], 0)]["altered_quotes"]
+    stored = long["points"][isc.point_key("main", isc.PRESETS["long"].sizes[0], 0)]["altered_quotes"]  # the first size
     assert top_down == [corpus.tokenizer.words[i] for i in stored["ids"][index]]  # most likely on top
     w.children[2].value = sizes[-1]  # move the size picker: the view redraws for that size
     assert w.result.axes[0].get_title().startswith(sizes[-1] + ", seed 0:")
@@ -119,24 +119,34 @@ def test_the_long_sweeps_reading_states_what_its_outputs_show():
     full, long = load("full"), load("long")
     text = markdown_of(LESSON, "**By the rule, the long sweep")
     top, top3 = glib_stats.top_curves(full), glib_stats.top_curves(long)
+    minus = lambda s: s.replace("-", "−")
     u = glib_stats.u_shape(top3)
     assert not u.found and text.startswith("**By the rule, the long sweep does not show a U either**")
-    assert f"minimum − largest {u.diffs['largest'][0]:+.2f} [{u.diffs['largest'][1]:+.2f}, {u.diffs['largest'][2]:+.2f}]".replace("-", "−") in text
+    assert minus(f"minimum − largest {u.diffs['largest'][0]:+.2f} [{u.diffs['largest'][1]:+.2f}, {u.diffs['largest'][2]:+.2f}]") in text
+    assert 0 < u.diffs["largest"][2] <= 0.05 and "past 0 by 0.04" in text  # "by a hair"
     arms = glib_stats.arm_changes(top3, top)
-    assert "moved by {:+.2f} [{:+.2f}, {:+.2f}]".format(*arms["largest"][2]).replace("-", "−") in text
+    assert minus("moved by {:+.2f} [{:+.2f}, {:+.2f}]".format(*arms["largest"][2])) in text
     for probe in ("C", "D"):
-        for _, _, (mean, lo, hi) in glib_stats.size_changes(top3, top, probe)[4:]:
-            assert f"{mean:+.2f} [{lo:+.2f}, {hi:+.2f}]" in text
+        changes = glib_stats.size_changes(top3, top, probe)[4:] + glib_stats.step_changes(top3, probe)
+        assert len(changes) == 3
+        for _, _, (mean, lo, hi) in changes:
+            assert minus(f"{mean:+.2f} [{lo:+.2f}, {hi:+.2f}]") in text
     c_means = [float(v.mean()) for v in top3.values["C"]["exact"]]
-    assert f"C {c_means[4]:.2f}" in text and f"C {c_means[5]:.2f}" in text and f"(C {c_means[6]:.2f})" in text
+    assert all(f"C {c_means[i]:.2f}" in text for i in (4, 5, 6, 7)) and f"(C {c_means[6]:.2f})" in text
     per_seed_c = [v.mean(axis=1) for v in top3.values["C"]["exact"]]
     assert (per_seed_c[4] > 0.5).all() and (per_seed_c[5] > 0.5).sum() == 4 and per_seed_c[6].max() <= 1 / 3 + 1e-9
+    assert (per_seed_c[7] > 0.5).sum() == 3 and "C per seed " + ", ".join(f"{c:.2f}" for c in per_seed_c[7]) in text
     per_seed_d = np.array([v.mean(axis=1) for v in top3.values["D"]["exact"]])
-    assert all(glib_stats.curve_shape(per_seed_d[:, j]) == "hump" for j in range(per_seed_d.shape[1]))
+    shapes = [glib_stats.curve_shape(per_seed_d[:, j]) for j in range(per_seed_d.shape[1])]
+    assert shapes == ["hump", "positive", "hump", "U-shaped", "U-shaped"] and "seeds 3 and 4\n  are U-shaped" in text
     _, cells = glib_stats.knob_map(long)
     assert [cells[k][1] for k in ("main", "fix=rare", "lr~1/d", "fresh")] == ["U-shaped"] * 3 + ["positive"]
     predicted = float(re.search(r"at about ([\d,]+) parameters", glib_stats.what_a_u_needs(top)).group(1).replace(",", ""))
     assert 3.0e6 < predicted < 3.4e6 and "about 3.2M parameters, d256's size" in text  # the prediction that failed
-    assert long["points"][isc.point_key("main", isc.PRESETS["long"].sizes[-1], 0)]["params"] == 3_199_744
+    needs = glib_stats.what_a_u_needs(top3)
+    bar, now = re.search(r"needs D >= (\d\.\d\d)", needs).group(1), re.search(r"\(now (\d\.\d\d)\)", needs).group(1)
+    assert f"is now {bar}" in text and f"gives {now}" in text
+    assert long["points"][isc.point_key("main", isc.PRESETS["long"].sizes[-2], 0)]["params"] == 3_199_744
     sizes, glib_p, gold_p = glib_stats.lecture_probs(long)
     assert (glib_p[4] > gold_p[4]).all() and f"({glib_p[4].mean():.2f} against {gold_p[4].mean():.2f})" in text
+
