@@ -204,25 +204,27 @@ def arm_changes(new, old, n_boot=2000):
 
 
 def size_changes(new, old, probe, n_boot=2000):
-    """The sizes both sweeps trained (same width and depth), each trained as in the new sweep minus as in
+    """The sizes both sweeps trained (same shape: width and depth), each trained as in the new sweep minus as in
     the old: [(new size name, old size name, (mean, low, high))] of the probe's exact match."""
-    old_index = {(s.d_model, s.n_layer): i for i, s in enumerate(old.specs)}
-    pairs = [(i, old_index[(s.d_model, s.n_layer)]) for i, s in enumerate(new.specs) if (s.d_model, s.n_layer) in old_index]
+    old_index = {s.shape: i for i, s in enumerate(old.specs)}
+    pairs = [(i, old_index[s.shape]) for i, s in enumerate(new.specs) if s.shape in old_index]
     return paired_changes(new, old, pairs, probe, n_boot)
 
 
 def step_changes(c, probe, n_boot=2000):
     """Within one sweep, each size trained longer than the preset's steps minus the same width and depth
     trained on the preset's steps (d256 L4 6k steps - d256 L4): the same list as size_changes."""
-    base = {(s.d_model, s.n_layer): i for i, s in enumerate(c.specs) if not s.steps}
-    pairs = [(i, base[(s.d_model, s.n_layer)]) for i, s in enumerate(c.specs) if s.steps and (s.d_model, s.n_layer) in base]
+    base = {s.shape: i for i, s in enumerate(c.specs) if not s.steps}
+    pairs = [(i, base[s.shape]) for i, s in enumerate(c.specs) if s.steps and s.shape in base]
     return paired_changes(c, c, pairs, probe, n_boot)
 
 
 def paired_changes(new, old, pairs, probe, n_boot=2000):
     """The probe's exact match at new's size i minus old's size j, for each pair (i, j), with a 95% interval.
-    Both bootstraps draw the same quotes (same seed), so each difference is paired over prompts."""
-    boot_new, boot_old = (bootstrap(c.values[probe]["exact"], c.clusters[probe], n_boot) for c in (new, old))
+    Both bootstraps draw the same quotes (same seed), so each difference is paired over prompts; within one
+    sweep (old is new) one bootstrap serves both."""
+    boot_new = bootstrap(new.values[probe]["exact"], new.clusters[probe], n_boot)
+    boot_old = boot_new if old is new else bootstrap(old.values[probe]["exact"], old.clusters[probe], n_boot)
     out = []
     for i, j in pairs:
         mean = float(new.values[probe]["exact"][i].mean() - old.values[probe]["exact"][j].mean())

@@ -50,6 +50,11 @@ class Size:
     steps: int = 0  # optimizer steps; 0: the preset's
 
     @property
+    def shape(self):
+        """Width and depth: two sizes of one shape differ only in how long they train."""
+        return self.d_model, self.n_layer
+
+    @property
     def name(self):
         longer = f" {self.steps // 1000}k steps" if self.steps else ""
         return f"d{self.d_model} L{self.n_layer}{longer}"

@@ -194,7 +194,7 @@ def test_committed_long_sweep_is_the_long_preset_complete(long_sweep):
     assert set(long_sweep["points"]) == {isc.point_key(*p) for p in preset.points()}
     full = isc.PRESETS["full"]
     for size in full.sizes[-2:]:  # the two largest sizes of the full sweep, trained at least twice as long
-        longer = [s for s in preset.sizes if (s.d_model, s.n_layer) == (size.d_model, size.n_layer)]
+        longer = [s for s in preset.sizes if s.shape == size.shape]
         assert len(longer) == 1 and longer[0].steps >= 2 * full.steps
     larger = [s for s in preset.sizes if s.d_model > full.sizes[-1].d_model]  # 3.2M parameters, on both budgets
     assert [s.steps for s in larger] == [0, 2 * full.steps]
