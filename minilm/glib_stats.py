@@ -312,6 +312,33 @@ def top_curves(results, variant="main", sizes=None, seeds=None):
     return curves(results, variant, sizes, seeds).subset(most_exposed_quotes(results, variant))
 
 
+def on_the_way(results, variant="main"):
+    """The points probed during training (Preset.probe_every): key -> [(step, training loss, C exact,
+    D exact)], the exact matches on the most exposed probe quotes."""
+    keep = most_exposed_quotes(results, variant)
+    clusters = probe_clusters(GlibCorpus(variant_config(results["config"], variant)))
+    exact = lambda probes, probe: float(probe_metrics(probes)[probe]["exact"][np.isin(clusters[probe], keep)].mean())
+    return {key: [(r["step"], r["loss"], exact(r["probes"], "C"), exact(r["probes"], "D")) for r in p["probes_at"]]
+            for key, p in results["points"].items() if p["variant"] == variant and p.get("probes_at")}
+
+
+def arrival(readings, threshold=0.5):
+    """The first probed step at which C's exact match exceeds threshold (None: it never does)."""
+    return next((step for step, _, c, _ in readings if c > threshold), None)
+
+
+def on_the_way_lines(results):
+    readings = on_the_way(results)
+    if not readings:
+        return []
+    out = ["\n=== probed during training (the most exposed quotes): the instruction arrives when C > 0.50 ==="]
+    for key, rows in readings.items():
+        step = arrival(rows)
+        out.append(f"  {key}: " + ("arrives at step " + f"{step:,}" if step else "does not arrive"))
+        out += [f"    step {s:>6,}  loss {loss:.4f}  C {c:.2f}  D {d:.2f}" for s, loss, c, d in rows]
+    return out
+
+
 def baseline_lines(c, base, base_name):
     """The report's comparison of a sweep (curves c) with the committed sweep it extends (curves base)."""
     out = [f"\n=== against the committed sweep '{base_name}' (new - old; 95% intervals, quotes paired) ==="]
@@ -357,5 +384,9 @@ def report(results, baseline=None):
         out += change_lines(longer)
     if baseline is not None:
         out += baseline_lines(top, top_curves(baseline), baseline["preset"])
+    out += on_the_way_lines(results)
+    if len(top.sizes) < 3:
+        return "\n".join(out + ["", f"U-shape: not tested (the rule needs three sizes or more: a smallest, a middle and a largest; "
+                                       f"this sweep has {len(top.sizes)})"])
     out += ["", what_a_u_needs(top), "", u_shape(top).line]
     return "\n".join(out)

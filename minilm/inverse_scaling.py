@@ -89,6 +89,7 @@ class Preset:
     knobs: tuple = ()             # knob-map cells: (name, {field: value}, see split_knob), trained on knob_sizes
     knob_sizes: tuple = ()
     knob_seeds: tuple = (0,)
+    probe_every: int = 0          # > 0: the probes are also measured every this many steps during training
 
     def variants(self):
         """name -> GlibConfig: the main corpus, then one per knob-map cell."""
@@ -132,6 +133,10 @@ PRESETS = {
                    knobs=(("fresh", {"fresh": True}), ("fix=rare", {"fix": 0.08, "rare": 0.08}),
                           ("lr~1/d", {"lr_power": 1.0})),
                    knob_sizes=(LONG_SIZES[0], LONG_SIZES[2], LONG_SIZES[4])),
+    # The right arm, third attempt (docs/glib_third_attempt.md, committed before any of these points trained):
+    # above d160 the peak learning rate holds lr * d at d160's 0.40. First the pilot: d256 on 12,000 steps,
+    # the two seeds that failed at 6,000, probed every 1,000 steps to see when the instruction arrives.
+    "lrd_pilot": Preset(sizes=(Size(256, 4, 4, 0.40 / 256, 12000),), seeds=(0, 2), steps=3000, probe_every=1000),
     "ci": Preset(sizes=(Size(8, 2, 2, 1e-2), Size(16, 2, 2, 8e-3), Size(24, 2, 2, 6e-3)), seeds=(0, 1),
                  steps=150, stream_tokens=100_000, knobs=(("r=0.15", {"rare": 0.15}),),
                  knob_sizes=(Size(8, 2, 2, 1e-2), Size(24, 2, 2, 6e-3))),
@@ -156,13 +161,23 @@ def build_model(corpus, size, seed, device=None):
 
 
 def train_point(preset, corpus, tokens, size, seed, device=None, progress=True, lr_power=0.5, fresh=False):
-    """Train one size with one seed on the corpus's stream (the training knobs as in split_knob);
-    returns the trained model and its Trainer."""
+    """Train one size with one seed on the corpus's stream (the training knobs as in split_knob); returns
+    the trained model, its Trainer and the probes read on the way (preset.probe_every; else an empty list)."""
     model = build_model(corpus, size, seed, device)
     train = read_once(tokens, BLOCK_SIZE) if fresh else tokens
+    on_the_way = []
+
+    def look(trainer):
+        on_the_way.append({"step": trainer.step, "loss": recent_loss(trainer), "probes": score_probes(model, corpus)})
+
     trainer, _ = train_sweep_point(model, train, size.steps or preset.steps, preset.batch_size, peak_lr(size, lr_power),
-                                   seed, preset.warmup_steps, progress)
-    return model, trainer
+                                   seed, preset.warmup_steps, progress, every=preset.probe_every, look=look)
+    return model, trainer, on_the_way
+
+
+def recent_loss(trainer, n=50):
+    """The training loss a point reports: the mean of its last n steps."""
+    return round(float(np.mean(trainer.history.losses[-n:])), 4)
 
 
 def peak_lr(size, lr_power=0.5):
@@ -242,14 +257,15 @@ def top_words_table(model, corpus, k=5):
 def run_point(preset, corpus, tokens, size, seed, device=None, progress=True, **training_knobs):
     """Train and probe one point; the JSON-able record the results file keeps."""
     start = time.time()
-    model, trainer = train_point(preset, corpus, tokens, size, seed, device, progress, **training_knobs)
-    return {"size": size.name, "seed": seed, "params": model.num_params(),
-            "non_embedding_params": model.num_params(non_embedding=True),
-            "final_loss": round(float(np.mean(trainer.history.losses[-50:])), 4),
-            "seconds": round(time.time() - start, 1),
-            "probes": score_probes(model, corpus),
-            "next_words": top_next_words(model, corpus.tokenizer, WIDGET_PROMPTS) if seed == 0 else None,
-            "altered_quotes": top_words_table(model, corpus)}
+    model, trainer, on_the_way = train_point(preset, corpus, tokens, size, seed, device, progress, **training_knobs)
+    record = {"size": size.name, "seed": seed, "params": model.num_params(),
+              "non_embedding_params": model.num_params(non_embedding=True),
+              "final_loss": recent_loss(trainer),
+              "seconds": round(time.time() - start, 1),
+              "probes": on_the_way[-1]["probes"] if on_the_way else score_probes(model, corpus),
+              "next_words": top_next_words(model, corpus.tokenizer, WIDGET_PROMPTS) if seed == 0 else None,
+              "altered_quotes": top_words_table(model, corpus)}
+    return {**record, "probes_at": on_the_way} if on_the_way else record
 
 
 # --------------------------------------------------------------------------------------------------

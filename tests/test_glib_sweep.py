@@ -316,3 +316,21 @@ def test_the_widget_reads_any_typed_altered_quote(long_sweep, capsys):
         assert plots.show_altered_quote(long_sweep, "all that glisters is not", word, "d256 L4", 0) is None
         printed = capsys.readouterr().out.strip()
         assert "type a content word other than 'gold'" in printed and len(printed.splitlines()) == 1
+
+
+def test_probing_on_the_way_changes_no_step_and_one_size_reports_without_the_rule():
+    size = isc.Size(8, 2, 2, 1e-2)
+    plain = isc.Preset(sizes=(size,), seeds=(0,), steps=40, stream_tokens=20_000)
+    paused = replace(plain, probe_every=15)
+    corpus = GlibCorpus(plain.corpus)
+    tokens = corpus.stream(plain.stream_tokens)
+    once = isc.run_point(plain, corpus, tokens, size, 0, progress=False)
+    probed = isc.run_point(paused, corpus, tokens, size, 0, progress=False)
+    assert [r["step"] for r in probed["probes_at"]] == [15, 30, 40]
+    assert probed["probes"] == once["probes"] and probed["final_loss"] == once["final_loss"]
+    assert "probes_at" not in once and probed["probes_at"][0]["probes"] != once["probes"]
+    results = {"preset": "one", "config": paused.to_dict(), "wall_seconds": 1.0,
+               "points": {isc.point_key("main", size, 0): {**probed, "variant": "main", "code_version": "test"}}}
+    text = glib_stats.report(results)
+    assert "main/d8 L2/seed0: " in text and "step     15" in text
+    assert text.splitlines()[-1].startswith("U-shape: not tested (the rule needs three sizes or more")
