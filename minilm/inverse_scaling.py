@@ -106,7 +106,12 @@ class Preset:
         return knobs + sorted(main, key=lambda p: -p[1].cost(self.steps))
 
     def to_dict(self):
-        return asdict(self)
+        """The preset as its record's config; probe_every is left out at 0, so records trained before probing
+        existed still name their preset (probing changes no training step)."""
+        config = asdict(self)
+        if not self.probe_every:
+            del config["probe_every"]
+        return config
 
 
 # 9.1K to 1.8M parameters; learning rate 4e-3 * sqrt(64 / d) from d64 up, larger below (the smallest
