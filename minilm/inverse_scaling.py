@@ -48,6 +48,10 @@ class Size:
     n_head: int
     lr: float      # peak learning rate: smaller models take larger steps
     steps: int = 0  # optimizer steps; 0: the preset's
+    seeds: tuple = ()  # the seeds this size trains; (): the preset's
+
+    def __post_init__(self):
+        object.__setattr__(self, "seeds", tuple(self.seeds))  # a record's JSON gives a list
 
     @property
     def shape(self):
@@ -102,13 +106,16 @@ class Preset:
         """Every (variant, size, seed) to train: the knob map (a few short runs), then the main sweep,
         longest runs first (two workers then finish at about the same time)."""
         knobs = [(name, size, seed) for name, _ in self.knobs for size in self.knob_sizes for seed in self.knob_seeds]
-        main = [("main", size, seed) for seed in self.seeds for size in self.sizes]
+        main = [("main", size, seed) for size in self.sizes for seed in (size.seeds or self.seeds)]
         return knobs + sorted(main, key=lambda p: -p[1].cost(self.steps))
 
     def to_dict(self):
-        """The preset as its record's config; probe_every is left out at 0, so records trained before probing
-        existed still name their preset (probing changes no training step)."""
+        """The preset as its record's config. Fields added after records were written are left out at their
+        defaults (a size's own seeds, probe_every), so those records still name their presets."""
         config = asdict(self)
+        for size in config["sizes"] + config["knob_sizes"]:
+            if not size["seeds"]:
+                del size["seeds"]
         if not self.probe_every:
             del config["probe_every"]
         return config
@@ -142,6 +149,11 @@ PRESETS = {
     # above d160 the peak learning rate holds lr * d at d160's 0.40. First the pilot: d256 on 12,000 steps,
     # the two seeds that failed at 6,000, probed every 1,000 steps to see when the instruction arrives.
     "lrd_pilot": Preset(sizes=(Size(256, 4, 4, 0.40 / 256, 12000),), seeds=(0, 2), steps=3000, probe_every=1000),
+    # Then the confirmation. N = 8,000 steps for d192 and d256, fixed by the design's rule from the pilot (both
+    # seeds arrived, the later at step 6,000: N = min(12,000, 6,000 + 2,000)); d256 on seeds 0-7, where the
+    # variance is. d16-d160 train exactly as in the long sweep (and must reproduce its records).
+    "lrd": Preset(sizes=LONG_SIZES[:5] + (Size(192, 4, 4, 0.40 / 192, 8000), Size(256, 4, 4, 0.40 / 256, 8000, tuple(range(8)))),
+                  seeds=(0, 1, 2, 3, 4), steps=3000),
     "ci": Preset(sizes=(Size(8, 2, 2, 1e-2), Size(16, 2, 2, 8e-3), Size(24, 2, 2, 6e-3)), seeds=(0, 1),
                  steps=150, stream_tokens=100_000, knobs=(("r=0.15", {"rare": 0.15}),),
                  knob_sizes=(Size(8, 2, 2, 1e-2), Size(24, 2, 2, 6e-3))),

@@ -334,3 +334,16 @@ def test_probing_on_the_way_changes_no_step_and_one_size_reports_without_the_rul
     text = glib_stats.report(results)
     assert "main/d8 L2/seed0: " in text and "step     15" in text
     assert text.splitlines()[-1].startswith("U-shape: not tested (the rule needs three sizes or more")
+
+
+def test_the_confirmation_trains_d256_on_eight_seeds_and_the_left_arm_as_the_long_sweep():
+    lrd, long = isc.PRESETS["lrd"], isc.PRESETS["long"]
+    assert lrd.sizes[:5] == long.sizes[:5] and lrd.seeds == long.seeds
+    seeds = {}
+    for _, size, seed in lrd.points():
+        seeds.setdefault(size.name, []).append(seed)
+    assert seeds["d256 L4 8k steps"] == list(range(8)) and seeds["d192 L4 8k steps"] == [0, 1, 2, 3, 4]
+    assert [round(s.lr * s.d_model, 6) for s in lrd.sizes[5:]] == [0.40, 0.40]
+    config = json.loads(json.dumps(lrd.to_dict()))
+    assert [isc.Size(**s) for s in config["sizes"]] == list(lrd.sizes)
+    assert "seeds" not in config["sizes"][0] and "probe_every" not in config
