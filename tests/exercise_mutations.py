@@ -2,7 +2,7 @@
 process) and test_exercises.py (the mutated notebooks graded end to end by nbval)."""
 from dataclasses import dataclass
 
-from minilm import grading
+from minilm.course import paths
 
 
 @dataclass
@@ -16,7 +16,7 @@ class Mutation:
     catches: dict
 
     def source(self):
-        text = (grading.SOURCES / f"{self.exercise}.py").read_text()
+        text = (paths.SOURCES / f"{self.exercise}.py").read_text()
         assert text.count(self.old) == 1, f"mutation {self.name}: its target text must occur once in the source"
         return text.replace(self.old, self.new)
 

@@ -19,7 +19,7 @@ def roughen(model, rng, scale):
 
 
 def square(point):
-    """A sweep point for tests of minilm.experiments that trains nothing: point = (x, kill_marker). The
+    """A sweep point for tests of minilm.studies.runner that trains nothing: point = (x, kill_marker). The
     first process that runs x == 3 with a marker path kills itself (SIGKILL: no clean-up, no exception),
     as a worker lost to the out-of-memory killer or a pulled plug would die."""
     import os
@@ -38,7 +38,7 @@ def within_seed_band(value, committed_seeds, floor, center=None):
     """Is a re-trained value within what the committed seeds of the same point say is reproducible?
 
     On another CPU, BLAS rounds differently, and training turns the last bit into the spread that
-    another seed gives (DESIGN.md, "Reproducible on any CPU"). So a re-trained point must land within
+    another seed gives (docs/architecture.md, "Reproducible on any CPU"). So a re-trained point must land within
     mean +- 3 standard deviations of its seeds, or +- floor where the seeds agree more closely than
     that. A point committed with one seed only (a knob-map cell) is given center, its committed value,
     and the spread of the seeds of a neighbouring point (the same size). Returns (ok, message)."""

@@ -5,16 +5,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minilm import GPT, GPTConfig, masks, plots
+from minilm import GPT, GPTConfig, masks
+from minilm.course import figures
 from minilm.chat import chat
 from minilm.data import seq2seq as task
 from minilm.errors import MinilmError
-from minilm.archs import VARIANTS, RunConfig, build_variant, runs_of, train_variant, transplant_table
-from minilm.experiments import load_results
+from minilm.studies.archs import VARIANTS, RunConfig, build_variant, runs_of, train_variant, transplant_table
+from minilm.studies.runner import load_results
 from minilm.train import TrainConfig
 from tests.helpers import roughen
 
-RESULTS = Path(__file__).resolve().parents[1] / "lessons" / "results" / "archs.json"
+RESULTS = Path(__file__).resolve().parents[1] / "lessons" / "results" / "archs_default.json"
 
 
 # ---- the task
@@ -75,14 +76,14 @@ def test_archs_cli_resumes_and_rejects_bad_flags_in_one_line(tmp_path, capsys):
     from minilm.__main__ import main
 
     with pytest.raises(SystemExit) as stop:
-        main(["archs", "--steps", "0"])
+        main(["archs", "--preset", "huge"])
     assert stop.value.code == 2 and capsys.readouterr().err.count("\n") == 1
     out = tmp_path / "archs.json"
-    assert main(["archs", "--steps", "2", "--seeds", "1", "--out", str(out), "--quiet"]) == 0
+    assert main(["archs", "--preset", "ci", "--out", str(out), "--quiet"]) == 0
     first = load_results(out, "archs")
     assert len(first["points"]) == len(task.SHAPES) * len(VARIANTS)
     assert all(r["history"][-1]["step"] == 2 for r in first["points"].values())
-    assert main(["archs", "--steps", "2", "--seeds", "1", "--out", str(out), "--quiet"]) == 0  # nothing left to train
+    assert main(["archs", "--preset", "ci", "--out", str(out), "--quiet"]) == 0  # nothing left to train
     assert load_results(out, "archs") == first
 
 
@@ -122,29 +123,29 @@ def test_a_bidirectional_chat_cannot_reuse_its_cache():
 
 def test_mask_drawings():
     tokens = "that is good = das ist gut".split()
-    fig = plots.attention_mask(masks.prefix_lm_mask(7, 4), tokens, title="prefix-LM")
+    fig = figures.attention_mask(masks.prefix_lm_mask(7, 4), tokens, title="prefix-LM")
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == tokens
     np.testing.assert_array_equal(ax.images[0].get_array(), masks.prefix_lm_mask(7, 4))
-    fig = plots.attention_masks([{"mask": masks.causal_mask(3), "q_tokens": tokens[:3]},
+    fig = figures.attention_masks([{"mask": masks.causal_mask(3), "q_tokens": tokens[:3]},
                                  {"mask": masks.cross_mask(3, 4), "q_tokens": tokens[4:], "k_tokens": tokens[:4]}])
     assert len(fig.axes) == 2
     with pytest.raises(MinilmError):
-        plots.attention_mask(masks.causal_mask(3), tokens)
+        figures.attention_mask(masks.causal_mask(3), tokens)
 
 
 def test_comparison_and_chat_figures_draw_from_data():
     model = chat_model()
-    fig = plots.chat_cost(chat(model, 3, 2, 2), chat(model, 3, 2, 2, reuse_cache=False))
+    fig = figures.chat_cost(chat(model, 3, 2, 2), chat(model, 3, 2, 2, reuse_cache=False))
     line = fig.axes[0].lines[0]  # re-encoded: cumulative tokens
     assert list(line.get_ydata()) == [4, 4 + 8, 4 + 8 + 12]
     results = json.loads(RESULTS.read_text())
-    assert len(plots.archs_curves(results).axes) == len(results["config"]["shapes"])
+    assert len(figures.archs_curves(results).axes) == len(results["config"]["shapes"])
 
 
 def test_mask_panels_for_a_sentence_compose_with_padding():
     text = "that is good <pad> = das ist gut"
-    panels = {kind: plots.mask_panel(kind, text) for kind in plots.MASK_KINDS}
+    panels = {kind: figures.mask_panel(kind, text) for kind in figures.MASK_KINDS}
     assert panels["encoder-decoder cross"]["mask"].shape == (4, 4)  # "= das ist gut" x "that is good <pad>"
     assert panels["prefix-LM"]["mask"].shape == (8, 8)
     for panel in panels.values():
@@ -152,16 +153,16 @@ def test_mask_panels_for_a_sentence_compose_with_padding():
         assert not panel["mask"][:, pad].any()  # nobody attends to the padding
     causal = panels["decoder-only (causal)"]["mask"]
     assert causal[7, :3].all() and not causal[2, 3:].any()
-    assert len(plots.show_mask("encoder (bidirectional)", "a b = c").axes) == 1
+    assert len(figures.show_mask("encoder (bidirectional)", "a b = c").axes) == 1
     with pytest.raises(MinilmError, match="input = target"):
-        plots.mask_panel("prefix-LM", "no separator here")
+        figures.mask_panel("prefix-LM", "no separator here")
     with pytest.raises(MinilmError, match="unknown mask kind"):
-        plots.mask_panel("sideways", "a = b")
+        figures.mask_panel("sideways", "a = b")
 
 
 def test_the_mask_widget_moves():
     import ipywidgets
-    w = ipywidgets.interactive(plots.show_mask, kind=list(plots.MASK_KINDS), text="that is good = das ist gut")
+    w = ipywidgets.interactive(figures.show_mask, kind=list(figures.MASK_KINDS), text="that is good = das ist gut")
     w.children[0].value = "encoder-decoder cross"
     w.children[1].value = "a b c = x y"
     assert w.result.axes[0].images[0].get_array().shape == (3, 3)  # "= x y" attends to "a b c"

@@ -117,8 +117,8 @@ def test_ctrl_c_saves_and_exits_cleanly(tmp_path):
     (("sample", "x.npz", "--prompt", "hi", "--top-k", "0"), "--top-k", "a whole number of 1 or more"),
     (("--demo-steps", "1.5"), "--demo-steps", "a whole number of 1 or more"),
     (("glib", "--jobs", "0"), "--jobs", "a whole number of 1 or more"),
-    (("sweep", "--jobs", "two"), "--jobs", "a whole number of 1 or more"),
-    (("archs", "--seeds", "0"), "--seeds", "a whole number of 1 or more"),
+    (("scaling", "--jobs", "two"), "--jobs", "a whole number of 1 or more"),
+    (("archs", "--jobs", "1.5"), "--jobs", "a whole number of 1 or more"),
     (("grade", "exercises", "--cell-timeout", "0"), "--cell-timeout", "a whole number of 1 or more"),
 ])
 def test_every_number_is_checked_where_it_is_parsed(args, flag, fragment, capsys):

@@ -4,23 +4,24 @@ executed in a namespace, as a kernel would, and the checks are called on it."""
 import pytest
 
 from exercise_mutations import MUTATIONS
-from minilm import grading
+from minilm import MinilmError
+from minilm.course import checks, grader, notebooks, paths
 
-STEMS = [source.stem for source in grading.exercise_sources()]
+STEMS = [source.stem for source in notebooks.exercise_sources()]
 
 
 def namespace(source_path):
     """The globals of the solution notebook built from a source, after running its code cells (not the
     graded ones, nor the instant check(...) calls, which print)."""
     ns = {}
-    for cell in grading.build_notebook(source_path, solution=True).cells:
-        if cell.cell_type == "code" and not grading.is_graded(cell) and not cell.source.startswith("check("):
+    for cell in notebooks.build_notebook(source_path, solution=True).cells:
+        if cell.cell_type == "code" and not grader.is_graded(cell) and not cell.source.startswith("check("):
             exec(compile(cell.source, f"{source_path}", "exec"), ns)
     return ns
 
 
 def check_names(stem):
-    return [check.__name__ for check in grading.ExerciseChecks(stem, {}).checks]
+    return [check.__name__ for check in checks.ExerciseChecks(stem, {}).checks]
 
 
 CHECKS = [(stem, name) for stem in STEMS for name in check_names(stem)]
@@ -28,7 +29,7 @@ CHECKS = [(stem, name) for stem in STEMS for name in check_names(stem)]
 
 @pytest.fixture(scope="module")
 def solutions():
-    return {stem: namespace(grading.SOURCES / f"{stem}.py")["check"] for stem in STEMS}
+    return {stem: namespace(paths.SOURCES / f"{stem}.py")["check"] for stem in STEMS}
 
 
 @pytest.mark.parametrize("stem, name", CHECKS, ids=[f"{s}:{n}" for s, n in CHECKS])
@@ -68,7 +69,7 @@ def test_kv_cache_bugs_fail_on_every_run(tmp_path, name):
 @pytest.mark.parametrize("stem", STEMS)
 def test_checks_draw_from_fixed_seeds(stem):
     """Unseeded randomness would let a wrong answer pass on a lucky run."""
-    text = (grading.CHECKS / f"{stem}.py").read_text()
+    text = (paths.CHECKS / f"{stem}.py").read_text()
     assert "default_rng()" not in text and "np.random." not in text.replace("np.random.default_rng(", "")
 
 
@@ -80,17 +81,17 @@ def test_every_mutation_names_real_checks():
 @pytest.mark.parametrize("stem", STEMS)
 def test_graded_cells_run_the_checks_in_order(stem):
     """Graded cell k is '# Check k: <the check's first docstring line>' then check.graded("<its name>")."""
-    checks = grading.ExerciseChecks(stem, {})
-    graded = [cell.source for cell in grading.code_cells(grading.EXERCISES / f"{stem}.ipynb") if grading.is_graded(cell)]
-    assert graded == [f'# {checks.title(c)}\ncheck.graded("{c.__name__}")' for c in checks.checks]
+    exercise = checks.ExerciseChecks(stem, {})
+    graded = [cell.source for cell in grader.code_cells(paths.EXERCISES / f"{stem}.ipynb") if grader.is_graded(cell)]
+    assert graded == [f'# {exercise.title(c)}\ncheck.graded("{c.__name__}")' for c in exercise.checks]
 
 
 @pytest.mark.parametrize("stem", STEMS)
 def test_each_part_has_its_check_cell_and_staged_hints(stem):
     """After each part: a check("part") cell, then a markdown cell of 2-3 collapsed hints that ends with the
     pointer to the solution."""
-    cells = grading.read_notebook(grading.EXERCISES / f"{stem}.ipynb").cells
-    parts = grading.load_checks(stem).PARTS
+    cells = grader.read_notebook(paths.EXERCISES / f"{stem}.ipynb").cells
+    parts = checks.load_checks(stem).PARTS
     calls = [i for i, c in enumerate(cells) if c.cell_type == "code" and c.source.startswith("check(")]
     assert [cells[i].source for i in calls] == [f'check("{part}")' for part in parts]
     for i in calls:
@@ -114,8 +115,8 @@ def test_instant_check_prints_pass_or_the_mistake(tmp_path, capsys):
 
 def test_instant_check_on_a_stub_says_not_implemented(capsys):
     stub = {}
-    for cell in grading.code_cells(grading.EXERCISES / "06_power_law_fit.ipynb"):
-        if not grading.is_graded(cell) and not cell.source.startswith("check("):
+    for cell in grader.code_cells(paths.EXERCISES / "06_power_law_fit.ipynb"):
+        if not grader.is_graded(cell) and not cell.source.startswith("check("):
             exec(cell.source, stub)
     stub["check"]()
     out = capsys.readouterr().out.splitlines()
@@ -124,7 +125,7 @@ def test_instant_check_on_a_stub_says_not_implemented(capsys):
 
 
 def test_a_graded_cell_raises_what_the_instant_check_prints(solutions):
-    check = grading.ExerciseChecks("01_softmax_cross_entropy", {"softmax": lambda logits: logits})
+    check = checks.ExerciseChecks("01_softmax_cross_entropy", {"softmax": lambda logits: logits})
     printed = check.problem(check.module.softmax_rows)
     with pytest.raises(AssertionError) as raised:
         check.graded("softmax_rows")
@@ -132,7 +133,7 @@ def test_a_graded_cell_raises_what_the_instant_check_prints(solutions):
 
 
 def test_a_check_of_an_undefined_function_says_which():
-    check = grading.ExerciseChecks("02_attention_masks", {})
+    check = checks.ExerciseChecks("02_attention_masks", {})
     assert check.problem(check.module.cross) == "cross_mask is not defined yet: run the cell that defines it first"
-    with pytest.raises(grading.MinilmError, match="the parts are bidirectional_mask, causal_mask"):
+    with pytest.raises(MinilmError, match="the parts are bidirectional_mask, causal_mask"):
         check("cross")

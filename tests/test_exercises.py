@@ -15,10 +15,10 @@ import nbformat
 import pytest
 
 from exercise_mutations import MUTATIONS
-from minilm import grading
+from minilm.course import checks, feedback, grader, notebooks, paths
 from minilm.errors import MinilmError
 
-STEMS = [s.stem for s in grading.exercise_sources()]
+STEMS = [s.stem for s in notebooks.exercise_sources()]
 # Graded end to end, through nbval: the first wrong solution of each exercise and the two KV-cache bugs that
 # used to slip through. test_exercise_checks.py runs every one of them, check by check, in process.
 END_TO_END = [next(m for m in MUTATIONS if m.exercise == stem) for stem in STEMS] + \
@@ -26,18 +26,18 @@ END_TO_END = [next(m for m in MUTATIONS if m.exercise == stem) for stem in STEMS
 
 
 def solution_path(stem):
-    return grading.EXERCISES / "solutions" / f"{stem}.ipynb"
+    return paths.EXERCISES / "solutions" / f"{stem}.ipynb"
 
 
 def student_path(stem):
-    return grading.EXERCISES / f"{stem}.ipynb"
+    return paths.EXERCISES / f"{stem}.ipynb"
 
 
 def write_mutant(mutation, folder):
     mutated = folder / f"{mutation.exercise}__{mutation.name}.py"
     mutated.write_text(mutation.source())
     path = folder / f"{mutated.stem}.ipynb"
-    path.write_text(grading.notebook_text(grading.build_notebook(mutated, solution=True)))
+    path.write_text(notebooks.notebook_text(notebooks.build_notebook(mutated, solution=True)))
     return path
 
 
@@ -50,7 +50,7 @@ def cells(tmp_path_factory):
               **{student_path(s).resolve(): f"student/{s}" for s in STEMS},
               **{write_mutant(m, folder).resolve(): f"mutant/{m.name}" for m in END_TO_END}}
     by_label = {}
-    for r in grading.run_notebooks(list(labels), cell_timeout=120):
+    for r in grader.run_notebooks(list(labels), cell_timeout=120):
         by_label.setdefault(labels[Path(r.notebook)], []).append(r)
     return by_label
 
@@ -84,16 +84,16 @@ def test_plausible_wrong_solution_is_caught(cells, mutation):
     results = cells[f"mutant/{mutation.name}"]
     broken = [f"cell {r.cell}: {r.message}" for r in results if not r.graded and not r.passed]
     assert not broken, f"the mutant itself is broken (not a plausible solution): {broken}"
-    checks = grading.ExerciseChecks(mutation.exercise, {})
+    exercise = checks.ExerciseChecks(mutation.exercise, {})
     by_title = {r.title: r for r in results if r.graded}
     for name, expect in mutation.catches.items():
-        r = by_title[checks.title(getattr(checks.module, name))]
+        r = by_title[exercise.title(getattr(exercise.module, name))]
         assert not r.passed and expect in r.message, f"{r.title} must fail saying '{expect}', got: {r.message or 'pass'}"
 
 
 def test_grade_report_counts_graded_checks_and_explains_failures(cells):
     mutant = cells["mutant/softmax-without-max-subtraction"]
-    report = grading.grade_report(mutant)
+    report = grader.grade_report(mutant)
     n = sum(r.graded for r in mutant)
     assert report.splitlines()[-1] == f"GRADE: {n - 1}/{n} graded checks passed"
     fail_lines = [line for line in report.splitlines() if line.strip().startswith("FAIL")]
@@ -104,11 +104,11 @@ def test_grade_report_counts_graded_checks_and_explains_failures(cells):
 # ---- the committed notebooks are what the generator makes, and nothing lets a check off the hook
 
 def test_committed_notebooks_equal_what_the_generator_makes():
-    generated = grading.generated_notebooks()
+    generated = notebooks.generated_notebooks()
     for path, text in generated.items():
-        assert path.exists(), f"{path} is missing: run python -m minilm.grading"
-        assert path.read_text() == text, f"{path} drifted from its source: run python -m minilm.grading"
-    committed = set(grading.EXERCISES.glob("*.ipynb")) | set((grading.EXERCISES / "solutions").glob("*.ipynb"))
+        assert path.exists(), f"{path} is missing: run python -m minilm.course.notebooks"
+        assert path.read_text() == text, f"{path} drifted from its source: run python -m minilm.course.notebooks"
+    committed = set(paths.EXERCISES.glob("*.ipynb")) | set((paths.EXERCISES / "solutions").glob("*.ipynb"))
     assert committed == set(generated), f"notebooks without a source: {sorted(map(str, committed - set(generated)))}"
 
 
@@ -121,19 +121,19 @@ def test_notebooks_carry_no_outputs_and_no_escape_hatches(stem):
             if cell.cell_type != "code":
                 continue
             assert not cell.outputs and cell.execution_count is None, f"{path}: committed with outputs"
-            if grading.is_graded(cell):
+            if grader.is_graded(cell):
                 tags = set(cell.metadata.get("tags", []))
-                assert not tags & set(grading.FORBIDDEN_TAGS), f"{path}: a graded cell carries {tags & set(grading.FORBIDDEN_TAGS)}"
-                assert not any(m in cell.source for m in grading.FORBIDDEN_MARKERS), f"{path}: a graded cell carries an nbval marker"
+                assert not tags & set(notebooks.FORBIDDEN_TAGS), f"{path}: a graded cell carries {tags & set(notebooks.FORBIDDEN_TAGS)}"
+                assert not any(m in cell.source for m in notebooks.FORBIDDEN_MARKERS), f"{path}: a graded cell carries an nbval marker"
                 assert "check.graded(" in cell.source, f"{path}: a graded cell must run a check"
 
 
 def test_student_notebook_hides_every_solution():
     for stem in STEMS:
         student = student_path(stem).read_text()
-        assert grading.BEGIN not in student and grading.END not in student
-        source = (grading.SOURCES / f"{stem}.py").read_text()
-        blocks = [part.split(grading.END)[0] for part in source.split(grading.BEGIN)[1:]]
+        assert notebooks.BEGIN not in student and notebooks.END not in student
+        source = (paths.SOURCES / f"{stem}.py").read_text()
+        blocks = [part.split(notebooks.END)[0] for part in source.split(notebooks.BEGIN)[1:]]
         assert student.count("raise NotImplementedError()") == len(blocks) > 0
         for block in blocks:
             longest = max(block.strip().splitlines(), key=len).strip()
@@ -144,21 +144,21 @@ def test_student_notebook_hides_every_solution():
 
 def test_stub_replaces_the_solution_at_its_indentation():
     code = "def f(x):\n    ### BEGIN SOLUTION\n    return x + 1\n    ### END SOLUTION\n"
-    assert grading.strip_solutions(code, keep=False) == "def f(x):\n    # YOUR CODE HERE\n    raise NotImplementedError()"
-    assert grading.strip_solutions(code, keep=True) == "def f(x):\n    return x + 1"
+    assert notebooks.strip_solutions(code, keep=False) == "def f(x):\n    # YOUR CODE HERE\n    raise NotImplementedError()"
+    assert notebooks.strip_solutions(code, keep=True) == "def f(x):\n    return x + 1"
 
 
 @pytest.mark.parametrize("code", ["### BEGIN SOLUTION\nx = 1\n", "x = 1\n### END SOLUTION\n",
                                   "### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION\n"])
 def test_unbalanced_solution_markers_are_an_error(code):
     with pytest.raises(MinilmError, match="SOLUTION"):
-        grading.strip_solutions(code, keep=False)
+        notebooks.strip_solutions(code, keep=False)
 
 
 def test_source_cells_and_tags_are_parsed(tmp_path):
     source = tmp_path / "00_example.py"
     source.write_text('# %% [markdown]\n# # Title\n#\n# text\n\n# %%\nx = 1\n\n# %% tags=["graded"]\nassert x == 1\n')
-    assert grading.source_cells(source) == [("markdown", "# Title\n\ntext", []), ("code", "x = 1", []),
+    assert notebooks.source_cells(source) == [("markdown", "# Title\n\ntext", []), ("code", "x = 1", []),
                                             ("code", "assert x == 1", ["graded"])]
 
 
@@ -170,34 +170,34 @@ def test_source_cells_and_tags_are_parsed(tmp_path):
 ])
 def test_bad_paths_get_one_clear_line(tmp_path, make, expect):
     with pytest.raises(MinilmError, match=expect) as e:
-        grading.run_notebooks(grading.notebooks_to_grade(make(tmp_path)))
+        grader.run_notebooks(grader.notebooks_to_grade(make(tmp_path)))
     assert "\n" not in str(e.value)
 
 
 def test_error_lines_are_one_readable_line():
-    assert grading.error_line("AssertionError", "rows of softmax\nmust sum to 1", "") == "rows of softmax must sum to 1"
-    where = grading.innermost_function("File checks.py:12, in softmax_rows(softmax)\nCell In[3], line 5, in softmax(logits)\n")
+    assert feedback.error_line("AssertionError", "rows of softmax\nmust sum to 1", "") == "rows of softmax must sum to 1"
+    where = feedback.innermost_function("File checks.py:12, in softmax_rows(softmax)\nCell In[3], line 5, in softmax(logits)\n")
     assert where == "softmax"
-    assert grading.error_line("NotImplementedError", "", where).startswith("not implemented yet: softmax still raises")
-    assert grading.error_line("ValueError", "shapes (2,3) (4,)", where) == "ValueError (in softmax): shapes (2,3) (4,)"
+    assert feedback.error_line("NotImplementedError", "", where).startswith("not implemented yet: softmax still raises")
+    assert feedback.error_line("ValueError", "shapes (2,3) (4,)", where) == "ValueError (in softmax): shapes (2,3) (4,)"
 
 
 def test_feedback_helpers_name_the_property():
     import numpy as np
     from minilm import masks
     got = np.tril(np.ones((3, 3), dtype=bool), k=1)
-    assert grading.mask_problem(got, masks.causal_mask(3), "causal") == "causal: position 0 can see position 1, but it must not"
-    assert "cannot see position 0" in grading.mask_problem(np.eye(2, 4, k=2, dtype=bool), masks.causal_mask(2, 4))
-    assert "boolean" in grading.mask_problem(got.astype(float), masks.causal_mask(3))
+    assert feedback.mask_problem(got, masks.causal_mask(3), "causal") == "causal: position 0 can see position 1, but it must not"
+    assert "cannot see position 0" in feedback.mask_problem(np.eye(2, 4, k=2, dtype=bool), masks.causal_mask(2, 4))
+    assert "boolean" in feedback.mask_problem(got.astype(float), masks.causal_mask(3))
     g = np.arange(1.0, 5.0)
-    assert grading.gradient_problem("w", g, g) == ""
-    assert "3 times the true gradient" in grading.gradient_problem("w", g, 3 * g)
-    assert "relative error" in grading.gradient_problem("w_q", g, g[::-1])
+    assert feedback.gradient_problem("w", g, g) == ""
+    assert "3 times the true gradient" in feedback.gradient_problem("w", g, 3 * g)
+    assert "relative error" in feedback.gradient_problem("w_q", g, g[::-1])
 
 
 def grade_cli(*args):
-    env = {**os.environ, "PYTHONPATH": str(grading.REPO_ROOT)}
-    return subprocess.run([sys.executable, "-m", "minilm", "grade", *map(str, args)], cwd=grading.REPO_ROOT,
+    env = {**os.environ, "PYTHONPATH": str(paths.ROOT)}
+    return subprocess.run([sys.executable, "-m", "minilm", "grade", *map(str, args)], cwd=paths.ROOT,
                           env=env, capture_output=True, text=True)
 
 
@@ -206,7 +206,7 @@ def test_grade_cli_prints_the_grade_and_exits_nonzero_on_a_stub():
     run = grade_cli(stub)
     assert run.returncode == 1, run.stderr
     out = run.stdout.splitlines()
-    n = sum(grading.is_graded(c) for c in grading.code_cells(stub))
+    n = sum(grader.is_graded(c) for c in grader.code_cells(stub))
     assert out[-1] == f"GRADE: 0/{n} graded checks passed"
     assert sum(line.strip().startswith("FAIL Check") for line in out) == n
     assert "Traceback" not in run.stdout + run.stderr

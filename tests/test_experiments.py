@@ -1,4 +1,4 @@
-"""minilm.experiments: one results store (resumable, atomic, one writer) and one way to run points
+"""minilm.studies.runner: what a study is, one results store (resumable, atomic, one writer) and one way to run points
 (in process, local processes, a Dask cluster), where a lost worker loses only its point."""
 import json
 import os
@@ -9,7 +9,7 @@ from dataclasses import asdict
 
 import pytest
 
-from minilm import experiments, scaling
+from minilm.studies import runner, scaling
 from minilm.errors import MinilmError
 from tests.helpers import square, wait_forever
 
@@ -21,9 +21,9 @@ def points(n=8, kill_marker=None):
 
 
 def run(path, pts, jobs=1, scheduler=None, retries=3):
-    store = experiments.ResultsStore(str(path), "squares", "test", CONFIG)
-    with experiments.make_executor(jobs, scheduler) as executor:
-        return experiments.run_points(store, pts, square, executor, progress=False, retries=retries)
+    store = runner.ResultsStore(str(path), "squares", "test", CONFIG)
+    with runner.make_executor(jobs, scheduler) as executor:
+        return runner.run_points(store, pts, square, executor, progress=False, retries=retries)
 
 
 def assert_every_point_once(path, n=8):
@@ -48,41 +48,41 @@ def test_a_stopped_sweep_resumes_without_redoing_finished_points(tmp_path):
 def test_every_record_says_which_code_and_machine_made_it(tmp_path):
     saved = run(tmp_path / "r.json", points(2))
     for record in saved["points"].values():
-        assert record["code_version"] and record["code_version"] == experiments.code_version()
+        assert record["code_version"] and record["code_version"] == runner.code_version()
         assert {"host", "cpu", "cores", "blas", "numpy"} <= set(record["machine"])
 
 
 def test_a_record_names_the_code_as_it_was_when_its_point_started(monkeypatch):
     tree = {"version": "before"}
-    monkeypatch.setattr(experiments, "code_version", lambda: tree["version"])
+    monkeypatch.setattr(runner, "code_version", lambda: tree["version"])
 
     def edits_the_tree_while_it_trains(point):
         tree["version"] = "after"  # as if someone committed during an hour-long point
         return {"x": point}
 
-    assert experiments.measured(edits_the_tree_while_it_trains, 3)["code_version"] == "before"
+    assert runner.measured(edits_the_tree_while_it_trains, 3)["code_version"] == "before"
 
 
 def test_a_file_of_another_config_or_sweep_is_refused_in_one_line(tmp_path):
     path = tmp_path / "r.json"
     run(path, points(1))
     with pytest.raises(MinilmError, match="different configuration"):
-        experiments.ResultsStore(str(path), "squares", "test", {**CONFIG, "n": 9})
+        runner.ResultsStore(str(path), "squares", "test", {**CONFIG, "n": 9})
     with pytest.raises(MinilmError, match="holds a 'squares' sweep"):
-        experiments.load_results(str(path), "glib")
+        runner.load_results(str(path), "glib")
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(MinilmError, match="not a results file"):
-        experiments.load_results(str(tmp_path / "bad.json"))
+        runner.load_results(str(tmp_path / "bad.json"))
     with pytest.raises(MinilmError, match="python -m minilm glib"):
-        experiments.load_results(str(tmp_path / "missing.json"), "glib")
+        runner.load_results(str(tmp_path / "missing.json"), "glib")
 
 
 def test_bad_executor_flags_are_one_line():
     with pytest.raises(MinilmError, match="--jobs must be 1 or more"):
-        with experiments.make_executor(0):
+        with runner.make_executor(0):
             pass
     with pytest.raises(MinilmError, match="leave them out with --device cuda"):
-        with experiments.make_executor(2, device="cuda"):
+        with runner.make_executor(2, device="cuda"):
             pass
 
 
@@ -101,7 +101,7 @@ def test_workers_exit_when_the_sweep_is_killed(tmp_path):
     pid_file = tmp_path / "worker.pid"
     sweep = subprocess.Popen([sys.executable, "-c", f"""
 import os, time
-from minilm.experiments import WorkerProcesses
+from minilm.studies.runner import WorkerProcesses
 from tests.helpers import wait_forever
 executor = WorkerProcesses(1)
 executor.submit(wait_forever, {str(pid_file)!r})
@@ -156,12 +156,56 @@ def test_the_ci_sweep_on_a_dask_cluster_equals_the_in_process_sweep(tmp_path):
     config = scaling.preset("ci")
     results = {}
     for name, scheduler in (("in process", None), ("dask", "local")):
-        store = experiments.ResultsStore(str(tmp_path / f"{name}.json"), "scaling", "ci", asdict(config))
-        with experiments.make_executor(2 if scheduler else 1, scheduler) as executor:
-            results[name] = experiments.run_points(store, scaling.sweep_points(config), scaling.measure, executor, progress=False)
+        store = runner.ResultsStore(str(tmp_path / f"{name}.json"), "scaling", "ci", asdict(config))
+        with runner.make_executor(2 if scheduler else 1, scheduler) as executor:
+            results[name] = runner.run_points(store, scaling.sweep_points(config), scaling.measure, executor, progress=False)
     here, there = results["in process"]["points"], results["dask"]["points"]
     assert sorted(here) == sorted(there) == sorted(run.key for run in scaling.plan(config))
     for key in here:
         assert there[key]["val_loss"] == pytest.approx(here[key]["val_loss"], rel=1e-9, abs=0), key
         for task, scores in here[key]["tasks"].items():
             assert there[key]["tasks"][task] == pytest.approx(scores, rel=1e-9, abs=1e-12), (key, task)
+
+
+# ---- a study is one declaration: the command line makes its command
+
+SQUARES = runner.Study(name="squares", help="square numbers", description="Square a few numbers.",
+                       presets={"few": 3, "more": 5}, default="few", config=lambda name: {"n": {"few": 3, "more": 5}[name]},
+                       points=lambda name, device: points({"few": 3, "more": 5}[name]), measure=square,
+                       report=lambda results, *baseline: f"{len(results['points'])} squares, {len(baseline)} baseline")
+
+
+def squares_cli(*argv):
+    from minilm.__main__ import Parser, add_study_command
+
+    parser = Parser(prog="python -m minilm")
+    add_study_command(parser.add_subparsers(parser_class=Parser), SQUARES)
+    args = parser.parse_args(["squares", *argv])
+    return args.run(args)
+
+
+def test_a_new_study_is_one_declaration_and_gets_the_command_every_study_has(tmp_path, capsys):
+    out = tmp_path / "squares_few.json"
+    squares_cli("--out", str(out), "--quiet")
+    assert capsys.readouterr().out.strip().endswith("3 squares, 0 baseline")
+    assert sorted(r["square"] for r in runner.load_results(out, "squares")["points"].values()) == [0, 1, 4]
+    squares_cli("--out", str(out), "--report")
+    assert capsys.readouterr().out.strip() == "3 squares, 0 baseline"
+    with pytest.raises(MinilmError, match="different configuration"):
+        squares_cli("--out", str(out), "--preset", "more", "--quiet")
+    with pytest.raises(SystemExit):
+        squares_cli("--preset", "many")
+    assert SQUARES.results_file("few") == "squares_few.json"
+
+
+def test_every_study_has_a_command_and_names_its_results_by_study_and_preset():
+    from minilm.__main__ import build_parser, results_path
+    from minilm.studies import all_studies
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+    for study in all_studies():
+        assert study.name in commands and study.default in study.presets
+        assert set(study.committed) <= set(study.presets) and set(study.baselines) <= set(study.presets)
+        for preset in study.presets:
+            folder = "results" if preset in study.committed else "runs"
+            assert results_path(study, preset).endswith(os.path.join(folder, f"{study.name}_{preset}.json"))

@@ -5,7 +5,7 @@ import pytest
 
 from minilm.data.glib import LECTURE_PROMPT, GlibConfig, GlibCorpus, alter
 from minilm.errors import MinilmError
-from minilm.inverse_scaling import PRESETS, fresh_stream_tokens
+from minilm.studies.glib import PRESETS, fresh_stream_tokens
 
 
 @pytest.fixture(scope="module")

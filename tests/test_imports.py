@@ -1,6 +1,7 @@
-"""The package's shape: one direction of dependency (DESIGN.md: backend <- layers <- model <- train <-
-experiments <- plots <- CLI), so no module imports another that imports it back, at the top of the file
-or inside a function, and nothing imports the CLI."""
+"""The package's shape (docs/architecture.md): the engine at the bottom, the studies above it, the course
+above them and the command line on top. Each floor imports only what lies below it (or beside it on its own
+floor), no module imports another that imports it back, at the top of the file or inside a function,
+nothing imports the command line, and only the course and the command line name the course's folders."""
 import ast
 import pathlib
 
@@ -32,8 +33,11 @@ def imports_of(path):
 
 
 def graph():
+    """module -> the minilm modules it imports; the packages it sits in are left out (`from . import x` runs
+    their __init__, which imports nothing of theirs at the top)."""
     modules = {module_name(p): p for p in PACKAGE.rglob("*.py")}
-    return {name: sorted(m for m in imports_of(path) if m in modules and m != name) for name, path in modules.items()}
+    return {name: sorted(m for m in imports_of(path) if m in modules and m != name and not name.startswith(m + "."))
+            for name, path in modules.items()}
 
 
 def test_no_import_circles_inside_minilm():
@@ -43,8 +47,6 @@ def test_no_import_circles_inside_minilm():
         state[name] = "on path"
         path.append(name)
         for other in edges[name]:
-            if other == "minilm":  # the package's __init__ (imported by every `from . import x`)
-                continue
             assert state.get(other) != "on path", "import circle: " + " -> ".join(path[path.index(other):] + [other])
             if other not in state:
                 visit(other)
@@ -54,6 +56,57 @@ def test_no_import_circles_inside_minilm():
     for name in edges:
         if name not in state:
             visit(name)
+
+
+def floor(name):
+    """engine (minilm/*.py and the package), data (minilm/data/), studies, course, or cli (__main__)."""
+    parts = name.split(".")
+    if name == "minilm.__main__":
+        return "cli"
+    return parts[1] if len(parts) > 1 and parts[1] in ("data", "studies", "course") else "engine"
+
+
+# floor -> what its modules may import (besides their own floor); data/ only errors and the tokenizer
+ALLOWED = {"engine": {"engine", "data"}, "studies": {"engine", "data", "studies"},
+           "course": {"engine", "data", "studies", "course"}, "cli": {"engine", "data", "studies", "course"}}
+DATA_MAY_IMPORT = {"minilm", "minilm.errors", "minilm.tokenizer"}
+
+
+def test_each_floor_imports_only_the_floors_below_it():
+    wrong = []
+    for name, targets in graph().items():
+        for target in targets:
+            if floor(name) == "data":
+                allowed = target in DATA_MAY_IMPORT or floor(target) == "data"
+            else:
+                allowed = floor(target) in ALLOWED[floor(name)]
+            if not allowed:
+                wrong.append(f"{name} ({floor(name)}) imports {target} ({floor(target)})")
+    assert wrong == []
+
+
+def strings_of(path):
+    """The string constants of a module, its docstrings left out (they may say where a lesson is)."""
+    tree = ast.parse(path.read_text())
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    return [node.value for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings]
+
+
+def test_only_the_course_and_the_cli_name_the_course_folders():
+    """The engine and the studies take paths as arguments; minilm.course.paths says where the course is."""
+    naming = [name for name, path in ((module_name(p), p) for p in PACKAGE.rglob("*.py"))
+              if floor(name) in ("engine", "data", "studies")
+              and any(word in ("lessons", "exercises") for s in strings_of(path) for word in s.replace("\\", "/").split("/"))]
+    assert naming == []
+
+
+def test_lines_are_at_most_120_characters():
+    long = [f"{p.relative_to(PACKAGE.parent)}:{i}" for p in sorted(PACKAGE.rglob("*.py"))
+            for i, line in enumerate(p.read_text().splitlines(), 1) if len(line) > 120]
+    assert long == []
 
 
 def test_nothing_imports_the_cli():

@@ -5,8 +5,8 @@ import re
 
 import numpy as np
 
-from minilm import experiments
-from minilm.archs import runs_of
+from minilm.studies import runner
+from minilm.studies.archs import runs_of
 from tests.test_lesson_01 import markdown_of, output_of
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,7 +33,7 @@ def test_the_mlp_moves_only_the_position_that_changed():
 
 
 def test_the_transplant_and_the_trained_columns_say_what_the_paragraph_says():
-    results = experiments.load_results(os.path.join(ROOT, "lessons", "results", "archs.json"), "archs")
+    results = runner.load_results(os.path.join(ROOT, "lessons", "results", "archs_default.json"), "archs")
     text = markdown_of(LESSON, "How to read it.")
     assert "loss from 0\nto about 8" in text
     for shape in results["config"]["shapes"]:

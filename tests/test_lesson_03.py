@@ -1,5 +1,5 @@
 """Lesson 03's sentences that state a number, a comparison or a shape, checked against the committed sweep
-(lessons/results/lesson03_sweep.json) and the outputs they sit beside. (The lesson itself runs under nbval in
+(lessons/results/scaling_lesson03.json) and the outputs they sit beside. (The lesson itself runs under nbval in
 the default suite; tests/test_scaling.py checks the sweep is complete and re-trains one of its points.)"""
 import os
 import re
@@ -8,7 +8,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from minilm import experiments, scaling
+from minilm.studies import runner, scaling_report, stats
 from minilm.data import toyworld
 from tests.test_lesson_01 import output_of
 
@@ -18,12 +18,12 @@ LESSON = os.path.join(ROOT, "lessons", "03_scaling_curves.ipynb")
 
 @pytest.fixture(scope="module")
 def results():
-    return experiments.load_results(os.path.join(ROOT, "lessons", "results", "lesson03_sweep.json"), "scaling")
+    return runner.load_results(os.path.join(ROOT, "lessons", "results", "scaling_lesson03.json"), "scaling")
 
 
 @pytest.fixture(scope="module")
 def groups(results):
-    return scaling.size_family(results)
+    return scaling_report.size_family(results)
 
 
 def markdown_with(text):
@@ -34,44 +34,44 @@ def markdown_with(text):
 
 
 def mean_curve(groups, metric):
-    return scaling.curve(groups, metric)[1].mean(axis=1)
+    return scaling_report.curve(groups, metric)[1].mean(axis=1)
 
 
 def family_floor(family):
-    compute, loss = scaling.curve(family, lambda r: r["val_loss"])
-    return scaling.fit_with_floor(compute, loss.mean(axis=1))[0].floor
+    compute, loss = scaling_report.curve(family, lambda r: r["val_loss"])
+    return stats.fit_with_floor(compute, loss.mean(axis=1))[0].floor
 
 
 def test_the_prediction_and_the_floor(results, groups):
-    compute, loss = scaling.curve(groups, lambda r: r["val_loss"])
+    compute, loss = scaling_report.curve(groups, lambda r: r["val_loss"])
     mean = loss.mean(axis=1)
-    small = scaling.fit_power_law(compute[:-1], mean[:-1])
+    small = stats.fit_power_law(compute[:-1], mean[:-1])
     predicted, actual = float(small(compute[-1])), mean[-1]
     markdown_with("about a third of the gain")
     assert 0.2 < (mean[-2] - predicted) / (mean[-2] - actual) < 0.45  # "about a third"
     assert small.floor > actual and abs(predicted - actual) / actual < 0.03  # "below that floor"; "under 3%"
     assert 0.35 < mean[0] - mean[-1] < 0.45  # "spans only about 0.4 nats"
-    law = scaling.loss_fit(results)[2]
+    law = scaling_report.loss_fit(results)[2]
     assert 0 < law.floor < small.floor  # "the floor drops"
     assert compute[-1] / compute[0] < 100 and "less than two orders of\nmagnitude" in markdown_with("The bootstrap interval")
-    half = scaling.size_family(results, results["config"]["family_fraction"])
+    half = scaling_report.size_family(results, results["config"]["family_fraction"])
     floors = [family_floor(family) for family in (half, groups)]
     assert floors[1] < floors[0] and "Doubling the data lowered the fitted floor" in markdown_with("So $E$ here")
 
 
 def test_the_shapes_the_guess_and_big_bench(results, groups):
-    shapes = scaling.task_shapes(results)
-    spatial = mean_curve(groups, scaling.task_metric("spatial", "exact_match"))
+    shapes = scaling_report.task_shapes(results)
+    spatial = mean_curve(groups, scaling_report.task_metric("spatial", "exact_match"))
     assert shapes["spatial"]["exact_match"] == "smooth" and 0.05 < spatial[-1] - spatial[0] < 0.15 and spatial[-1] < 0.5
     markdown_with("Spatial is called\nsmooth")
-    largest = {t: mean_curve(groups, scaling.task_metric(t, "exact_match"))[-1] for t in shapes}
+    largest = {t: mean_curve(groups, scaling_report.task_metric(t, "exact_match"))[-1] for t in shapes}
     hardest = sorted(largest, key=largest.get)[:4]
     assert set(hardest) == {"arithmetic", "facts_tail", "translation", "spatial"}  # "named the four hardest"
     assert largest["facts_tail"] > 0.5 and spatial[-1] - spatial[0] < 0.15  # "most of the time"; "stays close"
     assert 'my_guess = ["arithmetic", "facts_tail", "translation", "spatial"]' in \
         [c.source for c in nbformat.read(LESSON, as_version=4).cells if c.source.startswith("my_guess")][0]
-    counts = {s: sum(v["exact_match"] == s for v in shapes.values()) for s in scaling.SHAPES}
-    assert counts["inverse"] == counts["not correlated"] == 0 and sum(scaling.BIG_BENCH_SHAPES.values()) == 99
+    counts = {s: sum(v["exact_match"] == s for v in shapes.values()) for s in scaling_report.SHAPES}
+    assert counts["inverse"] == counts["not correlated"] == 0 and sum(scaling_report.BIG_BENCH_SHAPES.values()) == 99
     markdown_with("none of our tasks is *inverse* or *not correlated*")
 
 

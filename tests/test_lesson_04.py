@@ -9,8 +9,9 @@ import numpy as np
 import matplotlib.pyplot as plt
 import nbformat
 
-from minilm import experiments, glib_stats, plots
-from minilm import inverse_scaling as isc
+from minilm.course import figures
+from minilm.studies import glib as glib_sweep
+from minilm.studies import glib_report, runner
 from minilm.data.glib import GlibCorpus
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -18,14 +19,14 @@ LESSON = os.path.join(ROOT, "lessons", "04_inverse_scaling_glib.ipynb")
 
 
 def load(preset):
-    return experiments.load_results(os.path.join(ROOT, isc.results_path(preset)), "glib")
+    return runner.load_results(os.path.join(ROOT, glib_sweep.results_path(preset)), "glib")
 
 
 def test_lesson_shows_its_command_the_verdict_and_its_figures():
     cells = [c for c in nbformat.read(LESSON, as_version=4).cells if c.cell_type == "code"]
     text = "".join(o.get("text", "") for c in cells for o in c.outputs)
     results = load("full")
-    verdict = glib_stats.u_shape(glib_stats.top_curves(results)).line
+    verdict = glib_report.u_shape(glib_report.top_curves(results)).line
     assert "python -m minilm glib --preset full" in text
     assert verdict in text  # the committed outputs are those of the committed results
     assert sum(any(o.get("output_type") == "display_data" for o in c.outputs) for c in cells) >= 4
@@ -33,16 +34,16 @@ def test_lesson_shows_its_command_the_verdict_and_its_figures():
 
 def test_the_altered_quote_widget_redraws_for_each_control():
     long = load("long")
-    sizes = plots.sizes_with_tables(long)
-    view = lambda quote, word, size, seed: plots.show_altered_quote(long, quote, word, size, seed)
+    sizes = figures.sizes_with_tables(long)
+    view = lambda quote, word, size, seed: figures.show_altered_quote(long, quote, word, size, seed)
     w = ipywidgets.interactive(view, quote=ipywidgets.Dropdown(options=["all that glisters is not"]),
                                word=ipywidgets.Text(value="glib"), size=ipywidgets.Dropdown(options=sizes),
                                seed=ipywidgets.Dropdown(options=long["config"]["seeds"]))
     ax = w.result.axes[0]
     top_down = [label.get_text() for _, label in sorted(zip(ax.get_yticks(), ax.get_yticklabels()), key=lambda t: -t[0])]
-    corpus = GlibCorpus(isc.PRESETS["long"].corpus)
-    index = [(rank, word) for rank, word, _ in isc.altered_quotes(corpus)].index((10, "glib"))
-    stored = long["points"][isc.point_key("main", isc.PRESETS["long"].sizes[0], 0)]["altered_quotes"]  # the first size
+    corpus = GlibCorpus(glib_sweep.PRESETS["long"].corpus)
+    index = [(rank, word) for rank, word, _ in glib_sweep.altered_quotes(corpus)].index((10, "glib"))
+    stored = long["points"][glib_sweep.point_key("main", glib_sweep.PRESETS["long"].sizes[0], 0)]["altered_quotes"]  # the first size
     assert top_down == [corpus.tokenizer.words[i] for i in stored["ids"][index]]  # most likely on top
     w.children[2].value = sizes[-1]  # move the size picker: the view redraws for that size
     assert w.result.axes[0].get_title().startswith(sizes[-1] + ", seed 0:")
@@ -58,15 +59,15 @@ def test_second_sweep_is_complete_its_verdict_is_in_the_lesson_and_it_contains_t
     verdict; and its seed 0 at the knob sizes is the knob-map cell it was chosen from, number for number."""
     first = load("full")
     second = load("rare15")
-    assert second["config"] == json.loads(json.dumps(isc.PRESETS["rare15"].to_dict()))
-    assert set(second["points"]) == {isc.point_key(*p) for p in isc.PRESETS["rare15"].points()}
+    assert second["config"] == json.loads(json.dumps(glib_sweep.PRESETS["rare15"].to_dict()))
+    assert set(second["points"]) == {glib_sweep.point_key(*p) for p in glib_sweep.PRESETS["rare15"].points()}
     cells = [c for c in nbformat.read(LESSON, as_version=4).cells if c.cell_type == "code"]
     text = "".join(o.get("text", "") for c in cells for o in c.outputs)
-    assert glib_stats.u_shape(glib_stats.top_curves(second)).line in text
+    assert glib_report.u_shape(glib_report.top_curves(second)).line in text
     for s in first["config"]["knob_sizes"]:
-        size = isc.Size(**s)
-        knob_cell = first["points"][isc.point_key("r=0.15", size, 0)]
-        assert second["points"][isc.point_key("main", size, 0)]["probes"] == knob_cell["probes"]
+        size = glib_sweep.Size(**s)
+        knob_cell = first["points"][glib_sweep.point_key("r=0.15", size, 0)]
+        assert second["points"][glib_sweep.point_key("main", size, 0)]["probes"] == knob_cell["probes"]
 
 
 def test_the_long_sweep_its_prediction_and_its_verdict_are_in_the_lesson():
@@ -75,13 +76,13 @@ def test_the_long_sweep_its_prediction_and_its_verdict_are_in_the_lesson():
     full, long = load("full"), load("long")
     cells = [c for c in nbformat.read(LESSON, as_version=4).cells if c.cell_type == "code"]
     texts = ["".join(o.get("text", "") for o in c.outputs) for c in cells]
-    prediction = glib_stats.what_a_u_needs(glib_stats.top_curves(full))
+    prediction = glib_report.what_a_u_needs(glib_report.top_curves(full))
     loaded = next(i for i, c in enumerate(cells) if 'glib_long.json' in c.source)
     assert any(prediction in t for t in texts[:loaded])
     text = "".join(texts)
-    top3 = glib_stats.top_curves(long)
-    assert glib_stats.u_shape(top3).line in text and glib_stats.what_a_u_needs(top3) in text
-    assert all(line in text for line in glib_stats.baseline_lines(top3, glib_stats.top_curves(full), "full"))
+    top3 = glib_report.top_curves(long)
+    assert glib_report.u_shape(top3).line in text and glib_report.what_a_u_needs(top3) in text
+    assert all(line in text for line in glib_report.baseline_lines(top3, glib_report.top_curves(full), "full"))
     assert "python -m minilm glib --preset long" in text
 
 
@@ -94,23 +95,23 @@ def markdown_of(notebook, starting):
 def test_the_sentences_state_what_the_outputs_show():
     """The lesson's sentences that quote a number or name a shape, checked against the committed results."""
     results = load("full")
-    top = glib_stats.top_curves(results)
+    top = glib_report.top_curves(results)
     columns = markdown_of(LESSON, "Read the table down its columns")
-    (known, d_known, _) = zip(*glib_stats.decompose(top))
+    (known, d_known, _) = zip(*glib_report.decompose(top))
     assert all(f"{k:.2f}" in columns for k in known[:3]) and all(f"{d:.2f}" in columns for d in d_known[2:4])
     assert d_known[3] < d_known[2] and known[2] >= 0.99  # D on known quotes falls once every quote is known
     per_seed = np.array([v.mean(axis=1) for v in top.values["D"]["exact"]])  # (sizes, seeds)
-    shapes = [glib_stats.curve_shape(per_seed[:, j]) for j in range(per_seed.shape[1])]
+    shapes = [glib_report.curve_shape(per_seed[:, j]) for j in range(per_seed.shape[1])]
     u_seeds = [seed for seed, shape in zip(top.seeds, shapes) if shape == "U-shaped"]
     follows = [top.values["C"]["exact"][-1][j].mean() for j in range(len(top.seeds))]
     assert len(u_seeds) == 1 and markdown_of(LESSON, "One seed's curve is a U on its own").startswith(
         f"One seed's curve is a U on its own (seed {u_seeds[0]}, whose largest model also read the instruction best, C {max(follows):.2f})")
     assert top.seeds[int(np.argmax(follows))] == u_seeds[0]
-    _, cells = glib_stats.knob_map(results)
+    _, cells = glib_report.knob_map(results)
     assert cells["zipf=0.5"][1] == "hump" and "a hump" in markdown_of(LESSON, "Reading the map")
-    sizes, glib_p, gold_p = glib_stats.lecture_probs(results)
+    sizes, glib_p, gold_p = glib_report.lecture_probs(results)
     assert all((gold > glib).sum() >= 3 for glib, gold in zip(glib_p, gold_p))
-    word, p = results["points"][isc.point_key("main", isc.Size(**results["config"]["sizes"][0]), 0)]["next_words"][isc.LECTURE_PROMPT][0]
+    word, p = results["points"][glib_sweep.point_key("main", glib_sweep.Size(**results["config"]["sizes"][0]), 0)]["next_words"][glib_sweep.LECTURE_PROMPT][0]
     assert word not in ("glib", "gold") and f'("{word}", {p:.2f})' in markdown_of(LESSON, "Every size finds *gold* likelier")
 
 
@@ -118,16 +119,16 @@ def test_the_long_sweeps_reading_states_what_its_outputs_show():
     """Section 7's reading, number by number, against the committed long and full sweeps."""
     full, long = load("full"), load("long")
     text = markdown_of(LESSON, "**By the rule, the long sweep")
-    top, top3 = glib_stats.top_curves(full), glib_stats.top_curves(long)
+    top, top3 = glib_report.top_curves(full), glib_report.top_curves(long)
     minus = lambda s: s.replace("-", "−")
-    u = glib_stats.u_shape(top3)
+    u = glib_report.u_shape(top3)
     assert not u.found and text.startswith("**By the rule, the long sweep does not show a U either**")
     assert minus(f"minimum − largest {u.diffs['largest'][0]:+.2f} [{u.diffs['largest'][1]:+.2f}, {u.diffs['largest'][2]:+.2f}]") in text
     assert 0 < u.diffs["largest"][2] <= 0.05 and "past 0 by 0.04" in text  # "by a hair"
-    arms = glib_stats.arm_changes(top3, top)
+    arms = glib_report.arm_changes(top3, top)
     assert minus("moved by {:+.2f} [{:+.2f}, {:+.2f}]".format(*arms["largest"][2])) in text
     for probe in ("C", "D"):
-        changes = glib_stats.size_changes(top3, top, probe)[4:] + glib_stats.step_changes(top3, probe)
+        changes = glib_report.size_changes(top3, top, probe)[4:] + glib_report.step_changes(top3, probe)
         assert len(changes) == 3
         for _, _, (mean, lo, hi) in changes:
             assert minus(f"{mean:+.2f} [{lo:+.2f}, {hi:+.2f}]") in text
@@ -137,16 +138,16 @@ def test_the_long_sweeps_reading_states_what_its_outputs_show():
     assert (per_seed_c[4] > 0.5).all() and (per_seed_c[5] > 0.5).sum() == 4 and per_seed_c[6].max() <= 1 / 3 + 1e-9
     assert (per_seed_c[7] > 0.5).sum() == 3 and "C per seed " + ", ".join(f"{c:.2f}" for c in per_seed_c[7]) in text
     per_seed_d = np.array([v.mean(axis=1) for v in top3.values["D"]["exact"]])
-    shapes = [glib_stats.curve_shape(per_seed_d[:, j]) for j in range(per_seed_d.shape[1])]
+    shapes = [glib_report.curve_shape(per_seed_d[:, j]) for j in range(per_seed_d.shape[1])]
     assert shapes == ["hump", "positive", "hump", "U-shaped", "U-shaped"] and "seeds 3 and 4\n  are U-shaped" in text
-    _, cells = glib_stats.knob_map(long)
+    _, cells = glib_report.knob_map(long)
     assert [cells[k][1] for k in ("main", "fix=rare", "lr~1/d", "fresh")] == ["U-shaped"] * 3 + ["positive"]
-    predicted = float(re.search(r"at about ([\d,]+) parameters", glib_stats.what_a_u_needs(top)).group(1).replace(",", ""))
+    predicted = float(re.search(r"at about ([\d,]+) parameters", glib_report.what_a_u_needs(top)).group(1).replace(",", ""))
     assert 3.0e6 < predicted < 3.4e6 and "about 3.2M parameters, d256's size" in text  # the prediction that failed
-    needs = glib_stats.what_a_u_needs(top3)
+    needs = glib_report.what_a_u_needs(top3)
     bar, now = re.search(r"needs D >= (\d\.\d\d)", needs).group(1), re.search(r"\(now (\d\.\d\d)\)", needs).group(1)
     assert f"is now {bar}" in text and f"gives {now}" in text
-    assert long["points"][isc.point_key("main", isc.PRESETS["long"].sizes[-2], 0)]["params"] == 3_199_744
-    sizes, glib_p, gold_p = glib_stats.lecture_probs(long)
+    assert long["points"][glib_sweep.point_key("main", glib_sweep.PRESETS["long"].sizes[-2], 0)]["params"] == 3_199_744
+    sizes, glib_p, gold_p = glib_report.lecture_probs(long)
     assert (glib_p[4] > gold_p[4]).all() and f"({glib_p[4].mean():.2f} against {gold_p[4].mean():.2f})" in text
 

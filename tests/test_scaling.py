@@ -7,36 +7,36 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
-from minilm import experiments, scaling
+from minilm.studies import runner, scaling, scaling_report, stats
 from minilm.errors import MinilmError
 from tests.helpers import within_seed_band
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COMMITTED = os.path.join(ROOT, "lessons", "results", "lesson03_sweep.json")
+COMMITTED = os.path.join(ROOT, "lessons", "results", "scaling_lesson03.json")
 
 
 def test_flops_by_hand():
     # N = 1000 weights, V*d = 50*8 head, attention 2 layers * 16 positions * 8 channels; 10 tokens
-    assert scaling.training_flops(1000, 2, 8, 16, 50, 10) == 6 * 10 * (1000 + 400) + 6 * 10 * 2 * 16 * 8
+    assert stats.training_flops(1000, 2, 8, 16, 50, 10) == 6 * 10 * (1000 + 400) + 6 * 10 * 2 * 16 * 8
 
 
 def test_power_law_fit_recovers_the_exponent_and_finds_a_floor_only_when_there_is_one():
     compute = np.logspace(9, 13, 7)
     pure = 50 * compute ** -0.12
-    law = scaling.fit_power_law(compute, pure)
+    law = stats.fit_power_law(compute, pure)
     assert law.floor == 0 and law.alpha == pytest.approx(0.12, rel=1e-6) and law.a == pytest.approx(50, rel=1e-5)
-    floored = scaling.fit_power_law(compute, 0.8 + 300 * compute ** -0.25)
+    floored = stats.fit_power_law(compute, 0.8 + 300 * compute ** -0.25)
     assert floored.floor == pytest.approx(0.8, abs=0.02) and floored.alpha == pytest.approx(0.25, rel=0.1)
     assert np.allclose(floored(compute), 0.8 + 300 * compute ** -0.25, rtol=0.01)
     with pytest.raises(MinilmError):
-        scaling.fit_power_law([1, 2], [3, 4])
+        stats.fit_power_law([1, 2], [3, 4])
 
 
 def test_bootstrap_interval_covers_the_true_exponent_and_shrinks_with_less_noise(rng):
     compute = np.logspace(9, 12, 6)
     clean = 40 * compute ** -0.1
-    wide = scaling.bootstrap_exponent(compute, clean[:, None] * np.exp(rng.normal(0, 0.03, (6, 4))), n_boot=300)
-    narrow = scaling.bootstrap_exponent(compute, clean[:, None] * np.exp(rng.normal(0, 0.003, (6, 4))), n_boot=300)
+    wide = stats.bootstrap_exponent(compute, clean[:, None] * np.exp(rng.normal(0, 0.03, (6, 4))), n_boot=300)
+    narrow = stats.bootstrap_exponent(compute, clean[:, None] * np.exp(rng.normal(0, 0.003, (6, 4))), n_boot=300)
     assert wide[0] < 0.1 < wide[1] and narrow[0] == pytest.approx(0.1, abs=0.002)
     assert narrow[1] - narrow[0] < (wide[1] - wide[0]) / 3 and narrow[0] > 0
 
@@ -52,14 +52,14 @@ def test_bootstrap_interval_covers_the_true_exponent_and_shrinks_with_less_noise
     ([-0.5, -0.05, -0.02, -0.01, 0.0, 0.0], "answer_logprob", "saturated"),
 ])
 def test_curve_shape_rule(values, metric, shape):
-    assert scaling.classify_curve(values, metric) == shape
+    assert scaling_report.classify_curve(values, metric) == shape
 
 
 def test_curve_shape_rule_rejects_bad_input():
     with pytest.raises(MinilmError):
-        scaling.classify_curve([0.1, 0.2, 0.3], "exact_match")
+        scaling_report.classify_curve([0.1, 0.2, 0.3], "exact_match")
     with pytest.raises(MinilmError):
-        scaling.classify_curve([0.1, 0.2, 0.3, 0.4], "bleu")
+        scaling_report.classify_curve([0.1, 0.2, 0.3, 0.4], "bleu")
 
 
 def test_the_plan_trains_every_size_again_on_less_data_once():
@@ -77,9 +77,9 @@ def test_ci_sweep_resumes_where_it_stopped_and_reports(tmp_path):
     points = scaling.sweep_points(config)
 
     def sweep(points):
-        store = experiments.ResultsStore(path, "scaling", "ci", asdict(config))
-        with experiments.make_executor() as executor:
-            return experiments.run_points(store, points, scaling.measure, executor, progress=False)
+        store = runner.ResultsStore(path, "scaling", "ci", asdict(config))
+        with runner.make_executor() as executor:
+            return runner.run_points(store, points, scaling.measure, executor, progress=False)
 
     first = {k: dict(v) for k, v in sweep(points[:3])["points"].items()}  # as if killed after 3 runs
     done = sweep(points)  # the same sweep again
@@ -88,13 +88,13 @@ def test_ci_sweep_resumes_where_it_stopped_and_reports(tmp_path):
     assert done["config"]["tokens"] == config.tokens
     ablation = [r for r in done["points"].values() if r["data_fraction"] < 1]
     assert ablation and all(r["tokens"] < config.tokens for r in ablation)
-    out = subprocess.run([sys.executable, "-m", "minilm", "sweep", "--report", path], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "minilm", "scaling", "--report", "--out", path], capture_output=True,
                          text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
     assert out.returncode == 0, out.stderr
     assert "95% bootstrap interval" in out.stdout
     assert all(f"task {t}: " in out.stdout for t in first[points[0][0]]["tasks"])
     with pytest.raises(MinilmError, match="different config"):
-        experiments.ResultsStore(path, "scaling", "lesson03", asdict(scaling.preset("lesson03")))
+        runner.ResultsStore(path, "scaling", "lesson03", asdict(scaling.preset("lesson03")))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -102,21 +102,21 @@ def test_ci_sweep_resumes_where_it_stopped_and_reports(tmp_path):
 
 @pytest.fixture(scope="module")
 def committed():
-    return experiments.load_results(COMMITTED, "scaling")
+    return runner.load_results(COMMITTED, "scaling")
 
 
 def test_committed_sweep_is_complete_and_loss_falls_with_compute(committed):
     config = scaling.SweepConfig(**committed["config"])
     assert sorted(committed["points"]) == sorted(run.key for run in scaling.plan(config))
-    compute, loss, law, (low, high) = scaling.loss_fit(committed)
-    params = [g[0]["params"] for g in scaling.size_family(committed)]
+    compute, loss, law, (low, high) = scaling_report.loss_fit(committed)
+    params = [g[0]["params"] for g in scaling_report.size_family(committed)]
     assert len(compute) >= 6 and max(params) / min(params) >= 100 and loss.shape[1] >= 3
     assert np.all(np.diff(loss.mean(axis=1)) < 0)  # each size's mean over seeds
     assert 0 < low <= law.alpha <= high
 
 
 def test_committed_sweep_shows_saturating_smooth_and_emergent_tasks(committed):
-    shapes = scaling.task_shapes(committed)
+    shapes = scaling_report.task_shapes(committed)
     exact = {task: s["exact_match"] for task, s in shapes.items()}
     assert "saturated" in exact.values() and "smooth" in exact.values()
     assert any(s == {"exact_match": "emergent", "answer_logprob": "smooth"} for s in shapes.values())
@@ -133,3 +133,13 @@ def test_one_committed_point_reproduces(committed):
     ok, message = within_seed_band(record["val_loss"], seeds, floor=0.01 * np.mean(seeds))
     assert len(seeds) == len(config.seeds) and ok, message
     assert record["flops"] == committed["points"][run.key]["flops"]
+
+
+def test_spearman_gives_tied_values_their_average_rank():
+    """Ties ranked by order of appearance would give [.2, .2, .2, .2, .9, .2] a rank correlation of 0.94
+    with its position; with average ranks it is 0.39 (ranks 2, 2, 2, 2, 5, 2 against 0 .. 5)."""
+    assert list(scaling_report.average_ranks([5, 1, 5])) == [1.5, 0.0, 1.5]
+    rho = scaling_report.spearman(np.arange(6), [0.2, 0.2, 0.2, 0.2, 0.9, 0.2])
+    assert rho == pytest.approx(np.corrcoef(np.arange(6), [2, 2, 2, 2, 5, 2])[0, 1]) and rho < 0.5
+    assert scaling_report.spearman(np.arange(4), [0.3] * 4) == 0.0
+    assert scaling_report.spearman(np.arange(4), [1, 2, 3, 4]) == pytest.approx(1.0)

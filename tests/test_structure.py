@@ -8,13 +8,14 @@ from dataclasses import asdict, replace
 import numpy as np
 import pytest
 
-from minilm import parallel, structure
+from minilm import parallel
+from minilm.studies import structure, structure_report
 from minilm.__main__ import main
 from minilm.data import toyworld
-from minilm.experiments import load_results
+from minilm.studies.runner import load_results
 from tests.helpers import within_seed_band
 
-COMMITTED = "lessons/results/structure.json"
+COMMITTED = "lessons/results/structure_lesson05.json"
 
 
 def examples(n=40):
@@ -64,21 +65,21 @@ def curve(values, seeds=1, spread=0.0, seed=0):
 def test_crossing_of_made_up_curves():
     compute = np.array([1e9, 1e10, 1e11, 1e12])
     flat, falling = curve([1.0] * 4), curve([2.0, 1.5, 1.0, 0.5])
-    at, verdict = structure.crossing(compute, flat, compute, falling - 0.25)  # 1.25 at 1e10, 0.75 at 1e11
+    at, verdict = structure_report.crossing(compute, flat, compute, falling - 0.25)  # 1.25 at 1e10, 0.75 at 1e11
     assert verdict == "crosses" and at == pytest.approx(10 ** 10.5, rel=0.03)
-    assert structure.crossing(compute, flat, compute, falling + 2)[1] == "does not overtake on these budgets"
-    assert structure.crossing(compute, flat, compute, falling - 2)[1] == "ahead from the start"
+    assert structure_report.crossing(compute, flat, compute, falling + 2)[1] == "does not overtake on these budgets"
+    assert structure_report.crossing(compute, flat, compute, falling - 2)[1] == "ahead from the start"
     # a count model measured only at little compute: its last value holds to the right
-    at, verdict = structure.crossing(np.array([1e6, 1e7]), curve([1.2, 1.0]), compute, falling, hold_a=True)
+    at, verdict = structure_report.crossing(np.array([1e6, 1e7]), curve([1.2, 1.0]), compute, falling, hold_a=True)
     assert verdict == "crosses" and at == pytest.approx(1e11, rel=0.03)
     # accuracy: higher is better
-    at, _ = structure.crossing(compute, curve([0.5] * 4), compute, curve([0.0, 0.25, 0.5, 0.75]) + 0.1, higher_is_better=True)
+    at, _ = structure_report.crossing(compute, curve([0.5] * 4), compute, curve([0.0, 0.25, 0.5, 0.75]) + 0.1, higher_is_better=True)
     assert at == pytest.approx(10 ** 10.6, rel=0.03)
 
 
 def test_crossing_interval_holds_the_true_crossing_of_noisy_seeds():
     compute = np.array([1e9, 1e10, 1e11, 1e12])
-    low, high, share = structure.crossing_interval(compute, curve([1.0] * 4, 3, 0.01), compute,
+    low, high, share = structure_report.crossing_interval(compute, curve([1.0] * 4, 3, 0.01), compute,
                                                    curve([2.0, 1.5, 1.0, 0.5], 3, 0.01, seed=1) - 0.25, n_boot=200)
     assert share == 1.0 and low < 10 ** 10.5 < high and high / low < 2
 
@@ -89,14 +90,14 @@ def test_extrapolated_crossing_of_two_power_laws():
     law_b = lambda c: 0.1 + 400 * c ** -0.2  # noqa: E731
     grid = np.geomspace(1e11, 1e20, 100000)
     truth = grid[np.argmax(law_b(grid) < law_a(grid))]
-    at, low, high, share = structure.extrapolated_crossing(compute, curve(law_a(compute), 3, 1e-4),
+    at, low, high, share = structure_report.extrapolated_crossing(compute, curve(law_a(compute), 3, 1e-4),
                                                            compute, curve(law_b(compute), 3, 1e-4, seed=1), n_boot=50)
     assert share > 0.9 and at == pytest.approx(truth, rel=0.5) and low <= at <= high
 
 
 def test_years_per_10x_of_an_exact_trend():
     years = np.arange(2000, 2021, 2.0)
-    tenfold, doubling, (low, high) = structure.years_per_10x(years, 1e9 * 10 ** ((years - 2000) / 5), n_boot=100)
+    tenfold, doubling, (low, high) = structure_report.years_per_10x(years, 1e9 * 10 ** ((years - 2000) / 5), n_boot=100)
     assert tenfold == pytest.approx(5.0) and doubling == pytest.approx(5 * math.log10(2))
     assert low == pytest.approx(5.0) and high == pytest.approx(5.0)
 
@@ -156,9 +157,9 @@ def test_moving_the_task_widget_draws_that_task():
     control draws the chosen task's curves."""
     import ipywidgets
 
-    from minilm import plots
+    from minilm.course import figures
 
-    widget = ipywidgets.interactive(plots.show_task_ladder, {"auto_display": True},
+    widget = ipywidgets.interactive(figures.show_task_ladder, {"auto_display": True},
                                     results=ipywidgets.fixed(load_results(COMMITTED, "structure")), task=list(toyworld.TASKS))
     widget.children[0].value = "sentiment"
     shown = [widget.result]

@@ -4,7 +4,8 @@ import os
 import numpy as np
 import pytest
 
-from minilm import GPT, GPTConfig, MinilmError, archs
+from minilm import GPT, GPTConfig, MinilmError
+from minilm.studies import archs
 from minilm.checkpoint import load_model, load_params_into, read_checkpoint, save_checkpoint
 from minilm.data import seq2seq as task
 from minilm.encdec import EncDecConfig, EncoderClassifier, EncoderConfig, EncoderDecoder

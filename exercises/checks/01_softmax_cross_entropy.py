@@ -4,7 +4,7 @@ Every check draws its inputs from its own fixed seed, so a wrong answer fails on
 import numpy as np
 
 from minilm import layers
-from minilm.grading import mismatch
+from minilm.course.feedback import mismatch
 
 
 def softmax_mistakes(logits):

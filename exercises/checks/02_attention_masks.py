@@ -4,7 +4,7 @@ Each check tries many sizes, smallest first, and reports the first position that
 import numpy as np
 
 from minilm import layers, masks
-from minilm.grading import attention_problem, attention_sees, mask_problem
+from minilm.course.feedback import attention_problem, attention_sees, mask_problem
 
 SIZES = [(1, 1), (3, 3), (2, 5), (5, 2), (7, 4)]  # (T_q, T_k): square, wide and tall
 

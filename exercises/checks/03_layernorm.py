@@ -6,7 +6,7 @@ and biases. Every check draws from its own fixed seed, so a wrong answer fails o
 import numpy as np
 
 from minilm import layers
-from minilm.grading import gradient_problems, mismatch
+from minilm.course.feedback import gradient_problems, mismatch
 
 EPS = 1e-5
 

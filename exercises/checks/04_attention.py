@@ -4,7 +4,7 @@ Every check draws its inputs from its own fixed seed, so a wrong answer fails on
 import numpy as np
 
 from minilm import layers, masks
-from minilm.grading import attention_problem, attention_sees, explained_call, gradient_problems, mismatch
+from minilm.course.feedback import attention_problem, attention_sees, explained_call, gradient_problems, mismatch
 
 
 def scaled(q, k, v, mask, c):

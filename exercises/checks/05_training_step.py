@@ -5,7 +5,7 @@ differences in minilm's test suite. Every check builds its model and batch from 
 import numpy as np
 
 from minilm import GPT, GPTConfig
-from minilm.grading import gradient_problem, mismatch
+from minilm.course.feedback import gradient_problem, mismatch
 
 N_HEAD = 2  # as in the notebook
 

@@ -6,7 +6,7 @@ cache rebuilt at every step fails on every run, whatever tokens it happens to pr
 import numpy as np
 
 from minilm import GPT, GPTConfig, layers, masks
-from minilm.grading import attention_problem, attention_sees, explained_call
+from minilm.course.feedback import attention_problem, attention_sees, explained_call
 
 CONFIG = GPTConfig(vocab_size=13, block_size=16, n_layer=2, n_head=2, d_model=16, dtype="float64")
 

@@ -28,7 +28,7 @@
 # %%
 import numpy as np
 
-from minilm.grading import ExerciseChecks
+from minilm.course.checks import ExerciseChecks
 
 check = ExerciseChecks("01_softmax_cross_entropy", globals())
 

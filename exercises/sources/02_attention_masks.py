@@ -24,7 +24,7 @@
 # %%
 import numpy as np
 
-from minilm.grading import ExerciseChecks
+from minilm.course.checks import ExerciseChecks
 
 check = ExerciseChecks("02_attention_masks", globals())
 

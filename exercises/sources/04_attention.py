@@ -26,7 +26,7 @@
 import numpy as np
 
 from minilm import layers
-from minilm.grading import ExerciseChecks
+from minilm.course.checks import ExerciseChecks
 
 check = ExerciseChecks("04_attention", globals())
 

@@ -38,7 +38,7 @@
 import numpy as np
 
 from minilm import layers, masks
-from minilm.grading import ExerciseChecks
+from minilm.course.checks import ExerciseChecks
 from minilm.model import sub_params
 
 N_HEAD = 2

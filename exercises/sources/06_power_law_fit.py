@@ -23,7 +23,7 @@
 # %%
 import numpy as np
 
-from minilm.grading import ExerciseChecks
+from minilm.course.checks import ExerciseChecks
 
 check = ExerciseChecks("06_power_law_fit", globals())
 

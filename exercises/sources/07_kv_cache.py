@@ -25,7 +25,7 @@
 import numpy as np
 
 from minilm import layers, masks
-from minilm.grading import ExerciseChecks
+from minilm.course.checks import ExerciseChecks
 
 check = ExerciseChecks("07_kv_cache", globals())
 

@@ -1,6 +1,6 @@
 """Inverse (U-shaped) scaling, measured: train a family of model sizes on the glib corpus and probe each
 on held-out prompts. This module holds what a sweep trains (the presets) and how one point is trained
-and probed; minilm.glib_stats decides from the probes whether the conflict probe dips in the middle, and
+and probed; minilm.studies.glib_report decides from the probes whether the conflict probe dips in the middle, and
 minilm.plots draws it.
 
     python -m minilm glib                    the full sweep (resumable), written to lessons/results/
@@ -19,23 +19,21 @@ and the margin log p(altered) - log p(original). For C the two probabilities are
 that asks for each word, and the margin is how far the instruction moves it (repeat twin minus fix twin).
 """
 import functools
-import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from . import layers
-from .backend import to_numpy
-from .data.glib import LECTURE_PROMPT, REPEAT_PHRASES, GlibConfig, GlibCorpus, alter, instruction, other_words
-from .model import GPT, GPTConfig
-from .train import read_once, train_sweep_point
+from .. import layers
+from ..backend import to_numpy
+from ..data.glib import LECTURE_PROMPT, REPEAT_PHRASES, GlibConfig, GlibCorpus, alter, instruction, other_words
+from ..model import GPT, GPTConfig
+from ..train import read_once, train_sweep_point
 
 BLOCK_SIZE = 48
 PROBES = ("A", "B", "C", "D")
 PROBE_NAMES = {"A": "repeat a random string", "B": "complete the quote", "C": "follow the instruction",
                "D": "conflict (repeat an altered quote)"}
-RESULTS_DIR = os.path.join("lessons", "results")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -97,7 +95,8 @@ class Preset:
 
     def variants(self):
         """name -> GlibConfig: the main corpus, then one per knob-map cell."""
-        return {"main": self.corpus, **{name: replace(self.corpus, **split_knob(change)[0]) for name, change in self.knobs}}
+        cells = {name: replace(self.corpus, **split_knob(change)[0]) for name, change in self.knobs}
+        return {"main": self.corpus, **cells}
 
     def training_knobs(self, variant):
         return split_knob(dict(self.knobs).get(variant, {}))[1]
@@ -152,7 +151,8 @@ PRESETS = {
     # Then the confirmation. N = 8,000 steps for d192 and d256, fixed by the design's rule from the pilot (both
     # seeds arrived, the later at step 6,000: N = min(12,000, 6,000 + 2,000)); d256 on seeds 0-7, where the
     # variance is. d16-d160 train exactly as in the long sweep (and must reproduce its records).
-    "lrd": Preset(sizes=LONG_SIZES[:5] + (Size(192, 4, 4, 0.40 / 192, 8000), Size(256, 4, 4, 0.40 / 256, 8000, tuple(range(8)))),
+    "lrd": Preset(sizes=LONG_SIZES[:5] + (Size(192, 4, 4, 0.40 / 192, 8000),
+                                          Size(256, 4, 4, 0.40 / 256, 8000, tuple(range(8)))),
                   seeds=(0, 1, 2, 3, 4), steps=3000),
     "ci": Preset(sizes=(Size(8, 2, 2, 1e-2), Size(16, 2, 2, 8e-3), Size(24, 2, 2, 6e-3)), seeds=(0, 1),
                  steps=150, stream_tokens=100_000, knobs=(("r=0.15", {"rare": 0.15}),),
@@ -163,13 +163,6 @@ PRESETS = {
 # The committed sweep a preset extends: its report shows the two side by side.
 BASELINES = {"long": "full"}
 
-
-def results_path(preset_name):
-    return os.path.join(RESULTS_DIR, f"glib_{preset_name}.json")
-
-
-# --------------------------------------------------------------------------------------------------
-# One point of the sweep: train one size with one seed, then probe it
 
 def build_model(corpus, size, seed, device=None):
     config = GPTConfig(vocab_size=corpus.tokenizer.vocab_size, block_size=BLOCK_SIZE,
@@ -243,7 +236,8 @@ def score_probes(model, corpus):
 
 
 WIDGET_PROMPTS = (LECTURE_PROMPT, "repeat with me , all that glisters is not glib . all that glisters is not",
-                  "as they say : all that glisters is not", "say with me , all that glisters is not home . all that glisters is not")
+                  "as they say : all that glisters is not",
+                  "say with me , all that glisters is not home . all that glisters is not")
 
 
 def top_next_words(model, tokenizer, prompts, k=8):
@@ -286,7 +280,7 @@ def run_point(preset, corpus, tokens, size, seed, device=None, progress=True, **
 
 
 # --------------------------------------------------------------------------------------------------
-# The sweep as points of minilm.experiments: one resumable results file, run anywhere
+# The sweep as points of minilm.studies.runner: one resumable results file, run anywhere
 
 def point_key(variant, size, seed):
     return f"{variant}/{size.name}/seed{seed}"

@@ -5,11 +5,12 @@ import functools
 import matplotlib.pyplot as plt
 import numpy as np
 
-from . import glib_stats, masks, structure
-from . import inverse_scaling as isc
-from .backend import to_numpy
-from .data.glib import GlibCorpus
-from .errors import MinilmError
+from .. import masks
+from ..studies import glib_report, structure, structure_report
+from ..studies import glib as glib_sweep
+from ..backend import to_numpy
+from ..data.glib import GlibCorpus
+from ..errors import MinilmError
 
 
 def loss_curve(history, title="training"):
@@ -43,7 +44,8 @@ def attention_mask(mask, q_tokens, k_tokens=None, title="", ax=None):
     mask = to_numpy(mask)
     k_tokens = q_tokens if k_tokens is None else k_tokens
     if mask.ndim != 2 or mask.shape != (len(q_tokens), len(k_tokens)):
-        raise MinilmError(f"mask of shape {mask.shape} does not fit {len(q_tokens)} query and {len(k_tokens)} key tokens")
+        raise MinilmError(f"mask of shape {mask.shape} does not fit {len(q_tokens)} query and {len(k_tokens)} "
+                          f"key tokens")
     if ax is None:
         fig, ax = plt.subplots(figsize=(0.35 * len(k_tokens) + 1.6, 0.35 * len(q_tokens) + 1.4))
     ax.imshow(mask, cmap="Blues", vmin=-0.25, vmax=1.0, aspect="equal")
@@ -172,7 +174,7 @@ def archs_curves(results):
 # The glib sweep (lesson 04): the conflict probe and its sub-tasks against model size
 
 def _errorbar(ax, c, probe, metric, label, **style):
-    rows = glib_stats.summarize(c, probe, metric)
+    rows = glib_report.summarize(c, probe, metric)
     mean, lo, hi = (np.array(v) for v in zip(*rows))
     ax.errorbar(c.params, mean, yerr=[mean - lo, hi - mean], capsize=3, marker="o", label=label, **style)
 
@@ -182,8 +184,9 @@ def _ring_longer(ax, c, probe):
     parameter count a ringed point and a plain one are one size trained for two lengths."""
     longer = [i for i, s in enumerate(c.specs) if s.steps]
     if longer:
+        steps = "/".join(sorted({f"{c.specs[i].steps:,}" for i in longer}))
         ax.plot([c.params[i] for i in longer], [c.values[probe]["exact"][i].mean() for i in longer], "o", ms=13,
-                mfc="none", color="k", lw=1, label=f"ringed: trained {'/'.join(sorted({f'{c.specs[i].steps:,}' for i in longer}))} steps")
+                mfc="none", color="k", lw=1, label=f"ringed: trained {steps} steps")
 
 
 def _against_params(ax, legend_loc="best"):
@@ -198,19 +201,19 @@ def plot_probe_curves(results, baseline=None):
     """Left: the conflict probe D with its 95% intervals (the U, if there is one). Right: the sub-tasks
     A, B, C that explain it. Both on the 20 most exposed quotes, against parameters (log scale).
     baseline: a committed sweep to draw beside it (its D, dashed)."""
-    c = glib_stats.top_curves(results)
+    c = glib_report.top_curves(results)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     if baseline is not None:
-        _errorbar(left, glib_stats.top_curves(baseline), "D", "exact", f"D in the sweep '{baseline['preset']}'",
+        _errorbar(left, glib_report.top_curves(baseline), "D", "exact", f"D in the sweep '{baseline['preset']}'",
                   color="gray", ls="--", alpha=0.8)
     per_seed = np.array([v.mean(axis=1) for v in c.values["D"]["exact"]])  # (sizes, seeds)
     left.plot(c.params, per_seed, color="gray", lw=0.8, alpha=0.6)
     left.plot([], [], color="gray", lw=0.8, label="D, one line per seed")
-    _errorbar(left, c, "D", "exact", f"D: {glib_stats.PROBE_NAMES['D']} (mean)", color="C3")
+    _errorbar(left, c, "D", "exact", f"D: {glib_report.PROBE_NAMES['D']} (mean)", color="C3")
     _ring_longer(left, c, "D")
-    left.set_title(glib_stats.u_shape(c).line.split(" (")[0] + " (by the paired-bootstrap rule)")
+    left.set_title(glib_report.u_shape(c).line.split(" (")[0] + " (by the paired-bootstrap rule)")
     for probe, color in (("A", "C0"), ("B", "C1"), ("C", "C2")):
-        _errorbar(right, c, probe, "exact", f"{probe}: {glib_stats.PROBE_NAMES[probe]}", color=color)
+        _errorbar(right, c, probe, "exact", f"{probe}: {glib_report.PROBE_NAMES[probe]}", color=color)
     _ring_longer(right, c, "C")
     right.set_title("the three sub-tasks")
     for ax in (left, right):
@@ -223,7 +226,7 @@ def plot_probe_curves(results, baseline=None):
 
 def plot_margins(results):
     """The continuous view of B and D: mean log p(altered) - log p(original), per size."""
-    c = glib_stats.top_curves(results)
+    c = glib_report.top_curves(results)
     fig, ax = plt.subplots(figsize=(6, 3.8))
     _errorbar(ax, c, "D", "margin", "D: after 'repeat ...' (asks for the altered word)", color="C3")
     _errorbar(ax, c, "B", "margin", "B: after 'as they say :' (no instruction)", color="C1")
@@ -236,7 +239,7 @@ def plot_margins(results):
 
 def plot_lecture_prompt(results):
     """P(glib) and P(gold) after the lecture's prompt, per size: bars are the mean, dots the seeds."""
-    sizes, glib, gold = glib_stats.lecture_probs(results)
+    sizes, glib, gold = glib_report.lecture_probs(results)
     x = np.arange(len(sizes))
     fig, ax = plt.subplots(figsize=(7, 3.5))
     for offset, probs, word, color in ((-0.2, glib, "glib", "C0"), (0.2, gold, "gold", "C1")):
@@ -253,7 +256,7 @@ def plot_lecture_prompt(results):
 
 def plot_knob_map(results):
     """One small panel per knob-map cell: the conflict probe D across the knob sizes, and its shape."""
-    sizes, cells = glib_stats.knob_map(results)
+    sizes, cells = glib_report.knob_map(results)
     fig, axes = plt.subplots(1, len(cells), figsize=(2.3 * len(cells), 2.6), sharey=True)
     for ax, (name, (means, shape)) in zip(np.atleast_1d(axes), cells.items()):
         ax.plot(range(len(sizes)), means, "o-", color="C3")
@@ -270,9 +273,9 @@ def plot_knob_map(results):
 def show_altered_quote(results, quote, word, size, seed):
     """Lesson 04's widget: the next-word distribution after 'repeat after me , <quote with its last word
     replaced by word> . <quote without its last word>', for one trained size and seed, read from the
-    table each point stored (inverse_scaling.altered_quotes). quote: the quote's words without the last."""
-    corpus = GlibCorpus(glib_stats.variant_config(results["config"], "main"))
-    prompts = isc.altered_quotes(corpus)
+    table each point stored (glib.altered_quotes). quote: the quote's words without the last."""
+    corpus = GlibCorpus(glib_report.variant_config(results["config"], "main"))
+    prompts = glib_sweep.altered_quotes(corpus)
     rank = next((r for r, _, _ in prompts if " ".join(corpus.quotes[r][:-1]) == quote), None)
     word = word.strip()
     if rank is None:
@@ -282,8 +285,9 @@ def show_altered_quote(results, quote, word, size, seed):
     if index is None:
         raise MinilmError(f"'{word}' is not a word the models can read in its place: type a content word other than "
                           f"'{original}' (e.g. {', '.join(corpus.held_out[rank])})")
-    spec = next(s for s in (isc.Size(**d) for d in results["config"]["sizes"]) if s.name == size)
-    table = results["points"][isc.point_key("main", spec, seed)].get("altered_quotes")  # (prompts, k) ids and probs
+    spec = next(s for s in (glib_sweep.Size(**d) for d in results["config"]["sizes"]) if s.name == size)
+    # (prompts, k) ids and probs
+    table = results["points"][glib_sweep.point_key("main", spec, seed)].get("altered_quotes")
     if table is None:
         raise MinilmError(f"{size} seed {seed} was trained by code that kept no table for this view: pick one of "
                           f"{', '.join(sizes_with_tables(results))}")
@@ -305,8 +309,8 @@ def show_altered_quote(results, quote, word, size, seed):
 
 def sizes_with_tables(results):
     """The sizes whose every seed stored the next words after the altered quotes (show_altered_quote)."""
-    sizes = [isc.Size(**d) for d in results["config"]["sizes"]]
-    return [s.name for s in sizes if all("altered_quotes" in results["points"][isc.point_key("main", s, seed)]
+    sizes = [glib_sweep.Size(**d) for d in results["config"]["sizes"]]
+    return [s.name for s in sizes if all("altered_quotes" in results["points"][glib_sweep.point_key("main", s, seed)]
                                          for seed in results["config"]["seeds"])]
 
 
@@ -318,7 +322,7 @@ def _ladder_axes(ax, results, metric, ylabel, higher_is_better=False, margin=0.0
     value held to the right (dotted: more counting stopped helping), and where each rung overtakes the one
     above it by more than margin (a vertical line in the overtaking rung's colour, its 95% interval over
     seeds shaded)."""
-    curves = structure.ladder(results, metric)
+    curves = structure_report.ladder(results, metric)
     right = max(c.max() for c, _ in curves.values()) * 1.5
     for n, (rung, (compute, values)) in enumerate(curves.items()):
         ax.plot(compute, values.mean(axis=1), "o-", color=f"C{n}", ms=4, label=structure.RUNG_NAMES[rung])
@@ -326,7 +330,8 @@ def _ladder_axes(ax, results, metric, ylabel, higher_is_better=False, margin=0.0
         if rung == "ngram":  # the best the count models reached, held: more counting stopped helping
             best = values.max() if higher_is_better else values.min()
             ax.plot([compute[np.argmax(values == best)], right], [best] * 2, ":", color=f"C{n}")
-    for (a, b), (at, _, low, high, _) in structure.ladder_crossings(results, metric, higher_is_better, margin).items():
+    crossings = structure_report.ladder_crossings(results, metric, higher_is_better, margin)
+    for (a, b), (at, _, low, high, _) in crossings.items():
         color = f"C{structure.RUNGS.index(b)}"  # the colour of the rung that overtakes
         if at:
             ax.axvline(at, color=color, lw=0.8, ls="--")
@@ -348,7 +353,7 @@ def _log_bits(ax):
 def structure_ladder(results):
     """Held-out bits per character against training compute, one curve per rung of the ladder."""
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
-    _ladder_axes(ax, results, structure.BITS, "held-out bits per character")
+    _ladder_axes(ax, results, structure_report.BITS, "held-out bits per character")
     _log_bits(ax)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -374,7 +379,7 @@ def sketch_and_measured(results):
     """The talk's sketch beside the measured ladder (performance up: bits per character falling)."""
     fig, (sketch, measured) = plt.subplots(1, 2, figsize=(11, 4))
     talk_sketch(sketch)
-    _ladder_axes(measured, results, structure.BITS, "held-out bits per character (lower is better)")
+    _ladder_axes(measured, results, structure_report.BITS, "held-out bits per character (lower is better)")
     _log_bits(measured)
     measured.invert_yaxis()  # up is better, as in the sketch
     measured.set_title("measured on toyworld (python -m minilm structure)", fontsize=10)
@@ -385,9 +390,11 @@ def sketch_and_measured(results):
 
 def task_ladders(results, tasks):
     """One panel per task: exact match against training compute, one curve per rung."""
-    fig, axes = plt.subplots(2, (len(tasks) + 1) // 2, figsize=(3.2 * ((len(tasks) + 1) // 2), 6.2), sharey=True)
+    fig, axes = plt.subplots(2, (len(tasks) + 1) // 2, figsize=(3.2 * ((len(tasks) + 1) // 2), 6.2),
+                             sharey=True)
     for ax, task in zip(axes.ravel(), tasks):
-        _ladder_axes(ax, results, structure.exact_match(task), "exact match", True, structure.EXACT_MATCH_MARGIN)
+        _ladder_axes(ax, results, structure_report.exact_match(task), "exact match", True,
+                     structure_report.EXACT_MATCH_MARGIN)
         reach = "local" if task in structure.LOCAL_TASKS else "long-range"
         ax.set_title(f"{task} ({reach})", fontsize=9)
         ax.set_xlabel("FLOPs", fontsize=8)
@@ -400,7 +407,8 @@ def show_task_ladder(results, task):
     """The widget's view: one task's exact match against compute for every rung, with the crossovers. The
     figure is returned closed: the widget displays what its view returns, so it shows once."""
     fig, ax = plt.subplots(figsize=(7, 3.8))
-    _ladder_axes(ax, results, structure.exact_match(task), "exact match", True, structure.EXACT_MATCH_MARGIN)
+    _ladder_axes(ax, results, structure_report.exact_match(task), "exact match", True,
+                 structure_report.EXACT_MATCH_MARGIN)
     ax.set_title(f"{task}: {'local' if task in structure.LOCAL_TASKS else 'long-range'} task", fontsize=10)
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -412,8 +420,8 @@ def ngram_orders(results):
     """The count models alone: bits per character against the tokens counted, one line per order n."""
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     for order in results["config"]["ngram_orders"]:
-        _, values = structure.rung_curve(results, "ngram", order=order)
-        _, tokens = structure.rung_curve(results, "ngram", metric=lambda r: r["tokens"], order=order)
+        _, values = structure_report.rung_curve(results, "ngram", order=order)
+        _, tokens = structure_report.rung_curve(results, "ngram", metric=lambda r: r["tokens"], order=order)
         ax.plot(tokens[:, 0], values[:, 0], "o-", ms=4, label=f"n = {order}")
     ax.set_xscale("log")
     return _labelled(fig, ax, "training tokens counted", "held-out bits per character")
@@ -436,7 +444,7 @@ def compute_trend(years, per_dollar, tenfold):
     fit = np.polyfit(years, np.log10(per_dollar), 1)
     span = np.array([years.min(), years.max()])
     ax.plot(span, 10 ** np.polyval(fit, span), "-", label=f"fit: 10x every {tenfold:.1f} years")
-    ax.plot(span, 10 ** (np.polyval(fit, span[0]) + (span - span[0]) / structure.TALK_YEARS_PER_10X), "--",
+    ax.plot(span, 10 ** (np.polyval(fit, span[0]) + (span - span[0]) / structure_report.TALK_YEARS_PER_10X), "--",
             label="the talk: 10x every 5 years")
     ax.set_yscale("log")
     return _labelled(fig, ax, "launch year", "FLOP/s per dollar")

@@ -1,8 +1,9 @@
-"""Experiments: one results store, and one way to run the points of a sweep.
+"""The studies' runner: what a study is, one results store, and one way to run the points of a sweep.
 
-Every sweep in the course (lesson 02's architectures, lesson 03's scaling sweep, lesson 04's glib sweep)
-is a list of *points*, each a small description of one training run, and a function of one point that
-trains a model, measures it and returns a JSON-able record. This module runs such a list:
+Every study in the course (lesson 02's architectures, lesson 03's scaling sweep, lesson 04's glib sweep,
+lesson 05's structure ladder) declares itself as a `Study` and is a list of *points*, each a small
+description of one training run, and a function of one point that trains a model, measures it and returns
+a JSON-able record. This module runs such a list:
 
     store = ResultsStore(path, sweep="glib", preset="full", config=config)   # resumes what is there
     with make_executor(jobs=2) as executor:          # in this process, local processes, or a Dask cluster
@@ -25,7 +26,7 @@ Arithmetic that reproduces: every point runs with the BLAS library held to one t
 A matrix product's rounding depends on how it is cut into threads, so a point trained in a worker process
 then computes exactly what it computes in the main process of the same machine. (Another CPU's BLAS
 kernels still round differently: a committed sweep reproduces within the spread of its seeds, not bit for
-bit; see DESIGN.md, "Reproducible on any CPU".)
+bit; see docs/architecture.md, "Reproducible on any CPU".)
 """
 import contextlib
 import functools
@@ -36,24 +37,56 @@ import platform
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import CancelledError, Executor, Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import parallel
-from .errors import MinilmError
+from .. import parallel
+from ..errors import MinilmError
+
+# --------------------------------------------------------------------------------------------------
+# What a study is
+
+
+@dataclass(frozen=True)
+class Study:
+    """A study as the command line sees it: `python -m minilm NAME [--preset P]` trains the preset's points
+    into one results store and prints the report. A new study is one module that declares its STUDY,
+    listed in minilm.studies.STUDIES; nothing else changes.
+
+    presets    preset name -> the preset; `config(name)` is what its results file records
+    points     (preset name, device) -> [(key, point)]; `measure(point)` trains one and returns its record
+    report     (results, *baseline results) -> the text `--report` prints
+    committed  the presets whose results the course keeps beside its lessons (the others go to runs/)
+    baselines  preset -> the preset whose results its report compares it with
+    """
+    name: str
+    help: str
+    description: str
+    presets: dict
+    default: str
+    config: Callable
+    points: Callable
+    measure: Callable
+    report: Callable
+    committed: tuple = ()
+    baselines: dict = field(default_factory=dict)
+
+    def results_file(self, preset):
+        """Where a preset's results live, as a file name: one name per study and preset."""
+        return f"{self.name}_{preset}.json"
+
 
 # --------------------------------------------------------------------------------------------------
 # The results store
 
 
-COMMANDS = {"scaling": "python -m minilm sweep", "archs": "python -m minilm archs", "glib": "python -m minilm glib", "structure": "python -m minilm structure"}
-
-
 def load_results(path, sweep=None):
     """A results file as a dict; one clear line if it is missing, not JSON, or of another sweep."""
-    command = f"`{COMMANDS.get(sweep, 'the sweep')}`"
+    command = f"`python -m minilm {sweep}`" if sweep else "the study's command"
     try:
         with open(path) as f:
             results = json.load(f)
@@ -96,7 +129,8 @@ class ResultsStore:
         if os.path.exists(path):
             self.data = load_results(path, sweep)
             if self.data["config"] != config:
-                raise MinilmError(f"{path} holds results of a different configuration: give another --out, or delete it to start over")
+                raise MinilmError(f"{path} holds results of a different configuration: give another --out, "
+                                  f"or delete it to start over")
         else:
             self.data = {"sweep": sweep, "preset": preset, "config": config, "points": {}, "wall_seconds": 0.0}
         folder = os.path.dirname(os.path.abspath(path))
@@ -125,12 +159,13 @@ class ResultsStore:
 
 @functools.cache
 def code_version():
-    """The git commit of the code that ran, with '-dirty' if the tree had uncommitted changes ('unknown'
-    outside a git checkout)."""
-    here = os.path.dirname(os.path.abspath(__file__))
+    """The git commit of the code that ran, with '-dirty' if the package (all of minilm/) had uncommitted
+    changes ('unknown' outside a git checkout)."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # minilm/studies/ -> minilm/
+    git = functools.partial(subprocess.run, cwd=package, capture_output=True, text=True, timeout=10)
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=here, capture_output=True, text=True, timeout=10)
+        commit = git(["git", "rev-parse", "HEAD"])
+        dirty = git(["git", "status", "--porcelain", "--", "."])
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     if commit.returncode:
@@ -295,7 +330,8 @@ def run_points(store, points, measure, executor, progress=True, retries=3):
     lost = _lost_worker_errors()
     tries = {key: 0 for key, _ in todo}
     waiting, running = list(todo), {}
-    bar = tqdm(total=len(points), initial=len(points) - len(todo), unit="point", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=len(points), initial=len(points) - len(todo), unit="point", disable=not progress,
+               dynamic_ncols=True)
     while waiting or running:
         while waiting and len(running) < slots:
             key, point = waiting.pop(0)
@@ -307,8 +343,9 @@ def run_points(store, points, measure, executor, progress=True, retries=3):
         except lost as e:
             tries[key] += 1
             if tries[key] > retries:
-                raise MinilmError(f"gave up on point {key}: its worker was lost {tries[key]} time(s) ({type(e).__name__}); "
-                                  f"is a worker running out of memory? The finished points are saved: run again to resume") from None
+                raise MinilmError(f"gave up on point {key}: its worker was lost {tries[key]} time(s) "
+                                  f"({type(e).__name__}); is a worker running out of memory? The finished points "
+                                  f"are saved: run again to resume") from None
             waiting.insert(0, (key, point))
             continue
         store.add(key, record, earlier + time.time() - start, getattr(executor, "description", type(executor).__name__))

@@ -5,20 +5,21 @@ time. Each row of VARIANTS turns one more switch of minilm.encdec on; the prefix
 model are rows of the same table. Every variant is trained with the same budget (the same steps, batches,
 examples, learning rate and width) on the toy task of minilm.data.seq2seq, at two shapes of data.
 
-    python -m minilm archs --jobs 2     (the lesson's numbers, lessons/results/archs.json; resumable)
+    python -m minilm archs --jobs 2     (the lesson's numbers, lessons/results/archs_default.json; resumable)
 """
 import time
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from . import layers
-from .backend import to_numpy
-from .data import seq2seq as task
-from .encdec import SWITCHES, EncDecConfig, EncoderDecoder, encdec_param_shapes, qkv_as_cross
-from .errors import MinilmError
-from .model import sub_params
-from .train import Trainer, TrainConfig
+from . import runner
+from .. import layers
+from ..backend import to_numpy
+from ..data import seq2seq as task
+from ..encdec import SWITCHES, EncDecConfig, EncoderDecoder, encdec_param_shapes, qkv_as_cross
+from ..errors import MinilmError
+from ..model import sub_params
+from ..train import Trainer, TrainConfig
 
 # The lecture's table, row by row: each row turns on one more switch (see minilm.encdec).
 VARIANTS = {
@@ -50,6 +51,12 @@ class RunConfig:
         run = cls()
         run.train = replace(run.train, steps=steps, eval_every=min(run.train.eval_every, steps))
         return run
+
+
+# preset -> (optimizer steps per run, seeds per variant and shape)
+PRESETS = {"default": (400, 3),  # the lesson's comparison
+           "short": (200, 2),    # README's executor timing: 20 points of a few seconds
+           "ci": (2, 1)}         # the code path in seconds
 
 
 def build_variant(variant, shape, run, vocab_size, seed=0, dtype="float32", device=None):
@@ -136,20 +143,28 @@ def transplant_table(decoder_only, shape_name, run, seed=0):
 
 
 # --------------------------------------------------------------------------------------------------
-# The comparison as points of minilm.experiments: one resumable results file, run anywhere
+# The comparison as points of minilm.studies.runner: one resumable results file, run anywhere
 
-def sweep_config(run, seeds):
+def preset(name):
+    """The budget and the seeds of a preset."""
+    steps, seeds = runner.choose_preset(PRESETS, name, "archs")
+    return RunConfig.with_steps(steps), list(range(seeds))
+
+
+def sweep_config(name):
     """What the results file records as the sweep's configuration."""
-    return {"run": asdict(run), "seeds": list(seeds), "shapes": {name: asdict(shape) for name, shape in task.SHAPES.items()}}
+    run, seeds = preset(name)
+    return {"run": asdict(run), "seeds": seeds, "shapes": {shape: asdict(s) for shape, s in task.SHAPES.items()}}
 
 
 def point_key(shape_name, variant, seed):
     return f"{shape_name}/{variant}/seed{seed}"
 
 
-def sweep_points(run, seeds, device=None):
+def sweep_points(name, device=None):
     """Every variant at every shape of data with every seed, as (key, point) pairs; a point is
     (run, shape name, variant, seed, device)."""
+    run, seeds = preset(name)
     return [(point_key(shape, variant, seed), (run, shape, variant, seed, device))
             for shape in task.SHAPES for variant in VARIANTS for seed in seeds]
 
@@ -168,3 +183,27 @@ def runs_of(results, shape_name, variant):
     """The records of one variant at one shape of data, in seed order."""
     return sorted((r for r in results["points"].values() if r["shape"] == shape_name and r["variant"] == variant),
                   key=lambda r: r["seed"])
+
+
+
+def report(results):
+    """Per shape of data, each variant's held-out loss and exact match at the end: mean ± sd over seeds."""
+    lines = []
+    for shape in results["config"]["shapes"]:
+        lines.append(f"{shape}:  {'variant':<22}{'params':>9}   {'held-out loss':<17}exact match")
+        for variant in VARIANTS:
+            runs = runs_of(results, shape, variant)
+            if not runs:
+                continue
+            loss, exact = (np.array([r["final"][k] for r in runs]) for k in ("loss", "exact_match"))
+            lines.append(f"{'':<{len(shape) + 3}}{variant:<22}{runs[0]['params']:>9,}   "
+                         f"{loss.mean():.3f} ± {loss.std():.3f}    {exact.mean():.3f} ± {exact.std():.3f}"
+                         f"   ({len(runs)} seeds)")
+    return "\n".join(lines)
+
+STUDY = runner.Study(
+    name="archs", help="encoder-decoder vs prefix-LM vs decoder-only, the same budget (lesson 02)",
+    description="Train encoder-decoder, prefix-LM and decoder-only models with the same budget on a toy "
+                "translation task at two shapes of data; write the results as JSON (resumable).",
+    presets=PRESETS, default="default", config=sweep_config, points=sweep_points, measure=measure,
+    report=report, committed=("default",))

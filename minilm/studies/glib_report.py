@@ -1,7 +1,7 @@
 """The glib sweep's statistics: each probe per size with bootstrap intervals, the U-shape rule, the
 lecture's explanation as a decomposition, and the text report (`python -m minilm glib --report`).
 
-A point's stored probes (minilm.inverse_scaling.score_probes) become per-size arrays (Curves) of four
+A point's stored probes (minilm.studies.glib.score_probes) become per-size arrays (Curves) of four
 metrics: exact match, P(altered word), P(original word), and the margin log p(altered) - log p(original).
 Intervals come from a bootstrap over seeds and over quotes, paired across sizes (every size is compared
 on the same prompts); the rule that calls a U is written in u_shape's docstring, decided before looking.
@@ -10,9 +10,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .data.glib import LECTURE_PROMPT, GlibConfig, GlibCorpus
-from .errors import MinilmError
-from .inverse_scaling import BLOCK_SIZE, PROBE_NAMES, PROBES, Size, point_key, split_knob
+from ..data.glib import LECTURE_PROMPT, GlibConfig, GlibCorpus
+from ..errors import MinilmError
+from .stats import paired_bootstrap, percentile_interval
+from . import glib, runner
+from .glib import BLOCK_SIZE, PROBE_NAMES, PROBES, Size, point_key, split_knob
 
 
 def log(p):
@@ -22,7 +24,8 @@ def log(p):
 def probe_metrics(probes):
     """One point's stored probes -> probe -> metric -> (N,) array.
     metrics: exact, p_altered, p_original, margin = log p(altered) - log p(original)."""
-    a, b, d, fix = ({k: np.asarray(v, dtype=np.float64) for k, v in probes[kind].items()} for kind in ("A", "B", "D", "Dfix"))
+    a, b, d, fix = ({k: np.asarray(v, dtype=np.float64) for k, v in probes[kind].items()}
+                    for kind in ("A", "B", "D", "Dfix"))
     nan = np.full(len(a["correct"]), np.nan)
     margin_d = log(d["p_answer"]) - log(d["p_foil"])
     margin_fix = log(fix["p_foil"]) - log(fix["p_answer"])
@@ -75,7 +78,8 @@ def curves(results, variant="main", sizes=None, seeds=None):
     seeds = seeds if seeds is not None else config["seeds"]
     points = [[results["points"].get(point_key(variant, size, seed)) for seed in seeds] for size in sizes]
     if any(p is None for row in points for p in row):
-        raise MinilmError(f"the results hold only part of the '{variant}' sweep: run the sweep again to finish it (it resumes)")
+        raise MinilmError(f"the results hold only part of the '{variant}' sweep: run the sweep again to finish it "
+                          f"(it resumes)")
     metrics = [[probe_metrics(p["probes"]) for p in row] for row in points]
     values = {probe: {m: [np.stack([pm[probe][m] for pm in row]) for row in metrics] for m in metrics[0][0][probe]}
               for probe in PROBES}
@@ -90,36 +94,13 @@ def variant_config(config, variant):
     return replace(corpus, **split_knob(change)[0])
 
 
-def bootstrap(per_size, clusters, n_boot=2000, seed=0):
-    """Resampled means: (n_boot, n_sizes). Seeds are resampled per size (independent runs); prompt
-    clusters (quotes) are resampled once per draw and shared by every size: the sizes are compared on
-    the same prompts, a paired bootstrap."""
-    rng = np.random.default_rng(seed)
-    unique, item_cluster = np.unique(clusters, return_inverse=True)
-    draws = rng.integers(len(unique), size=(n_boot, len(unique)))
-    cluster_counts = np.stack([np.bincount(d, minlength=len(unique)) for d in draws])  # (n_boot, U)
-    item_weights = cluster_counts[:, item_cluster]  # (n_boot, N): how often each item was drawn
-    out = []
-    for values in per_size:  # (S, N)
-        S = values.shape[0]
-        seed_counts = np.stack([np.bincount(d, minlength=S) for d in rng.integers(S, size=(n_boot, S))])  # (n_boot, S)
-        total = np.einsum("bs,sn,bn->b", seed_counts, values, item_weights)
-        out.append(total / (S * item_weights.sum(axis=1)))
-    return np.stack(out, axis=1)
-
-
-def interval(samples):
-    lo, hi = np.percentile(samples, [2.5, 97.5], axis=0)
-    return lo, hi
-
-
 def summarize(c, probe, metric, n_boot=2000):
     """Per size: (mean, low, high) of a metric, 95% bootstrap interval over seeds and prompts."""
     per_size = c.values[probe][metric]
     if np.isnan(per_size[0]).all():
         return None
     means = [float(v.mean()) for v in per_size]
-    lo, hi = interval(bootstrap(per_size, c.clusters[probe], n_boot))
+    lo, hi = percentile_interval(paired_bootstrap(per_size, c.clusters[probe], n_boot))
     return [(m, float(a), float(b)) for m, a, b in zip(means, lo, hi)]
 
 
@@ -139,17 +120,18 @@ def u_shape(c, n_boot=2000):
     per_size = c.values["D"]["exact"]
     means = [float(v.mean()) for v in per_size]
     m = 1 + int(np.argmin(means[1:-1]))
-    boot = bootstrap(per_size, c.clusters["D"], n_boot)
+    boot = paired_bootstrap(per_size, c.clusters["D"], n_boot)
     diffs = {}
     for end, j in (("smallest", 0), ("largest", len(means) - 1)):
-        lo, hi = interval(boot[:, m] - boot[:, j])
+        lo, hi = percentile_interval(boot[:, m] - boot[:, j])
         diffs[end] = (means[m] - means[j], float(lo), float(hi))
     found = all(hi < 0 for _, _, hi in diffs.values())
     curve = ", ".join(f"{n} {v:.2f}" for n, v in zip(c.sizes, means))
     tests = "; ".join(f"min - {end} {d:+.2f} [{lo:+.2f}, {hi:+.2f}]" for end, (d, lo, hi) in diffs.items())
     n_quotes = len(np.unique(c.clusters["D"]))
     line = (f"U-shape: {'yes' if found else 'no'} (conflict probe D exact match on the {n_quotes} most exposed quotes: "
-            f"{curve}; middle minimum at {c.sizes[m]}; {tests}; 95% paired bootstrap over {len(c.seeds)} seeds and {n_quotes} quotes)")
+            f"{curve}; middle minimum at {c.sizes[m]}; {tests}; 95% paired bootstrap over {len(c.seeds)} seeds "
+            f"and {n_quotes} quotes)")
     return UShape(found, line, means, m, diffs, boot)
 
 
@@ -199,7 +181,8 @@ def arm_changes(new, old, n_boot=2000):
     for end, j in (("smallest", 0), ("largest", -1)):
         old_diff, new_diff = (u.boot[:, u.minimum] - u.boot[:, j] for u in rules)
         out[end] = (rules[0].diffs[end], rules[1].diffs[end],
-                    (rules[1].diffs[end][0] - rules[0].diffs[end][0], *map(float, interval(new_diff - old_diff))))
+                    (rules[1].diffs[end][0] - rules[0].diffs[end][0],
+                     *map(float, percentile_interval(new_diff - old_diff))))
     return out
 
 
@@ -223,12 +206,13 @@ def paired_changes(new, old, pairs, probe, n_boot=2000):
     """The probe's exact match at new's size i minus old's size j, for each pair (i, j), with a 95% interval.
     Both bootstraps draw the same quotes (same seed), so each difference is paired over prompts; within one
     sweep (old is new) one bootstrap serves both."""
-    boot_new = bootstrap(new.values[probe]["exact"], new.clusters[probe], n_boot)
-    boot_old = boot_new if old is new else bootstrap(old.values[probe]["exact"], old.clusters[probe], n_boot)
+    boot_new = paired_bootstrap(new.values[probe]["exact"], new.clusters[probe], n_boot)
+    boot_old = boot_new if old is new else paired_bootstrap(old.values[probe]["exact"], old.clusters[probe], n_boot)
     out = []
     for i, j in pairs:
         mean = float(new.values[probe]["exact"][i].mean() - old.values[probe]["exact"][j].mean())
-        out.append((new.sizes[i], old.sizes[j], (mean, *map(float, interval(boot_new[:, i] - boot_old[:, j])))))
+        out.append((new.sizes[i], old.sizes[j],
+                    (mean, *map(float, percentile_interval(boot_new[:, i] - boot_old[:, j])))))
     return out
 
 
@@ -252,20 +236,23 @@ def what_a_u_needs(c):
     y = [parts[i][1] for i in right]
     slope, intercept = np.polyfit(x, y, 1)
     rest_words = f" and answering {d_unknown:.2f} on the rest" if known < 1 else ""
-    line = (f"For a U the largest size needs D >= {target:.2f} (the minimum {u.means[u.minimum]:.2f} plus the interval's half-width): "
-            f"knowing {known:.0%} of the quotes{rest_words}, it must answer {needed:.2f} of the conflicts on quotes it "
-            f"knows (now {d_known:.2f}). ")
+    line = (f"For a U the largest size needs D >= {target:.2f} (the minimum {u.means[u.minimum]:.2f} plus the "
+            f"interval's half-width): knowing {known:.0%} of the quotes{rest_words}, it must answer {needed:.2f} "
+            f"of the conflicts on quotes it knows (now {d_known:.2f}). ")
     if needed > 1:
-        return line + "No accuracy on known quotes is enough: the model must also know fewer quotes or copy better on the rest."
+        return line + ("No accuracy on known quotes is enough: the model must also know fewer quotes or copy "
+                       "better on the rest.")
     if d_known > needed:
-        return line + "It already does: the interval, not the mean, stands in the way; more seeds or prompts would decide it."
+        return line + ("It already does: the interval, not the mean, stands in the way; more seeds or prompts "
+                       "would decide it.")
     if slope <= 1e-9:
-        return line + f"D(known) does not grow from {c.sizes[u.minimum]} on ({slope:+.2f} per 10x parameters): no size is predicted."
+        return line + (f"D(known) does not grow from {c.sizes[u.minimum]} on ({slope:+.2f} per 10x parameters): "
+                       f"no size is predicted.")
     params = 10 ** ((needed - intercept) / slope)
     where = (f"{params / c.params[-1]:.1f}x the largest; an extrapolation" if params > c.params[-1]
              else "fewer than the largest has: the largest falls short of the line")
-    return line + (f"D(known) grows {slope:+.2f} per 10x parameters from {c.sizes[u.minimum]} on; a straight line through those "
-                   f"{len(x)} sizes reaches {needed:.2f} at about {params:,.0f} parameters ({where}).")
+    return line + (f"D(known) grows {slope:+.2f} per 10x parameters from {c.sizes[u.minimum]} on; a straight line "
+                   f"through those {len(x)} sizes reaches {needed:.2f} at about {params:,.0f} parameters ({where}).")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -299,9 +286,11 @@ def most_exposed_quotes(results, variant="main", n=20):
 
 def format_table(c, probe):
     rows = {m: summarize(c, probe, m) for m in ("exact", "p_altered", "p_original", "margin")}
-    lines = [f"  {'size':<9}{'params':>9}   " + "".join(f"{h:<22}" for h in ("exact match", "P(altered)", "P(original)", "margin"))]
+    headers = ("exact match", "P(altered)", "P(original)", "margin")
+    lines = [f"  {'size':<9}{'params':>9}   " + "".join(f"{h:<22}" for h in headers)]
     for i, (name, params) in enumerate(zip(c.sizes, c.params)):
-        cells = ["—" if rows[m] is None else f"{rows[m][i][0]:.2f} [{rows[m][i][1]:.2f}, {rows[m][i][2]:.2f}]" for m in rows]
+        cells = ["—" if rows[m] is None else f"{rows[m][i][0]:.2f} [{rows[m][i][1]:.2f}, {rows[m][i][2]:.2f}]"
+                 for m in rows]
         lines.append(f"  {name:<9}{params:>9,}   " + "".join(f"{cell:<22}" for cell in cells))
     return "\n".join(lines)
 
@@ -344,7 +333,8 @@ def baseline_lines(c, base, base_name):
     out = [f"\n=== against the committed sweep '{base_name}' (new - old; 95% intervals, quotes paired) ==="]
     for end, (old, new, change) in arm_changes(c, base).items():
         out.append(f"  arm to the {end} size: min - {end} {old[0]:+.2f} [{old[1]:+.2f}, {old[2]:+.2f}] -> "
-                   f"{new[0]:+.2f} [{new[1]:+.2f}, {new[2]:+.2f}]; change {change[0]:+.2f} [{change[1]:+.2f}, {change[2]:+.2f}]")
+                   f"{new[0]:+.2f} [{new[1]:+.2f}, {new[2]:+.2f}]; "
+                   f"change {change[0]:+.2f} [{change[1]:+.2f}, {change[2]:+.2f}]")
     return out + change_lines((probe, change) for probe in ("D", "C") for change in size_changes(c, base, probe)
                               if change[0] != change[1])
 
@@ -367,7 +357,8 @@ def report(results, baseline=None):
            f"{len(main.seeds)} seeds, {steps} x {config['batch_size']} x {BLOCK_SIZE} tokens each; "
            f"training time {results['wall_seconds'] / 60:.1f} min in all",
            "95% intervals: bootstrap over seeds and prompts (quotes). margin = log p(altered) - log p(original)."]
-    for title, c in ((f"the {len(np.unique(top.clusters['D']))} most exposed probe quotes", top), (f"all {n_all} probe quotes", main)):
+    for title, c in ((f"the {len(np.unique(top.clusters['D']))} most exposed probe quotes", top),
+                     (f"all {n_all} probe quotes", main)):
         out.append(f"\n=== {title} ===")
         for probe in PROBES:
             out += [f"{probe}  {PROBE_NAMES[probe]}", format_table(c, probe)]
@@ -376,17 +367,29 @@ def report(results, baseline=None):
     out += [f"  {n:<9} P(glib) {g.mean():.2f}   P(gold) {o.mean():.2f}" for n, g, o in zip(sizes, glib, gold)]
     if config["knobs"]:
         knob_sizes, cells = knob_map(results)
-        out.append(f"\nKnob map: D exact match on the most exposed quotes at {', '.join(knob_sizes)} (seeds {config['knob_seeds']}; no intervals):")
-        out += [f"  {name:<10}" + "  ".join(f"{v:.2f}" for v in means) + f"   {shape}" for name, (means, shape) in cells.items()]
+        out.append(f"\nKnob map: D exact match on the most exposed quotes at {', '.join(knob_sizes)} "
+                   f"(seeds {config['knob_seeds']}; no intervals):")
+        out += [f"  {name:<10}" + "  ".join(f"{v:.2f}" for v in means) + f"   {shape}"
+                for name, (means, shape) in cells.items()]
     longer = [(probe, change) for probe in ("D", "C") for change in step_changes(top, probe)]
     if longer:
-        out.append("\n=== the same size trained longer, in this sweep (longer - preset's steps; 95% intervals, quotes paired) ===")
+        out.append("\n=== the same size trained longer, in this sweep (longer - preset's steps; 95% intervals, "
+                   "quotes paired) ===")
         out += change_lines(longer)
     if baseline is not None:
         out += baseline_lines(top, top_curves(baseline), baseline["preset"])
     out += on_the_way_lines(results)
     if len(top.sizes) < 3:
-        return "\n".join(out + ["", f"U-shape: not tested (the rule needs three sizes or more: a smallest, a middle and a largest; "
-                                       f"this sweep has {len(top.sizes)})"])
+        return "\n".join(out + ["", f"U-shape: not tested (the rule needs three sizes or more: a smallest, a middle "
+                                    f"and a largest; this sweep has {len(top.sizes)})"])
     out += ["", what_a_u_needs(top), "", u_shape(top).line]
     return "\n".join(out)
+
+
+STUDY = runner.Study(
+    name="glib", help="the glib/gold inverse-scaling sweep and its report (lesson 04)",
+    description="Train a family of model sizes on the glib corpus, probe them, and test for a U-shaped "
+                "scaling curve. Resumable: run it again to finish an interrupted sweep.",
+    presets=glib.PRESETS, default="full", config=lambda name: glib.PRESETS[name].to_dict(),
+    points=glib.sweep_points, measure=glib.measure, report=report,
+    committed=("full", "rare15", "long", "lrd_pilot", "lrd"), baselines=glib.BASELINES)

@@ -1,0 +1,135 @@
+"""The statistics every study shares: training compute, power laws, and intervals from resampling seeds.
+
+    training_flops       C = 6 N D plus attention's products (Kaplan et al., 2020)
+    fit_power_law        L(C) = a C^-alpha, with an irreducible loss E when the fit supports it
+    resample_seeds       one bootstrap copy of a (budgets, seeds) table: each row's seeds drawn again
+    bootstrap_exponent   a 95% interval for alpha from resampled seeds
+    found_interval       a 95% interval of a quantity that some resamples do not find (a crossing)
+    paired_bootstrap     resampled means over seeds per size and prompt clusters shared by every size
+    percentile_interval  the 2.5 and 97.5 percentiles of bootstrap draws
+"""
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import MinilmError
+
+# ----------------------------------------------------------------------------------------------------
+# Compute: FLOPs of training, counted the way Kaplan et al. (2020) do.
+
+def training_flops(n_params, n_layer, d_model, block_size, vocab_size, tokens):
+    """C = 6 * D * (N + V*d)  +  6 * D * n_layer * T * d.
+
+    A forward pass costs 2 FLOPs per weight per token (a multiply and an add) and the backward pass
+    twice that: 6 per weight per token. N is the non-embedding parameter count and V*d the output
+    layer (the token embedding, reused as the head); the last term is attention's query-key and
+    weights-value products, which use no weights but grow with the context length T.
+    """
+    return 6.0 * tokens * (n_params + vocab_size * d_model) + 6.0 * tokens * n_layer * block_size * d_model
+
+
+# ----------------------------------------------------------------------------------------------------
+# Power laws.
+
+@dataclass
+class PowerLaw:
+    a: float
+    alpha: float
+    floor: float = 0.0  # E, the irreducible loss
+
+    def __call__(self, compute):
+        return self.floor + self.a * np.asarray(compute, dtype=float) ** (-self.alpha)
+
+    def describe(self):
+        floor = f"{self.floor:.3f} + " if self.floor else ""
+        return f"L(C) = {floor}{self.a:.3g} * C^(-{self.alpha:.4f})"
+
+
+def line_fit(compute, loss, floor):
+    """Least squares of log(L - E) = log a - alpha log C; returns the law and its squared error in log L."""
+    x, y = np.log(compute), np.log(loss - floor)
+    slope, intercept = np.polyfit(x, y, 1)
+    law = PowerLaw(float(np.exp(intercept)), float(-slope), float(floor))
+    return law, float(np.sum((np.log(law(compute)) - np.log(loss)) ** 2))
+
+
+def fit_power_law(compute, loss, allow_floor=True):
+    """Fit L(C) in log-log space; add an irreducible loss E when the fit supports it.
+
+    With a floor E the law is a straight line in log(L - E) against log C. The floor is kept only when
+    it lowers the Akaike information criterion (n log(SSE / n) + 2k: one more parameter costs 2) by
+    more than 2, i.e. when the better fit is more than the extra parameter at work.
+    """
+    compute, loss = np.asarray(compute, dtype=float), np.asarray(loss, dtype=float)
+    if len(compute) < 3 or np.any(compute <= 0) or np.any(loss <= 0):
+        raise MinilmError("fit_power_law needs at least 3 points with positive compute and loss")
+    law, sse = line_fit(compute, loss, 0.0)
+    if not allow_floor:
+        return law
+    floored, floored_sse = fit_with_floor(compute, loss)
+    n = len(loss)
+    aic = lambda s, k: n * math.log(max(s, 1e-300) / n) + 2 * k
+    return floored if aic(floored_sse, 3) < aic(sse, 2) - 2 else law
+
+
+def fit_with_floor(compute, loss):
+    """L(C) = E + a C^(-alpha): the best E on a grid below the smallest loss, with its squared error."""
+    fits = [line_fit(compute, loss, floor) for floor in np.linspace(0, 0.99 * np.min(loss), 100)]
+    return min(fits, key=lambda fit: fit[1])
+
+
+def bootstrap_exponent(compute, per_seed_loss, floor=False, n_boot=1000, seed=0):
+    """A 95% interval for alpha: resample the seeds of every size with replacement, refit, repeat.
+
+    per_seed_loss: (n_sizes, n_seeds); floor: fit the law with an irreducible loss (as chosen for the
+    means). Returns the 2.5 and 97.5 percentiles of the refitted exponents.
+    """
+    rng = np.random.default_rng(seed)
+    alphas = []
+    for _ in range(n_boot):
+        resampled = resample_seeds(per_seed_loss, rng).mean(axis=1)
+        law = fit_with_floor(compute, resampled)[0] if floor else line_fit(compute, resampled, 0.0)[0]
+        alphas.append(law.alpha)
+    low, high = np.percentile(alphas, [2.5, 97.5])
+    return float(low), float(high)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Intervals from resampling seeds (and prompts).
+
+def resample_seeds(values, rng):
+    """values (n, seeds) with each budget's seeds drawn again with replacement: one bootstrap copy."""
+    return np.take_along_axis(values, rng.integers(values.shape[1], size=values.shape), axis=1)
+
+
+def found_interval(found, n_boot):
+    """The 2.5 and 97.5 percentiles of the crossings found (None where none was), and the share that were
+    found; low and high are None if fewer than half the resamples cross."""
+    hits = [f for f in found if f is not None]
+    low, high = np.percentile(hits, [2.5, 97.5]) if len(hits) >= n_boot / 2 else (None, None)
+    return low, high, len(hits) / n_boot
+
+
+def paired_bootstrap(per_size, clusters, n_boot=2000, seed=0):
+    """Resampled means: (n_boot, n_sizes). Seeds are resampled per size (independent runs); prompt
+    clusters (quotes) are resampled once per draw and shared by every size: the sizes are compared on
+    the same prompts, a paired bootstrap."""
+    rng = np.random.default_rng(seed)
+    unique, item_cluster = np.unique(clusters, return_inverse=True)
+    draws = rng.integers(len(unique), size=(n_boot, len(unique)))
+    cluster_counts = np.stack([np.bincount(d, minlength=len(unique)) for d in draws])  # (n_boot, U)
+    item_weights = cluster_counts[:, item_cluster]  # (n_boot, N): how often each item was drawn
+    out = []
+    for values in per_size:  # (S, N)
+        S = values.shape[0]
+        seed_counts = np.stack([np.bincount(d, minlength=S) for d in rng.integers(S, size=(n_boot, S))])  # (n_boot, S)
+        total = np.einsum("bs,sn,bn->b", seed_counts, values, item_weights)
+        out.append(total / (S * item_weights.sum(axis=1)))
+    return np.stack(out, axis=1)
+
+
+def percentile_interval(samples):
+    """The 2.5 and 97.5 percentiles along the draws (axis 0): a 95% interval."""
+    lo, hi = np.percentile(samples, [2.5, 97.5], axis=0)
+    return lo, hi
