@@ -13,6 +13,7 @@ Every model in minilm (GPT here; the encoder-decoder and the encoder classifier 
 
     model.forward(*inputs) -> logits
     model.loss_and_grads(*batch) -> (loss: float, grads: dict with the keys of model.params)
+    model.reads_token_stream -> True when a batch is (idx, targets[, loss_mask]): windows of one token stream
 """
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
@@ -139,6 +140,10 @@ class Model(ABC):
 
     A subclass names its configuration class (config_class) and defines those three methods.
     """
+    # True for a model whose batch is (idx, targets[, loss_mask]), windows of one token stream with the
+    # targets shifted by one (a decoder): the Trainer then reads a token array into such windows, and cuts
+    # each batch across the CPU's cores (minilm.parallel weights the pieces by the targets they count).
+    reads_token_stream = False
 
     def __init__(self, config, seed=0, device=None, params=None):
         if not isinstance(config, self.config_class):
@@ -211,6 +216,7 @@ class GPT(Model):
     methods marked "the GPT-2 family's", and keeps the rest: masks, the KV cache, generation, training.
     """
     config_class = GPTConfig
+    reads_token_stream = True
 
     def param_shapes(self):
         return param_shapes(self.config)
@@ -223,7 +229,7 @@ class GPT(Model):
         return self._forward(idx, mask, kv_cache)[0]
 
     def _forward(self, idx, mask=None, kv_cache=None):
-        cfg, p = self.config, self.params
+        cfg = self.config
         idx = self._check_idx(idx, past=0 if kv_cache is None else kv_cache.length)
         T = idx.shape[1]
         pos0 = 0 if kv_cache is None else kv_cache.length

@@ -26,7 +26,6 @@ import numpy as np
 from . import layers, parallel
 from .checkpoint import load_model, model_meta, save_checkpoint
 from .errors import MinilmError
-from .model import GPT
 from .optim import AdamW, clip_grad_norm, lr_at
 from .tokenizer import tokenizer_from_json
 
@@ -107,8 +106,9 @@ def window_loss(tokens, batch_size, n_batches):
 
 def check_tokens(tokens, model, name):
     """A decoder-only model's token array: 1-D ids in its vocabulary, more of them than its block size."""
-    if not isinstance(model, GPT):
-        raise MinilmError(f"a token array ({name}) is for a decoder-only model: give {type(model).__name__} a function instead (see minilm.train)")
+    if not model.reads_token_stream:
+        raise MinilmError(f"a token array ({name}) is for a decoder-only model: give {type(model).__name__} "
+                          "a function instead (see minilm.train)")
     tokens = np.asarray(tokens)
     if tokens.ndim != 1 or len(tokens) <= model.config.block_size:
         raise MinilmError(f"{name} needs more than block_size={model.config.block_size} tokens, got {len(tokens)}: use a longer text or a smaller block size")
@@ -165,10 +165,11 @@ class Trainer:
         return loss
 
     def _loss_and_grads(self, batch):
-        """model.loss_and_grads(*batch). A GPT's batch (idx, targets[, loss_mask]) is cut across the CPU's
-        cores (minilm/parallel.py, as TrainConfig.shards says); other models' batches run whole, because
-        parallel weights each piece by the target positions it counts, and it finds those in a GPT batch."""
-        if isinstance(self.model, GPT):
+        """model.loss_and_grads(*batch). A batch of token windows (idx, targets[, loss_mask]: the model
+        reads_token_stream) is cut across the CPU's cores (minilm/parallel.py, as TrainConfig.shards says);
+        other models' batches run whole, because parallel weights each piece by the target positions it
+        counts, and it finds those only in a batch of windows."""
+        if self.model.reads_token_stream:
             return parallel.loss_and_grads(self.model, *batch, shards=self.config.shards)
         return self.model.loss_and_grads(*batch)
 
