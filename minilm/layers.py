@@ -2,12 +2,15 @@
 
 Every forward returns `(out, cache)`; its backward takes the gradient of the loss with respect to `out`
 (written `dout`) and the cache, and returns the gradients with respect to the inputs and parameters.
+A cache is a tuple; one that code outside its layer reads (attention's probabilities, say) is a NamedTuple,
+read there by name.
 Shapes use B = batch, T = time (sequence length), C = channels (d_model), V = vocabulary,
 nh = number of heads, hs = head size (C // nh).
 
 All array work goes through `xp`, the module that holds the inputs (NumPy or CuPy).
 """
 import math
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -190,6 +193,14 @@ def log_softmax(x, axis=-1):
 # Attention: every query position takes a weighted average of the value vectors of the key positions
 # its mask lets it see, weighted by softmax(q . k / sqrt(hs)).
 
+class AttentionCache(NamedTuple):
+    q: Any  # (B, nh, Tq, hs), the queries scaled by 1/sqrt(hs)
+    k: Any  # (B, nh, Tk, hs)
+    v: Any  # (B, nh, Tk, hs)
+    att: Any  # (B, nh, Tq, Tk), the attention probabilities: each row sums to 1 over the keys it may see
+    out: Any  # (B, nh, Tq, hs)
+
+
 def attention_forward(q, k, v, mask):
     """q: (B, nh, Tq, hs), k, v: (B, nh, Tk, hs), mask: bool, broadcastable to (B, nh, Tq, Tk),
     True where a query may attend -> out: (B, nh, Tq, hs)
@@ -200,7 +211,7 @@ def attention_forward(q, k, v, mask):
     att = q @ k.swapaxes(-1, -2)  # (B, nh, Tq, Tk), the scores
     masked_softmax(att, mask)  # in place: each row now sums to 1 over the visible keys
     out = att @ v  # (B, nh, Tq, hs)
-    return out, (q, k, v, att, out)
+    return out, AttentionCache(q, k, v, att, out)
 
 
 def attention_backward(dout, cache):
@@ -241,6 +252,12 @@ def merge_heads(*parts):
 # Self-attention takes q, k and v from one sequence with one fused (C, 3C) projection;
 # cross-attention (encoder-decoder) takes queries from one sequence and keys/values from another.
 
+class SelfAttentionCache(NamedTuple):
+    qkv: Any  # the (C, 3C) projection's linear cache
+    attention: AttentionCache
+    proj: Any  # the output projection's linear cache
+
+
 def self_attention_forward(x, p, mask, n_head, kv_cache=None):
     """x: (B, T, C); p: dict with w_qkv (C, 3C), b_qkv, w_proj (C, C), b_proj -> out: (B, T, C)
 
@@ -253,13 +270,13 @@ def self_attention_forward(x, p, mask, n_head, kv_cache=None):
         k, v = kv_cache.append(k, v)  # (B, nh, T_past + T, hs)
     y, att_cache = attention_forward(q, k, v, mask)
     out, proj_cache = linear_forward(merge_heads(y), p["w_proj"], p["b_proj"])
-    return out, (qkv_cache, att_cache, proj_cache)
+    return out, SelfAttentionCache(qkv_cache, att_cache, proj_cache)
 
 
 def self_attention_backward(dout, cache):
     """dout: (B, T, C) -> dx: (B, T, C), grads: dict with the keys of p"""
     qkv_cache, att_cache, proj_cache = cache
-    n_head = att_cache[0].shape[1]
+    n_head = att_cache.q.shape[1]
     dy, dw_proj, db_proj = linear_backward(dout, proj_cache)
     dq, dk, dv = attention_backward(split_heads(dy, n_head), att_cache)
     dx, dw_qkv, db_qkv = linear_backward(merge_heads(dq, dk, dv), qkv_cache)  # through the (B, T, 3C) projection
@@ -285,7 +302,7 @@ def cross_attention_forward(x, mem, p, mask, n_head):
 def cross_attention_backward(dout, cache):
     """dout: (B, T, C) -> dx: (B, T, C), dmem: (B, S, C), grads: dict with the keys of p"""
     q_cache, kv_cache, att_cache, proj_cache = cache
-    n_head = att_cache[0].shape[1]
+    n_head = att_cache.q.shape[1]
     dy, dw_proj, db_proj = linear_backward(dout, proj_cache)
     dq, dk, dv = attention_backward(split_heads(dy, n_head), att_cache)
     dmem, dw_kv, db_kv = linear_backward(merge_heads(dk, dv), kv_cache)  # through the (B, S, 2C) projection
@@ -494,6 +511,13 @@ def swiglu_backward(dout, cache):
 # The group shares its keys without copying them: queries are viewed as (B, n_kv, group, T, hs) and the keys
 # as (B, n_kv, 1, T, hs), and attention_forward's batched matmuls broadcast over the group axis.
 
+class GroupedAttentionCache(NamedTuple):
+    qkv: Any  # the fused projection's linear cache
+    rope: Any  # (cos, sin) of the T positions
+    attention: AttentionCache  # of the grouped view: att is (B, nkv, group, Tq, Tk)
+    proj: Any  # the output projection's linear cache
+
+
 def grouped_attention_forward(x, p, mask, n_head, n_kv_head, rope, kv_cache=None):
     """x: (B, T, C); p: dict with w_qkv (C, (nh + 2 nkv) hs) (queries, keys, values side by side) and
     w_proj (nh hs, C); mask: bool, broadcastable to (B, nh, T, T_k); rope: (cos, sin) of these T positions;
@@ -511,13 +535,13 @@ def grouped_attention_forward(x, p, mask, n_head, n_kv_head, rope, kv_cache=None
     y, att_cache = attention_forward(q.reshape(B, n_kv_head, group, T, hs), k[:, :, None], v[:, :, None],
                                      _group_mask(mask, n_kv_head, group))  # (B, nkv, group, T, hs)
     out, proj_cache = linear_forward(merge_heads(y.reshape(B, n_head, T, hs)), p["w_proj"])
-    return out, (qkv_cache, rope, att_cache, proj_cache)
+    return out, GroupedAttentionCache(qkv_cache, rope, att_cache, proj_cache)
 
 
 def grouped_attention_backward(dout, cache):
     """dout: (B, T, C) -> dx: (B, T, C), grads: dict with the keys of p"""
     qkv_cache, rope, att_cache, proj_cache = cache
-    B, n_kv_head, group, T, hs = att_cache[0].shape
+    B, n_kv_head, group, T, hs = att_cache.q.shape
     dy, dw_proj, _ = linear_backward(dout, proj_cache)
     dy = split_heads(dy, n_kv_head * group).reshape(B, n_kv_head, group, T, hs)
     dq, dk, dv = attention_backward(dy, att_cache)  # dk, dv: (B, nkv, group, T, hs), one per query head

@@ -17,6 +17,7 @@ Every model in minilm (GPT here; the encoder-decoder and the encoder classifier 
 """
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -103,6 +104,14 @@ def check_param_shapes(params, shapes):
 # --------------------------------------------------------------------------------------------------
 # One pre-LN transformer block, shared by every model in minilm.
 
+class BlockCache(NamedTuple):
+    """A block's cache, GPT's or Llama's (their norms and MLPs differ, the parts do not)."""
+    norm_1: Any
+    attn: Any  # layers.SelfAttentionCache, or a Llama's layers.GroupedAttentionCache
+    norm_2: Any
+    mlp: Any
+
+
 def block_forward(x, params, prefix, mask, n_head, kv_cache=None):
     """x: (B, T, C) -> x: (B, T, C), cache.   params[prefix + 'ln_1.w'] etc. are this block's."""
     p = sub_params(params, prefix)
@@ -111,7 +120,7 @@ def block_forward(x, params, prefix, mask, n_head, kv_cache=None):
     x = x + a  # residual
     h, ln2 = layers.layernorm_forward(x, p["ln_2.w"], p["ln_2.b"])
     m, mlp = layers.mlp_forward(h, sub_params(p, "mlp."))
-    return x + m, (ln1, attn, ln2, mlp)
+    return x + m, BlockCache(ln1, attn, ln2, mlp)
 
 
 def block_backward(dx, cache, prefix):
@@ -204,6 +213,14 @@ class Model(ABC):
         return idx
 
 
+class DecoderCache(NamedTuple):
+    """A decoder-only model's forward cache."""
+    embed: Any
+    blocks: list  # one BlockCache per layer
+    norm_f: Any
+    head: Any  # the output head's linear cache
+
+
 class GPT(Model):
     """A decoder-only transformer language model.
 
@@ -245,7 +262,7 @@ class GPT(Model):
             kv_cache.length += T
         x, norm_f = self._final_norm(x)
         logits, head = layers.linear_forward(x, self._head_weight())  # (B, T, V)
-        return logits, (emb, blocks, norm_f, head)
+        return logits, DecoderCache(emb, blocks, norm_f, head)
 
     def default_mask(self, T_q, T_k):
         """Causal, or windowed when the config says so: (T_q, T_k), the queries being the last T_q positions."""
@@ -380,7 +397,7 @@ def llama_block_forward(x, params, prefix, mask, config, rope, kv_cache=None):
     x = x + a  # residual
     h, norm2 = layers.rmsnorm_forward(x, p["norm_2.w"], config.norm_eps)
     m, mlp = layers.swiglu_forward(h, sub_params(p, "mlp."))
-    return x + m, (norm1, attn, norm2, mlp)
+    return x + m, BlockCache(norm1, attn, norm2, mlp)
 
 
 def llama_block_backward(dx, cache, prefix):

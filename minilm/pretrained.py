@@ -363,7 +363,7 @@ def attention_weights(model, idx):
     """The attention probabilities of every layer and head for one sequence idx (T,):
     -> NumPy (n_layer, n_head, T, T), row t the weights query t gives the keys."""
     from .backend import to_numpy
-    _, (_, blocks, _, _) = model._forward(np.asarray(idx)[None])
+    _, cache = model._forward(np.asarray(idx)[None])
     T = len(idx)
-    attention = [block[1][2 if isinstance(model, Llama) else 1][3] for block in blocks]  # each layer's att
-    return np.stack([to_numpy(a).reshape(model.config.n_head, T, T) for a in attention])
+    attention = [block.attn.attention.att for block in cache.blocks]  # (1, nh, T, T), or Llama's (1, nkv, group, T, T)
+    return np.stack([to_numpy(att).reshape(model.config.n_head, T, T) for att in attention])
