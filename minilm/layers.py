@@ -4,6 +4,10 @@ Every forward returns `(out, cache)`; its backward takes the gradient of the los
 (written `dout`) and the cache, and returns the gradients with respect to the inputs and parameters.
 A cache is a tuple; one that code outside its layer reads (attention's probabilities, say) is a NamedTuple,
 read there by name.
+
+A layer tuned for the CPU (in-place passes, a scratch buffer, a layout branch) keeps the textbook formula
+beside it as its reference, `<name>_reference`, the way llm.c keeps matmul_forward_naive:
+tests/test_reference_layers.py checks that each computes the same as its reference.
 Shapes use B = batch, T = time (sequence length), C = channels (d_model), V = vocabulary,
 nh = number of heads, hs = head size (C // nh).
 
@@ -73,6 +77,13 @@ def linear_backward(dout, cache):
     return dx, dw, db
 
 
+def linear_backward_reference(dout, cache):
+    """linear_backward as the formulas read: dx = dout w^T, dw = x^T dout, db = sum of dout over the rows."""
+    x, w, has_bias = cache
+    dout2, x2 = dout.reshape(-1, w.shape[1]), x.reshape(-1, w.shape[0])  # (N, C_out), (N, C_in)
+    return (dout2 @ w.T).reshape(x.shape), x2.T @ dout2, dout2.sum(axis=0) if has_bias else None
+
+
 # --------------------------------------------------------------------------------------------------
 # LayerNorm: normalise each position's vector to zero mean and unit variance, then scale and shift.
 
@@ -106,6 +117,24 @@ def layernorm_backward(dout, cache):
     dx += dxhat.mean(axis=-1, keepdims=True)  # dx = -(dxhat - mean(dxhat) - xhat * proj)
     dx *= -rstd
     return dx, dw, db
+
+
+def layernorm_forward_reference(x, w, b, eps=1e-5):
+    """layernorm_forward as the formula reads: out = (x - mean) / sqrt(var + eps) * w + b."""
+    mean = x.mean(axis=-1, keepdims=True)  # (B, T, 1)
+    var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)  # (B, T, 1)
+    rstd = 1.0 / (var + eps) ** 0.5
+    xhat = (x - mean) * rstd  # (B, T, C)
+    return xhat * w + b, (xhat, rstd, w)
+
+
+def layernorm_backward_reference(dout, cache):
+    """layernorm_backward as the formula reads, one new array per operation."""
+    xhat, rstd, w = cache
+    sum_axes = tuple(range(dout.ndim - 1))
+    dxhat = dout * w  # (B, T, C)
+    dx = rstd * (dxhat - dxhat.mean(axis=-1, keepdims=True) - xhat * (dxhat * xhat).mean(axis=-1, keepdims=True))
+    return dx, (dout * xhat).sum(axis=sum_axes), dout.sum(axis=sum_axes)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -149,6 +178,19 @@ def gelu_backward(dout, cache):
     g *= 0.5  # dGELU/dx
     g *= dout
     return g
+
+
+def gelu_forward_reference(x):
+    """gelu_forward as the formula reads: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+    t = xp_of(x).tanh(GELU_SCALE * (x + GELU_CUBIC * x ** 3))
+    return 0.5 * x * (1 + t), (x, t)
+
+
+def gelu_backward_reference(dout, cache):
+    """dout * dGELU/dx, as the formula in gelu_backward reads."""
+    x, t = cache
+    slope = GELU_SCALE * (1 + 3 * GELU_CUBIC * x ** 2)
+    return dout * 0.5 * ((1 + t) + x * (1 - t ** 2) * slope)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -228,6 +270,25 @@ def attention_backward(dout, cache):
     dq *= scale  # ...and of the queries themselves
     dk = dscores.swapaxes(-1, -2) @ q  # (B, nh, Tk, hs)
     return dq, dk, dv
+
+
+def attention_forward_reference(q, k, v, mask):
+    """attention_forward as the formula reads: softmax(q k^T / sqrt(hs)) v, the hidden scores masked."""
+    xp = xp_of(q)
+    scores = q @ k.swapaxes(-1, -2) / math.sqrt(q.shape[-1])  # (B, nh, Tq, Tk)
+    scores = xp.where(xp.asarray(mask), scores, MASKED_SCORE)
+    e = xp.exp(scores - scores.max(axis=-1, keepdims=True))
+    att = e / e.sum(axis=-1, keepdims=True)  # (B, nh, Tq, Tk)
+    return att @ v, (q, k, v, att)
+
+
+def attention_backward_reference(dout, cache):
+    """Through the softmax's Jacobian, row by row: dscores = att * (datt - sum_j att_j datt_j)."""
+    q, k, v, att = cache
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    datt = dout @ v.swapaxes(-1, -2)  # (B, nh, Tq, Tk)
+    dscores = att * (datt - (att * datt).sum(axis=-1, keepdims=True))  # (B, nh, Tq, Tk)
+    return dscores @ k * scale, dscores.swapaxes(-1, -2) @ q * scale, att.swapaxes(-1, -2) @ dout
 
 
 def split_heads(x, n_head):
@@ -387,6 +448,22 @@ def softmax_cross_entropy_backward(cache):
     return dlogits
 
 
+def softmax_cross_entropy_forward_reference(logits, targets, loss_mask=None):
+    """softmax_cross_entropy_forward as the formula reads: the kept positions' mean of -log_softmax[target]."""
+    xp = xp_of(logits)
+    logp = log_softmax(logits)  # (B, T, V)
+    nll = -xp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]  # (B, T)
+    weights = _position_weights(loss_mask, targets.shape, logits.dtype, xp)  # (B, T), sums to 1
+    return (nll * weights).sum(), (xp.exp(logp), targets, weights)
+
+
+def softmax_cross_entropy_backward_reference(cache):
+    """dlogits = weights * (probs - onehot(targets)), the one-hot matrix built."""
+    probs, targets, weights = cache
+    onehot = xp_of(probs).eye(probs.shape[-1], dtype=probs.dtype)[targets]  # (B, T, V)
+    return (probs - onehot) * weights[..., None]
+
+
 def _position_weights(loss_mask, shape, dtype, xp):
     """Each kept position's share of the mean: 1 / (number kept), 0 elsewhere."""
     if loss_mask is None:
@@ -483,6 +560,17 @@ def silu_backward(dout, cache):
     g *= s
     g *= dout
     return g
+
+
+def silu_forward_reference(x):
+    """silu_forward as the formula reads: x sigmoid(x), sigmoid(x) = (1 + tanh(x / 2)) / 2."""
+    s = 0.5 * (1 + xp_of(x).tanh(x / 2))
+    return x * s, (x, s)
+
+
+def silu_backward_reference(dout, cache):
+    x, s = cache
+    return dout * s * (1 + x * (1 - s))
 
 
 def swiglu_forward(x, p):
