@@ -156,7 +156,8 @@ class Model(ABC):
 
     def __init__(self, config, seed=0, device=None, params=None):
         if not isinstance(config, self.config_class):
-            raise MinilmError(f"{type(self).__name__} needs a config of type {self.config_class.__name__}, got {type(config).__name__}")
+            raise MinilmError(f"{type(self).__name__} needs a config of type {self.config_class.__name__}, "
+                              f"got {type(config).__name__}")
         self.config = config
         self.xp = get_xp(device)
         shapes = self.param_shapes()
@@ -207,9 +208,11 @@ class Model(ABC):
         lo, hi = int(idx.min()), int(idx.max())
         if lo < 0 or hi >= cfg.vocab_size:
             bad = lo if lo < 0 else hi
-            raise MinilmError(f"token id {bad} in {name} is out of range: this model's vocabulary has ids 0..{cfg.vocab_size - 1}")
+            raise MinilmError(f"token id {bad} in {name} is out of range: "
+                              f"this model's vocabulary has ids 0..{cfg.vocab_size - 1}")
         if past + idx.shape[1] > cfg.block_size:
-            raise MinilmError(f"sequence of {past + idx.shape[1]} tokens is longer than block_size={cfg.block_size}: crop it to the last {cfg.block_size} tokens")
+            raise MinilmError(f"sequence of {past + idx.shape[1]} tokens is longer than block_size={cfg.block_size}: "
+                              f"crop it to the last {cfg.block_size} tokens")
         return idx
 
 
@@ -344,7 +347,7 @@ class LlamaConfig:
     norm_eps: float = 1e-5
     tie_embeddings: bool = True  # the head is wte.T (SmolLM2), or a (C, V) matrix of its own "w_head"
     dtype: str = "float32"
-    attention_window: int | None = None  # None: causal; w: each position sees only the last w (Mistral's sliding window)
+    attention_window: int | None = None  # None: causal; w: each position sees only the last w (Mistral's window)
 
     def __post_init__(self):
         check_config(self, ("vocab_size", "block_size", "n_layer", "n_head", "n_kv_head", "d_model", "d_ff")
@@ -352,9 +355,11 @@ class LlamaConfig:
         if self.n_head % self.n_kv_head:
             raise MinilmError(f"n_head ({self.n_head}) must be a multiple of n_kv_head ({self.n_kv_head})")
         if (self.d_model // self.n_head) % 2:
-            raise MinilmError(f"RoPE rotates pairs of channels: the head size d_model / n_head ({self.d_model // self.n_head}) must be even")
+            raise MinilmError("RoPE rotates pairs of channels: the head size d_model / n_head "
+                              f"({self.d_model // self.n_head}) must be even")
         if not self.rope_base > 1 or not self.norm_eps > 0:
-            raise MinilmError(f"rope_base must be above 1 and norm_eps above 0, got {self.rope_base!r}, {self.norm_eps!r}")
+            raise MinilmError("rope_base must be above 1 and norm_eps above 0, "
+                              f"got {self.rope_base!r}, {self.norm_eps!r}")
 
     def to_dict(self):
         return asdict(self)

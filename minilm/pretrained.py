@@ -42,7 +42,8 @@ def _need(module, what):
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise MinilmError(f"{what} needs the {module.split('.')[0]} package: pip install 'minilm[pretrained]'") from None
+        package = module.split(".")[0]
+        raise MinilmError(f"{what} needs the {package} package: pip install 'minilm[pretrained]'") from None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -104,12 +105,13 @@ def load_gguf(path, device=None, dtype="float32", block_size=None):
     for i in range(config.n_layer):
         b = f"blk.{i}."
         w_q, w_k, w_v = (weight(b + f"attn_{x}.weight") for x in "qkv")  # (nh hs, C), (nkv hs, C), (nkv hs, C)
+        w_gate, w_up = weight(b + "ffn_gate.weight"), weight(b + "ffn_up.weight")  # (F, C) each
         params.update({
             f"h.{i}.norm_1.w": weight(b + "attn_norm.weight"),
-            f"h.{i}.attn.w_qkv": np.concatenate([w_q, w_k, w_v]).T,  # (C, (nh + 2 nkv) hs): queries, keys, values side by side
+            f"h.{i}.attn.w_qkv": np.concatenate([w_q, w_k, w_v]).T,  # (C, (nh + 2 nkv) hs): q, k, v side by side
             f"h.{i}.attn.w_proj": weight(b + "attn_output.weight").T,
             f"h.{i}.norm_2.w": weight(b + "ffn_norm.weight"),
-            f"h.{i}.mlp.w_fc": np.concatenate([weight(b + "ffn_gate.weight"), weight(b + "ffn_up.weight")]).T,  # (C, 2F)
+            f"h.{i}.mlp.w_fc": np.concatenate([w_gate, w_up]).T,  # (C, 2F)
             f"h.{i}.mlp.w_proj": weight(b + "ffn_down.weight").T,  # (F, C)
         })
     params["norm_f.w"] = weight("output_norm.weight")
@@ -134,7 +136,8 @@ def llama_config_from_gguf(meta, tied=True, dtype="float32", block_size=None):
     if rope_dims != d_model // n_head or meta.get("llama.rope.scaling.type", "none") not in ("none", None):
         raise MinilmError("this GGUF uses partial or scaled RoPE, which minilm's Llama does not implement")
     if isinstance(meta.get("llama.attention.head_count_kv"), list):
-        raise MinilmError("this GGUF varies the number of key/value heads by layer, which minilm's Llama does not implement")
+        raise MinilmError("this GGUF varies the number of key/value heads by layer, "
+                          "which minilm's Llama does not implement")
     context = int(meta.get("llama.context_length", 2048))
     return LlamaConfig(
         vocab_size=int(meta.get("llama.vocab_size") or len(meta["tokenizer.ggml.tokens"])),
@@ -165,10 +168,12 @@ def load_gpt2(path, device=None, dtype="float32"):
     config_path, weights_path = os.path.join(path, "config.json"), os.path.join(path, "model.safetensors")
     for needed in (config_path, weights_path):
         if not os.path.isfile(needed):
-            raise MinilmError(f"{path} holds no {os.path.basename(needed)}: give a GPT-2 folder written by save_pretrained")
+            raise MinilmError(f"{path} holds no {os.path.basename(needed)}: "
+                              "give a GPT-2 folder written by save_pretrained")
     with open(config_path) as f:
         hf = json.load(f)
-    unsupported = {"activation_function": ("gelu_new", "gelu_pytorch_tanh"), "scale_attn_by_inverse_layer_idx": (False, None),
+    unsupported = {"activation_function": ("gelu_new", "gelu_pytorch_tanh"),
+                   "scale_attn_by_inverse_layer_idx": (False, None),
                    "reorder_and_upcast_attn": (False, None), "n_inner": (None, 4 * hf.get("n_embd", 0))}
     for key, fine in unsupported.items():
         if hf.get(key, fine[0]) not in fine:
@@ -179,7 +184,8 @@ def load_gpt2(path, device=None, dtype="float32"):
                        n_head=hf["n_head"], d_model=hf["n_embd"], dtype=dtype)
     load_file = _need("safetensors.numpy", "reading a safetensors file").load_file
     raw = {name.removeprefix("transformer."): a for name, a in load_file(weights_path).items()}
-    params = {"wte": raw["wte.weight"], "wpe": raw["wpe.weight"], "ln_f.w": raw["ln_f.weight"], "ln_f.b": raw["ln_f.bias"]}
+    params = {"wte": raw["wte.weight"], "wpe": raw["wpe.weight"],
+              "ln_f.w": raw["ln_f.weight"], "ln_f.b": raw["ln_f.bias"]}
     for i in range(config.n_layer):
         # Conv1D weights are (C_in, C_out): minilm's orientation already, no transpose
         params.update({f"h.{i}.{ours}": raw[f"h.{i}.{theirs}"] for theirs, ours in GPT2_RENAMES.items()})
@@ -195,7 +201,8 @@ def download_gpt2(name):
     try:
         return hub.snapshot_download(name, allow_patterns=GPT2_FILES)
     except Exception as e:  # no network, no such repository
-        raise MinilmError(f"could not download {name!r} from the Hugging Face hub ({type(e).__name__}); give a local folder instead") from None
+        raise MinilmError(f"could not download {name!r} from the Hugging Face hub ({type(e).__name__}); "
+                          "give a local folder instead") from None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -259,21 +266,24 @@ SPLIT_DIGITS = ("smollm", "starcoder", "refact", "command-r", "codeshell", "exao
 def gguf_tokenizer(meta):
     """The tokenizer described in a GGUF's metadata (tokenizer.ggml.*): its vocabulary, merges, special tokens,
     pre-tokenizer and chat template."""
-    if meta.get("tokenizer.ggml.model") != "gpt2":
-        raise MinilmError(f"minilm reads byte-level BPE vocabularies (tokenizer.ggml.model 'gpt2'); this file has {meta.get('tokenizer.ggml.model')!r}")
+    vocabulary = meta.get("tokenizer.ggml.model")
+    if vocabulary != "gpt2":
+        raise MinilmError("minilm reads byte-level BPE vocabularies (tokenizer.ggml.model 'gpt2'); "
+                          f"this file has {vocabulary!r}")
     tokens = meta["tokenizer.ggml.tokens"]
     kinds = meta.get("tokenizer.ggml.token_type", [1] * len(tokens))
     special = [t for t, kind in zip(tokens, kinds) if kind in (GGUF_CONTROL, GGUF_USER_DEFINED)]
     backend = byte_level_bpe({t: i for i, t in enumerate(tokens)}, meta["tokenizer.ggml.merges"], special,
                              split_digits=meta.get("tokenizer.ggml.pre") in SPLIT_DIGITS)
-    return PretrainedTokenizer(backend, meta.get("tokenizer.ggml.eos_token_id"), meta.get("tokenizer.ggml.bos_token_id"),
-                               meta.get("tokenizer.chat_template"))
+    return PretrainedTokenizer(backend, meta.get("tokenizer.ggml.eos_token_id"),
+                               meta.get("tokenizer.ggml.bos_token_id"), meta.get("tokenizer.chat_template"))
 
 
 def folder_tokenizer(path):
     """A Hugging Face folder's tokenizer (tokenizer.json, or GPT-2's vocab.json + merges.txt), or None."""
     if os.path.isfile(os.path.join(path, "tokenizer.json")):
-        backend = _need("tokenizers", "a pretrained model's tokenizer").Tokenizer.from_file(os.path.join(path, "tokenizer.json"))
+        tokenizers = _need("tokenizers", "a pretrained model's tokenizer")
+        backend = tokenizers.Tokenizer.from_file(os.path.join(path, "tokenizer.json"))
     elif os.path.isfile(os.path.join(path, "vocab.json")) and os.path.isfile(os.path.join(path, "merges.txt")):
         with open(os.path.join(path, "vocab.json"), encoding="utf-8") as f:
             vocab = json.load(f)
@@ -295,5 +305,5 @@ def attention_weights(model, idx):
     from .backend import to_numpy
     _, cache = model._forward(np.asarray(idx)[None])
     T = len(idx)
-    attention = [block.attn.attention.att for block in cache.blocks]  # (1, nh, T, T), or Llama's (1, nkv, group, T, T)
+    attention = [block.attn.attention.att for block in cache.blocks]  # (1, nh, T, T); Llama's (1, nkv, group, T, T)
     return np.stack([to_numpy(att).reshape(model.config.n_head, T, T) for att in attention])
