@@ -6,8 +6,8 @@ history never change: one KV cache lives through the whole conversation and each
 only on its new tokens. With bidirectional attention over the input (an encoder, or a prefix-LM), every
 earlier token may attend to the newest message, so every turn must encode the whole history again.
 
-    chat = Chat(model, tokenizer)                  # a chat model and its tokenizer (minilm.pretrained)
-    chat.say("What is the capital of France?")     # -> {"reply": "The capital of France is Paris.", ...}
+    conversation = Chat(model, tokenizer)               # a chat model and its tokenizer (minilm.pretrained)
+    conversation.say("What is the capital of France?")  # -> {"reply": "The capital of France is Paris.", ...}
     turns = chat(model, n_turns=12, user_len=16, reply_len=16)   # lesson 02's measurement: random tokens
 """
 import time
