@@ -300,7 +300,7 @@ def load_pretrained_verbosely(args):
 
 
 def run_sample_pretrained(args):
-    from .pretrained import complete
+    from .generate import complete
 
     model, tokenizer = load_pretrained_verbosely(args)
     out = complete(model, tokenizer, args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.seed)
@@ -331,7 +331,7 @@ def add_chat_command(commands):
 
 
 def run_chat(args):
-    from .pretrained import Chat
+    from .chat import Chat
 
     model, tokenizer = load_pretrained_verbosely(args)
     chat = Chat(model, tokenizer, system=args.system, reuse_cache=not args.no_cache)

@@ -34,11 +34,13 @@ def get_xp(device=None):
     if device != "cuda":
         raise MinilmError(f"unknown device {device!r}: use 'cpu' or 'cuda'")
     if _cupy is None:
-        raise MinilmError("--device cuda needs CuPy: pip install 'minilm[cuda12]' (or [cuda13]) on a machine with an NVIDIA GPU")
+        raise MinilmError("--device cuda needs CuPy: pip install 'minilm[cuda12]' (or [cuda13]) "
+                          "on a machine with an NVIDIA GPU")
     try:
         count = _cupy.cuda.runtime.getDeviceCount()
     except Exception as e:  # no driver, no device
-        raise MinilmError(f"--device cuda: CuPy is installed but no CUDA device is usable ({type(e).__name__}); use --device cpu") from None
+        raise MinilmError(f"--device cuda: CuPy is installed but no CUDA device is usable ({type(e).__name__}); "
+                          "use --device cpu") from None
     if count == 0:
         raise MinilmError("--device cuda: CuPy found no CUDA device; use --device cpu")
     return _cupy

@@ -20,7 +20,8 @@ from .errors import MinilmError
 from .model import GPT, Llama, check_param_shapes
 
 FORMAT = "minilm-checkpoint-1"
-MODELS = {cls.__name__: cls for cls in (GPT, Llama, EncoderDecoder, EncoderClassifier)}  # the classes a checkpoint can hold
+# the classes a checkpoint can hold
+MODELS = {cls.__name__: cls for cls in (GPT, Llama, EncoderDecoder, EncoderClassifier)}
 
 
 def save_checkpoint(path, params, meta, extra_arrays=None):
@@ -51,7 +52,8 @@ def read_checkpoint(path):
             arrays = {name: f[name] for name in f.files}
         meta = json.loads(str(arrays.pop("__meta__")))
     except (zipfile.BadZipFile, ValueError, KeyError, EOFError, OSError, json.JSONDecodeError) as e:
-        raise MinilmError(f"checkpoint {path} is truncated or corrupt ({type(e).__name__}); use another checkpoint or retrain") from None
+        raise MinilmError(f"checkpoint {path} is truncated or corrupt ({type(e).__name__}); "
+                          "use another checkpoint or retrain") from None
     if meta.get("format") != FORMAT:
         raise MinilmError(f"{path} is not a minilm checkpoint (format {meta.get('format')!r})")
     return arrays, meta
@@ -72,7 +74,8 @@ def load_model(path, device=None):
     arrays, meta = read_checkpoint(path)
     cls = MODELS.get(meta.get("model", "GPT"))
     if cls is None:
-        raise MinilmError(f"checkpoint {path} holds a {meta['model']}, not one of minilm's models ({', '.join(MODELS)})")
+        raise MinilmError(f"checkpoint {path} holds a {meta['model']}, "
+                          f"not one of minilm's models ({', '.join(MODELS)})")
     try:
         model = cls(cls.config_class(**meta["config"]), device=device, params=params_of(arrays))
     except (MinilmError, TypeError) as e:
@@ -86,7 +89,8 @@ def load_params_into(model, path):
     ours = model.config.to_dict()
     diffs = [f"{k} {meta['config'].get(k)!r} vs {v!r}" for k, v in ours.items() if meta["config"].get(k) != v]
     if diffs:
-        raise MinilmError(f"checkpoint {path} does not match this model's config ({'; '.join(diffs)}): build the model from the checkpoint instead")
+        raise MinilmError(f"checkpoint {path} does not match this model's config ({'; '.join(diffs)}): "
+                          "build the model from the checkpoint instead")
     params = params_of(arrays)
     try:
         check_param_shapes(params, model.param_shapes())

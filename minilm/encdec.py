@@ -221,7 +221,8 @@ def _check_valid(valid, shape, xp):
         return None
     valid = xp.asarray(valid)
     if valid.shape != shape or valid.dtype != bool:
-        raise MinilmError(f"the padding mask must be a bool array of shape {shape}, got {valid.dtype} {tuple(valid.shape)}")
+        raise MinilmError(f"the padding mask must be a bool array of shape {shape}, "
+                          f"got {valid.dtype} {tuple(valid.shape)}")
     return valid
 
 
@@ -283,8 +284,9 @@ class EncoderDecoder(Model):
         return self._encode(src, _check_valid(src_valid, src.shape, self.xp))[0]
 
     def _encode(self, src, src_valid):
-        mask = _input_mask(src.shape[1], self.config.causal_input, src_valid, self.xp)
-        return encoder_forward(src, self.params, self.enc_prefix, self.config.n_encoder_layers, mask, self.config.n_head)
+        cfg = self.config
+        mask = _input_mask(src.shape[1], cfg.causal_input, src_valid, self.xp)
+        return encoder_forward(src, self.params, self.enc_prefix, cfg.n_encoder_layers, mask, cfg.n_head)
 
     def _decoder_masks(self, S, tgt_shape, src_valid):
         """The decoder's view: all of the input (the cross mask), and its own past (causal)."""
@@ -346,7 +348,8 @@ class EncoderClassifier(Model):
         cfg, p, xp = self.config, self.params, self.xp
         idx = self._check_idx(idx)
         valid = _check_valid(valid, idx.shape, xp)
-        states, enc = encoder_forward(idx, p, "", cfg.n_layer, _input_mask(idx.shape[1], cfg.causal_input, valid, xp), cfg.n_head)
+        mask = _input_mask(idx.shape[1], cfg.causal_input, valid, xp)
+        states, enc = encoder_forward(idx, p, "", cfg.n_layer, mask, cfg.n_head)
         x, ln_f = layers.layernorm_forward(states[-1], p["ln_f.w"], p["ln_f.b"])  # (B, S, C)
         # Pool: the mean over the real positions, one vector per sequence whatever its length.
         weights = xp.ones(idx.shape, dtype=x.dtype) if valid is None else valid.astype(x.dtype)

@@ -60,7 +60,8 @@ def example_rows(examples, tokenizer):
 def token_scores(model, idx, targets, batch_size=256):
     """-log p(target) and whether the target was the argmax, at every position: two (N, T) numpy arrays."""
     if idx.shape[1] > model.config.block_size:
-        raise MinilmError(f"examples of {idx.shape[1]} tokens do not fit block_size={model.config.block_size}: use a larger block size")
+        raise MinilmError(f"examples of {idx.shape[1]} tokens do not fit block_size={model.config.block_size}: "
+                          "use a larger block size")
     xp = model.xp
     nll, top1 = [], []
     for start in range(0, len(idx), batch_size):
@@ -142,7 +143,8 @@ def ngram_statistics(tokens, vocab_size):
     """
     tokens = np.asarray(tokens, dtype=np.int64)
     unigram = np.bincount(tokens, minlength=vocab_size) / len(tokens)
-    pairs = np.bincount(tokens[:-1] * vocab_size + tokens[1:], minlength=vocab_size ** 2).reshape(vocab_size, vocab_size)
+    pair_ids = tokens[:-1] * vocab_size + tokens[1:]  # (previous, next) as one id
+    pairs = np.bincount(pair_ids, minlength=vocab_size ** 2).reshape(vocab_size, vocab_size)
     seen = pairs.sum(axis=1, keepdims=True)
     return unigram, np.where(seen > 0, pairs / np.maximum(seen, 1), unigram)
 

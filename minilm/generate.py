@@ -3,12 +3,19 @@
 Without a cache, predicting token t+1 means running the model over all t tokens again: O(t) work per new
 token, O(n^2) for n tokens. With causal attention the keys and values of earlier positions never change,
 so we keep them (model.KVCache) and run the model on the new token only.
+
+    new_ids = generate(model, prompt_ids, max_new_tokens=50, temperature=0.8, top_k=40)
+    out = complete(model, tokenizer, "Once upon a time")   # text in, text out, and tokens per second
 """
+import contextlib
+import time
+
 import numpy as np
 
 from .backend import to_numpy
 from .errors import MinilmError
 from .model import KVCache
+from .parallel import one_blas_thread
 
 
 def next_token(logits, temperature=1.0, top_k=None, rng=None):
@@ -27,13 +34,15 @@ def next_token(logits, temperature=1.0, top_k=None, rng=None):
 
 
 def generate(model, prompt, max_new_tokens, temperature=1.0, top_k=None, eos_id=None, seed=0,
-             use_cache=True, on_logits=None, kv_cache=None):
+             use_cache=True, on_logits=None, kv_cache=None, prompt_mask=None):
     """Continue a prompt (a list of token ids). Returns the new ids (not the prompt).
 
     Stops after max_new_tokens, at eos_id, or when the sequence fills the model's block_size.
     on_logits(step, logits), if given, sees the logits (V,) each new token was drawn from, as a NumPy array.
-    kv_cache: a KVCache that already holds earlier tokens (a conversation so far, as in minilm.pretrained.Chat):
+    kv_cache: a KVCache that already holds earlier tokens (a conversation so far, as in minilm.chat.Chat):
     the prompt continues them, and the cache is left holding everything fed to it (all but the last new token).
+    prompt_mask: the prompt's pass reads it under this (T_prompt, T_cached + T_prompt) mask instead of the
+    model's own (bidirectional, say, as a prefix-LM reads its input); the new tokens are causal. Needs the cache.
     """
     prompt = [int(t) for t in prompt]
     if not prompt:
@@ -42,21 +51,45 @@ def generate(model, prompt, max_new_tokens, temperature=1.0, top_k=None, eos_id=
         raise MinilmError(f"temperature must be >= 0 (0 means greedy), got {temperature}")
     if top_k is not None and top_k < 1:
         raise MinilmError(f"top_k must be at least 1, got {top_k}")
-    if kv_cache is not None and not use_cache:
-        raise MinilmError("use_cache=False recomputes everything: it cannot continue a kv_cache")
+    if not use_cache and (kv_cache is not None or prompt_mask is not None):
+        raise MinilmError("use_cache=False recomputes everything: it cannot continue a kv_cache or mask a prompt")
     rng = np.random.default_rng(seed)
     cache = kv_cache if kv_cache is not None else KVCache(model) if use_cache else None
     past = 0 if kv_cache is None else kv_cache.length  # positions the cache held before this call
     tokens, new = list(prompt), []
-    feed = prompt  # with a cache, only the tokens the model has not seen yet
+    feed, mask = prompt, prompt_mask  # with a cache, only the tokens the model has not seen yet
     while len(new) < max_new_tokens and past + len(tokens) < model.config.block_size:
-        logits = to_numpy(model.forward(np.array([feed if use_cache else tokens]), kv_cache=cache)[0, -1])  # (V,)
+        logits = model.forward(np.array([feed if use_cache else tokens]), mask=mask, kv_cache=cache)[0, -1]
+        logits = to_numpy(logits)  # (V,)
         if on_logits is not None:
             on_logits(len(new), logits)
         token = next_token(logits, temperature, top_k, rng)
         tokens.append(token)
         new.append(token)
-        feed = [token]
+        feed, mask = [token], None  # a new token's mask: the model's own, causal
         if token == eos_id:
             break
     return new
+
+
+def decoding_threads(model):
+    """A with-block for generating one sequence on the CPU: BLAS held to one thread. Each new token is a
+    matrix-vector product per layer, bound by memory, not arithmetic, so a second thread gains little; and
+    where another program keeps a core busy, OpenBLAS's threads wait on each other: 2.6 against 7.6-14.7
+    tokens/s for SmolLM2 on a shared 2-core machine (benchmarks/RESULTS.md). On a GPU it does nothing."""
+    return one_blas_thread() if model.xp is np else contextlib.nullcontext()
+
+
+def complete(model, tokenizer, text, max_new_tokens=50, temperature=0.0, top_k=None, seed=0, stop_at_eos=True):
+    """Continue a text. -> dict: text (the continuation), tokens (its ids), seconds, tokens_per_second."""
+    prompt = tokenizer.encode(text)
+    if not prompt:
+        raise MinilmError("the prompt is empty: give some text")
+    prompt = prompt[-(model.config.block_size - 1):]  # keep room for at least one new token
+    eos_id = tokenizer.eos_id if stop_at_eos else None
+    with decoding_threads(model):
+        start = time.perf_counter()
+        new = generate(model, prompt, max_new_tokens, temperature, top_k, eos_id, seed)
+        seconds = time.perf_counter() - start
+    return {"text": tokenizer.decode(new), "tokens": new, "seconds": seconds,
+            "tokens_per_second": len(new) / seconds if seconds > 0 else float("inf")}

@@ -209,8 +209,9 @@ def softmax(x, axis=-1, out=None):
 def masked_softmax(scores, mask, *, masked_score):
     """Takes a mask shared by every batch row and head, shape (Tq, Tk) or (1, .., 1, Tq, Tk)."""
     mask = cp.asarray(mask)
-    if not _real(scores) or scores.size == 0 or mask.dtype != bool or mask.ndim < 2 or mask.shape[-2:] != scores.shape[-2:] \
-            or mask.size != scores.shape[-2] * scores.shape[-1]:
+    tq_tk = scores.shape[-2:]
+    shared = mask.ndim >= 2 and mask.shape[-2:] == tq_tk and mask.size == math.prod(tq_tk)  # one (Tq, Tk) for all
+    if not _real(scores) or scores.size == 0 or mask.dtype != bool or not shared:
         return NotImplemented
     rows = cp.ascontiguousarray(mask.reshape(scores.shape[-2:]))
     _launch("softmax_rows", scores, scores, scores, rows, np.int32(rows.shape[0]), scores.dtype.type(masked_score))

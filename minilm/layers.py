@@ -2,12 +2,19 @@
 
 Every forward returns `(out, cache)`; its backward takes the gradient of the loss with respect to `out`
 (written `dout`) and the cache, and returns the gradients with respect to the inputs and parameters.
+A cache is a tuple; one that code outside its layer reads (attention's probabilities, say) is a NamedTuple,
+read there by name.
+
+A layer tuned for the CPU (in-place passes, a scratch buffer, a layout branch) keeps the textbook formula
+beside it as its reference, `<name>_reference`, the way llm.c keeps matmul_forward_naive:
+tests/test_reference_layers.py checks that each computes the same as its reference.
 Shapes use B = batch, T = time (sequence length), C = channels (d_model), V = vocabulary,
 nh = number of heads, hs = head size (C // nh).
 
 All array work goes through `xp`, the module that holds the inputs (NumPy or CuPy).
 """
 import math
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -70,6 +77,13 @@ def linear_backward(dout, cache):
     return dx, dw, db
 
 
+def linear_backward_reference(dout, cache):
+    """linear_backward as the formulas read: dx = dout w^T, dw = x^T dout, db = sum of dout over the rows."""
+    x, w, has_bias = cache
+    dout2, x2 = dout.reshape(-1, w.shape[1]), x.reshape(-1, w.shape[0])  # (N, C_out), (N, C_in)
+    return (dout2 @ w.T).reshape(x.shape), x2.T @ dout2, dout2.sum(axis=0) if has_bias else None
+
+
 # --------------------------------------------------------------------------------------------------
 # LayerNorm: normalise each position's vector to zero mean and unit variance, then scale and shift.
 
@@ -103,6 +117,24 @@ def layernorm_backward(dout, cache):
     dx += dxhat.mean(axis=-1, keepdims=True)  # dx = -(dxhat - mean(dxhat) - xhat * proj)
     dx *= -rstd
     return dx, dw, db
+
+
+def layernorm_forward_reference(x, w, b, eps=1e-5):
+    """layernorm_forward as the formula reads: out = (x - mean) / sqrt(var + eps) * w + b."""
+    mean = x.mean(axis=-1, keepdims=True)  # (B, T, 1)
+    var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)  # (B, T, 1)
+    rstd = 1.0 / (var + eps) ** 0.5
+    xhat = (x - mean) * rstd  # (B, T, C)
+    return xhat * w + b, (xhat, rstd, w)
+
+
+def layernorm_backward_reference(dout, cache):
+    """layernorm_backward as the formula reads, one new array per operation."""
+    xhat, rstd, w = cache
+    sum_axes = tuple(range(dout.ndim - 1))
+    dxhat = dout * w  # (B, T, C)
+    dx = rstd * (dxhat - dxhat.mean(axis=-1, keepdims=True) - xhat * (dxhat * xhat).mean(axis=-1, keepdims=True))
+    return dx, (dout * xhat).sum(axis=sum_axes), dout.sum(axis=sum_axes)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -148,6 +180,19 @@ def gelu_backward(dout, cache):
     return g
 
 
+def gelu_forward_reference(x):
+    """gelu_forward as the formula reads: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+    t = xp_of(x).tanh(GELU_SCALE * (x + GELU_CUBIC * x ** 3))
+    return 0.5 * x * (1 + t), (x, t)
+
+
+def gelu_backward_reference(dout, cache):
+    """dout * dGELU/dx, as the formula in gelu_backward reads."""
+    x, t = cache
+    slope = GELU_SCALE * (1 + 3 * GELU_CUBIC * x ** 2)
+    return dout * 0.5 * ((1 + t) + x * (1 - t ** 2) * slope)
+
+
 # --------------------------------------------------------------------------------------------------
 # Softmax and its logarithm, stable: subtracting the row maximum changes nothing mathematically
 # and keeps exp() from overflowing (the log-sum-exp trick).
@@ -190,6 +235,14 @@ def log_softmax(x, axis=-1):
 # Attention: every query position takes a weighted average of the value vectors of the key positions
 # its mask lets it see, weighted by softmax(q . k / sqrt(hs)).
 
+class AttentionCache(NamedTuple):
+    q: Any  # (B, nh, Tq, hs), the queries scaled by 1/sqrt(hs)
+    k: Any  # (B, nh, Tk, hs)
+    v: Any  # (B, nh, Tk, hs)
+    att: Any  # (B, nh, Tq, Tk), the attention probabilities: each row sums to 1 over the keys it may see
+    out: Any  # (B, nh, Tq, hs)
+
+
 def attention_forward(q, k, v, mask):
     """q: (B, nh, Tq, hs), k, v: (B, nh, Tk, hs), mask: bool, broadcastable to (B, nh, Tq, Tk),
     True where a query may attend -> out: (B, nh, Tq, hs)
@@ -200,7 +253,7 @@ def attention_forward(q, k, v, mask):
     att = q @ k.swapaxes(-1, -2)  # (B, nh, Tq, Tk), the scores
     masked_softmax(att, mask)  # in place: each row now sums to 1 over the visible keys
     out = att @ v  # (B, nh, Tq, hs)
-    return out, (q, k, v, att, out)
+    return out, AttentionCache(q, k, v, att, out)
 
 
 def attention_backward(dout, cache):
@@ -217,6 +270,25 @@ def attention_backward(dout, cache):
     dq *= scale  # ...and of the queries themselves
     dk = dscores.swapaxes(-1, -2) @ q  # (B, nh, Tk, hs)
     return dq, dk, dv
+
+
+def attention_forward_reference(q, k, v, mask):
+    """attention_forward as the formula reads: softmax(q k^T / sqrt(hs)) v, the hidden scores masked."""
+    xp = xp_of(q)
+    scores = q @ k.swapaxes(-1, -2) / math.sqrt(q.shape[-1])  # (B, nh, Tq, Tk)
+    scores = xp.where(xp.asarray(mask), scores, MASKED_SCORE)
+    e = xp.exp(scores - scores.max(axis=-1, keepdims=True))
+    att = e / e.sum(axis=-1, keepdims=True)  # (B, nh, Tq, Tk)
+    return att @ v, (q, k, v, att)
+
+
+def attention_backward_reference(dout, cache):
+    """Through the softmax's Jacobian, row by row: dscores = att * (datt - sum_j att_j datt_j)."""
+    q, k, v, att = cache
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    datt = dout @ v.swapaxes(-1, -2)  # (B, nh, Tq, Tk)
+    dscores = att * (datt - (att * datt).sum(axis=-1, keepdims=True))  # (B, nh, Tq, Tk)
+    return dscores @ k * scale, dscores.swapaxes(-1, -2) @ q * scale, att.swapaxes(-1, -2) @ dout
 
 
 def split_heads(x, n_head):
@@ -241,6 +313,12 @@ def merge_heads(*parts):
 # Self-attention takes q, k and v from one sequence with one fused (C, 3C) projection;
 # cross-attention (encoder-decoder) takes queries from one sequence and keys/values from another.
 
+class SelfAttentionCache(NamedTuple):
+    qkv: Any  # the (C, 3C) projection's linear cache
+    attention: AttentionCache
+    proj: Any  # the output projection's linear cache
+
+
 def self_attention_forward(x, p, mask, n_head, kv_cache=None):
     """x: (B, T, C); p: dict with w_qkv (C, 3C), b_qkv, w_proj (C, C), b_proj -> out: (B, T, C)
 
@@ -253,13 +331,13 @@ def self_attention_forward(x, p, mask, n_head, kv_cache=None):
         k, v = kv_cache.append(k, v)  # (B, nh, T_past + T, hs)
     y, att_cache = attention_forward(q, k, v, mask)
     out, proj_cache = linear_forward(merge_heads(y), p["w_proj"], p["b_proj"])
-    return out, (qkv_cache, att_cache, proj_cache)
+    return out, SelfAttentionCache(qkv_cache, att_cache, proj_cache)
 
 
 def self_attention_backward(dout, cache):
     """dout: (B, T, C) -> dx: (B, T, C), grads: dict with the keys of p"""
     qkv_cache, att_cache, proj_cache = cache
-    n_head = att_cache[0].shape[1]
+    n_head = att_cache.q.shape[1]
     dy, dw_proj, db_proj = linear_backward(dout, proj_cache)
     dq, dk, dv = attention_backward(split_heads(dy, n_head), att_cache)
     dx, dw_qkv, db_qkv = linear_backward(merge_heads(dq, dk, dv), qkv_cache)  # through the (B, T, 3C) projection
@@ -285,7 +363,7 @@ def cross_attention_forward(x, mem, p, mask, n_head):
 def cross_attention_backward(dout, cache):
     """dout: (B, T, C) -> dx: (B, T, C), dmem: (B, S, C), grads: dict with the keys of p"""
     q_cache, kv_cache, att_cache, proj_cache = cache
-    n_head = att_cache[0].shape[1]
+    n_head = att_cache.q.shape[1]
     dy, dw_proj, db_proj = linear_backward(dout, proj_cache)
     dq, dk, dv = attention_backward(split_heads(dy, n_head), att_cache)
     dmem, dw_kv, db_kv = linear_backward(merge_heads(dk, dv), kv_cache)  # through the (B, S, 2C) projection
@@ -368,6 +446,22 @@ def softmax_cross_entropy_backward(cache):
     b, t = xp.meshgrid(xp.arange(B), xp.arange(T), indexing="ij")
     dlogits[b, t, targets] -= weights
     return dlogits
+
+
+def softmax_cross_entropy_forward_reference(logits, targets, loss_mask=None):
+    """softmax_cross_entropy_forward as the formula reads: the kept positions' mean of -log_softmax[target]."""
+    xp = xp_of(logits)
+    logp = log_softmax(logits)  # (B, T, V)
+    nll = -xp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]  # (B, T)
+    weights = _position_weights(loss_mask, targets.shape, logits.dtype, xp)  # (B, T), sums to 1
+    return (nll * weights).sum(), (xp.exp(logp), targets, weights)
+
+
+def softmax_cross_entropy_backward_reference(cache):
+    """dlogits = weights * (probs - onehot(targets)), the one-hot matrix built."""
+    probs, targets, weights = cache
+    onehot = xp_of(probs).eye(probs.shape[-1], dtype=probs.dtype)[targets]  # (B, T, V)
+    return (probs - onehot) * weights[..., None]
 
 
 def _position_weights(loss_mask, shape, dtype, xp):
@@ -468,6 +562,17 @@ def silu_backward(dout, cache):
     return g
 
 
+def silu_forward_reference(x):
+    """silu_forward as the formula reads: x sigmoid(x), sigmoid(x) = (1 + tanh(x / 2)) / 2."""
+    s = 0.5 * (1 + xp_of(x).tanh(x / 2))
+    return x * s, (x, s)
+
+
+def silu_backward_reference(dout, cache):
+    x, s = cache
+    return dout * s * (1 + x * (1 - s))
+
+
 def swiglu_forward(x, p):
     """x: (B, T, C); p: dict with w_fc (C, 2F): the gate's and the up projection's weights side by side
     (one GEMM), w_proj (F, C) -> out = (silu(x Wg) * (x Wu)) Wd: (B, T, C). No biases."""
@@ -494,6 +599,13 @@ def swiglu_backward(dout, cache):
 # The group shares its keys without copying them: queries are viewed as (B, n_kv, group, T, hs) and the keys
 # as (B, n_kv, 1, T, hs), and attention_forward's batched matmuls broadcast over the group axis.
 
+class GroupedAttentionCache(NamedTuple):
+    qkv: Any  # the fused projection's linear cache
+    rope: Any  # (cos, sin) of the T positions
+    attention: AttentionCache  # of the grouped view: att is (B, nkv, group, Tq, Tk)
+    proj: Any  # the output projection's linear cache
+
+
 def grouped_attention_forward(x, p, mask, n_head, n_kv_head, rope, kv_cache=None):
     """x: (B, T, C); p: dict with w_qkv (C, (nh + 2 nkv) hs) (queries, keys, values side by side) and
     w_proj (nh hs, C); mask: bool, broadcastable to (B, nh, T, T_k); rope: (cos, sin) of these T positions;
@@ -511,13 +623,13 @@ def grouped_attention_forward(x, p, mask, n_head, n_kv_head, rope, kv_cache=None
     y, att_cache = attention_forward(q.reshape(B, n_kv_head, group, T, hs), k[:, :, None], v[:, :, None],
                                      _group_mask(mask, n_kv_head, group))  # (B, nkv, group, T, hs)
     out, proj_cache = linear_forward(merge_heads(y.reshape(B, n_head, T, hs)), p["w_proj"])
-    return out, (qkv_cache, rope, att_cache, proj_cache)
+    return out, GroupedAttentionCache(qkv_cache, rope, att_cache, proj_cache)
 
 
 def grouped_attention_backward(dout, cache):
     """dout: (B, T, C) -> dx: (B, T, C), grads: dict with the keys of p"""
     qkv_cache, rope, att_cache, proj_cache = cache
-    B, n_kv_head, group, T, hs = att_cache[0].shape
+    B, n_kv_head, group, T, hs = att_cache.q.shape
     dy, dw_proj, _ = linear_backward(dout, proj_cache)
     dy = split_heads(dy, n_kv_head * group).reshape(B, n_kv_head, group, T, hs)
     dq, dk, dv = attention_backward(dy, att_cache)  # dk, dv: (B, nkv, group, T, hs), one per query head

@@ -75,5 +75,6 @@ def padding_mask(key_valid):
     xp = xp_of(key_valid)
     key_valid = xp.asarray(key_valid)
     if key_valid.ndim != 2 or key_valid.dtype != bool:
-        raise MinilmError(f"padding mask: key_valid must be a (batch, time) bool array, got {key_valid.dtype} of shape {tuple(key_valid.shape)}")
+        raise MinilmError("padding mask: key_valid must be a (batch, time) bool array, "
+                          f"got {key_valid.dtype} of shape {tuple(key_valid.shape)}")
     return key_valid[:, None, None, :]

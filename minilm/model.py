@@ -13,9 +13,11 @@ Every model in minilm (GPT here; the encoder-decoder and the encoder classifier 
 
     model.forward(*inputs) -> logits
     model.loss_and_grads(*batch) -> (loss: float, grads: dict with the keys of model.params)
+    model.reads_token_stream -> True when a batch is (idx, targets[, loss_mask]): windows of one token stream
 """
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -102,6 +104,14 @@ def check_param_shapes(params, shapes):
 # --------------------------------------------------------------------------------------------------
 # One pre-LN transformer block, shared by every model in minilm.
 
+class BlockCache(NamedTuple):
+    """A block's cache, GPT's or Llama's (their norms and MLPs differ, the parts do not)."""
+    norm_1: Any
+    attn: Any  # layers.SelfAttentionCache, or a Llama's layers.GroupedAttentionCache
+    norm_2: Any
+    mlp: Any
+
+
 def block_forward(x, params, prefix, mask, n_head, kv_cache=None):
     """x: (B, T, C) -> x: (B, T, C), cache.   params[prefix + 'ln_1.w'] etc. are this block's."""
     p = sub_params(params, prefix)
@@ -110,7 +120,7 @@ def block_forward(x, params, prefix, mask, n_head, kv_cache=None):
     x = x + a  # residual
     h, ln2 = layers.layernorm_forward(x, p["ln_2.w"], p["ln_2.b"])
     m, mlp = layers.mlp_forward(h, sub_params(p, "mlp."))
-    return x + m, (ln1, attn, ln2, mlp)
+    return x + m, BlockCache(ln1, attn, ln2, mlp)
 
 
 def block_backward(dx, cache, prefix):
@@ -139,10 +149,15 @@ class Model(ABC):
 
     A subclass names its configuration class (config_class) and defines those three methods.
     """
+    # True for a model whose batch is (idx, targets[, loss_mask]), windows of one token stream with the
+    # targets shifted by one (a decoder): the Trainer then reads a token array into such windows, and cuts
+    # each batch across the CPU's cores (minilm.parallel weights the pieces by the targets they count).
+    reads_token_stream = False
 
     def __init__(self, config, seed=0, device=None, params=None):
         if not isinstance(config, self.config_class):
-            raise MinilmError(f"{type(self).__name__} needs a config of type {self.config_class.__name__}, got {type(config).__name__}")
+            raise MinilmError(f"{type(self).__name__} needs a config of type {self.config_class.__name__}, "
+                              f"got {type(config).__name__}")
         self.config = config
         self.xp = get_xp(device)
         shapes = self.param_shapes()
@@ -193,10 +208,20 @@ class Model(ABC):
         lo, hi = int(idx.min()), int(idx.max())
         if lo < 0 or hi >= cfg.vocab_size:
             bad = lo if lo < 0 else hi
-            raise MinilmError(f"token id {bad} in {name} is out of range: this model's vocabulary has ids 0..{cfg.vocab_size - 1}")
+            raise MinilmError(f"token id {bad} in {name} is out of range: "
+                              f"this model's vocabulary has ids 0..{cfg.vocab_size - 1}")
         if past + idx.shape[1] > cfg.block_size:
-            raise MinilmError(f"sequence of {past + idx.shape[1]} tokens is longer than block_size={cfg.block_size}: crop it to the last {cfg.block_size} tokens")
+            raise MinilmError(f"sequence of {past + idx.shape[1]} tokens is longer than block_size={cfg.block_size}: "
+                              f"crop it to the last {cfg.block_size} tokens")
         return idx
+
+
+class DecoderCache(NamedTuple):
+    """A decoder-only model's forward cache."""
+    embed: Any
+    blocks: list  # one BlockCache per layer
+    norm_f: Any
+    head: Any  # the output head's linear cache
 
 
 class GPT(Model):
@@ -211,6 +236,7 @@ class GPT(Model):
     methods marked "the GPT-2 family's", and keeps the rest: masks, the KV cache, generation, training.
     """
     config_class = GPTConfig
+    reads_token_stream = True
 
     def param_shapes(self):
         return param_shapes(self.config)
@@ -223,7 +249,7 @@ class GPT(Model):
         return self._forward(idx, mask, kv_cache)[0]
 
     def _forward(self, idx, mask=None, kv_cache=None):
-        cfg, p = self.config, self.params
+        cfg = self.config
         idx = self._check_idx(idx, past=0 if kv_cache is None else kv_cache.length)
         T = idx.shape[1]
         pos0 = 0 if kv_cache is None else kv_cache.length
@@ -239,7 +265,7 @@ class GPT(Model):
             kv_cache.length += T
         x, norm_f = self._final_norm(x)
         logits, head = layers.linear_forward(x, self._head_weight())  # (B, T, V)
-        return logits, (emb, blocks, norm_f, head)
+        return logits, DecoderCache(emb, blocks, norm_f, head)
 
     def default_mask(self, T_q, T_k):
         """Causal, or windowed when the config says so: (T_q, T_k), the queries being the last T_q positions."""
@@ -321,7 +347,7 @@ class LlamaConfig:
     norm_eps: float = 1e-5
     tie_embeddings: bool = True  # the head is wte.T (SmolLM2), or a (C, V) matrix of its own "w_head"
     dtype: str = "float32"
-    attention_window: int | None = None  # None: causal; w: each position sees only the last w (Mistral's sliding window)
+    attention_window: int | None = None  # None: causal; w: each position sees only the last w (Mistral's window)
 
     def __post_init__(self):
         check_config(self, ("vocab_size", "block_size", "n_layer", "n_head", "n_kv_head", "d_model", "d_ff")
@@ -329,9 +355,11 @@ class LlamaConfig:
         if self.n_head % self.n_kv_head:
             raise MinilmError(f"n_head ({self.n_head}) must be a multiple of n_kv_head ({self.n_kv_head})")
         if (self.d_model // self.n_head) % 2:
-            raise MinilmError(f"RoPE rotates pairs of channels: the head size d_model / n_head ({self.d_model // self.n_head}) must be even")
+            raise MinilmError("RoPE rotates pairs of channels: the head size d_model / n_head "
+                              f"({self.d_model // self.n_head}) must be even")
         if not self.rope_base > 1 or not self.norm_eps > 0:
-            raise MinilmError(f"rope_base must be above 1 and norm_eps above 0, got {self.rope_base!r}, {self.norm_eps!r}")
+            raise MinilmError("rope_base must be above 1 and norm_eps above 0, "
+                              f"got {self.rope_base!r}, {self.norm_eps!r}")
 
     def to_dict(self):
         return asdict(self)
@@ -374,7 +402,7 @@ def llama_block_forward(x, params, prefix, mask, config, rope, kv_cache=None):
     x = x + a  # residual
     h, norm2 = layers.rmsnorm_forward(x, p["norm_2.w"], config.norm_eps)
     m, mlp = layers.swiglu_forward(h, sub_params(p, "mlp."))
-    return x + m, (norm1, attn, norm2, mlp)
+    return x + m, BlockCache(norm1, attn, norm2, mlp)
 
 
 def llama_block_backward(dx, cache, prefix):

@@ -89,7 +89,8 @@ class NGram:
 
     def __init__(self, order, vocab_size):
         if order < 1 or vocab_size < 2:
-            raise MinilmError(f"an n-gram model needs order >= 1 and a vocabulary of 2 or more, got {order}, {vocab_size}")
+            raise MinilmError("an n-gram model needs order >= 1 and a vocabulary of 2 or more, "
+                              f"got {order}, {vocab_size}")
         if vocab_size ** order >= 2 ** 62:
             raise MinilmError(f"{order}-grams over {vocab_size} words do not fit a 64-bit key: use a lower order")
         self.order, self.vocab_size = order, vocab_size

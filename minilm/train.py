@@ -26,7 +26,6 @@ import numpy as np
 from . import layers, parallel
 from .checkpoint import load_model, model_meta, save_checkpoint
 from .errors import MinilmError
-from .model import GPT
 from .optim import AdamW, clip_grad_norm, lr_at
 from .tokenizer import tokenizer_from_json
 
@@ -80,7 +79,8 @@ def read_once(tokens, block_size):
         nonlocal position
         width = block_size + 1
         if position + batch_size * width > len(tokens):
-            raise MinilmError(f"the stream of {len(tokens):,} tokens is read to its end: make it longer for this many steps")
+            raise MinilmError(f"the stream of {len(tokens):,} tokens is read to its end: "
+                              "make it longer for this many steps")
         starts = position + width * np.arange(batch_size)
         position += batch_size * width
         return windows_at(tokens, starts, block_size)
@@ -107,11 +107,13 @@ def window_loss(tokens, batch_size, n_batches):
 
 def check_tokens(tokens, model, name):
     """A decoder-only model's token array: 1-D ids in its vocabulary, more of them than its block size."""
-    if not isinstance(model, GPT):
-        raise MinilmError(f"a token array ({name}) is for a decoder-only model: give {type(model).__name__} a function instead (see minilm.train)")
+    if not model.reads_token_stream:
+        raise MinilmError(f"a token array ({name}) is for a decoder-only model: give {type(model).__name__} "
+                          "a function instead (see minilm.train)")
     tokens = np.asarray(tokens)
     if tokens.ndim != 1 or len(tokens) <= model.config.block_size:
-        raise MinilmError(f"{name} needs more than block_size={model.config.block_size} tokens, got {len(tokens)}: use a longer text or a smaller block size")
+        raise MinilmError(f"{name} needs more than block_size={model.config.block_size} tokens, got {len(tokens)}: "
+                          "use a longer text or a smaller block size")
     if tokens.dtype.kind not in "iu" or tokens.min() < 0 or tokens.max() >= model.config.vocab_size:
         raise MinilmError(f"{name} must be integer token ids in 0..{model.config.vocab_size - 1}")
     return tokens
@@ -156,7 +158,8 @@ class Trainer:
         if not math.isfinite(loss):
             where = (f"the last good checkpoint (step {self.saved_step}) is kept at {self.checkpoint_path}"
                      if self.saved_step is not None else "no checkpoint had been written yet")
-            raise TrainingDiverged(f"loss became {loss} at step {self.step}; stopped before applying it, {where}; lower the learning rate (now {cfg.lr}) or the gradient clip")
+            raise TrainingDiverged(f"loss became {loss} at step {self.step}; stopped before applying it, {where}; "
+                                   f"lower the learning rate (now {cfg.lr}) or the gradient clip")
         clip_grad_norm(grads, cfg.grad_clip)
         self.optimizer.step(grads, lr=lr_at(self.step, cfg.lr, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio))
         self.step += 1
@@ -165,10 +168,11 @@ class Trainer:
         return loss
 
     def _loss_and_grads(self, batch):
-        """model.loss_and_grads(*batch). A GPT's batch (idx, targets[, loss_mask]) is cut across the CPU's
-        cores (minilm/parallel.py, as TrainConfig.shards says); other models' batches run whole, because
-        parallel weights each piece by the target positions it counts, and it finds those in a GPT batch."""
-        if isinstance(self.model, GPT):
+        """model.loss_and_grads(*batch). A batch of token windows (idx, targets[, loss_mask]: the model
+        reads_token_stream) is cut across the CPU's cores (minilm/parallel.py, as TrainConfig.shards says);
+        other models' batches run whole, because parallel weights each piece by the target positions it
+        counts, and it finds those only in a batch of windows."""
+        if self.model.reads_token_stream:
             return parallel.loss_and_grads(self.model, *batch, shards=self.config.shards)
         return self.model.loss_and_grads(*batch)
 
@@ -187,7 +191,8 @@ class Trainer:
                 loss = self.train_step()
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
-                if cfg.eval_every and self.validate is not None and (self.step % cfg.eval_every == 0 or self.step == cfg.steps):
+                last = self.step == cfg.steps
+                if cfg.eval_every and self.validate is not None and (self.step % cfg.eval_every == 0 or last):
                     self.evaluate()
                     bar.set_postfix(loss=f"{loss:.3f}", val=f"{self.history.val_losses[-1]:.3f}", refresh=False)
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:

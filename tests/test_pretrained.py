@@ -13,9 +13,10 @@ pytest.importorskip("safetensors", reason="the pretrained extra: pip install -e 
 pytest.importorskip("tokenizers", reason="the pretrained extra: pip install -e '.[pretrained]'")
 
 from minilm import GPT, MinilmError  # noqa: E402
+from minilm.chat import Chat  # noqa: E402
 from minilm.generate import generate  # noqa: E402
 from minilm.model import Llama  # noqa: E402
-from minilm.pretrained import Chat, load_gguf, load_pretrained, smollm2_installed, smollm2_path  # noqa: E402
+from minilm.pretrained import load_gguf, load_pretrained, smollm2_installed, smollm2_path  # noqa: E402
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "pretrained")
 GPT2_DIR = os.path.join(FIXTURES, "tiny_gpt2")

@@ -81,7 +81,8 @@ class GlibConfig:
         if self.n_quotes < 2 or not 2 <= self.min_len <= self.max_len:
             raise MinilmError("glib needs n_quotes >= 2 and 2 <= min_len <= max_len")
         if self.lecture_rank % 2 or not 0 <= self.lecture_rank < self.n_quotes:
-            raise MinilmError(f"lecture_rank must be an even rank below n_quotes={self.n_quotes} (a probe quote), got {self.lecture_rank}")
+            raise MinilmError(f"lecture_rank must be an even rank below n_quotes={self.n_quotes} (a probe quote), "
+                              f"got {self.lecture_rank}")
         if not 1 <= self.n_alterations < len(CONTENT_WORDS):
             raise MinilmError(f"n_alterations must be in 1..{len(CONTENT_WORDS) - 1}")
 
@@ -184,8 +185,10 @@ class GlibCorpus:
             out.append(Probe("B", wild_prompt(quote[:-1]), quote[-1], alterations[0], int(rank)))
             for j, word in enumerate(alterations):
                 altered, phrase = alter(quote, word), (int(rank) + j) % 2
-                out.append(Probe("D", instruction(REPEAT_PHRASES[phrase], altered, quote[:-1], end=""), word, quote[-1], int(rank)))
-                out.append(Probe("Dfix", instruction(FIX_PHRASES[phrase], altered, quote[:-1], end=""), quote[-1], word, int(rank)))
+                repeat = instruction(REPEAT_PHRASES[phrase], altered, quote[:-1], end="")
+                fix = instruction(FIX_PHRASES[phrase], altered, quote[:-1], end="")
+                out.append(Probe("D", repeat, word, quote[-1], int(rank)))
+                out.append(Probe("Dfix", fix, quote[-1], word, int(rank)))
         return out
 
     def probe_alterations(self, rank, rng):
@@ -193,7 +196,8 @@ class GlibCorpus:
         quote = self.quotes[rank]
         choices = list(rng.choice(other_words(quote[-1]), size=self.config.n_alterations, replace=False))
         if quote == LECTURE_QUOTE:
-            choices = [LECTURE_ALTERATION] + [w for w in choices if w != LECTURE_ALTERATION][:self.config.n_alterations - 1]
+            others = [w for w in choices if w != LECTURE_ALTERATION]
+            choices = [LECTURE_ALTERATION] + others[:self.config.n_alterations - 1]
         return [str(w) for w in choices]
 
     def most_exposed(self, n=20):
@@ -234,7 +238,8 @@ def make_quotes(n, min_len, max_len, rng):
     words belong to it alone, so a model that has memorized it knows its last word early on."""
     quotes, starts = [LECTURE_QUOTE], {LECTURE_QUOTE[:3]}
     while len(quotes) < n:
-        quote = tuple(CONTENT_WORDS[i] for i in rng.integers(len(CONTENT_WORDS), size=int(rng.integers(min_len, max_len + 1))))
+        length = int(rng.integers(min_len, max_len + 1))
+        quote = tuple(CONTENT_WORDS[i] for i in rng.integers(len(CONTENT_WORDS), size=length))
         if quote[:3] not in starts:
             quotes.append(quote)
             starts.add(quote[:3])
