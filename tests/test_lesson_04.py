@@ -19,7 +19,7 @@ LESSON = os.path.join(ROOT, "lessons", "04_inverse_scaling_glib.ipynb")
 
 
 def load(preset):
-    return runner.load_results(os.path.join(ROOT, glib_sweep.results_path(preset)), "glib")
+    return runner.load_results(os.path.join(ROOT, "lessons", "results", glib_report.STUDY.results_file(preset)), "glib")
 
 
 def test_lesson_shows_its_command_the_verdict_and_its_figures():

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..data.glib import LECTURE_PROMPT, GlibConfig, GlibCorpus
 from ..errors import MinilmError
-from .stats import paired_bootstrap, percentile_interval
+from .stats import paired_bootstrap, percentile_interval, welch_interval, wilson_interval
 from . import glib, runner
 from .glib import BLOCK_SIZE, PROBE_NAMES, PROBES, Size, point_key, split_knob
 
@@ -49,12 +49,20 @@ def probe_clusters(corpus):
 @dataclass
 class Curves:
     """Per-size values of one variant: values[probe][metric] is a list over sizes of (seeds, items)
-    arrays; clusters[probe] the quote of each item; specs (each size's Size) and params in sweep order."""
+    arrays; clusters[probe] the quote of each item; specs (each size's Size) and params in sweep order.
+    seeds: the seeds every size trained; size_seeds: each size's own seeds, those shared first and in the
+    same order (so row j of every size is seeds[j]); flops: each size's training compute, 6 N D."""
     specs: list
     params: list
     seeds: list
     values: dict
     clusters: dict
+    size_seeds: list = None
+    flops: list = None
+
+    def __post_init__(self):
+        if self.size_seeds is None:
+            self.size_seeds = [list(self.seeds) for _ in self.specs]
 
     @property
     def sizes(self):
@@ -68,15 +76,32 @@ class Curves:
             keep = (ranks < 0) | np.isin(ranks, list(keep_quotes))
             values[probe] = {m: [v[:, keep] for v in per_size] for m, per_size in self.values[probe].items()}
             clusters[probe] = ranks[keep]
-        return Curves(self.specs, self.params, self.seeds, values, clusters)
+        return Curves(self.specs, self.params, self.seeds, values, clusters, self.size_seeds, self.flops)
+
+
+def seeds_per_size(sizes, seeds):
+    """Each size's seeds (its own, else the preset's), the seeds all sizes share first: (shared, per size)."""
+    own = [list(size.seeds or seeds) for size in sizes]
+    shared = [s for s in own[0] if all(s in o for o in own)]
+    return shared, [shared + [s for s in o if s not in shared] for o in own]
+
+
+def training_compute(config, size, point):
+    """6 N D: the point's non-embedding parameters times the tokens it read (steps x batch x window)."""
+    tokens = (size.steps or config["steps"]) * config["batch_size"] * BLOCK_SIZE
+    return 6.0 * point["non_embedding_params"] * tokens
 
 
 def curves(results, variant="main", sizes=None, seeds=None):
-    """Collect one variant's points from a results dict into Curves."""
+    """Collect one variant's points from a results dict into Curves (seeds: the same seeds for every size;
+    by default each size's own)."""
     config = results["config"]
     sizes = sizes or [Size(**s) for s in config["sizes"]]
-    seeds = seeds if seeds is not None else config["seeds"]
-    points = [[results["points"].get(point_key(variant, size, seed)) for seed in seeds] for size in sizes]
+    if seeds is not None:
+        sizes = [replace(size, seeds=tuple(seeds)) for size in sizes]
+    shared, size_seeds = seeds_per_size(sizes, config["seeds"])
+    points = [[results["points"].get(point_key(variant, size, seed)) for seed in own]
+              for size, own in zip(sizes, size_seeds)]
     if any(p is None for row in points for p in row):
         raise MinilmError(f"the results hold only part of the '{variant}' sweep: run the sweep again to finish it "
                           f"(it resumes)")
@@ -84,7 +109,9 @@ def curves(results, variant="main", sizes=None, seeds=None):
     values = {probe: {m: [np.stack([pm[probe][m] for pm in row]) for row in metrics] for m in metrics[0][0][probe]}
               for probe in PROBES}
     corpus = GlibCorpus(variant_config(config, variant))
-    return Curves(sizes, [row[0]["params"] for row in points], list(seeds), values, probe_clusters(corpus))
+    flops = [training_compute(config, size, row[0]) for size, row in zip(sizes, points)]
+    return Curves(sizes, [row[0]["params"] for row in points], shared, values, probe_clusters(corpus), size_seeds,
+                  flops)
 
 
 def variant_config(config, variant):
@@ -130,9 +157,73 @@ def u_shape(c, n_boot=2000):
     tests = "; ".join(f"min - {end} {d:+.2f} [{lo:+.2f}, {hi:+.2f}]" for end, (d, lo, hi) in diffs.items())
     n_quotes = len(np.unique(c.clusters["D"]))
     line = (f"U-shape: {'yes' if found else 'no'} (conflict probe D exact match on the {n_quotes} most exposed quotes: "
-            f"{curve}; middle minimum at {c.sizes[m]}; {tests}; 95% paired bootstrap over {len(c.seeds)} seeds "
+            f"{curve}; middle minimum at {c.sizes[m]}; {tests}; 95% paired bootstrap over {seed_count(c)} seeds "
             f"and {n_quotes} quotes)")
     return UShape(found, line, means, m, diffs, boot)
+
+
+def seed_count(c):
+    """How many seeds the sizes trained: '5', or '5-8' where sizes differ."""
+    counts = sorted({len(s) for s in c.size_seeds})
+    return str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+
+
+# --------------------------------------------------------------------------------------------------
+# Beside the rule: other ways to read the same points (they decide nothing)
+
+def robust_interval(u, level=0.99):
+    """minimum - largest with a wider interval from the rule's own draws: (mean, low, high)."""
+    lo, hi = percentile_interval(u.boot[:, u.minimum] - u.boot[:, -1], level)
+    return u.diffs["largest"][0], float(lo), float(hi)
+
+
+def welch_arm(c, u, probe="D"):
+    """The rule's difference, minimum - largest, as a seed-level test: each seed's mean over the prompts is
+    one value, and Welch's interval compares the two sizes' seeds. None with fewer than two seeds a size."""
+    at_minimum, at_largest = (c.values[probe]["exact"][i].mean(axis=1) for i in (u.minimum, -1))  # (seeds,)
+    if min(len(at_minimum), len(at_largest)) < 2:
+        return None
+    return welch_interval(at_minimum, at_largest)
+
+
+def repicked_arm(u):
+    """minimum - largest with the minimum picked again in every bootstrap draw (the rule picks it once, from
+    the means): (mean, low, high, the share of draws whose minimum is the rule's)."""
+    middle = 1 + np.argmin(u.boot[:, 1:-1], axis=1)  # (n_boot,)
+    diffs = u.boot[np.arange(len(middle)), middle] - u.boot[:, -1]
+    lo, hi = percentile_interval(diffs)
+    return u.diffs["largest"][0], float(lo), float(hi), float(np.mean(middle == u.minimum))
+
+
+def instruction_learners(c, threshold=0.5):
+    """Per size: (seeds whose C exact match exceeds threshold, seeds, Wilson 95% interval of the share)."""
+    out = []
+    for per_seed in c.values["C"]["exact"]:  # (seeds, items)
+        k, n = int((per_seed.mean(axis=1) > threshold).sum()), len(per_seed)
+        out.append((k, n, wilson_interval(k, n)))
+    return out
+
+
+def beside_the_rule_lines(c, u):
+    """The secondary tests, as report lines."""
+    d, lo, hi = robust_interval(u)
+    verdict = "robust" if u.found and hi < 0 else "not robust" if u.found else "no U at 95%, so not robust either"
+    out = ["\n=== beside the rule (these decide nothing) ===",
+           f"  99% interval of min - largest: {d:+.2f} [{lo:+.2f}, {hi:+.2f}]: {verdict}"]
+    welch = welch_arm(c, u)
+    if welch:
+        d, lo, hi, df = welch
+        out.append(f"  Welch on per-seed means of D, {c.sizes[u.minimum]} - {c.sizes[-1]}: {d:+.2f} "
+                   f"[{lo:+.2f}, {hi:+.2f}] (95%, {df:.1f} degrees of freedom)")
+    d, lo, hi, share = repicked_arm(u)
+    out.append(f"  min - largest with the minimum re-picked in every draw: [{lo:+.2f}, {hi:+.2f}] "
+               f"(the draws' minimum is {c.sizes[u.minimum]} in {share:.0%} of them)")
+    learners = ", ".join(f"{name} {k}/{n} [{low:.2f}, {high:.2f}]"
+                         for name, (k, n, (low, high)) in zip(c.sizes, instruction_learners(c)))
+    out.append(f"  seeds that follow the instruction (C > 0.50; Wilson 95%): {learners}")
+    if c.flops:
+        out.append("  training compute, 6 N D: " + ", ".join(f"{n} {f:.2g}" for n, f in zip(c.sizes, c.flops)))
+    return out
 
 
 def curve_shape(values, tol=0.1):
@@ -354,7 +445,7 @@ def report(results, baseline=None):
     versions = sorted({p["code_version"] for p in results["points"].values()})
     steps = f"{config['steps']} steps" + (" (or as the size's name says)" if any(s.steps for s in main.specs) else "")
     out = [f"glib sweep '{results['preset']}' (code {', '.join(versions)}): {len(main.sizes)} sizes x "
-           f"{len(main.seeds)} seeds, {steps} x {config['batch_size']} x {BLOCK_SIZE} tokens each; "
+           f"{seed_count(main)} seeds, {steps} x {config['batch_size']} x {BLOCK_SIZE} tokens each; "
            f"training time {results['wall_seconds'] / 60:.1f} min in all",
            "95% intervals: bootstrap over seeds and prompts (quotes). margin = log p(altered) - log p(original)."]
     for title, c in ((f"the {len(np.unique(top.clusters['D']))} most exposed probe quotes", top),
@@ -382,7 +473,8 @@ def report(results, baseline=None):
     if len(top.sizes) < 3:
         return "\n".join(out + ["", f"U-shape: not tested (the rule needs three sizes or more: a smallest, a middle "
                                     f"and a largest; this sweep has {len(top.sizes)})"])
-    out += ["", what_a_u_needs(top), "", u_shape(top).line]
+    u = u_shape(top)
+    out += ["", what_a_u_needs(top)] + beside_the_rule_lines(top, u) + ["", u.line]
     return "\n".join(out)
 
 

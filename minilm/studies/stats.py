@@ -6,10 +6,13 @@
     bootstrap_exponent   a 95% interval for alpha from resampled seeds
     found_interval       a 95% interval of a quantity that some resamples do not find (a crossing)
     paired_bootstrap     resampled means over seeds per size and prompt clusters shared by every size
-    percentile_interval  the 2.5 and 97.5 percentiles of bootstrap draws
+    percentile_interval  the central 95% (or another level) of bootstrap draws
+    welch_interval       the difference of two means with Welch's t interval (t_quantile: Student's t)
+    wilson_interval      a share of successes with Wilson's score interval
 """
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
@@ -129,7 +132,50 @@ def paired_bootstrap(per_size, clusters, n_boot=2000, seed=0):
     return np.stack(out, axis=1)
 
 
-def percentile_interval(samples):
-    """The 2.5 and 97.5 percentiles along the draws (axis 0): a 95% interval."""
-    lo, hi = np.percentile(samples, [2.5, 97.5], axis=0)
+def percentile_interval(samples, level=0.95):
+    """The central `level` of the draws (axis 0): the 2.5 and 97.5 percentiles for a 95% interval."""
+    tail = 100 * (1 - level) / 2
+    lo, hi = np.percentile(samples, [tail, 100 - tail], axis=0)
     return lo, hi
+
+
+# ----------------------------------------------------------------------------------------------------
+# Intervals from a formula: the difference of two means, and a share of successes.
+
+def t_cdf(x, df):
+    """P(T <= x) for Student's t with df degrees of freedom: the density integrated from 0 to |x|."""
+    grid = np.linspace(0.0, abs(x), 20_001)
+    log_scale = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+    half = np.trapezoid(np.exp(log_scale - (df + 1) / 2 * np.log1p(grid ** 2 / df)), grid)
+    return 0.5 + math.copysign(half, x)
+
+
+def t_quantile(p, df):
+    """The x with P(T <= x) = p (p above 0.5), by bisection on t_cdf."""
+    low, high = 0.0, 1000.0
+    for _ in range(60):
+        middle = (low + high) / 2
+        low, high = (middle, high) if t_cdf(middle, df) < p else (low, middle)
+    return (low + high) / 2
+
+
+def welch_interval(a, b, level=0.95):
+    """mean(a) - mean(b) with Welch's interval (unequal variances; the Welch-Satterthwaite degrees of
+    freedom). a, b: independent samples of two or more values each. -> (difference, low, high, df)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)  # each mean's squared standard error
+    diff = float(a.mean() - b.mean())
+    if va + vb == 0:
+        return diff, diff, diff, math.inf
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    half = t_quantile(1 - (1 - level) / 2, df) * math.sqrt(va + vb)
+    return diff, diff - half, diff + half, float(df)
+
+
+def wilson_interval(successes, n, level=0.95):
+    """Wilson's score interval for a share successes / n (sound at 0 and at n, unlike the normal one)."""
+    z = NormalDist().inv_cdf(1 - (1 - level) / 2)
+    share = successes / n
+    center = (share + z ** 2 / (2 * n)) / (1 + z ** 2 / n)
+    half = z / (1 + z ** 2 / n) * math.sqrt(share * (1 - share) / n + z ** 2 / (4 * n ** 2))
+    return max(0.0, center - half), min(1.0, center + half)
