@@ -9,7 +9,7 @@ import numpy as np
 import matplotlib.pyplot as plt
 import nbformat
 
-from minilm.course import figures
+from minilm.course import figures, paths
 from minilm.studies import glib as glib_sweep
 from minilm.studies import glib_report, runner
 from minilm.data.glib import GlibCorpus
@@ -19,7 +19,7 @@ LESSON = os.path.join(ROOT, "lessons", "04_inverse_scaling_glib.ipynb")
 
 
 def load(preset):
-    return runner.load_results(os.path.join(ROOT, glib_sweep.results_path(preset)), "glib")
+    return runner.load_results(paths.RESULTS / glib_report.STUDY.results_file(preset), "glib")
 
 
 def test_lesson_shows_its_command_the_verdict_and_its_figures():
