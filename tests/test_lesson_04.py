@@ -107,6 +107,16 @@ def test_the_sentences_state_what_the_outputs_show():
     assert len(u_seeds) == 1 and markdown_of(LESSON, "One seed's curve is a U on its own").startswith(
         f"One seed's curve is a U on its own (seed {u_seeds[0]}, whose largest model also read the instruction best, C {max(follows):.2f})")
     assert top.seeds[int(np.argmax(follows))] == u_seeds[0]
+    c_per_seed = [v.mean(axis=1) for v in top.values["C"]["exact"][-2:]]  # d160, d192: (seeds,) each
+    three = markdown_of(LESSON, "The three sub-task curves behave")
+    d160, d192 = (", ".join(f"{c:.2f}" for c in seeds) for seeds in c_per_seed)
+    assert [name.split()[0] for name in top.sizes[-2:]] == ["d160", "d192"]
+    assert f"C per seed is {d160} at d160 and {d192} at d192" in " ".join(three.split())
+    c_all = np.concatenate(c_per_seed)
+    assert (c_all > 0.5).sum() == 1 and c_per_seed[1][-1] > 0.5 and "one run of the ten (d192's seed 4)" in three
+    assert (c_all <= 0.02).sum() == 3 and "three on almost none" in three
+    rest = c_all[(c_all > 0.02) & (c_all <= 0.5)]
+    assert len(rest) == 6 and 0.1 <= rest.min() and rest.max() <= 0.4 and "between a tenth and two fifths" in three
     _, cells = glib_report.knob_map(results)
     assert cells["zipf=0.5"][1] == "hump" and "a hump" in markdown_of(LESSON, "Reading the map")
     sizes, glib_p, gold_p = glib_report.lecture_probs(results)
