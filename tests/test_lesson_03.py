@@ -143,7 +143,8 @@ def test_the_borderline_name_and_the_two_metrics(results, groups):
     assert "borderline" in markdown_with("Read the table by columns") and "rises late" in text
     compute, _ = scaling_report.curve(groups, lambda r: r["val_loss"])
     decades = np.log10(compute)
-    logp = {t: mean_curve(groups, scaling_report.task_metric(t, "answer_logprob")) for t in ("translation", "arithmetic")}
+    logp = {t: mean_curve(groups, scaling_report.task_metric(t, "answer_logprob"))
+            for t in ("translation", "arithmetic")}
     exact = {t: mean_curve(groups, scaling_report.task_metric(t, "exact_match")) for t in ("translation", "arithmetic")}
     assert all(np.all(np.diff(lp) > 0) for lp in logp.values())  # "rises at every size"
     assert exact["arithmetic"].max() < 0.05 and f"({exact['arithmetic'][0]:.2f} → {exact['arithmetic'][-1]:.2f})" in \
@@ -152,4 +153,4 @@ def test_the_borderline_name_and_the_two_metrics(results, groups):
     late = (logp["translation"][-1] - logp["translation"][2]) / (decades[-1] - decades[2])
     section4 = " ".join(markdown_with("Under log-probability the same models").split())
     assert f"about {early:.1f} nats per tenfold" in section4 and f"to about {late:.1f} from the third" in section4
-    assert late > 2 * early and exact["translation"][2] < tol and exact["translation"][-1] > 0.5  # speeds up where it takes off
+    assert late > 2 * early and exact["translation"][2] < tol < 0.5 < exact["translation"][-1]  # speeds up, takes off
