@@ -32,6 +32,17 @@ def test_lesson_shows_its_command_the_verdict_and_its_figures():
     assert sum(any(o.get("output_type") == "display_data" for o in c.outputs) for c in cells) >= 4
 
 
+def test_the_readme_says_how_many_tokens_the_sweep_reads():
+    """2.3M token reads (steps x batch x block) of windows drawn from one 1M-token stream, not 2.3M tokens."""
+    full = glib_sweep.PRESETS["full"]
+    reads = full.steps * full.batch_size * glib_sweep.BLOCK_SIZE
+    readme = " ".join((paths.ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert round(reads / 1e5) == 23 and full.stream_tokens == load("full")["config"]["stream_tokens"] == 1_000_000
+    assert (f"reading {reads / 1e6:.1f}M tokens ({full.steps:,} steps of {full.batch_size} windows of "
+            f"{glib_sweep.BLOCK_SIZE}) drawn from the same 1M-token stream") in readme
+    assert "on the same 2.3M tokens" not in readme
+
+
 def test_the_altered_quote_widget_redraws_for_each_control():
     long = load("long")
     sizes = figures.sizes_with_tables(long)

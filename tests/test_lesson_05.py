@@ -106,6 +106,10 @@ def test_what_the_curves_say(results, curves, crossings):
     first, last = (listed([f"{g:.3f}" for g in lead[part]]) for part in (slice(0, 3), slice(3, 6)))
     assert f"first grows, {first} over the first three budgets, then shrinks, {last} over the last three" in text
     assert [f"{g:.3f}" for g in lead] == ["0.007", "0.042", "0.099", "0.023", "0.009", "0.004"]
+    readme = " ".join((paths.ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert (f"grows over the first three budgets ({', '.join(f'{g:.3f}' for g in lead[:3])}) and then shrinks "
+            f"({', '.join(f'{g:.3f}' for g in lead[3:])} at {curves['gpt'][0][-1]:.2g})".replace("e+12", "e12")
+            in readme)  # the README says the same
     at, low, high, how = crossings["window", "gpt"]
     assert how == "extrapolated" and at > low >= round(curves["gpt"][0][-1], -11)  # beyond our budgets
     bytes_ = curves["bytes"][1].mean(axis=1)
