@@ -12,8 +12,10 @@ import pytest
 from minilm.course import paths
 from minilm.data import seq2seq, toyworld
 from minilm.encdec import encdec_param_shapes
-from minilm.studies import runner, structure, structure_report
+from minilm.model import GPT, GPTConfig
+from minilm.studies import runner, stats, structure, structure_report
 from minilm.studies.archs import RunConfig, build_variant, runs_of
+from minilm.tokenizer import WordTokenizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LESSON = os.path.join(ROOT, "lessons", "05_structure_vs_scale.ipynb")
@@ -264,3 +266,14 @@ def test_the_compute_trend_rows():
         assert abs(peak - float(row["fp32_gflops"])) < 0.1, row["hardware"]
     out = printed("years, per_dollar, rows = structure_report.read_compute_trend")
     assert f"{len(rows)} GPUs, 2006-2025" in out and "outside the interval: these figures do not agree" in out
+
+
+def test_what_to_try_next_and_the_context(results):
+    config = results["config"]
+    removed = markdown_with("## 10. What the argument says will be removed")
+    assert config["block_size"] == 64 and "A context of 64 words here" in removed
+    world = toyworld.ToyworldConfig(**config["world"])
+    vocab = WordTokenizer(toyworld.vocabulary(world)).vocab_size
+    bigger = GPT(GPTConfig(vocab_size=vocab, block_size=config["block_size"], n_layer=4, n_head=4, d_model=128))
+    flops = stats.training_flops(bigger.num_params(non_embedding=True), 4, 128, config["block_size"], vocab, 4_000_000)
+    assert round(flops, -13) == 2e13 and "4 layers of width 128 on 4 million tokens, about 2e13 FLOPs" in removed
