@@ -50,8 +50,45 @@ def test_the_chat_costs_tokens_as_stated_and_time_less_sharply():
     turns = np.array([[float(x) for x in row if x != "|"] for row in rows])  # turn, history, tokens x 2, ms x 2
     assert len(turns) == 12 and np.all(turns[:, 2] == 32)  # cached: its own 32 tokens every turn
     assert np.all(np.diff(turns[:, 3]) == 32)  # re-encoded: 32 more every turn
+    readme = " ".join(open(os.path.join(ROOT, "README.md"), encoding="utf-8").read().split())
+    assert ("per turn the model runs on a constant number of tokens with it, on the whole history without it: in "
+            "total, linear vs quadratic in the turns") in readme  # constant vs linear per turn, as the counts above
     token_ratio = turns[:, 3].sum() / turns[:, 2].sum()
-    assert turns[:, 5].sum() / turns[:, 4].sum() < token_ratio  # "the times differ far less than the token counts"
+    time_ratio = turns[:, 5].sum() / turns[:, 4].sum()
+    assert time_ratio < token_ratio  # the times differ far less than the token counts
+    text = " ".join(markdown_of(LESSON, "The token counts are the shape").split())
+    assert f"took {time_ratio:.1f} times as long as the cached one ({turns[:, 5].sum() / 1e3:.1f} s against " \
+           f"{turns[:, 4].sum() / 1e3:.1f} s) for {token_ratio:.1f} times the tokens" in text
+    slower = [int(t) for t, c, r in turns[:, [0, 4, 5]] if c > r]  # turns where the cached chat was slower
+    assert slower == [0, 1, 3]
+    assert "slower one in three of the first four turns (0, 1 and 3), and in none of the eight after" in text
+    assert turns[0, 2] == turns[0, 3] == 32 and turns[0, 1] == 0  # turn 0: the same tokens, from an empty cache
+    assert f"took {turns[0, 4]:.0f} ms against {turns[0, 5]:.0f}:" in text and 2.5 < turns[0, 4] / turns[0, 5] < 3
+    neighbours = turns[[4, 6], 5]
+    assert f"turn 5's {turns[5, 5]:.0f} ms, re-encoded" in text  # "about three times its neighbours"
+    assert np.all(2.5 < turns[5, 5] / neighbours) and np.all(turns[5, 5] / neighbours < 3.5)
+
+
+def test_the_bidirectional_input_gives_an_early_lead_only():
+    results = runner.load_results(os.path.join(ROOT, "lessons", "results", "archs_default.json"), "archs")
+    text = " ".join(markdown_of(LESSON, "Each line is the held-out loss during training").split())
+    loss = {v: np.array([[h["loss"] for h in r["history"]] for r in runs_of(results, "academic", v)])
+            for v in ("prefix-LM", "decoder-only")}  # (seeds, evaluations)
+    steps = [h["step"] for h in runs_of(results, "academic", "prefix-LM")[0]["history"]]
+    gap = loss["prefix-LM"].mean(axis=0) - loss["decoder-only"].mean(axis=0)
+    at = {s: i for i, s in enumerate(steps)}
+    assert np.all(gap[at[100]:] < 0) and gap[at[50]] > 0  # below from step 100 on (not before)
+    assert int(np.argmin(gap)) == at[150]  # by most at step 150
+    prefix, decoder = (loss[v].mean(axis=0)[at[150]] for v in ("prefix-LM", "decoder-only"))
+    assert f"by most at step 150 ({prefix:.2f} against {decoder:.2f}, nearly all of that gap from one seed)" in text
+    per_seed = (loss["prefix-LM"] - loss["decoder-only"])[:, at[150]]
+    assert per_seed.min() / per_seed.sum() > 0.9  # one seed holds nearly all of the gap
+    assert np.all(np.abs(gap[at[200]:]) < 0.02) and "from step 200 on their losses are within 0.02" in text
+    table = output_of(LESSON, "for shape_name, shape in task.SHAPES.items():")
+    rows = {line.split()[0]: line.split()[1:] for line in table.splitlines()
+            if line.strip().startswith(("prefix-LM", "decoder-only"))}
+    assert rows["prefix-LM"][0] == rows["decoder-only"][0] == "150"  # academic: steps until exact match 0.9
+    assert "exact match 0.9 at the same evaluation, step 150" in text
 
 
 def test_the_encoder_only_classifier_learns_first_and_cannot_generate():

@@ -9,7 +9,7 @@ import numpy as np
 import matplotlib.pyplot as plt
 import nbformat
 
-from minilm.course import figures
+from minilm.course import figures, paths
 from minilm.studies import glib as glib_sweep
 from minilm.studies import glib_report, runner
 from minilm.data.glib import GlibCorpus
@@ -19,7 +19,7 @@ LESSON = os.path.join(ROOT, "lessons", "04_inverse_scaling_glib.ipynb")
 
 
 def load(preset):
-    return runner.load_results(os.path.join(ROOT, "lessons", "results", glib_report.STUDY.results_file(preset)), "glib")
+    return runner.load_results(paths.RESULTS / glib_report.STUDY.results_file(preset), "glib")
 
 
 def test_lesson_shows_its_command_the_verdict_and_its_figures():
@@ -30,6 +30,17 @@ def test_lesson_shows_its_command_the_verdict_and_its_figures():
     assert "python -m minilm glib --preset full" in text
     assert verdict in text  # the committed outputs are those of the committed results
     assert sum(any(o.get("output_type") == "display_data" for o in c.outputs) for c in cells) >= 4
+
+
+def test_the_readme_says_how_many_tokens_the_sweep_reads():
+    """2.3M token reads (steps x batch x block) of windows drawn from one 1M-token stream, not 2.3M tokens."""
+    full = glib_sweep.PRESETS["full"]
+    reads = full.steps * full.batch_size * glib_sweep.BLOCK_SIZE
+    readme = " ".join((paths.ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert round(reads / 1e5) == 23 and full.stream_tokens == load("full")["config"]["stream_tokens"] == 1_000_000
+    assert (f"reading {reads / 1e6:.1f}M tokens ({full.steps:,} steps of {full.batch_size} windows of "
+            f"{glib_sweep.BLOCK_SIZE}) drawn from the same 1M-token stream") in readme
+    assert "on the same 2.3M tokens" not in readme
 
 
 def test_the_altered_quote_widget_redraws_for_each_control():
@@ -107,6 +118,16 @@ def test_the_sentences_state_what_the_outputs_show():
     assert len(u_seeds) == 1 and markdown_of(LESSON, "One seed's curve is a U on its own").startswith(
         f"One seed's curve is a U on its own (seed {u_seeds[0]}, whose largest model also read the instruction best, C {max(follows):.2f})")
     assert top.seeds[int(np.argmax(follows))] == u_seeds[0]
+    c_per_seed = [v.mean(axis=1) for v in top.values["C"]["exact"][-2:]]  # d160, d192: (seeds,) each
+    three = markdown_of(LESSON, "The three sub-task curves behave")
+    d160, d192 = (", ".join(f"{c:.2f}" for c in seeds) for seeds in c_per_seed)
+    assert [name.split()[0] for name in top.sizes[-2:]] == ["d160", "d192"]
+    assert f"C per seed is {d160} at d160 and {d192} at d192" in " ".join(three.split())
+    c_all = np.concatenate(c_per_seed)
+    assert (c_all > 0.5).sum() == 1 and c_per_seed[1][-1] > 0.5 and "one run of the ten (d192's seed 4)" in three
+    assert (c_all <= 0.02).sum() == 3 and "three on almost none" in three
+    rest = c_all[(c_all > 0.02) & (c_all <= 0.5)]
+    assert len(rest) == 6 and 0.1 <= rest.min() and rest.max() <= 0.4 and "between a tenth and two fifths" in three
     _, cells = glib_report.knob_map(results)
     assert cells["zipf=0.5"][1] == "hump" and "a hump" in markdown_of(LESSON, "Reading the map")
     sizes, glib_p, gold_p = glib_report.lecture_probs(results)

@@ -1,0 +1,183 @@
+"""Lesson 06's sentences that state a number, a comparison or a shape, checked against the committed outputs
+they sit beside. The outputs come from SmolLM2-135M-Instruct, which the test machines need not have installed, so
+every number is read from the committed notebook (the lesson runs under nbval where the weights are installed)
+and nothing here runs the real model."""
+import base64
+import io
+import os
+import re
+
+import matplotlib.image
+import nbformat
+import numpy as np
+import pytest
+
+from minilm import layers
+from minilm.model import GPTConfig, param_shapes
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LESSON = os.path.join(ROOT, "lessons", "06_a_real_model.ipynb")
+CELLS = nbformat.read(LESSON, as_version=4).cells
+
+
+def markdown_with(text, notebook_cells=CELLS):
+    """The one markdown cell that contains `text`, its lines joined with single spaces."""
+    hits = [" ".join(c.source.split()) for c in notebook_cells
+            if c.cell_type == "markdown" and text in " ".join(c.source.split())]
+    assert len(hits) == 1, text
+    return hits[0]
+
+
+def code_cell(starting):
+    return next(c for c in CELLS if c.cell_type == "code" and c.source.startswith(starting))
+
+
+def printed(starting):
+    """The printed text of the code cell whose source starts with `starting`."""
+    return "".join(o.get("text", "") for o in code_cell(starting).outputs)
+
+
+def number(pattern, text):
+    return float(re.search(pattern, text).group(1).replace(",", ""))
+
+
+@pytest.fixture(scope="module")
+def config():
+    """The LlamaConfig the lesson prints, as a dict of numbers."""
+    line = next(l for l in printed("if model is None:\n    print(SKIP)\nelse:\n    print(type(model)").splitlines()
+                if l.startswith("LlamaConfig("))
+    return {k: float(v) for k, v in re.findall(r"(\w+)=([\d.e+-]+)[,)]", line)}
+
+
+def test_the_model_its_shapes_and_the_perplexities(config):
+    loaded = printed("import html")
+    params = number(r": ([\d,]+) parameters", loaded)
+    assert round(params / 1e6) == 135 and "(135 million parameters," in markdown_with("# Lesson 06")
+    shapes = printed("if model is None:\n    print(SKIP)\nelse:\n    print(type(model)")
+    assert "Llama is a GPT: True" in shapes and "`Llama` *is* a `GPT`" in markdown_with("## 1. The same engine")
+    assert config["vocab_size"] == 49152 and "a uniform guess over the vocabulary would be 49,152" in \
+        markdown_with("Does the file load *right*?")
+    head = config["d_model"] / config["n_head"]
+    assert head == 64 and "(channel $i$ with $i + 32$ instead of $2i$ with $2i+1$" in markdown_with("Then we break")
+    assert re.search(r"h\.0\.attn\.w_proj\s+\(576, 576\)", shapes)  # the square matrix the second mistake transposes
+    worst = number(r"Worst \*\*([\d.e-]+)\*\*", open(os.path.join(ROOT, "benchmarks", "RESULTS.md")).read())
+    assert f"{worst:.0e}".replace("e-06", "e-6") == "6e-6" and "largest difference 6e-6 of the logits' scale" in \
+        markdown_with("Does the file load *right*?")
+    out = printed("paragraph = (Path(minilm.__file__)")
+    right, rope, transposed = (number(rf"perplexity, {how}:\s+([\d.]+)", out)
+                               for how in ("loaded right", "rope pairs wrong", "transposed wrong"))
+    text = markdown_with("In the run committed here: about 30 when loaded right")
+    assert round(right) == 30 and round(rope) == 150 and round(transposed, -3) == 87_000
+    assert "about 30 when loaded right" in text and "150 with RoPE's pairs wrong" in text
+    assert "about 87,000 with one matrix per layer transposed: worse than a uniform guess" in text
+    assert transposed > config["vocab_size"] > 100 * rope  # worse than uniform; the RoPE mistake far better
+    assert round(rope / right) == 5 and "150 is five times the right perplexity, but far below the uniform guess's " \
+        "49,152" in text
+    loads = markdown_with("Does the file load *right*?")
+    assert "writes" not in text.split("## 2.")[0] + loads  # no generated text is shown, for any copy: no claim on it
+
+
+def test_the_glib_prompt_says_only_what_it_shows():
+    code = code_cell("def continuation_logprob(prompt, continuation):")
+    prompts = re.findall(r'"(?:plain|chat)": "(.*?)"', code.source)
+    assert len(prompts) == 2 and all("glisters" in p for p in prompts)  # the prompt's spelling
+    assert "The quote is *all that glisters is not gold*" in markdown_with("Lesson 04's inverse-scaling prompt.")
+    assert all("epeat after me" in p for p in prompts)  # every prompt carries the instruction: no probe B here
+    out = "".join(o.get("text", "") for o in code.outputs)
+    rows = {name: (float(glib), float(gold), tops) for name, glib, gold, tops in
+            re.findall(r"^(\w+)\s+p\(glib\) = ([\d.]+)\s+p\(gold\) = ([\d.]+)\s+top next tokens: (.*)$", out, re.M)}
+    glib, gold, tops = rows["plain"]
+    top = re.findall(r"'(.*?)' ([\d.]+)", tops)
+    text = markdown_with("In the run committed here the plain prompt gives")
+    assert f"*glib* about {glib:.2f}" in text and f"*gold* about {gold:.3f}" in text
+    assert top[0][0] == " gl" and glib <= float(top[0][1]) + 0.005  # ' gl' first; glib's probability within it
+    low, high = (glib - 0.0005) / (gold + 0.0005), (glib + 0.0005) / (gold - 0.0005)  # the ratio, for the rounding
+    assert 25 < low < high < 40 and "about 30 times as likely as the famous one" in text
+    assert "That alone does not place it on lesson 04's U" in text and "which is not run here" in text
+    assert f"p(gold) = {gold:.3f} under the instruction fits either end" in text
+    lesson04 = nbformat.read(os.path.join(ROOT, "lessons", "04_inverse_scaling_glib.ipynb"), as_version=4).cells
+    assert "**B** complete a quote (no instruction)" in markdown_with("| probe | prompt | asks for |", lesson04)
+    assert "small-model end of" not in text  # the old claim, which nothing here measures
+    chat_top = re.findall(r"'(.*?)' ([\d.]+)", rows["chat"][2])[0][0]
+    assert chat_top == "<|im_end|>" and "its favourite next token is `<|im_end|>`" in text
+    assert "top 12 tokens hold" in printed("def next_token_distribution(prompt, k=12):")
+
+
+def test_the_loss_by_kind_of_token():
+    out = printed("FUNCTION_WORDS = set(")
+    rows = {kind.strip(): (int(share) / 100, float(mean), float(part)) for kind, share, mean, part in
+            re.findall(r"^(.+?)\s+(\d+)%\s+([\d.]+)\s+([\d.]+)$", out, re.M)}
+    total = number(r"= the mean loss ([\d.]+)", out)
+    n_tokens = number(r"(\d+) tokens", printed("paragraph = (Path(minilm.__file__)"))
+    text = markdown_with("With a vocabulary of 49,152 tokens almost every English word")
+    assert rows["rest of a word"][0] * n_tokens < 10 and "holds only a handful of tokens" in text
+    function, content = rows["function word"], rows["content word (first token)"]
+    assert round(function[1]) == 2 and 0.4 < function[0] < 0.5 and "about 2 nats, and they are almost half" in text
+    assert round(content[1]) == 5 and "the content words, about 5 nats each" in text
+    assert abs(content[2] / total - 2 / 3) < 0.05 and "Two thirds of the loss is spent there" in text
+    paragraph = open(os.path.join(ROOT, "tests", "fixtures", "paragraph.txt"), encoding="utf-8").read()
+    assert all(word in paragraph for word in ("lighthouse", "winter", "museum"))
+    assert function[1] < content[1] / 2  # function words cheap, the cost in the content words
+
+
+def test_the_heads_and_the_attention_sink():
+    heads = code_cell("if model is None:\n    print(SKIP)\nelse:\n    sentence =")
+    out = "".join(o.get("text", "") for o in heads.outputs)
+    previous, induction, uniform = (number(rf"{what} ([\d.]+)", out) for what in
+                                    ("best previous-token score", "best induction score", "would score about"))
+    assert min(previous, induction) > 5 * uniform  # both kinds of head are there, far from uniform attention
+    png = next(o["data"]["image/png"] for o in heads.outputs if "data" in o and "image/png" in o["data"])
+    image = matplotlib.image.imread(io.BytesIO(base64.b64decode(png)), format="png")[..., :3]
+    last = image[:, 2 * image.shape[1] // 3:]  # the third panel: the last layer's head
+    blue = (last[..., 2] - last[..., 0]).mean(axis=0)  # how blue each pixel column is (black text is not)
+    drawn = np.flatnonzero(blue > 0.03)
+    width = 16  # pixels per key column: about 400 pixels for the 24 keys
+    first = blue[drawn[0]:drawn[0] + width].mean()
+    rest = [blue[i:i + width].mean() for i in range(drawn[0] + width, drawn[-1] - width, width)]
+    assert first > 3 * max(rest)  # the first token's column holds much of the weight: the attention sink
+    assert "puts much of its weight on the **first token**" in markdown_with("The last layer's head")
+
+
+def test_the_chat_with_and_without_the_cache():
+    out = printed('questions = ["What is the capital of France?"')
+    turns = np.array([[float(x) for x in line.split()] for line in out.splitlines()
+                      if re.match(r"^\s+\d+\s+\d+\s", line)])
+    assert turns.shape == (3, 5) and "same replies: True" in out  # turn, fed (cache), s, fed (no cache), s
+    text = markdown_with("*And of Italy?* only makes sense")
+    assert np.all(turns[1:, 1] == 15) and "(15: the user's message and the template's markers)" in text
+    assert np.all(np.diff(turns[:, 3]) > 0) and f"({turns[1, 3]:.0f}, then {turns[2, 3]:.0f})" in text
+    assert f"(turn 3: {turns[2, 4]:.2f} s against {turns[2, 2]:.2f} s, for {turns[2, 3]:.0f} tokens against " \
+           f"{turns[2, 1]:.0f})" in text
+    assert turns[2, 4] / turns[2, 2] < (turns[2, 3] / turns[2, 1]) / 2  # the seconds differ far less than the tokens
+    timed = printed("if model is None:\n    print(SKIP)\nelse:\n    prompt = tokenizer.encode(")
+    cached, recomputed = (number(rf"{how} ([\d.]+) s", timed)
+                          for how in ("with the KV cache", "recomputing everything"))
+    assert "same tokens: True" in timed and recomputed > 2 * cached and "Same tokens, very different time" in text
+    assert "Greedy decoding, so both must say the same words" in markdown_with("## 5. A chat")
+
+
+def test_the_structure_table_and_the_parameter_budget(config):
+    text = markdown_with("## 6. From GPT-2 to SmolLM2")
+    table = next(c.source for c in CELLS if c.cell_type == "markdown" and c.source.startswith("## 6. From GPT-2"))
+    rope_row = next(line for line in table.splitlines() if "**RoPE**" in line)
+    assert rope_row.split("|")[3].strip().startswith("*added*")  # a rule added, not structure removed
+    assert "RoPE goes the other way: the learned table it replaces is the less structured choice" in text
+    assert "One of the four is the lecture's pattern" in text and "Two of the four" not in text
+    lesson05 = nbformat.read(os.path.join(ROOT, "lessons", "05_structure_vs_scale.ipynb"), as_version=4).cells
+    assert "RoPE with its frequency base" in markdown_with("**Positional schemes.**", lesson05)
+    assert all(hasattr(layers, f"{name}_forward") for name in ("rmsnorm", "rope", "swiglu"))  # "all in layers.py"
+    assert (config["n_kv_head"], config["n_head"]) == (3, 9) and "3 key/value heads shared by 9 query heads" in text
+    assert 3 * config["d_ff"] == 8 * config["d_model"] and r"$\tfrac{8}{3}C$ wide" in text
+    gpt2 = param_shapes(GPTConfig(vocab_size=49152, block_size=8192, n_layer=30, n_head=9, d_model=576))
+    assert gpt2["h.0.mlp.w_fc"] == (576, 4 * 576) and "MLP with GELU, $4C$ wide" in text
+    out = printed("def budget(shapes, n_layer):")
+    rows = [re.split(r"\s{2,}", line.strip()) for line in out.splitlines()]
+    budget = {row[0]: (float(row[1]), float(row[2])) for row in rows[1:] if len(row) == 3}  # GPT-2 layers, SmolLM2
+    kv = re.search(r"KV cache per token: (\d+) KB with 9 key/value heads, (\d+) KB with 3", out)
+    assert int(kv.group(1)) == 3 * int(kv.group(2)) and "the KV cache is 3× smaller" in text
+    after = markdown_with("The learned position table of GPT-2's layers")
+    assert budget["positions"] == (4.72, 0.0)
+    assert "would cost 4.7M parameters at this context length; RoPE costs none" in after
+    assert abs(budget["MLP"][0] / budget["MLP"][1] - 1) < 0.01 and "The MLP keeps about the same budget" in after
+    assert budget["attention"][1] < budget["attention"][0]
+    assert "attention shrinks with the shared key/value heads" in after
