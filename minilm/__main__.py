@@ -53,9 +53,19 @@ def main(argv=None):
         return 130
 
 
-def build_parser():
-    parser = Parser(prog="python -m minilm", description=__doc__.split("\n\n")[0],
+def program_name(argv0=None):
+    """How the command was called, for the usage line: `minilm` as the console script, else `python -m minilm`."""
+    name = os.path.basename(sys.argv[0] if argv0 is None else argv0)
+    return "minilm" if name in ("minilm", "minilm.exe", "minilm-script.py") else "python -m minilm"
+
+
+def build_parser(prog=None):
+    from . import __version__
+
+    parser = Parser(prog=prog or program_name(), description=__doc__.split("\n\n")[0],
                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"minilm {__version__}",
+                        help="print the version and exit")
     add_demo_options(parser)
     parser.set_defaults(run=run_demo)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=Parser)

@@ -135,3 +135,25 @@ def test_every_number_is_checked_where_it_is_parsed(args, flag, fragment, capsys
 def test_help_shows_percent_signs_once():
     assert "90% train, 10% validation" in minilm("train", "--help").stdout
 
+
+
+def test_version_and_the_usage_line_name_the_way_minilm_was_called():
+    import minilm as package
+    from minilm.__main__ import program_name
+
+    result = minilm("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"minilm {package.__version__}"
+    assert minilm("--help").stdout.startswith("usage: python -m minilm ")
+    assert minilm("train", "--help").stdout.startswith("usage: python -m minilm train ")
+    assert program_name("/home/me/.venv/bin/minilm") == "minilm" and program_name("/x/minilm/__main__.py") != "minilm"
+    as_script = subprocess.run([sys.executable, "-c", "import sys; sys.argv[0] = '/venv/bin/minilm'; "
+                                "from minilm.__main__ import main; main(['sample', '--help'])"],
+                               capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
+    assert as_script.stdout.startswith("usage: minilm sample "), as_script.stderr
+
+
+def test_the_version_is_written_once():
+    """pyproject.toml reads the version from minilm/__init__.py, so a wheel and the checkout agree."""
+    text = open(os.path.join(ROOT, "pyproject.toml")).read()
+    assert 'dynamic = ["version"]' in text and 'version = { attr = "minilm.__version__" }' in text
+    assert "\nversion =" not in text.split("[tool.setuptools.dynamic]")[0]
