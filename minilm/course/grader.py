@@ -8,7 +8,6 @@ exercise. The cells' outcomes come back from the nbval plugin (minilm/course/nbv
 import csv
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -74,24 +73,21 @@ def notebooks_to_grade(path):
 
 def kill_tree(pid):
     """Kill a process and every process below it: pytest, and the kernel that nbval started in a session
-    of its own (so a process group would miss it). Descendants are read from /proc where there is one."""
-    children = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    of its own (so a process group would miss it). psutil finds the descendants by their parents, on Linux,
+    macOS and Windows alike; they are listed before any is killed, so none is orphaned out of the tree first."""
+    import psutil
+
+    try:
+        top = psutil.Process(pid)
+        tree = [top, *top.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for process in tree:
         try:
-            # the field after "(name)" is the state, then the parent
-            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(parent, []).append(int(stat.parent.name))
-    todo, tree = [pid], []
-    while todo:
-        tree.append(todo.pop())
-        todo.extend(children.get(tree[-1], []))
-    for p in tree:
-        try:
-            os.kill(p, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
+            process.kill()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
+    psutil.wait_procs(tree, timeout=5)
 
 
 def run_pytest(cmd, env, cwd, timeout):
