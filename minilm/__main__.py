@@ -261,7 +261,8 @@ def add_sample_command(commands):
     p.add_argument("--max-new-tokens", type=COUNT, default=100, help="how many tokens to add (default %(default)s)")
     p.add_argument("--temperature", type=NON_NEGATIVE, default=0.8, help="0 is greedy (default %(default)s)")
     p.add_argument("--top-k", type=COUNT, default=None, help="sample only among the k most likely tokens")
-    p.add_argument("--seed", type=SEED, default=0, help="random seed (default %(default)s)")
+    p.add_argument("--seed", type=SEED, default=None,
+                   help="random seed (default: a fresh one each run, printed so that --seed SEED repeats the text)")
     add_device_option(p)
     p.set_defaults(run=run_sample)
 
@@ -286,6 +287,13 @@ def run_sample(args):
     new = generate(model, prompt, args.max_new_tokens, args.temperature, args.top_k, tokenizer.eos_id, args.seed)
     sep = " " if tokenizer.kind == "word" else ""
     print(args.prompt + sep + tokenizer.decode(new))
+    print_seed(new.seed, args.temperature)
+
+
+def print_seed(seed, temperature, what="this text"):
+    """Sampling's seed, on stderr, as the flag that draws the same again (greedy decoding has none)."""
+    if temperature > 0:
+        print(f"[seed {seed}: --seed {seed} gives {what} again]", file=sys.stderr)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -317,6 +325,7 @@ def run_sample_pretrained(args):
     print(args.prompt + out["text"])
     print(f"[{len(out['tokens'])} tokens in {out['seconds']:.1f} s: {out['tokens_per_second']:.1f} tokens/s]",
           file=sys.stderr)
+    print_seed(out["seed"], args.temperature)
 
 
 def add_chat_command(commands):
@@ -333,7 +342,8 @@ def add_chat_command(commands):
     p.add_argument("--temperature", type=NON_NEGATIVE, default=0.2, help="0 is greedy (default %(default)s)")
     p.add_argument("--top-k", type=COUNT, default=50,
                    help="sample only among the k most likely tokens (default %(default)s)")
-    p.add_argument("--seed", type=SEED, default=0, help="random seed (default %(default)s)")
+    p.add_argument("--seed", type=SEED, default=None,
+                   help="random seed of the first reply, +1 each turn after it (default: a fresh one, printed)")
     p.add_argument("--no-cache", action="store_true",
                    help="a fresh KV cache every turn: the whole history is encoded again")
     add_device_option(p)
@@ -342,9 +352,13 @@ def add_chat_command(commands):
 
 def run_chat(args):
     from .chat import Chat
+    from .generate import fresh_seed
 
     model, tokenizer = load_pretrained_verbosely(args)
     chat = Chat(model, tokenizer, system=args.system, reuse_cache=not args.no_cache)
+    if args.seed is None:
+        args.seed = fresh_seed()
+    print_seed(args.seed, args.temperature, "these replies to the same messages")
     messages = iter(args.say) if args.say else None
     for turn in range(10 ** 9):
         if messages is not None:
