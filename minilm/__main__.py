@@ -11,6 +11,7 @@
     python -m minilm structure               n-gram, windowed, plain and byte-level models on one compute axis
                                              (lesson 05)
     python -m minilm grade PATH              grade an exercise notebook (or a folder of them)
+    python -m minilm course DIR              copy the lessons and exercises into a folder of your own
 
 The studies (archs, scaling, glib, structure) are resumable, --report prints a saved one's report,
 and they take --jobs N (local processes) or --scheduler ADDRESS (a Dask cluster).
@@ -40,6 +41,7 @@ class Parser(argparse.ArgumentParser):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.prog = parser.prog  # how minilm was called, for the commands a message suggests
     if os.environ.get("MPLBACKEND") is None:
         import matplotlib
         matplotlib.use("Agg")  # the CLI only writes PNG files
@@ -74,6 +76,7 @@ def build_parser(prog=None):
     for study in all_studies():
         add_study_command(commands, study)
     add_grade_command(commands)
+    add_course_command(commands)
     return parser
 
 
@@ -202,7 +205,10 @@ def run_demo(args):
         new = generate(trainer.model, [tokenizer.eos_id] + tokenizer.encode(prompt), 8, temperature=0,
                        eos_id=tokenizer.eos_id)
         print(f"  {prompt} | {tokenizer.decode(t for t in new if t != tokenizer.eos_id)}")
-    print("\nnext: the course, lesson by lesson (README.md, 'The course'):  jupyter lab lessons/")
+    from .course.paths import IN_CHECKOUT
+
+    lessons = "jupyter lab lessons/" if IN_CHECKOUT else f"{args.prog} course my-course && cd my-course && jupyter lab"
+    print(f"\nnext: the course, lesson by lesson (README.md, 'The course'):  {lessons}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -400,11 +406,14 @@ def add_study_command(commands, study):
     p.set_defaults(run=run_study, study=study)
 
 
-def results_path(study, preset):
-    """Where a preset's results go: beside the lessons for the presets the course keeps, else in runs/."""
-    from .course.paths import RESULTS
+def results_path(study, preset, writing=False):
+    """Where a preset's results are: beside the lessons for the presets the course keeps, else in runs/. Trained
+    (writing) by a minilm installed from a wheel, they go to runs/ too: the course inside the package is read, not
+    written."""
+    from .course.paths import IN_CHECKOUT, RESULTS
 
-    folder = RESULTS if preset in study.committed or preset == "PRESET" else "runs"
+    kept = preset in study.committed or preset == "PRESET"
+    folder = RESULTS if kept and (IN_CHECKOUT or not writing) else "runs"
     return os.path.join(folder, study.results_file(preset))
 
 
@@ -413,7 +422,7 @@ def run_study(args):
     from .studies.runner import load_results
 
     study = args.study
-    path = args.out or results_path(study, args.preset)
+    path = args.out or results_path(study, args.preset, writing=not args.report)
     if args.report:
         results = load_results(path, study.name)
     else:
@@ -470,6 +479,31 @@ def run_grade(args):
     results = grader.grade_notebooks(grader.notebooks_to_grade(args.path), args.cell_timeout, args.timeout)
     print(grader.grade_report(results))
     return 0 if all(r.passed for r in results if r.graded) else 1
+
+
+
+# --------------------------------------------------------------------------------------------------
+# course DIR
+
+def add_course_command(commands):
+    p = commands.add_parser("course", help="copy the lessons and exercises into a folder of your own",
+                            description="Copy the course (the lessons with their committed results, the exercises "
+                                        "with their solutions) into FOLDER, a new or empty folder that is then "
+                                        "yours to edit and run; then: cd FOLDER && jupyter lab")
+    p.add_argument("folder", metavar="FOLDER", help="where the course goes: a new or empty folder")
+    p.set_defaults(run=run_course)
+
+
+def run_course(args):
+    import shlex
+
+    from .course.paths import copy_course
+
+    files = copy_course(args.folder)
+    print(f"copied the course into {args.folder} ({files} files): lessons/ with their results, exercises/ with "
+          f"their solutions")
+    print(f"open it:            cd {shlex.quote(args.folder)} && jupyter lab")
+    print(f"grade an exercise:  {args.prog} grade exercises/01_softmax_cross_entropy.ipynb   (in {args.folder})")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..errors import MinilmError
 from .notebooks import GRADED_TAG, exercise_sources
-from .paths import EXERCISES, ROOT
+from .paths import EXERCISES, HOME
 
 
 @dataclass
@@ -102,6 +102,16 @@ def run_pytest(cmd, env, cwd, timeout):
         return None, ""
 
 
+def minilm_home():
+    """The folder to put on the kernels' PYTHONPATH so that they import this minilm: the checkout, or the folder
+    it was installed into (pip install --target); "" for site-packages, which the kernel reads anyway (and which
+    must not come before the standard library)."""
+    import site
+
+    site_folders = {Path(p).resolve() for p in [*site.getsitepackages(), site.getusersitepackages()]}
+    return "" if HOME in site_folders else str(HOME)
+
+
 def run_notebooks(notebooks, cell_timeout=600, timeout=None):
     """Run notebooks under pytest + nbval (one kernel each) and return a CellResult for every code cell.
 
@@ -114,7 +124,7 @@ def run_notebooks(notebooks, cell_timeout=600, timeout=None):
         report = Path(tmp) / "cells.jsonl"
         env = dict(os.environ)
         # The kernels must import the same minilm as this process, installed or not.
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [minilm_home(), env.get("PYTHONPATH")]))
         cmd = [sys.executable, "-m", "pytest", "-p", "minilm.course.nbval_plugin", f"--minilm-report={report}",
                "--nbval-lax", "--nbval-current-env", f"--nbval-cell-timeout={cell_timeout}",
                "-q", "-p", "no:cacheprovider", "-o", "addopts=", "--rootdir", tmp, "--color=no",
