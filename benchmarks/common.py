@@ -8,6 +8,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from minilm.memory import keep_freed_memory  # noqa: E402
+
+keep_freed_memory()  # time steps as the Trainer runs them: it keeps freed memory when it starts to train
+
 # (vocab, d_model, n_layer, n_head, block_size, batch): 2048 tokens per step for a, b, c
 CONFIGS = {
     "a": dict(vocab_size=512, d_model=64, n_layer=2, n_head=4, block_size=64, batch=32),

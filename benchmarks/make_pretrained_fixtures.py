@@ -20,14 +20,13 @@ benchmarks/pretrained_parity.py.
 import json
 import os
 import sys
-import tempfile
 
 import numpy as np
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "tests", "fixtures", "pretrained")
-PARAGRAPH = os.path.join(ROOT, "tests", "fixtures", "paragraph.txt")
+PARAGRAPH = os.path.join(ROOT, "minilm", "course", "paragraph.txt")
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 CHAT_TEMPLATE = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
                  "'<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")

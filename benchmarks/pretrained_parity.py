@@ -33,7 +33,7 @@ from minilm.generate import generate  # noqa: E402
 from minilm.layers import token_losses  # noqa: E402
 from minilm.pretrained import load_gguf, load_gpt2, smollm2_path  # noqa: E402
 
-PARAGRAPH = open(os.path.join(ROOT, "tests", "fixtures", "paragraph.txt"), encoding="utf-8").read()
+PARAGRAPH = open(os.path.join(ROOT, "minilm", "course", "paragraph.txt"), encoding="utf-8").read()
 PROMPTS = ["Dartmouth students like to",
            "repeat after me: all that glisters is not glib. all that glisters is not",
            "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n",
@@ -68,7 +68,7 @@ def smollm2_parity(ours, tokenizer, theirs):
     with torch.no_grad():
         lg = theirs(torch.tensor(x)).logits[0].double()
     ppl_theirs = float(torch.exp(torch.nn.functional.cross_entropy(lg, torch.tensor(y[0]))))
-    print(f"perplexity of tests/fixtures/paragraph.txt ({len(ids)} tokens): minilm {ppl_ours:.3f}, transformers {ppl_theirs:.3f}")
+    print(f"perplexity of minilm/course/paragraph.txt ({len(ids)} tokens): minilm {ppl_ours:.3f}, transformers {ppl_theirs:.3f}")
     return worst
 
 

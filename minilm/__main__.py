@@ -11,6 +11,7 @@
     python -m minilm structure               n-gram, windowed, plain and byte-level models on one compute axis
                                              (lesson 05)
     python -m minilm grade PATH              grade an exercise notebook (or a folder of them)
+    python -m minilm course DIR              copy the lessons and exercises into a folder of your own
 
 The studies (archs, scaling, glib, structure) are resumable, --report prints a saved one's report,
 and they take --jobs N (local processes) or --scheduler ADDRESS (a Dask cluster).
@@ -40,6 +41,7 @@ class Parser(argparse.ArgumentParser):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.prog = parser.prog  # how minilm was called, for the commands a message suggests
     if os.environ.get("MPLBACKEND") is None:
         import matplotlib
         matplotlib.use("Agg")  # the CLI only writes PNG files
@@ -53,9 +55,19 @@ def main(argv=None):
         return 130
 
 
-def build_parser():
-    parser = Parser(prog="python -m minilm", description=__doc__.split("\n\n")[0],
+def program_name(argv0=None):
+    """How the command was called, for the usage line: `minilm` as the console script, else `python -m minilm`."""
+    name = os.path.basename(sys.argv[0] if argv0 is None else argv0)
+    return "minilm" if name in ("minilm", "minilm.exe", "minilm-script.py") else "python -m minilm"
+
+
+def build_parser(prog=None):
+    from . import __version__
+
+    parser = Parser(prog=prog or program_name(), description=__doc__.split("\n\n")[0],
                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"minilm {__version__}",
+                        help="print the version and exit")
     add_demo_options(parser)
     parser.set_defaults(run=run_demo)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=Parser)
@@ -64,6 +76,7 @@ def build_parser():
     for study in all_studies():
         add_study_command(commands, study)
     add_grade_command(commands)
+    add_course_command(commands)
     return parser
 
 
@@ -192,7 +205,10 @@ def run_demo(args):
         new = generate(trainer.model, [tokenizer.eos_id] + tokenizer.encode(prompt), 8, temperature=0,
                        eos_id=tokenizer.eos_id)
         print(f"  {prompt} | {tokenizer.decode(t for t in new if t != tokenizer.eos_id)}")
-    print("\nnext: the course, lesson by lesson (README.md, 'The course'):  jupyter lab lessons/")
+    from .course.paths import IN_CHECKOUT
+
+    lessons = "jupyter lab lessons/" if IN_CHECKOUT else f"{args.prog} course my-course && cd my-course && jupyter lab"
+    print(f"\nnext: the course, lesson by lesson (README.md, 'The course'):  {lessons}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -251,7 +267,8 @@ def add_sample_command(commands):
     p.add_argument("--max-new-tokens", type=COUNT, default=100, help="how many tokens to add (default %(default)s)")
     p.add_argument("--temperature", type=NON_NEGATIVE, default=0.8, help="0 is greedy (default %(default)s)")
     p.add_argument("--top-k", type=COUNT, default=None, help="sample only among the k most likely tokens")
-    p.add_argument("--seed", type=SEED, default=0, help="random seed (default %(default)s)")
+    p.add_argument("--seed", type=SEED, default=None,
+                   help="random seed (default: a fresh one each run, printed so that --seed SEED repeats the text)")
     add_device_option(p)
     p.set_defaults(run=run_sample)
 
@@ -276,6 +293,13 @@ def run_sample(args):
     new = generate(model, prompt, args.max_new_tokens, args.temperature, args.top_k, tokenizer.eos_id, args.seed)
     sep = " " if tokenizer.kind == "word" else ""
     print(args.prompt + sep + tokenizer.decode(new))
+    print_seed(new.seed, args.temperature)
+
+
+def print_seed(seed, temperature, what="this text"):
+    """Sampling's seed, on stderr, as the flag that draws the same again (greedy decoding has none)."""
+    if temperature > 0:
+        print(f"[seed {seed}: --seed {seed} gives {what} again]", file=sys.stderr)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -307,6 +331,7 @@ def run_sample_pretrained(args):
     print(args.prompt + out["text"])
     print(f"[{len(out['tokens'])} tokens in {out['seconds']:.1f} s: {out['tokens_per_second']:.1f} tokens/s]",
           file=sys.stderr)
+    print_seed(out["seed"], args.temperature)
 
 
 def add_chat_command(commands):
@@ -323,7 +348,8 @@ def add_chat_command(commands):
     p.add_argument("--temperature", type=NON_NEGATIVE, default=0.2, help="0 is greedy (default %(default)s)")
     p.add_argument("--top-k", type=COUNT, default=50,
                    help="sample only among the k most likely tokens (default %(default)s)")
-    p.add_argument("--seed", type=SEED, default=0, help="random seed (default %(default)s)")
+    p.add_argument("--seed", type=SEED, default=None,
+                   help="random seed of the first reply, +1 each turn after it (default: a fresh one, printed)")
     p.add_argument("--no-cache", action="store_true",
                    help="a fresh KV cache every turn: the whole history is encoded again")
     add_device_option(p)
@@ -332,9 +358,13 @@ def add_chat_command(commands):
 
 def run_chat(args):
     from .chat import Chat
+    from .generate import fresh_seed
 
     model, tokenizer = load_pretrained_verbosely(args)
     chat = Chat(model, tokenizer, system=args.system, reuse_cache=not args.no_cache)
+    if args.seed is None:
+        args.seed = fresh_seed()
+    print_seed(args.seed, args.temperature, "these replies to the same messages")
     messages = iter(args.say) if args.say else None
     for turn in range(10 ** 9):
         if messages is not None:
@@ -376,11 +406,14 @@ def add_study_command(commands, study):
     p.set_defaults(run=run_study, study=study)
 
 
-def results_path(study, preset):
-    """Where a preset's results go: beside the lessons for the presets the course keeps, else in runs/."""
-    from .course.paths import RESULTS
+def results_path(study, preset, writing=False):
+    """Where a preset's results are: beside the lessons for the presets the course keeps, else in runs/. Trained
+    (writing) by a minilm installed from a wheel, they go to runs/ too: the course inside the package is read, not
+    written."""
+    from .course.paths import IN_CHECKOUT, RESULTS
 
-    folder = RESULTS if preset in study.committed or preset == "PRESET" else "runs"
+    kept = preset in study.committed or preset == "PRESET"
+    folder = RESULTS if kept and (IN_CHECKOUT or not writing) else "runs"
     return os.path.join(folder, study.results_file(preset))
 
 
@@ -389,7 +422,7 @@ def run_study(args):
     from .studies.runner import load_results
 
     study = args.study
-    path = args.out or results_path(study, args.preset)
+    path = args.out or results_path(study, args.preset, writing=not args.report)
     if args.report:
         results = load_results(path, study.name)
     else:
@@ -446,6 +479,31 @@ def run_grade(args):
     results = grader.grade_notebooks(grader.notebooks_to_grade(args.path), args.cell_timeout, args.timeout)
     print(grader.grade_report(results))
     return 0 if all(r.passed for r in results if r.graded) else 1
+
+
+
+# --------------------------------------------------------------------------------------------------
+# course DIR
+
+def add_course_command(commands):
+    p = commands.add_parser("course", help="copy the lessons and exercises into a folder of your own",
+                            description="Copy the course (the lessons with their committed results, the exercises "
+                                        "with their solutions) into FOLDER, a new or empty folder that is then "
+                                        "yours to edit and run; then: cd FOLDER && jupyter lab")
+    p.add_argument("folder", metavar="FOLDER", help="where the course goes: a new or empty folder")
+    p.set_defaults(run=run_course)
+
+
+def run_course(args):
+    import shlex
+
+    from .course.paths import copy_course
+
+    files = copy_course(args.folder)
+    print(f"copied the course into {args.folder} ({files} files): lessons/ with their results, exercises/ with "
+          f"their solutions")
+    print(f"open it:            cd {shlex.quote(args.folder)} && jupyter lab")
+    print(f"grade an exercise:  {args.prog} grade exercises/01_softmax_cross_entropy.ipynb   (in {args.folder})")
 
 
 if __name__ == "__main__":

@@ -50,10 +50,10 @@ class Chat:
         self.said = ""  # the text those tokens stand for, in the chat template (say)
         self.cache = KVCache(model)
 
-    def turn(self, ids, max_new_tokens, temperature=0.0, top_k=None, eos_id=None, seed=0):
+    def turn(self, ids, max_new_tokens, temperature=0.0, top_k=None, eos_id=None, seed=None):
         """The new message's token ids join the conversation; the model replies (up to max_new_tokens ids,
-        ending early at eos_id). -> dict: reply (ids), fed (tokens the model ran on before replying),
-        seconds, tokens_per_second (the reply's)."""
+        ending early at eos_id). -> dict: reply (ids), fed (tokens the model ran on before replying), seed
+        (the one that drew the reply, see minilm.generate), seconds, tokens_per_second (the reply's)."""
         block_size = self.model.config.block_size
         if len(self.tokens) + len(ids) + max_new_tokens > block_size:
             raise MinilmError(f"the conversation would outgrow the model's block_size={block_size} positions")
@@ -68,12 +68,12 @@ class Chat:
                              kv_cache=self.cache, prompt_mask=mask)
             seconds = time.perf_counter() - start
         self.tokens += reply
-        return {"reply": reply, "fed": len(feed), "seconds": seconds,
+        return {"reply": reply, "fed": len(feed), "seed": reply.seed, "seconds": seconds,
                 "tokens_per_second": len(reply) / seconds if seconds > 0 else float("inf")}
 
-    def say(self, text, max_new_tokens=64, temperature=0.0, top_k=None, seed=0):
+    def say(self, text, max_new_tokens=64, temperature=0.0, top_k=None, seed=None):
         """The user says text; the model replies, in its chat template. -> dict: reply (text), fed (tokens
-        the model ran on before replying), new_tokens, seconds, tokens_per_second (the reply's)."""
+        the model ran on before replying), new_tokens, seed, seconds, tokens_per_second (the reply's)."""
         if self.tokenizer is None:
             raise MinilmError("say needs a tokenizer with a chat template: Chat(model, tokenizer)")
         self.messages.append({"role": "user", "content": text})

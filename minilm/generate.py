@@ -5,9 +5,14 @@ token, O(n^2) for n tokens. With causal attention the keys and values of earlier
 so we keep them (model.KVCache) and run the model on the new token only.
 
     new_ids = generate(model, prompt_ids, max_new_tokens=50, temperature=0.8, top_k=40)
+    new_ids.seed                                            # the seed it drew: seed=new_ids.seed draws the same
     out = complete(model, tokenizer, "Once upon a time")   # text in, text out, and tokens per second
+
+Sampling draws a fresh seed each call unless given one, and says which (so a text can be drawn again);
+greedy decoding (temperature 0) draws nothing and gives the same ids every time.
 """
 import contextlib
+import secrets
 import time
 
 import numpy as np
@@ -33,9 +38,20 @@ def next_token(logits, temperature=1.0, top_k=None, rng=None):
     return int(rng.choice(len(probs), p=probs))
 
 
-def generate(model, prompt, max_new_tokens, temperature=1.0, top_k=None, eos_id=None, seed=0,
+class Generated(list):
+    """The new token ids, a list, with the seed they were drawn with (`.seed`; None when greedy and none given)."""
+    seed = None
+
+
+def fresh_seed():
+    """A seed nobody chose: sampling with it gives a new text each time, and passing it again the same one."""
+    return secrets.randbits(32)
+
+
+def generate(model, prompt, max_new_tokens, temperature=1.0, top_k=None, eos_id=None, seed=None,
              use_cache=True, on_logits=None, kv_cache=None, prompt_mask=None):
-    """Continue a prompt (a list of token ids). Returns the new ids (not the prompt).
+    """Continue a prompt (a list of token ids). Returns the new ids (not the prompt), a Generated list whose
+    .seed is the seed that drew them: `seed` if given, else a fresh one when sampling (temperature > 0).
 
     Stops after max_new_tokens, at eos_id, or when the sequence fills the model's block_size.
     on_logits(step, logits), if given, sees the logits (V,) each new token was drawn from, as a NumPy array.
@@ -53,6 +69,8 @@ def generate(model, prompt, max_new_tokens, temperature=1.0, top_k=None, eos_id=
         raise MinilmError(f"top_k must be at least 1, got {top_k}")
     if not use_cache and (kv_cache is not None or prompt_mask is not None):
         raise MinilmError("use_cache=False recomputes everything: it cannot continue a kv_cache or mask a prompt")
+    if seed is None and temperature > 0:
+        seed = fresh_seed()
     rng = np.random.default_rng(seed)
     cache = kv_cache if kv_cache is not None else KVCache(model) if use_cache else None
     past = 0 if kv_cache is None else kv_cache.length  # positions the cache held before this call
@@ -69,6 +87,8 @@ def generate(model, prompt, max_new_tokens, temperature=1.0, top_k=None, eos_id=
         feed, mask = [token], None  # a new token's mask: the model's own, causal
         if token == eos_id:
             break
+    new = Generated(new)
+    new.seed = seed
     return new
 
 
@@ -80,8 +100,9 @@ def decoding_threads(model):
     return one_blas_thread() if model.xp is np else contextlib.nullcontext()
 
 
-def complete(model, tokenizer, text, max_new_tokens=50, temperature=0.0, top_k=None, seed=0, stop_at_eos=True):
-    """Continue a text. -> dict: text (the continuation), tokens (its ids), seconds, tokens_per_second."""
+def complete(model, tokenizer, text, max_new_tokens=50, temperature=0.0, top_k=None, seed=None, stop_at_eos=True):
+    """Continue a text. -> dict: text (the continuation), tokens (its ids), seed (the one that drew them, see
+    generate), seconds, tokens_per_second."""
     prompt = tokenizer.encode(text)
     if not prompt:
         raise MinilmError("the prompt is empty: give some text")
@@ -91,5 +112,5 @@ def complete(model, tokenizer, text, max_new_tokens=50, temperature=0.0, top_k=N
         start = time.perf_counter()
         new = generate(model, prompt, max_new_tokens, temperature, top_k, eos_id, seed)
         seconds = time.perf_counter() - start
-    return {"text": tokenizer.decode(new), "tokens": new, "seconds": seconds,
+    return {"text": tokenizer.decode(new), "tokens": new, "seed": new.seed, "seconds": seconds,
             "tokens_per_second": len(new) / seconds if seconds > 0 else float("inf")}

@@ -135,3 +135,47 @@ def test_every_number_is_checked_where_it_is_parsed(args, flag, fragment, capsys
 def test_help_shows_percent_signs_once():
     assert "90% train, 10% validation" in minilm("train", "--help").stdout
 
+
+
+def test_version_and_the_usage_line_name_the_way_minilm_was_called():
+    import minilm as package
+    from minilm.__main__ import program_name
+
+    result = minilm("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"minilm {package.__version__}"
+    assert minilm("--help").stdout.startswith("usage: python -m minilm ")
+    assert minilm("train", "--help").stdout.startswith("usage: python -m minilm train ")
+    assert program_name("/home/me/.venv/bin/minilm") == "minilm" and program_name("/x/minilm/__main__.py") != "minilm"
+    as_script = subprocess.run([sys.executable, "-c", "import sys; sys.argv[0] = '/venv/bin/minilm'; "
+                                "from minilm.__main__ import main; main(['sample', '--help'])"],
+                               capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
+    assert as_script.stdout.startswith("usage: minilm sample "), as_script.stderr
+
+
+def test_the_version_is_written_once():
+    """pyproject.toml reads the version from minilm/__init__.py, so a wheel and the checkout agree."""
+    text = open(os.path.join(ROOT, "pyproject.toml")).read()
+    assert 'dynamic = ["version"]' in text and 'version = { attr = "minilm.__version__" }' in text
+    assert "\nversion =" not in text.split("[tool.setuptools.dynamic]")[0]
+
+
+def test_sample_prints_its_fresh_seed_and_the_seed_repeats_the_text(tmp_path):
+    import numpy as np
+
+    from minilm import GPT, GPTConfig
+    from minilm.tokenizer import ByteTokenizer
+    from minilm.train import TrainConfig, Trainer
+
+    tokenizer = ByteTokenizer()
+    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=16, n_layer=1, n_head=2, d_model=16), seed=0)
+    tokens = np.array(tokenizer.encode("all that glisters is not gold. " * 20), dtype=np.int32)
+    Trainer(model, tokens, config=TrainConfig(steps=1, batch_size=2, eval_every=0), checkpoint_path=str(tmp_path / "m.npz"),
+            tokenizer=tokenizer).run(progress=False)
+    args = ("sample", str(tmp_path / "m.npz"), "--prompt", "all that", "--max-new-tokens", "12", "--temperature", "1.5")
+    first, second = minilm(*args), minilm(*args)
+    seeds = [int(run.stderr.split("[seed ")[1].split(":")[0]) for run in (first, second)]
+    assert seeds[0] != seeds[1] and f"--seed {seeds[0]} gives this text again" in first.stderr
+    again = minilm(*args, "--seed", str(seeds[0]))
+    assert again.returncode == 0 and again.stdout == first.stdout and f"[seed {seeds[0]}:" in again.stderr
+    greedy = minilm(*args[:-2], "--temperature", "0")
+    assert greedy.returncode == 0 and "seed" not in greedy.stderr

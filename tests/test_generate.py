@@ -44,3 +44,17 @@ def test_bad_generation_arguments():
         generate(model32(), [], 5)
     with pytest.raises(MinilmError, match="temperature"):
         generate(model32(), [1], 5, temperature=-1)
+
+
+def test_sampling_draws_a_fresh_seed_each_call_and_says_which():
+    model = model32()
+    draws = [generate(model, [3, 1, 4], 30, temperature=1.0) for _ in range(4)]
+    assert len({d.seed for d in draws}) == 4 and len({tuple(d) for d in draws}) > 1  # not the same text every call
+    assert all(generate(model, [3, 1, 4], 30, temperature=1.0, seed=d.seed) == d for d in draws[:2])  # repeatable
+    assert generate(model, [3, 1, 4], 5, temperature=1.0, seed=0).seed == 0
+
+
+def test_greedy_decoding_draws_no_seed_and_is_always_the_same():
+    model = model32()
+    greedy = generate(model, [3, 1, 4], 30, temperature=0)
+    assert greedy == generate(model, [3, 1, 4], 30, temperature=0) and greedy.seed is None

@@ -99,3 +99,18 @@ def test_an_unreadable_or_unknown_submission_gets_a_row_that_says_why(tmp_path):
     rows = list(csv.reader((tmp_path / "s.csv").open()))
     assert rows[0][:4] == ["learner", "exercise", "score", "out_of"] and rows[0][-1] == "feedback"
     assert rows[2][:4] == ["gus", "other", "0", "0"]
+
+
+def test_kill_tree_stops_a_process_and_a_grandchild_in_a_session_of_its_own():
+    """As nbval starts its kernel: pytest's child, in a new session, so killing pytest's process group would miss it."""
+    import psutil
+
+    grandchild = "import subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'], " \
+                 "start_new_session=True); print(p.pid, flush=True); time.sleep(300)"
+    child = subprocess.Popen([sys.executable, "-c", grandchild], stdout=subprocess.PIPE, text=True)
+    kernel, top = psutil.Process(int(child.stdout.readline())), psutil.Process(child.pid)
+    grader.kill_tree(child.pid)
+    kernel.wait(timeout=10)  # a child of a killed process is reparented, then reaped: gone either way
+    assert not kernel.is_running() and not top.is_running()
+    child.wait(timeout=10)
+    grader.kill_tree(child.pid)  # a process that is gone already: nothing to do, no error

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from minilm import layers
+from minilm.course import paths
 from minilm.model import GPTConfig, param_shapes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -115,7 +116,7 @@ def test_the_loss_by_kind_of_token():
     assert round(function[1]) == 2 and 0.4 < function[0] < 0.5 and "about 2 nats, and they are almost half" in text
     assert round(content[1]) == 5 and "the content words, about 5 nats each" in text
     assert abs(content[2] / total - 2 / 3) < 0.05 and "Two thirds of the loss is spent there" in text
-    paragraph = open(os.path.join(ROOT, "tests", "fixtures", "paragraph.txt"), encoding="utf-8").read()
+    paragraph = paths.PARAGRAPH.read_text(encoding="utf-8")
     assert all(word in paragraph for word in ("lighthouse", "winter", "museum"))
     assert function[1] < content[1] / 2  # function words cheap, the cost in the content words
 

@@ -14,6 +14,7 @@ pytest.importorskip("tokenizers", reason="the pretrained extra: pip install -e '
 
 from minilm import GPT, MinilmError  # noqa: E402
 from minilm.chat import Chat  # noqa: E402
+from minilm.course import paths  # noqa: E402
 from minilm.generate import generate  # noqa: E402
 from minilm.model import Llama  # noqa: E402
 from minilm.pretrained import load_gguf, load_pretrained, smollm2_installed, smollm2_path  # noqa: E402
@@ -21,7 +22,7 @@ from minilm.pretrained import load_gguf, load_pretrained, smollm2_installed, smo
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "pretrained")
 GPT2_DIR = os.path.join(FIXTURES, "tiny_gpt2")
 LLAMA_GGUF = os.path.join(FIXTURES, "tiny_llama.gguf")
-PARAGRAPH = os.path.join(os.path.dirname(__file__), "fixtures", "paragraph.txt")
+PARAGRAPH = str(paths.PARAGRAPH)  # the lessons' paragraph (minilm/course/paragraph.txt)
 
 
 @pytest.fixture(scope="module")

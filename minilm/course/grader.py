@@ -8,7 +8,6 @@ exercise. The cells' outcomes come back from the nbval plugin (minilm/course/nbv
 import csv
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -17,7 +16,7 @@ from pathlib import Path
 
 from ..errors import MinilmError
 from .notebooks import GRADED_TAG, exercise_sources
-from .paths import EXERCISES, ROOT
+from .paths import EXERCISES, HOME
 
 
 @dataclass
@@ -74,24 +73,21 @@ def notebooks_to_grade(path):
 
 def kill_tree(pid):
     """Kill a process and every process below it: pytest, and the kernel that nbval started in a session
-    of its own (so a process group would miss it). Descendants are read from /proc where there is one."""
-    children = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    of its own (so a process group would miss it). psutil finds the descendants by their parents, on Linux,
+    macOS and Windows alike; they are listed before any is killed, so none is orphaned out of the tree first."""
+    import psutil
+
+    try:
+        top = psutil.Process(pid)
+        tree = [top, *top.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for process in tree:
         try:
-            # the field after "(name)" is the state, then the parent
-            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(parent, []).append(int(stat.parent.name))
-    todo, tree = [pid], []
-    while todo:
-        tree.append(todo.pop())
-        todo.extend(children.get(tree[-1], []))
-    for p in tree:
-        try:
-            os.kill(p, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
+            process.kill()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
+    psutil.wait_procs(tree, timeout=5)
 
 
 def run_pytest(cmd, env, cwd, timeout):
@@ -106,6 +102,16 @@ def run_pytest(cmd, env, cwd, timeout):
         return None, ""
 
 
+def minilm_home():
+    """The folder to put on the kernels' PYTHONPATH so that they import this minilm: the checkout, or the folder
+    it was installed into (pip install --target); "" for site-packages, which the kernel reads anyway (and which
+    must not come before the standard library)."""
+    import site
+
+    site_folders = {Path(p).resolve() for p in [*site.getsitepackages(), site.getusersitepackages()]}
+    return "" if HOME in site_folders else str(HOME)
+
+
 def run_notebooks(notebooks, cell_timeout=600, timeout=None):
     """Run notebooks under pytest + nbval (one kernel each) and return a CellResult for every code cell.
 
@@ -118,7 +124,7 @@ def run_notebooks(notebooks, cell_timeout=600, timeout=None):
         report = Path(tmp) / "cells.jsonl"
         env = dict(os.environ)
         # The kernels must import the same minilm as this process, installed or not.
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [minilm_home(), env.get("PYTHONPATH")]))
         cmd = [sys.executable, "-m", "pytest", "-p", "minilm.course.nbval_plugin", f"--minilm-report={report}",
                "--nbval-lax", "--nbval-current-env", f"--nbval-cell-timeout={cell_timeout}",
                "-q", "-p", "no:cacheprovider", "-o", "addopts=", "--rootdir", tmp, "--color=no",
