@@ -14,6 +14,7 @@ A LoRA keeps the Model contract (params, forward, loss_and_grads, config, xp), s
 the batch cut across cores work unchanged; its params are the adapters alone, which is how the optimizer
 trains only them.
 """
+import os
 import threading
 
 import numpy as np
@@ -26,10 +27,11 @@ from .errors import MinilmError
 class LoRA:
     """Adapters A (C_in, r) and B (r, C_out) on every base weight whose name ends with one of targets."""
 
-    def __init__(self, base, rank=8, alpha=16.0, targets=("attn.w_qkv", "attn.w_proj"), seed=0):
+    def __init__(self, base, rank=8, alpha=16.0, targets=("attn.w_qkv", "attn.w_proj"), seed=0, base_path=None):
         if not isinstance(rank, int) or rank < 1:
             raise MinilmError(f"the LoRA rank must be a whole number of 1 or more, got {rank!r}")
         self.base, self.rank, self.alpha, self.targets = base, rank, float(alpha), tuple(targets)
+        self.base_path = base_path  # the checkpoint the base came from: a LoRA checkpoint names it
         self.scale = self.alpha / rank
         self.adapted = [name for name, w in base.params.items()
                         if w.ndim == 2 and any(name.endswith(t) for t in self.targets)]
@@ -63,6 +65,14 @@ class LoRA:
     @property
     def reads_token_stream(self):
         return self.base.reads_token_stream
+
+    def checkpoint_meta(self):
+        """The base's configuration, and what rebuilds the adapters around it (minilm.checkpoint.load_lora)."""
+        if self.base_path is None:
+            raise MinilmError("a LoRA checkpoint names its base checkpoint: give LoRA(..., base_path=PATH)")
+        return {"model": "LoRA", "config": self.config.to_dict(),
+                "lora": {"base": os.path.abspath(self.base_path), "rank": self.rank, "alpha": self.alpha,
+                         "targets": list(self.targets)}}
 
     def num_params(self, non_embedding=False):
         """The trainable parameters: the adapters."""

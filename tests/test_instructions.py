@@ -96,3 +96,57 @@ def test_fine_tuning_teaches_a_model_to_follow_the_instruction(tuning):
     after = score(model)
     assert before["exact"] < 0.1 and after["exact"] > 0.9
     assert after["loss"] < (0.1 if tuning == "full" else before["loss"] - 0.5)
+
+
+# ---- python -m minilm finetune
+
+def base_checkpoint(tmp_path, examples):
+    """A small word-level GPT saved with its tokenizer, as the demo and train save theirs."""
+    from minilm.checkpoint import model_meta, save_checkpoint
+
+    tok = WordTokenizer.build([e.prompt + " " + e.response for e in examples])
+    gpt = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=16, n_layer=2, n_head=2, d_model=32))
+    path = tmp_path / "base.npz"
+    save_checkpoint(str(path), gpt.params, {**model_meta(gpt), "tokenizer": tok.to_json()})
+    return str(path), gpt
+
+
+def test_finetune_trains_adapters_that_sample_and_resume_read(tmp_path, capsys):
+    from minilm.__main__ import main
+    from minilm.checkpoint import load_model
+
+    examples = copy_task(0, 200)
+    base, gpt = base_checkpoint(tmp_path, examples)
+    data = write(tmp_path, [json.dumps({"prompt": e.prompt, "response": e.response}) for e in examples]
+                 + [json.dumps({"prompt": "repeat after me : " + " ".join(["w1"] * 20), "response": "w1"})])
+    out = str(tmp_path / "run.npz")
+    args = ["finetune", base, "--data", str(data), "--lora-rank", "8", "--steps", "150", "--lr", "1e-2",
+            "--batch-size", "16", "--out", out]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "181 training and 19 held-out examples; 1 skipped" in text and "(LoRA rank 8 on 8 weights" in text
+    before, after = (float(x) for x in text.split("response loss ")[1].split(",")[0].split(" -> "))
+    assert after < before - 0.3
+    lora, _, meta = load_model(out)
+    assert meta["lora"]["base"] == base and meta["lora"]["rank"] == 8 and meta["tokenizer"]
+    assert all(np.array_equal(lora.frozen[k], gpt.params[k]) for k in gpt.params)  # the base never moved
+    assert main(args + ["--resume"]) == 0 and "trained 150 steps" in capsys.readouterr().out  # nothing left
+    assert main(["sample", out, "--prompt", "repeat after me : w1 w2 w3 .", "--temperature", "0",
+                 "--max-new-tokens", "4"]) == 0
+    assert capsys.readouterr().out.startswith("repeat after me : w1 w2 w3 . ")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "missing.jsonl"], "no data file at missing.jsonl"),
+    (["--data", "DATA", "--lora-rank", "4", "--lora-targets", "attn.w_q"], "choose targets among")])
+def test_finetune_refuses_bad_input_in_one_line(tmp_path, capsys, args, message):
+    from minilm.__main__ import main
+
+    base, _ = base_checkpoint(tmp_path, copy_task(0, 5))
+    data = write(tmp_path, [json.dumps({"prompt": e.prompt, "response": e.response}) for e in copy_task(0, 5)])
+    args = [str(data) if a == "DATA" else a for a in args]
+    assert main(["finetune", base, *args, "--steps", "2", "--out", str(tmp_path / "o.npz")]) == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    with pytest.raises(SystemExit):
+        main(["finetune", base, "--data", str(data), "--lora-rank", "0"])
