@@ -7,6 +7,7 @@ from minilm import GPT, GPTConfig, MinilmError, parallel
 from minilm.gradcheck import check_grads, relative_error
 from minilm.lora import LoRA
 from minilm.train import TrainConfig, Trainer
+from tests.helpers import roughen
 
 
 def small_gpt(dtype="float64", seed=0):
@@ -36,6 +37,45 @@ def test_the_adapters_gradients_match_finite_differences(rng, targets):
     idx, targets_ = batch(rng)
     _, grads = lora.loss_and_grads(idx, targets_)
     errors = check_grads(lambda: lora.loss_and_grads(idx, targets_)[0], lora.params, grads)
+    assert max(errors.values()) < 1e-6, errors
+
+
+def every_mask():
+    """A model under each mask the engine has: (name, model, forward's inputs, loss_and_grads's batch)."""
+    from minilm.encdec import EncDecConfig, EncoderClassifier, EncoderConfig, EncoderDecoder
+    from minilm.model import Llama, LlamaConfig
+
+    rng = np.random.default_rng(5)
+    idx, targets = batch(rng)
+    src, tgt, tgt_next = rng.integers(0, 13, (2, 4)), rng.integers(0, 13, (2, 3)), rng.integers(0, 13, (2, 3))
+    valid = np.array([[True] * 4, [True, True, False, False]])  # the second input padded on the right
+    encdec = dict(vocab_size=13, block_size=8, n_layer=1, n_head=2, d_model=8, dtype="float64")
+    models = [("causal", small_gpt(), (idx,), (idx, targets)),
+              ("windowed", GPT(GPTConfig(**encdec, attention_window=3)), (idx,), (idx, targets)),
+              ("Llama: RoPE, grouped heads", Llama(LlamaConfig(**{**encdec, "n_layer": 2, "n_head": 4}, n_kv_head=2,
+                                                               d_ff=12)), (idx,), (idx, targets)),
+              ("encoder-decoder: bidirectional, cross, padding", EncoderDecoder(EncDecConfig(**encdec)),
+               (src, tgt, valid), (src, tgt, tgt_next, None, valid)),
+              ("prefix-LM", EncoderDecoder(EncDecConfig(**encdec, shared_attention=True, shared_params=True,
+                                                        layerwise=True)), (src, tgt), (src, tgt, tgt_next)),
+              ("encoder classifier with padding", EncoderClassifier(EncoderConfig(**encdec, n_classes=3)),
+               (src, valid), (src, np.array([0, 2]), valid))]
+    return models
+
+
+@pytest.mark.parametrize("index", range(6), ids=[m[0] for m in every_mask()])
+def test_adapters_on_every_weight_matrix_under_every_mask(index, rng):
+    """Adapters on every attention and MLP matrix (cross-attention's too), gradients against finite
+    differences; the adapted model starts as its base, exactly."""
+    _, base, inputs, batch_ = every_mask()[index]
+    roughen(base, rng, 0.5)  # away from the initial weights: no gradient lost in finite-difference noise
+    before = base.forward(*inputs)
+    lora = LoRA(base, rank=2, alpha=3, targets=("w_qkv", "w_proj", "w_fc", "w_q", "w_kv"), seed=2)
+    assert np.array_equal(lora.forward(*inputs), before)
+    for name in lora.params:
+        lora.params[name][...] = rng.standard_normal(lora.params[name].shape) * 0.3
+    _, grads = lora.loss_and_grads(*batch_)
+    errors = check_grads(lambda: lora.loss_and_grads(*batch_)[0], lora.params, grads)
     assert max(errors.values()) < 1e-6, errors
 
 
