@@ -71,7 +71,7 @@ def build_parser(prog=None):
     add_demo_options(parser)
     parser.set_defaults(run=run_demo)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=Parser)
-    for register in (add_train_command, add_sample_command, add_chat_command):
+    for register in (add_train_command, add_finetune_command, add_sample_command, add_chat_command):
         register(commands)
     for study in all_studies():
         add_study_command(commands, study)
@@ -255,6 +255,81 @@ def run_train(args):
 
 
 # --------------------------------------------------------------------------------------------------
+# finetune CKPT --data FILE.jsonl: teach a trained model to answer (the loss on the responses only)
+
+def add_finetune_command(commands):
+    p = commands.add_parser("finetune", help="fine-tune a checkpoint on prompt/response pairs (full, or LoRA)",
+                            description="Fine-tune a minilm checkpoint on a JSONL file of prompt/response pairs "
+                                        "(or conversations): the loss counts only the response tokens. With "
+                                        "--lora-rank the base weights stay frozen and low-rank adapters train; "
+                                        "the last tenth of the examples is held out and scored as it trains.")
+    p.add_argument("checkpoint", help="the model to start from: a .npz checkpoint with its tokenizer")
+    p.add_argument("--data", required=True, help='a JSONL file: {"prompt": ..., "response": ...} per line')
+    p.add_argument("--out", default=os.path.join("runs", "finetune.npz"), help="the checkpoint to write "
+                   "(a LoRA checkpoint holds the adapters and names its base; default %(default)s)")
+    p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    p.add_argument("--lora-rank", type=COUNT, default=None, help="train rank-R adapters, base frozen "
+                   "(default: full fine-tuning)")
+    p.add_argument("--lora-alpha", type=POSITIVE, default=None, help="adapter scale alpha / rank "
+                   "(default 2 x rank)")
+    p.add_argument("--lora-targets", nargs="+", default=["attn.w_qkv", "attn.w_proj", "mlp.w_fc", "mlp.w_proj"],
+                   help="the weights that carry adapters, by the end of their names (default %(default)s)")
+    p.add_argument("--steps", type=COUNT, default=200, help="optimizer steps (default %(default)s)")
+    p.add_argument("--batch-size", type=COUNT, default=8, help="examples per step (default %(default)s)")
+    p.add_argument("--lr", type=POSITIVE, default=None, help="peak learning rate (default 1e-3 with LoRA, "
+                   "3e-4 for full fine-tuning: a trained model needs smaller steps than one from scratch)")
+    p.add_argument("--seed", type=SEED, default=0, help="random seed of the batches and adapters (default 0)")
+    add_device_option(p)
+    p.set_defaults(run=run_finetune)
+
+
+def run_finetune(args):
+    from .checkpoint import load_model
+    from .data.instructions import encode, read_jsonl, response_batches
+    from .evaluate import response_loss
+    from .lora import LoRA
+    from .tokenizer import tokenizer_from_json
+    from .train import TrainConfig, Trainer
+
+    base, _, meta = load_model(args.checkpoint, device=args.device)
+    if not meta.get("tokenizer"):
+        raise MinilmError(f"{args.checkpoint} holds no tokenizer, so the data cannot be encoded for it")
+    tokenizer = tokenizer_from_json(meta["tokenizer"])
+    examples = read_jsonl(args.data)
+    held = max(1, len(examples) // 10) if len(examples) > 1 else 0
+    train_rows = encode(examples[:len(examples) - held], tokenizer, base.config.block_size)
+    val_rows = encode(examples[len(examples) - held:], tokenizer, base.config.block_size) if held else None
+    skipped = train_rows.skipped + (val_rows.skipped if val_rows else 0)
+    print(f"{args.data}: {len(train_rows.ids)} training and {len(val_rows.ids) if val_rows else 0} held-out "
+          f"examples" + (f"; {skipped} skipped, longer than the context ({base.config.block_size + 1} tokens)"
+                         if skipped else ""))
+    pad = getattr(tokenizer, "pad_id", 0)
+    batches, validate = response_batches(train_rows, pad), response_loss(val_rows, pad_id=pad) if val_rows else None
+    if args.resume:
+        trainer = Trainer.resume(args.out, batches, validate, device=args.device)
+    else:
+        model = base if args.lora_rank is None else LoRA(
+            base, args.lora_rank, args.lora_alpha or 2.0 * args.lora_rank, args.lora_targets, args.seed,
+            base_path=args.checkpoint)
+        lr = args.lr or (1e-3 if args.lora_rank else 3e-4)
+        config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=lr, warmup_steps=min(10, args.steps),
+                             weight_decay=0.0, eval_every=max(1, args.steps // 10), seed=args.seed)
+        trainer = Trainer(model, batches, validate, config, args.out, tokenizer)
+    print(f"training {trainer.model.num_params():,} parameters"
+          + (f" (LoRA rank {args.lora_rank} on {len(trainer.model.adapted)} weights; the base's "
+             f"{base.num_params():,} frozen)" if isinstance(trainer.model, LoRA) else ""))
+    before = validate(trainer.model) if validate else None
+    history = trainer.run()
+    note = " (interrupted: saved, run again with --resume to continue)" if history.stopped else ""
+    print(f"trained {trainer.step} steps{note}: loss {history.losses[0]:.3f} -> {np.mean(history.losses[-10:]):.3f}")
+    if before:
+        after = validate(trainer.model)
+        print(f"held out: response loss {before['loss']:.3f} -> {after['loss']:.3f}, every response token the "
+              f"most likely one in {before['exact']:.0%} -> {after['exact']:.0%} of the examples")
+    print(f"checkpoint: {args.out}  (try: python -m minilm sample {args.out} --prompt ...)")
+
+
+# --------------------------------------------------------------------------------------------------
 # sample CKPT --prompt
 
 def add_sample_command(commands):
@@ -283,6 +358,8 @@ def run_sample(args):
     if args.pretrained:
         return run_sample_pretrained(args)
     model, _, meta = load_model(args.checkpoint, device=args.device)
+    if meta.get("model") == "LoRA":
+        model = model.merged()  # the adapters folded into the base's weights: a plain model to sample from
     if not meta.get("tokenizer"):
         raise MinilmError(f"{args.checkpoint} holds no tokenizer, so its text cannot be decoded")
     tokenizer = tokenizer_from_json(meta["tokenizer"])

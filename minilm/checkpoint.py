@@ -17,6 +17,7 @@ import numpy as np
 from .backend import to_numpy
 from .encdec import EncoderClassifier, EncoderDecoder
 from .errors import MinilmError
+from .lora import LoRA
 from .model import GPT, Llama, check_param_shapes
 
 FORMAT = "minilm-checkpoint-1"
@@ -64,14 +65,16 @@ def params_of(arrays):
 
 
 def model_meta(model):
-    """What a checkpoint needs to rebuild the model: the name of its class and its configuration."""
-    return {"model": type(model).__name__, "config": model.config.to_dict()}
+    """What a checkpoint needs to rebuild the model (the model says: Model.checkpoint_meta)."""
+    return model.checkpoint_meta()
 
 
 def load_model(path, device=None):
     """-> (the model with the checkpoint's parameters, arrays, meta). The model's class is meta["model"]
     (a checkpoint written before the class was stored holds a GPT)."""
     arrays, meta = read_checkpoint(path)
+    if meta.get("model") == "LoRA":
+        return load_lora(path, arrays, meta, device), arrays, meta
     cls = MODELS.get(meta.get("model", "GPT"))
     if cls is None:
         raise MinilmError(f"checkpoint {path} holds a {meta['model']}, "
@@ -81,6 +84,20 @@ def load_model(path, device=None):
     except (MinilmError, TypeError) as e:
         raise MinilmError(f"checkpoint {path} does not hold a valid model: {e}") from None
     return model, arrays, meta
+
+
+def load_lora(path, arrays, meta, device=None):
+    """A LoRA checkpoint holds the adapters and names its base checkpoint: the base, adapted, with them."""
+    settings = meta["lora"]
+    base, _, _ = load_model(settings["base"], device=device)
+    lora = LoRA(base, settings["rank"], settings["alpha"], settings["targets"], base_path=settings["base"])
+    adapters = params_of(arrays)
+    if sorted(adapters) != sorted(lora.params):
+        raise MinilmError(f"checkpoint {path} does not hold the adapters of its base {settings['base']}: "
+                          "was the base checkpoint replaced? Train the adapters again")
+    for name, p in lora.params.items():
+        p[...] = lora.xp.asarray(adapters[name])
+    return lora
 
 
 def load_params_into(model, path):

@@ -32,6 +32,7 @@ import numpy as np
 from . import layers
 from .backend import to_numpy
 from .data import toyworld
+from .data.instructions import batch_of
 from .errors import MinilmError
 
 CONTEXT = "context"
@@ -168,3 +169,21 @@ def kl_to_statistics(model, examples, tokenizer, statistics, batch_size=256):
     per_token = {name: np.concatenate(values)[valid] for name, values in kl.items()}
     return {name: {"all": float(v.mean()), **{BUCKETS[b]: float(v[bucket == b].mean()) for b in np.unique(bucket)}}
             for name, v in per_token.items()}
+
+
+def response_loss(rows, batch_size=32, pad_id=0):
+    """The evaluate function of held-out instruction rows (minilm.data.instructions): evaluate(model) ->
+    {"loss": the mean -log p over every response token, "exact": the share of rows whose every response
+    token is the model's most likely next token}."""
+    def evaluate(model):
+        nll_sum, tokens, exact = 0.0, 0.0, 0
+        for start in range(0, len(rows.ids), batch_size):
+            idx, targets, mask = batch_of(rows, range(start, min(start + batch_size, len(rows.ids))), pad_id)
+            logits = model.forward(idx)  # (B, T, V)
+            nll = to_numpy(layers.token_losses(logits, model.xp.asarray(targets)))  # (B, T)
+            right = (to_numpy(logits.argmax(axis=-1)) == targets) | (mask == 0)  # (B, T)
+            nll_sum += float((nll * mask).sum())
+            tokens += float(mask.sum())
+            exact += int(right.all(axis=1).sum())
+        return {"loss": nll_sum / tokens, "exact": exact / len(rows.ids)}
+    return evaluate

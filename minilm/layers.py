@@ -63,12 +63,15 @@ def linear_forward(x, w, b=None):
     return out.reshape(*x.shape[:-1], w.shape[1]), (x, w, b is not None)
 
 
-def linear_backward(dout, cache):
-    """dout: (..., C_out) -> dx: (..., C_in), dw: (C_in, C_out), db: (C_out,) or None"""
+def linear_backward(dout, cache, weight_grads=True):
+    """dout: (..., C_out) -> dx: (..., C_in), dw: (C_in, C_out), db: (C_out,) or None
+    (weight_grads=False: only dx, the weights being frozen; dw and db are None)"""
     x, w, has_bias = cache
     C_in, C_out = w.shape
     dout2, x2 = dout.reshape(-1, C_out), x.reshape(-1, C_in)  # (N, C_out), (N, C_in)
     dx = (dout2 @ w.T).reshape(x.shape)  # w.T is a view: no copy
+    if not weight_grads:
+        return dx, None, None
     if w.flags.c_contiguous:
         dw = x2.T @ dout2  # (C_in, N) @ (N, C_out)
     else:  # w is a transposed view (the output head, w = wte.T): make dw in wte's own layout, so that
@@ -82,6 +85,43 @@ def linear_backward_reference(dout, cache):
     x, w, has_bias = cache
     dout2, x2 = dout.reshape(-1, w.shape[1]), x.reshape(-1, w.shape[0])  # (N, C_out), (N, C_in)
     return (dout2 @ w.T).reshape(x.shape), x2.T @ dout2, dout2.sum(axis=0) if has_bias else None
+
+
+# --------------------------------------------------------------------------------------------------
+# LoRA (Hu et al., 2021): a frozen linear layer plus a trainable low-rank correction. W stays as it was
+# trained; the layer learns A (C_in, r) and B (r, C_out) with r much smaller than C_in and C_out, so
+#   out = x W + bias + scale * (x A) B,   scale = alpha / r,
+# which is the linear layer of W + scale * A B. B starts at zero: at the first step the adapted model is
+# exactly the model it adapts.
+
+def lora_forward(x, w, lora_a, lora_b, scale, b=None):
+    """x: (..., C_in), w: (C_in, C_out) frozen, lora_a: (C_in, r), lora_b: (r, C_out), b: (C_out,) or None
+    -> out: (..., C_out)"""
+    out, base_cache = linear_forward(x, w, b)
+    down, down_cache = linear_forward(x, lora_a)  # (..., r): the input, squeezed through rank r
+    up, up_cache = linear_forward(down, lora_b)  # (..., C_out)
+    return out + scale * up, (base_cache, down_cache, up_cache, scale)
+
+
+def lora_backward(dout, cache, frozen=True):
+    """dout: (..., C_out) -> dx: (..., C_in), dw: (C_in, C_out), d_lora_a: (C_in, r), d_lora_b: (r, C_out),
+    db: (C_out,) or None. frozen (LoRA's usual setting): W and its bias are not trained, dw and db are None."""
+    base_cache, down_cache, up_cache, scale = cache
+    dx, dw, db = linear_backward(dout, base_cache, weight_grads=not frozen)
+    ddown, d_lora_b, _ = linear_backward(scale * dout, up_cache)  # (..., r), (r, C_out)
+    dx_low, d_lora_a, _ = linear_backward(ddown, down_cache)  # (..., C_in), (C_in, r)
+    return dx + dx_low, dw, d_lora_a, d_lora_b, db
+
+
+def lora_merge(w, lora_a, lora_b, scale):
+    """The plain linear layer a LoRA layer computes: W + scale * A B, (C_in, C_out)."""
+    return w + scale * (lora_a @ lora_b)
+
+
+def lora_grads_from_merged(dw_merged, lora_a, lora_b, scale):
+    """The adapters' gradients from the gradient of the merged weight W' = W + scale * A B (the chain rule
+    through the product: dA = scale dW' B^T, dB = scale A^T dW'). -> d_lora_a, d_lora_b"""
+    return scale * dw_merged @ lora_b.T, scale * lora_a.T @ dw_merged
 
 
 # --------------------------------------------------------------------------------------------------

@@ -178,6 +178,10 @@ class Model(ABC):
     def loss_and_grads(self, *batch):
         """One batch (what a batch function returns) -> (mean loss: float, grads: dict like params)."""
 
+    def checkpoint_meta(self):
+        """What a checkpoint needs to rebuild the model: the name of its class and its configuration."""
+        return {"model": type(self).__name__, "config": self.config.to_dict()}
+
     def num_params(self, non_embedding=False):
         """Number of parameters; non_embedding=True leaves out the token and position embeddings (every
         "wte" and "wpe", an encoder's too: the count that scaling laws use)."""

@@ -25,6 +25,7 @@ SOFTMAX_SHIFT = "shifted = logits - logits.max(axis=-1, keepdims=True)  # the la
 LAYERNORM_VAR = "var = (xc * xc).mean(axis=-1, keepdims=True)  # (B, T, 1)"
 CAUSAL_TRIL = "return np.tril(np.ones((T_q, T_k), dtype=bool), k=T_k - T_q)"
 CACHE_MASK = "masks.causal_mask(q_new.shape[2], k.shape[2])"
+LORA_OUT = "out = x @ W + scale * (down @ B)  #"
 DECODE_STEP = "logits = model.forward(next_token, kv_cache=cache)"
 
 MUTATIONS = [
@@ -114,4 +115,13 @@ MUTATIONS = [
              {"decoding_feeds_each_token_once": "call 2 of model.forward got no cache"}),
     Mutation("07_kv_cache", "decode-takes-the-first-position", "next_token = logits[:, -1].argmax(axis=-1)[:, None]  #", "next_token = logits[:, 0].argmax(axis=-1)[:, None]  #",
              {"greedy_tokens": "greedy decoding of prompt 0 must give"}),
+    # 08: LoRA
+    Mutation("08_lora", "lora-without-scale", LORA_OUT, "out = x @ W + down @ B  #",
+             {"merged_weight": "leaves out the scale"}),
+    Mutation("08_lora", "lora-scales-the-frozen-path", LORA_OUT, "out = scale * (x @ W + down @ B)  #",
+             {"starts_as_the_base": "lora_forward(x, W, A, 0, scale)", "merged_weight": "scales the frozen path too"}),
+    Mutation("08_lora", "lora-dx-without-the-adapters", "dx = dout @ W.T + ddown @ A.T  #", "dx = dout @ W.T  #",
+             {"backward": "dx misses the path through the adapters"}),
+    Mutation("08_lora", "lora-dB-without-scale", "dB = scale * down.T @ dout  #", "dB = down.T @ dout  #",
+             {"backward": "gradient w.r.t. B", "chain_through_the_product": "gradient w.r.t. B"}),
 ]

@@ -55,8 +55,8 @@ def cells(tmp_path_factory):
     return by_label
 
 
-def test_there_are_seven_exercises_in_course_order():
-    assert [s[:2] for s in STEMS] == ["01", "02", "03", "04", "05", "06", "07"]
+def test_there_are_eight_exercises_in_course_order():
+    assert [s[:2] for s in STEMS] == ["01", "02", "03", "04", "05", "06", "07", "08"]
 
 
 @pytest.mark.parametrize("stem", STEMS)

@@ -148,3 +148,48 @@ def test_float32_layers_keep_float32(rng):
 
 def test_relative_error_detects_a_wrong_gradient():
     assert relative_error(np.ones(3), np.ones(3) * 1.01) > 1e-3
+
+
+# ---- LoRA: a frozen linear layer plus a trainable low-rank correction
+
+def lora_inputs(rng, rank=3):
+    return {"x": randn(rng, B, T, C), "w": randn(rng, C, 6), "lora_a": randn(rng, C, rank),
+            "lora_b": randn(rng, rank, 6), "b": randn(rng, 6)}
+
+
+def test_lora_trains_its_adapters_and_leaves_the_frozen_weight_alone(rng):
+    inputs = lora_inputs(rng)
+    backward = lambda dout, cache: tuple(g for g in layers.lora_backward(dout, cache) if g is not None)
+    assert_all_close(check_layer(layers.lora_forward, backward, inputs, ["x", "lora_a", "lora_b"], scale=0.7))
+    dx, dw, da, db_lora, db = layers.lora_backward(randn(rng, B, T, 6), layers.lora_forward(**inputs, scale=0.7)[1])
+    assert dw is None and db is None and da.shape == (C, 3) and db_lora.shape == (3, 6)
+
+
+def test_lora_unfrozen_trains_every_weight(rng):
+    backward = lambda dout, cache: layers.lora_backward(dout, cache, frozen=False)
+    assert_all_close(check_layer(layers.lora_forward, backward, lora_inputs(rng, rank=1),
+                                 ["x", "w", "lora_a", "lora_b", "b"], scale=2.0))
+
+
+def test_lora_is_the_linear_layer_of_the_merged_weight(rng):
+    """x W + b + s (x A) B = x (W + s A B) + b, and the adapters' gradients are the merged weight's gradient
+    carried through the product; with B = 0 (its start) the layer is the frozen one."""
+    inputs, dout, scale = lora_inputs(rng), randn(rng, B, T, 6), 0.5
+    out, cache = layers.lora_forward(**inputs, scale=scale)
+    merged = layers.lora_merge(inputs["w"], inputs["lora_a"], inputs["lora_b"], scale)
+    plain, plain_cache = layers.linear_forward(inputs["x"], merged, inputs["b"])
+    assert relative_error(out, plain) < 1e-12
+    _, dw_merged, _ = layers.linear_backward(dout, plain_cache)
+    _, _, da, db_lora, _ = layers.lora_backward(dout, cache)
+    da_merged, db_merged = layers.lora_grads_from_merged(dw_merged, inputs["lora_a"], inputs["lora_b"], scale)
+    assert relative_error(da, da_merged) < 1e-12 and relative_error(db_lora, db_merged) < 1e-12
+    start = layers.lora_forward(**{**inputs, "lora_b": np.zeros((3, 6))}, scale=scale)[0]
+    assert np.array_equal(start, layers.linear_forward(inputs["x"], inputs["w"], inputs["b"])[0])
+
+
+def test_a_frozen_linear_layer_gives_only_its_input_gradient(rng):
+    inputs = {"x": randn(rng, B, T, C), "w": randn(rng, C, 3), "b": randn(rng, 3)}
+    cache = layers.linear_forward(**inputs)[1]
+    dout = randn(rng, B, T, 3)
+    dx, dw, db = layers.linear_backward(dout, cache, weight_grads=False)
+    assert dw is None and db is None and np.array_equal(dx, layers.linear_backward(dout, cache)[0])

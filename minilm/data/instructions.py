@@ -1,0 +1,106 @@
+"""Instruction data for fine-tuning: prompt/response pairs as token rows whose loss counts only the response.
+
+One JSON object per line, either
+    {"prompt": "Repeat after me: all that glisters is not glib.", "response": "glib"}
+or a conversation, whose last message is the response and everything before it the prompt:
+    {"messages": [{"role": "user", "content": "..."}, {"role": "assistant", "content": "..."}]}
+
+A row is the prompt's tokens followed by the response's (and <eos> where the tokenizer has one). The model
+reads row[:-1] and predicts row[1:]; the loss mask is 1 only where the predicted token belongs to the
+response, so the model is taught to answer, not to write prompts. A row longer than the context plus one
+is skipped, and counted.
+"""
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import MinilmError
+
+
+@dataclass(frozen=True)
+class Example:
+    prompt: str
+    response: str
+
+
+def read_jsonl(path):
+    """The examples of a JSONL file, in order; one line that names the line number for a malformed one."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        raise MinilmError(f"no data file at {path}: give a JSONL file of prompt/response pairs") from None
+    except UnicodeDecodeError:
+        raise MinilmError(f"{path} is not UTF-8 text: give a JSONL file of prompt/response pairs") from None
+    examples = [example_of(line, path, number) for number, line in enumerate(lines, 1) if line.strip()]
+    if not examples:
+        raise MinilmError(f"{path} holds no examples: write one JSON object per line, e.g. "
+                          '{"prompt": "...", "response": "..."}')
+    return examples
+
+
+def example_of(line, path, number):
+    """One line's Example (a prompt/response object, or a conversation of messages)."""
+    where = f"{path}, line {number}"
+    try:
+        item = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise MinilmError(f"{where} is not JSON ({e.msg}): write one JSON object per line") from None
+    if isinstance(item, dict) and isinstance(item.get("prompt"), str) and isinstance(item.get("response"), str):
+        return Example(item["prompt"], item["response"])
+    if isinstance(item, dict) and isinstance(item.get("messages"), list) and len(item["messages"]) >= 2:
+        messages = item["messages"]
+        if all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in messages):
+            prompt = "\n".join(f"{m.get('role', 'user')}: {m['content']}" for m in messages[:-1])
+            return Example(f"{prompt}\n{messages[-1].get('role', 'assistant')}:", " " + messages[-1]["content"])
+    raise MinilmError(f'{where} needs "prompt" and "response" strings, or "messages" (two or more, each with '
+                      f'"content"): got {line[:60]!r}')
+
+
+@dataclass
+class Rows:
+    """Token rows ready for training: ids (each a 1-D array), the index in each row where the response
+    starts, and how many examples were skipped as longer than the context."""
+    ids: list
+    response_starts: list
+    skipped: int
+
+
+def encode(examples, tokenizer, block_size):
+    """Examples -> Rows: prompt tokens, then response tokens (and <eos> where the tokenizer has one)."""
+    ids, starts, skipped = [], [], 0
+    eos = [tokenizer.eos_id] if getattr(tokenizer, "eos_id", None) is not None else []
+    for example in examples:
+        prompt, response = tokenizer.encode(example.prompt), tokenizer.encode(example.response) + eos
+        if not prompt or not response or len(prompt) + len(response) > block_size + 1:
+            skipped += 1
+            continue
+        ids.append(np.array(prompt + response, dtype=np.int64))
+        starts.append(len(prompt))
+    if not ids:
+        raise MinilmError(f"every one of the {len(examples)} examples is longer than the context "
+                          f"({block_size + 1} tokens) or empty: shorten them or use a model with a longer context")
+    return Rows(ids, starts, skipped)
+
+
+def batch_of(rows, picks, pad_id=0):
+    """The rows at picks as (idx, targets, loss_mask), each (B, T) with T the longest row's length - 1;
+    shorter rows are padded at the end (causal attention: the padding never reaches an earlier position)
+    and their padded positions have loss mask 0."""
+    T = max(len(rows.ids[i]) for i in picks) - 1
+    idx = np.full((len(picks), T), pad_id, dtype=np.int64)
+    targets = np.full((len(picks), T), pad_id, dtype=np.int64)
+    loss_mask = np.zeros((len(picks), T), dtype=np.float32)
+    for b, i in enumerate(picks):
+        row, start = rows.ids[i], rows.response_starts[i]
+        idx[b, :len(row) - 1], targets[b, :len(row) - 1] = row[:-1], row[1:]
+        loss_mask[b, start - 1:len(row) - 1] = 1.0  # the positions that predict a response token
+    return idx, targets, loss_mask
+
+
+def response_batches(rows, pad_id=0):
+    """The Trainer's batch function: batches(rng, batch_size) -> (idx, targets, loss_mask) of random rows."""
+    def batches(rng, batch_size):
+        return batch_of(rows, rng.integers(len(rows.ids), size=batch_size), pad_id)
+    return batches

@@ -1,0 +1,114 @@
+"""LoRA on a whole model: train low-rank adapters, keep every pretrained weight frozen.
+
+    lora = LoRA(model, rank=8, alpha=16, targets=("attn.w_qkv",))   # adapters on those weights
+    Trainer(lora, train_tokens, val_tokens, TrainConfig(...)).run()  # AdamW sees only the adapters
+    tuned = lora.merged()                                            # a plain model of W + scale A B
+
+A LoRA layer computes x W + scale (x A) B = x (W + scale A B) (minilm.layers.lora_forward), so the adapted
+model is the base model run on merged weights W' = W + scale A B. Its gradients come from the base model's
+own hand-written backward pass: the gradient of the loss with respect to W' is what the base model already
+computes for W, and the chain rule through the product gives dA = scale dW' B^T, dB = scale A^T dW'
+(minilm.layers.lora_grads_from_merged). No layer of the base model changes.
+
+A LoRA keeps the Model contract (params, forward, loss_and_grads, config, xp), so the Trainer, AdamW and
+the batch cut across cores work unchanged; its params are the adapters alone, which is how the optimizer
+trains only them.
+"""
+import os
+import threading
+
+import numpy as np
+
+from . import layers
+from .backend import device_name
+from .errors import MinilmError
+
+
+class LoRA:
+    """Adapters A (C_in, r) and B (r, C_out) on every base weight whose name ends with one of targets."""
+
+    def __init__(self, base, rank=8, alpha=16.0, targets=("attn.w_qkv", "attn.w_proj"), seed=0, base_path=None):
+        if not isinstance(rank, int) or rank < 1:
+            raise MinilmError(f"the LoRA rank must be a whole number of 1 or more, got {rank!r}")
+        self.base, self.rank, self.alpha, self.targets = base, rank, float(alpha), tuple(targets)
+        self.base_path = base_path  # the checkpoint the base came from: a LoRA checkpoint names it
+        self.scale = self.alpha / rank
+        self.adapted = [name for name, w in base.params.items()
+                        if w.ndim == 2 and any(name.endswith(t) for t in self.targets)]
+        if not self.adapted:
+            matrices = sorted({n.split(".", 2)[-1] for n, w in base.params.items() if w.ndim == 2})
+            raise MinilmError(f"no weight of the model ends with {list(self.targets)}: choose targets among {matrices}")
+        self.frozen = dict(base.params)  # the pretrained weights, never updated
+        self.params = self._init_adapters(seed)
+        self._merged_from, self._lock = None, threading.Lock()
+
+    def _init_adapters(self, seed):
+        """A drawn like a linear layer's weight (std 1 / sqrt(C_in)), B zero: the adapted model starts as the base."""
+        rng, xp, dtype = np.random.default_rng(seed), self.base.xp, self.base.config.dtype
+        params = {}
+        for name in self.adapted:
+            c_in, c_out = self.frozen[name].shape
+            params[f"{name}.lora_a"] = xp.asarray(rng.standard_normal((c_in, self.rank)) / np.sqrt(c_in), dtype=dtype)
+            params[f"{name}.lora_b"] = xp.zeros((self.rank, c_out), dtype=dtype)
+        return params
+
+    # ---- the Model contract, through the base model on merged weights
+
+    @property
+    def config(self):
+        return self.base.config
+
+    @property
+    def xp(self):
+        return self.base.xp
+
+    @property
+    def reads_token_stream(self):
+        return self.base.reads_token_stream
+
+    def checkpoint_meta(self):
+        """The base's configuration, and what rebuilds the adapters around it (minilm.checkpoint.load_lora)."""
+        if self.base_path is None:
+            raise MinilmError("a LoRA checkpoint names its base checkpoint: give LoRA(..., base_path=PATH)")
+        return {"model": "LoRA", "config": self.config.to_dict(),
+                "lora": {"base": os.path.abspath(self.base_path), "rank": self.rank, "alpha": self.alpha,
+                         "targets": list(self.targets)}}
+
+    def num_params(self, non_embedding=False):
+        """The trainable parameters: the adapters."""
+        return int(sum(a.size for a in self.params.values()))
+
+    def forward(self, *inputs):
+        self._merge()
+        return self.base.forward(*inputs)
+
+    def loss_and_grads(self, *batch):
+        """The base model's loss and backward pass on the merged weights, its weight gradients carried to
+        the adapters. (This costs the base model's whole backward pass, every weight's gradient included;
+        layers.lora_backward with frozen=True shows what a layer-by-layer LoRA saves.)"""
+        self._merge()
+        loss, grads = self.base.loss_and_grads(*batch)
+        out = {}
+        for name in self.adapted:
+            a, b = self.params[f"{name}.lora_a"], self.params[f"{name}.lora_b"]
+            out[f"{name}.lora_a"], out[f"{name}.lora_b"] = layers.lora_grads_from_merged(grads[name], a, b, self.scale)
+        return loss, out
+
+    def _merge(self):
+        """Point the base model at W + scale A B, when the adapters changed since the last merge. The lock
+        and the comparison make it safe for the batch's pieces, which run in threads (minilm.parallel)."""
+        with self._lock:
+            if self._merged_from is not None and all(
+                    self.xp.array_equal(self.params[k], v) for k, v in self._merged_from.items()):
+                return
+            self.base.params = {**self.frozen, **self._merged_weights()}
+            self._merged_from = {k: v.copy() for k, v in self.params.items()}
+
+    def _merged_weights(self):
+        return {name: layers.lora_merge(self.frozen[name], self.params[f"{name}.lora_a"],
+                                        self.params[f"{name}.lora_b"], self.scale) for name in self.adapted}
+
+    def merged(self):
+        """A plain model of the base's class whose weights are the merged ones (the adapters folded in)."""
+        return type(self.base)(self.base.config, device=device_name(self.xp),
+                               params={**self.frozen, **self._merged_weights()})

@@ -1,0 +1,111 @@
+"""LoRA on a whole model (minilm/lora.py): the adapters' gradients against finite differences in float64,
+the frozen weights untouched by training, and the merged model equal to the adapted one."""
+import numpy as np
+import pytest
+
+from minilm import GPT, GPTConfig, MinilmError, parallel
+from minilm.gradcheck import check_grads, relative_error
+from minilm.lora import LoRA
+from minilm.train import TrainConfig, Trainer
+from tests.helpers import roughen
+
+
+def small_gpt(dtype="float64", seed=0):
+    return GPT(GPTConfig(vocab_size=13, block_size=8, n_layer=2, n_head=2, d_model=8, dtype=dtype), seed=seed)
+
+
+def batch(rng, n=3, T=8, vocab=13):
+    return rng.integers(0, vocab, (n, T)), rng.integers(0, vocab, (n, T))
+
+
+def test_an_adapted_model_starts_as_the_model_it_adapts(rng):
+    gpt = small_gpt()
+    idx, _ = batch(rng)
+    before = gpt.forward(idx)
+    lora = LoRA(gpt, rank=2, alpha=4, targets=("attn.w_qkv", "mlp.w_fc"))
+    assert np.array_equal(lora.forward(idx), before)
+    assert sorted(lora.params) == sorted(f"h.{i}.{w}.lora_{ab}" for i in range(2)
+                                         for w in ("attn.w_qkv", "mlp.w_fc") for ab in "ab")
+    assert lora.num_params() == 2 * (2 * (8 + 24) + 2 * (8 + 32))
+
+
+@pytest.mark.parametrize("targets", [("attn.w_qkv",), ("attn.w_proj", "mlp.w_fc", "mlp.w_proj")])
+def test_the_adapters_gradients_match_finite_differences(rng, targets):
+    lora = LoRA(small_gpt(), rank=3, alpha=6, targets=targets, seed=1)
+    for name in lora.params:  # B away from zero, so every product in the chain rule is exercised
+        lora.params[name][...] = rng.standard_normal(lora.params[name].shape) * 0.3
+    idx, targets_ = batch(rng)
+    _, grads = lora.loss_and_grads(idx, targets_)
+    errors = check_grads(lambda: lora.loss_and_grads(idx, targets_)[0], lora.params, grads)
+    assert max(errors.values()) < 1e-6, errors
+
+
+def every_mask():
+    """A model under each mask the engine has: (name, model, forward's inputs, loss_and_grads's batch)."""
+    from minilm.encdec import EncDecConfig, EncoderClassifier, EncoderConfig, EncoderDecoder
+    from minilm.model import Llama, LlamaConfig
+
+    rng = np.random.default_rng(5)
+    idx, targets = batch(rng)
+    src, tgt, tgt_next = rng.integers(0, 13, (2, 4)), rng.integers(0, 13, (2, 3)), rng.integers(0, 13, (2, 3))
+    valid = np.array([[True] * 4, [True, True, False, False]])  # the second input padded on the right
+    encdec = dict(vocab_size=13, block_size=8, n_layer=1, n_head=2, d_model=8, dtype="float64")
+    models = [("causal", small_gpt(), (idx,), (idx, targets)),
+              ("windowed", GPT(GPTConfig(**encdec, attention_window=3)), (idx,), (idx, targets)),
+              ("Llama: RoPE, grouped heads", Llama(LlamaConfig(**{**encdec, "n_layer": 2, "n_head": 4}, n_kv_head=2,
+                                                               d_ff=12)), (idx,), (idx, targets)),
+              ("encoder-decoder: bidirectional, cross, padding", EncoderDecoder(EncDecConfig(**encdec)),
+               (src, tgt, valid), (src, tgt, tgt_next, None, valid)),
+              ("prefix-LM", EncoderDecoder(EncDecConfig(**encdec, shared_attention=True, shared_params=True,
+                                                        layerwise=True)), (src, tgt), (src, tgt, tgt_next)),
+              ("encoder classifier with padding", EncoderClassifier(EncoderConfig(**encdec, n_classes=3)),
+               (src, valid), (src, np.array([0, 2]), valid))]
+    return models
+
+
+@pytest.mark.parametrize("index", range(6), ids=[m[0] for m in every_mask()])
+def test_adapters_on_every_weight_matrix_under_every_mask(index, rng):
+    """Adapters on every attention and MLP matrix (cross-attention's too), gradients against finite
+    differences; the adapted model starts as its base, exactly."""
+    _, base, inputs, batch_ = every_mask()[index]
+    roughen(base, rng, 0.5)  # away from the initial weights: no gradient lost in finite-difference noise
+    before = base.forward(*inputs)
+    lora = LoRA(base, rank=2, alpha=3, targets=("w_qkv", "w_proj", "w_fc", "w_q", "w_kv"), seed=2)
+    assert np.array_equal(lora.forward(*inputs), before)
+    for name in lora.params:
+        lora.params[name][...] = rng.standard_normal(lora.params[name].shape) * 0.3
+    _, grads = lora.loss_and_grads(*batch_)
+    errors = check_grads(lambda: lora.loss_and_grads(*batch_)[0], lora.params, grads)
+    assert max(errors.values()) < 1e-6, errors
+
+
+def test_training_moves_only_the_adapters_and_the_merged_model_is_the_adapted_one(rng):
+    gpt = GPT(GPTConfig(vocab_size=13, block_size=8, n_layer=2, n_head=2, d_model=32, dtype="float32"))
+    frozen = {k: v.copy() for k, v in gpt.params.items()}
+    lora = LoRA(gpt, rank=4, alpha=8, targets=("attn.w_qkv", "attn.w_proj", "mlp.w_fc", "mlp.w_proj"))
+    tokens = np.tile(np.arange(13), 40)  # a stream the adapters can learn: each token is followed by the next
+    config = TrainConfig(steps=100, batch_size=8, lr=1e-2, warmup_steps=5, eval_every=100)
+    history = Trainer(lora, tokens, None, config).run(progress=False)
+    assert np.mean(history.losses[-5:]) < np.mean(history.losses[:5]) - 0.3  # measured: 2.51 -> 2.01
+    assert all(np.array_equal(lora.frozen[k], frozen[k]) for k in frozen)
+    assert all(np.abs(v).max() > 0 for k, v in lora.params.items() if k.endswith("lora_b"))
+    idx, _ = batch(rng)
+    assert relative_error(lora.merged().forward(idx), lora.forward(idx)) < 1e-5
+
+
+def test_the_batch_cut_across_threads_gives_the_whole_batchs_gradients(rng):
+    lora = LoRA(small_gpt(), rank=2, alpha=2, seed=3)
+    for name in lora.params:
+        lora.params[name][...] = rng.standard_normal(lora.params[name].shape) * 0.3
+    idx, targets = batch(rng, n=4)
+    whole = lora.loss_and_grads(idx, targets)
+    cut = parallel.loss_and_grads(lora, idx, targets, shards=2)
+    assert np.isclose(whole[0], cut[0]) and all(relative_error(whole[1][k], cut[1][k]) < 1e-10 for k in whole[1])
+
+
+def test_bad_settings_are_one_line():
+    with pytest.raises(MinilmError, match="rank must be a whole number of 1 or more"):
+        LoRA(small_gpt(), rank=0)
+    with pytest.raises(MinilmError, match="choose targets among") as e:
+        LoRA(small_gpt(), targets=("attn.w_q",))
+    assert "\n" not in str(e.value) and "attn.w_qkv" in str(e.value)
