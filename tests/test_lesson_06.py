@@ -64,7 +64,7 @@ def test_the_model_its_shapes_and_the_perplexities(config):
     worst = number(r"Worst \*\*([\d.e-]+)\*\*", open(os.path.join(ROOT, "benchmarks", "RESULTS.md")).read())
     assert f"{worst:.0e}".replace("e-06", "e-6") == "6e-6" and "largest difference 6e-6 of the logits' scale" in \
         markdown_with("Does the file load *right*?")
-    out = printed("paragraph = (Path(minilm.__file__)")
+    out = printed("from minilm.course.paths import PARAGRAPH")
     right, rope, transposed = (number(rf"perplexity, {how}:\s+([\d.]+)", out)
                                for how in ("loaded right", "rope pairs wrong", "transposed wrong"))
     text = markdown_with("In the run committed here: about 30 when loaded right")
@@ -109,7 +109,7 @@ def test_the_loss_by_kind_of_token():
     rows = {kind.strip(): (int(share) / 100, float(mean), float(part)) for kind, share, mean, part in
             re.findall(r"^(.+?)\s+(\d+)%\s+([\d.]+)\s+([\d.]+)$", out, re.M)}
     total = number(r"= the mean loss ([\d.]+)", out)
-    n_tokens = number(r"(\d+) tokens", printed("paragraph = (Path(minilm.__file__)"))
+    n_tokens = number(r"(\d+) tokens", printed("from minilm.course.paths import PARAGRAPH"))
     text = markdown_with("With a vocabulary of 49,152 tokens almost every English word")
     assert rows["rest of a word"][0] * n_tokens < 10 and "holds only a handful of tokens" in text
     function, content = rows["function word"], rows["content word (first token)"]
