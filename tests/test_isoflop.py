@@ -1,0 +1,79 @@
+"""The iso-FLOP study (minilm/studies/isoflop.py, isoflop_report.py): the FLOP accounting by hand, the fits
+on made-up losses whose exponents are known, and the CI preset through the command line."""
+import json
+
+import numpy as np
+import pytest
+
+from minilm.studies import isoflop, isoflop_report, runner
+from minilm.studies.stats import training_flops
+
+
+def test_a_budget_buys_the_steps_its_flops_pay_for():
+    """d8, one layer, one head: 12 d^2 + 13 d weights a block and 2 d in the last layernorm (888), plus the
+    head's V d and attention's 6 L T d per token, times the tokens of a step."""
+    config = isoflop.preset("ci")
+    point = isoflop.Point(2.5e9, 1, 8, 1, 0)
+    vocab = isoflop.World(config).tokenizer.vocab_size
+    n = 12 * 8 ** 2 + 13 * 8 + 2 * 8
+    assert isoflop.non_embedding_params(isoflop.gpt_config(config, point, vocab)) == n == 888
+    per_token = 6 * (n + vocab * 8) + 6 * 1 * config.block_size * 8
+    assert training_flops(n, 1, 8, config.block_size, vocab, 1) == per_token
+    assert isoflop.steps_for(config, point, vocab) == round(2.5e9 / (per_token * config.batch_size * config.block_size))
+
+
+def made_up_results(alpha, beta, budgets=(1e17, 1e18, 1e19, 1e20), seeds=3, noise=0.002, seed=0):
+    """A results dict whose losses follow L(N, D) = E + A N^-alpha + B D^-beta with D = C / (6 N), over seven
+    sizes centred on each budget's true optimum; the best size then grows as C^(beta / (alpha + beta))."""
+    rng = np.random.default_rng(seed)
+    E, A, B = 1.7, 400.0, 400.0
+    a = beta / (alpha + beta)
+    points = {}
+    for c in budgets:
+        best = (alpha * A / (beta * B)) ** (1 / (alpha + beta)) * (c / 6) ** a  # where dL/dN = 0
+        for n in best * np.logspace(-0.9, 0.9, 7):
+            for s in range(seeds):
+                loss = E + A * n ** -alpha + B * (c / (6 * n)) ** -beta + rng.normal(0, noise)
+                points[f"{c}/{n}/{s}"] = {"budget": c, "params": float(n), "seed": s, "val_loss": float(loss)}
+    return {"preset": "made up", "points": points, "wall_seconds": 0.0}
+
+
+@pytest.mark.parametrize("alpha, beta", [(0.34, 0.28), (0.3, 0.3), (0.2, 0.4)])
+def test_the_fit_recovers_the_exponent_of_the_best_size(alpha, beta):
+    path = isoflop_report.optimum_path(isoflop_report.budgets(made_up_results(alpha, beta)), n_boot=200)
+    a = beta / (alpha + beta)
+    assert abs(path.a - a) < 0.03 and path.a_interval[0] - 0.02 < a < path.a_interval[1] + 0.02
+    assert all(v.bracketed for v in path.valleys)
+
+
+def test_the_prediction_extrapolates_the_smaller_budgets_to_the_largest():
+    results = made_up_results(0.3, 0.3)
+    largest, log_n, loss, measured = isoflop_report.prediction(results, n_boot=100)
+    assert largest == 1e20 and abs(measured.log_n - log_n) < 0.1
+    text = isoflop_report.report(results)
+    assert "prediction for C 1.0e+20 from the smaller budgets" in text and "N_opt ~ C^0.50" in text
+    assert "its interval holds Hoffmann et al. 2022 (Chinchilla)'s 0.50 and not the other" in text
+
+
+def test_a_valley_is_a_parabolas_bottom_and_an_end_is_not_bracketed():
+    n = np.logspace(3, 5, 5)
+    v = isoflop_report.valley(n, (np.log10(n) - 4.2) ** 2 + 1.5)
+    assert v.bracketed and v.log_n == pytest.approx(4.2) and v.loss == pytest.approx(1.5)
+    falling = isoflop_report.valley(n, 3 - np.log10(n) * 0.3)
+    assert not falling.bracketed and falling.log_n == pytest.approx(5.0)
+
+
+def test_the_ci_preset_runs_resumes_and_reports(tmp_path):
+    from minilm.__main__ import main
+
+    out = tmp_path / "isoflop_ci.json"
+    assert main(["isoflop", "--preset", "ci", "--out", str(out), "--quiet"]) == 0
+    results = runner.load_results(out, "isoflop")
+    config = isoflop.preset("ci")
+    assert sorted(results["points"]) == sorted(p.key for p in isoflop.plan(config))
+    for r in results["points"].values():  # each run spent its budget, within one step's worth
+        per_step = r["flops"] / r["steps"]
+        assert abs(r["flops"] - r["budget"]) <= per_step / 2 and r["code_version"] and r["machine"]
+    before = json.loads(out.read_text())
+    assert main(["isoflop", "--preset", "ci", "--out", str(out), "--quiet"]) == 0  # nothing left to train
+    assert json.loads(out.read_text())["points"] == before["points"]
