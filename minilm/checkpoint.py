@@ -19,6 +19,8 @@ from .encdec import EncoderClassifier, EncoderDecoder
 from .errors import MinilmError
 from .lora import LoRA
 from .model import GPT, Llama, check_param_shapes
+from .pretrained import load_pretrained
+from .tokenizer import tokenizer_from_json
 
 FORMAT = "minilm-checkpoint-1"
 # the classes a checkpoint can hold
@@ -86,11 +88,25 @@ def load_model(path, device=None):
     return model, arrays, meta
 
 
+PRETRAINED = "pretrained:"  # a base named "pretrained:NAME" is minilm.pretrained.load_pretrained(NAME)
+
+
+def load_base(base, device=None):
+    """The model a fine-tuning starts from, by name: a minilm checkpoint's path, or "pretrained:NAME" (smollm2,
+    a .gguf file or a GPT-2 folder). -> (model, tokenizer or None)"""
+    if base.startswith(PRETRAINED):
+        return load_pretrained(base[len(PRETRAINED):], device=device)
+    model, _, meta = load_model(base, device=device)
+    return model, tokenizer_from_json(meta["tokenizer"]) if meta.get("tokenizer") else None
+
+
 def load_lora(path, arrays, meta, device=None):
-    """A LoRA checkpoint holds the adapters and names its base checkpoint: the base, adapted, with them."""
+    """A LoRA checkpoint holds the adapters and names its base: the base, adapted, with them (and the base's
+    tokenizer, as base_tokenizer)."""
     settings = meta["lora"]
-    base, _, _ = load_model(settings["base"], device=device)
+    base, tokenizer = load_base(settings["base"], device=device)
     lora = LoRA(base, settings["rank"], settings["alpha"], settings["targets"], base_path=settings["base"])
+    lora.base_tokenizer = tokenizer
     adapters = params_of(arrays)
     if sorted(adapters) != sorted(lora.params):
         raise MinilmError(f"checkpoint {path} does not hold the adapters of its base {settings['base']}: "

@@ -24,6 +24,15 @@ from .backend import device_name
 from .errors import MinilmError
 
 
+def absolute(base):
+    """A base's name with its file path made absolute ("pretrained:smollm2" stays as it is), so that the
+    checkpoint finds its base from any folder."""
+    if base.startswith("pretrained:"):
+        name = base[len("pretrained:"):]
+        return "pretrained:" + (os.path.abspath(name) if os.path.exists(name) else name)
+    return os.path.abspath(base)
+
+
 class LoRA:
     """Adapters A (C_in, r) and B (r, C_out) on every base weight whose name ends with one of targets."""
 
@@ -31,7 +40,8 @@ class LoRA:
         if not isinstance(rank, int) or rank < 1:
             raise MinilmError(f"the LoRA rank must be a whole number of 1 or more, got {rank!r}")
         self.base, self.rank, self.alpha, self.targets = base, rank, float(alpha), tuple(targets)
-        self.base_path = base_path  # the checkpoint the base came from: a LoRA checkpoint names it
+        self.base_path = base_path  # where the base came from (a checkpoint, or "pretrained:NAME"): its checkpoint
+        self.base_tokenizer = None  # names it, and minilm.checkpoint.load_lora sets the base's tokenizer here
         self.scale = self.alpha / rank
         self.adapted = [name for name, w in base.params.items()
                         if w.ndim == 2 and any(name.endswith(t) for t in self.targets)]
@@ -71,7 +81,7 @@ class LoRA:
         if self.base_path is None:
             raise MinilmError("a LoRA checkpoint names its base checkpoint: give LoRA(..., base_path=PATH)")
         return {"model": "LoRA", "config": self.config.to_dict(),
-                "lora": {"base": os.path.abspath(self.base_path), "rank": self.rank, "alpha": self.alpha,
+                "lora": {"base": absolute(self.base_path), "rank": self.rank, "alpha": self.alpha,
                          "targets": list(self.targets)}}
 
     def num_params(self, non_embedding=False):

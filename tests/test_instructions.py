@@ -1,6 +1,7 @@
 """Instruction data (minilm/data/instructions.py): JSONL in, token rows whose loss counts only the response;
 and the lecture's third sub-task, follow the instruction, taught to a small model by fine-tuning."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -150,3 +151,28 @@ def test_finetune_refuses_bad_input_in_one_line(tmp_path, capsys, args, message)
     assert message in err and err.count("\n") == 1
     with pytest.raises(SystemExit):
         main(["finetune", base, "--data", str(data), "--lora-rank", "0"])
+
+
+def test_finetune_adapts_a_pretrained_llama_and_sample_reads_its_tokenizer_from_the_base(tmp_path, capsys):
+    """The committed tiny Llama (a GGUF file with its BPE tokenizer, tests/fixtures/pretrained) fine-tunes
+    with LoRA through the command line in seconds; the checkpoint names the file it adapts."""
+    from minilm.__main__ import main
+    from minilm.checkpoint import load_model
+
+    gguf = str(Path(__file__).parent / "fixtures" / "pretrained" / "tiny_llama.gguf")
+    pytest.importorskip("gguf")
+    examples = copy_task(1, 120)
+    data = write(tmp_path, [json.dumps({"prompt": e.prompt, "response": e.response}) for e in examples])
+    out = str(tmp_path / "llama_lora.npz")
+    assert main(["finetune", "--pretrained", gguf, "--data", str(data), "--lora-rank", "4", "--steps", "60",
+                 "--lr", "1e-2", "--batch-size", "8", "--out", out]) == 0
+    text = capsys.readouterr().out
+    before, after = (float(x) for x in text.split("response loss ")[1].split(",")[0].split(" -> "))
+    assert after < before - 0.5
+    lora, _, meta = load_model(out)
+    assert meta["lora"]["base"] == "pretrained:" + gguf and meta["tokenizer"] is None
+    assert lora.base_tokenizer is not None and type(lora.base).__name__ == "Llama"
+    assert main(["sample", out, "--prompt", examples[0].prompt, "--temperature", "0", "--max-new-tokens", "3"]) == 0
+    assert capsys.readouterr().out.startswith(examples[0].prompt)
+    assert main(["finetune", "--pretrained", gguf, "--data", str(data), "--out", out]) == 1
+    assert "fine-tune it with --lora-rank R" in capsys.readouterr().err
