@@ -133,3 +133,34 @@ def test_an_installed_minilm_trains_a_kept_preset_into_runs_and_reads_the_course
     monkeypatch.setattr(paths, "IN_CHECKOUT", False)
     assert results_path(study, preset, writing=True) == os.path.join("runs", study.results_file(preset))
     assert results_path(study, preset) == str(paths.RESULTS / study.results_file(preset))
+
+
+FAST = ["tests/test_layers.py", "tests/test_imports.py", "tests/test_masks.py", "tests/test_lora.py",
+        "tests/test_reference_layers.py"]
+
+
+def test_the_unpacked_sdist_runs_the_fast_tests(tmp_path):
+    """The sdist holds the tests with what they need (conftest.py, tests/helpers.py, the fixtures): unpacked
+    anywhere, it runs a selection of the default run's fast tests against its own copy of minilm."""
+    import tarfile
+
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in BUILT_FROM + ("conftest.py", "tests", "docs", "benchmarks"):
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, source / name, ignore=LEFT_OUT)
+        else:
+            shutil.copy2(ROOT / name, source / name)
+    built = run("-c", "from setuptools import build_meta; print(build_meta.build_sdist('dist'))", cwd=source)
+    assert built.returncode == 0, built.stderr[-2000:]
+    sdist = source / "dist" / built.stdout.strip().splitlines()[-1]
+    with tarfile.open(sdist) as archive:
+        archive.extractall(tmp_path / "unpacked", filter="data")
+    unpacked, = (tmp_path / "unpacked").iterdir()
+    for needed in ("conftest.py", "tests/helpers.py", "tests/fixtures/pretrained/tiny_llama.gguf", "LICENSE"):
+        assert (unpacked / needed).is_file(), f"the sdist lacks {needed}"
+    env = {**os.environ, "PYTHONPATH": str(unpacked), "MPLBACKEND": "Agg"}
+    tests = run("-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", *FAST, cwd=unpacked, env=env, timeout=600)
+    assert tests.returncode == 0, tests.stdout[-3000:]
+    imported = run("-c", "import minilm; print(minilm.__file__)", cwd=unpacked, env=env).stdout.strip()
+    assert "passed" in tests.stdout and imported.startswith(str(unpacked))
