@@ -431,3 +431,19 @@ def test_the_confirmation_reproduces_the_long_sweeps_left_arm_exactly(long_sweep
         ours, theirs = lrd["points"][key], long_sweep["points"][key]
         assert (ours["probes"], ours["final_loss"], ours["params"]) == (theirs["probes"], theirs["final_loss"],
                                                                        theirs["params"]), key
+
+
+def test_the_readme_reports_the_pilot_as_its_results_say():
+    """The third attempt's pilot: the step at which each seed's instruction arrives and its final loss, beside
+    the long sweep's d256 at 6,000 steps, as the README quotes them."""
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    pilot = runner.load_results(os.path.join(ROOT, "lessons", "results", glib_report.STUDY.results_file("lrd_pilot")),
+                                "glib")
+    long = runner.load_results(LONG, "glib")
+    arrivals = {key.rsplit("seed", 1)[1]: glib_report.arrival(rows) for key, rows in glib_report.on_the_way(pilot).items()}
+    assert arrivals == {"2": 4000, "0": 6000}
+    assert "at step 4,000 for seed 2 and 6,000 for seed 0" in readme
+    final = [pilot["points"][f"main/d256 L4 12k steps/seed{s}"]["final_loss"] for s in (2, 0)]
+    before = [long["points"][f"main/d256 L4 6k steps/seed{s}"]["final_loss"] for s in (2, 0)]
+    assert f"training losses {final[0]:.4f} and {final[1]:.4f} ({before[0]:.4f} and {before[1]:.4f} in the long" in readme
+    assert all(f < b for f, b in zip(final, before))
