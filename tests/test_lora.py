@@ -109,3 +109,29 @@ def test_bad_settings_are_one_line():
     with pytest.raises(MinilmError, match="choose targets among") as e:
         LoRA(small_gpt(), targets=("attn.w_q",))
     assert "\n" not in str(e.value) and "attn.w_qkv" in str(e.value)
+
+
+def test_a_lora_run_resumed_from_its_checkpoint_ends_where_an_unbroken_run_ends(tmp_path):
+    """Stopped at step 10 and resumed from the LoRA checkpoint (the adapters, the optimizer's moments, the
+    batch order), 20 steps give the unbroken run's adapters exactly; the base is read again from its file."""
+    from minilm.checkpoint import model_meta, save_checkpoint
+
+    base_path = str(tmp_path / "base.npz")
+    gpt = small_gpt(dtype="float32")
+    save_checkpoint(base_path, gpt.params, model_meta(gpt))
+    tokens = np.tile(np.arange(13), 40)
+    config = TrainConfig(steps=20, batch_size=4, lr=1e-2, warmup_steps=2, eval_every=0, checkpoint_every=0, shards=1)
+
+    def adapters(steps_then_resume):
+        model = LoRA(small_gpt(dtype="float32"), rank=2, alpha=4, base_path=base_path)
+        path = str(tmp_path / f"lora_{steps_then_resume}.npz")
+        trainer = Trainer(model, tokens, None, config, path)
+        trainer.run(until=steps_then_resume, progress=False)
+        if steps_then_resume < config.steps:
+            trainer.save()
+            trainer = Trainer.resume(path, tokens)
+            trainer.run(progress=False)
+        return {k: v.copy() for k, v in trainer.model.params.items()}
+
+    unbroken, resumed = adapters(20), adapters(10)
+    assert sorted(unbroken) == sorted(resumed) and all(np.array_equal(unbroken[k], resumed[k]) for k in unbroken)
