@@ -93,3 +93,14 @@ def sentences(text):
 
     plain = re.sub(r"\*\*[^*]+\*\*|\*[^*]+\*", "", text)
     return len(re.findall(r"[.?!][\"”')]?(?:\s|$)", plain))
+
+
+def course_map_row(lesson):
+    """The README's course-map row of a lesson (its notebook's name without .ipynb), its words joined by single spaces."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## The course", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith(f"| `{lesson}` |")]
+    assert len(rows) == 1, f"the README's course map has {len(rows)} rows for {lesson}"
+    return " ".join(rows[0].split())

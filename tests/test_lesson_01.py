@@ -5,7 +5,7 @@ import re
 
 import nbformat
 
-from tests.helpers import first_screen, sentences
+from tests.helpers import course_map_row, first_screen, sentences
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LESSON = os.path.join(ROOT, "lessons", "01_next_token_loss.ipynb")
@@ -74,6 +74,8 @@ def test_the_first_screen_states_the_claim_and_the_verdict_of_the_outputs():
     assert f"arithmetic's answers, {share:.1f}% of the tokens, add {adds['arithmetic']:.3f}, more than any other task" in text
     assert exact < 10 and f"(exact match {exact:.1f}%)" in text  # "has not learned arithmetic"
     assert f"the context tokens, {context:.1f}% of them, add {adds['context']:.3f} of the {overall:.3f}" in text
+    assert (f"(result: the pieces add back up to the loss, {overall:.3f}; arithmetic, not learned, adds the most of any "
+            "task)") in course_map_row("01_next_token_loss")  # the README says the same
     moments = " ".join(moment for _, moment in screen["map"])
     probs = {w: float(p) for w, p in re.findall(r"next word is\s+(\w+): p = (\d\.\d+)", output_of(LESSON, "p = layers.softmax("))}
     assert (probs["drink"], probs["study"]) == (0.6, 0.3)  # the lecture's numbers, as section 1 makes them

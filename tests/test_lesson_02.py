@@ -7,7 +7,7 @@ import numpy as np
 
 from minilm.studies import runner
 from minilm.studies.archs import runs_of
-from tests.helpers import first_screen, sentences
+from tests.helpers import course_map_row, first_screen, sentences
 from tests.test_lesson_01 import markdown_of, output_of
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -118,6 +118,8 @@ def test_the_first_screen_states_the_claim_and_the_verdict_of_the_outputs():
     assert len(turns) == 12 and np.all(turns[:, 2] == 32) and "In a 12-turn chat (§6)" in text
     assert f"runs on its {turns[0, 2]:.0f} new tokens every turn" in text and f"{turns[-1, 3]:.0f} tokens by the last turn" in text
     assert f"{tokens:.1f} times the tokens in all, though at this tiny size only {time:.1f} times the time" in text
+    assert (f"(result: with all four structures removed, exactly GPT's logits; without the cache a {len(turns)}-turn "
+            f"chat runs on {tokens:.1f} times the tokens)") in course_map_row("02_attention_masks")  # as the README says
     table = output_of(LESSON, "for shape_name, shape in task.SHAPES.items():")
     assert "steps until the mean held-out exact match reaches 0.9" in table
     steps = {line.split()[0]: line.split()[1:] for line in table.splitlines()

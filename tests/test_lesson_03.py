@@ -10,7 +10,7 @@ import pytest
 
 from minilm.studies import runner, scaling_report, stats
 from minilm.data import toyworld
-from tests.helpers import first_screen, sentences
+from tests.helpers import course_map_row, first_screen, sentences
 from tests.test_lesson_01 import output_of
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -177,14 +177,18 @@ def test_the_first_screen_states_the_claim_and_the_verdict_of_the_results(result
     assert f"Over six sizes, a factor of {compute[-1] / compute[0]:.0f} in compute" in text
     assert np.all(np.diff(mean) < 0) and f"falls at every step ({mean[0]:.3f} to {mean[-1]:.3f} nats)" in text
     assert f"the exponent {law.alpha:.3f}, with a 95% bootstrap interval over seeds of [{low:.3f}, {high:.3f}] (§2)" in text
+    assert (f"(result: the loss's exponent {law.alpha:.3f}, 95% interval [{low:.3f}, {high:.3f}]; translation emerges "
+            "under exact match, not under log-probability)") in course_map_row("03_scaling_curves")  # as the README says
     small = stats.fit_power_law(compute[:-1], mean[:-1])
     predicted = float(small(compute[-1]))
     assert f"predicted {predicted:.4f}, measured {mean[-1]:.4f}" in out and small.floor > mean[-1]  # below its floor
     assert f"the law predicted {predicted:.4f} for the largest, which measured {mean[-1]:.4f}, below that law's floor" in text
-    shapes = {task: s["exact_match"] for task, s in scaling_report.task_shapes(results).items()}
+    by_metric = scaling_report.task_shapes(results)
+    shapes = {task: s["exact_match"] for task, s in by_metric.items()}
     named = {shape: sorted(t for t, s in shapes.items() if s == shape) for shape in set(shapes.values())}
     assert named == {"smooth": ["facts_head", "facts_tail", "lists", "sentiment", "spatial"], "saturated": ["grammar"],
                      "flat": ["arithmetic"], "emergent": ["translation"]}
     assert ("five curves smooth, one saturated (grammar), one flat (arithmetic) and one emergent (translation)") in text
+    assert by_metric["translation"]["answer_logprob"] == "smooth"  # the README's "not under log-probability"
     logp = mean_curve(groups, scaling_report.task_metric("translation", "answer_logprob"))
     assert np.all(np.diff(logp) > 0) and "whose log-probability rises at every size (§4)" in text

@@ -16,7 +16,7 @@ from minilm.model import GPT, GPTConfig
 from minilm.studies import runner, stats, structure, structure_report
 from minilm.studies.archs import RunConfig, build_variant, runs_of
 from minilm.tokenizer import WordTokenizer
-from tests.helpers import first_screen, sentences
+from tests.helpers import course_map_row, first_screen, sentences
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LESSON = os.path.join(ROOT, "lessons", "05_structure_vs_scale.ipynb")
@@ -313,3 +313,6 @@ def test_the_first_screen_states_the_claim_and_the_verdict_of_the_results(result
     tenfold, _, (low, high) = structure_report.years_per_10x(years, per_dollar)
     assert not low <= structure_report.TALK_YEARS_PER_10X <= high  # "not the talk's five"
     assert f"gives 10× every {tenfold:.1f} years (95% interval {low:.1f}–{high:.1f}), not the talk's five" in text
+    assert (f"(result: the window and the plain GPT overtake the counts at {window[0]} and {gpt[0]} FLOPs; the plain "
+            f"GPT has not passed the window by {g(largest)}; GPU prices give 10× every {tenfold:.1f} years)"
+            ) in course_map_row("05_structure_vs_scale")  # the README says the same
