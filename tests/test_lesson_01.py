@@ -5,6 +5,8 @@ import re
 
 import nbformat
 
+from tests.helpers import course_map_row, first_screen, sentences
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LESSON = os.path.join(ROOT, "lessons", "01_next_token_loss.ipynb")
 
@@ -52,3 +54,29 @@ def test_loss_and_answer_logprob_and_the_contributions():
     assert max(tasks, key=adds.get) == "arithmetic" and max(adds, key=adds.get) == "context"
     assert adds["arithmetic"] < 0.15 * sum(adds.values())  # "a small part of the overall loss"
     assert "Arithmetic has the\nmost answer tokens" in markdown_of(LESSON, "Each bucket moves the overall loss")
+
+
+def test_the_first_screen_states_the_claim_and_the_verdict_of_the_outputs():
+    """The opening's claim, and its verdict number by number against the outputs of sections 1, 2 and 6."""
+    screen = first_screen(LESSON)
+    claim, text = screen["claim"], screen["measured"]
+    assert sentences(claim) <= 2 and "massively multi-task learning" in claim and "weighted sum" in claim
+    out = output_of(LESSON, "held_out = toyworld.generate(")
+    table = table_rows(out)
+    overall = float(re.search(r"^overall\s+100%\s+(\d\.\d+)", out, re.M).group(1))
+    direct, summed = re.search(r"directly computed loss (\d\.\d+), sum of share x loss (\d\.\d+)", out).groups()
+    context = float(re.search(r"^context\s+([\d.]+)%", out, re.M).group(1))
+    adds = dict((b, float(c)) for b, c in re.findall(r"(\w+) (\d\.\d+)", output_of(LESSON, "buckets = list(ev.shares)")))
+    share, _, exact, _ = table["arithmetic"]
+    assert direct == summed and f"has a loss of {overall:.3f}" in text
+    assert f"({direct} computed directly, {summed} as the sum, §6)" in text
+    assert max((b for b in adds if b != "context"), key=adds.get) == "arithmetic"  # "more than any other task"
+    assert f"arithmetic's answers, {share:.1f}% of the tokens, add {adds['arithmetic']:.3f}, more than any other task" in text
+    assert exact < 10 and f"(exact match {exact:.1f}%)" in text  # "has not learned arithmetic"
+    assert f"the context tokens, {context:.1f}% of them, add {adds['context']:.3f} of the {overall:.3f}" in text
+    assert (f"(result: the pieces add back up to the loss, {overall:.3f}; arithmetic, not learned, adds the most of any "
+            "task)") in course_map_row("01_next_token_loss")  # the README says the same
+    moments = " ".join(moment for _, moment in screen["map"])
+    probs = {w: float(p) for w, p in re.findall(r"next word is\s+(\w+): p = (\d\.\d+)", output_of(LESSON, "p = layers.softmax("))}
+    assert (probs["drink"], probs["study"]) == (0.6, 0.3)  # the lecture's numbers, as section 1 makes them
+    assert "*drink* at 0.6 and *study* at 0.3" in moments and '"I want this 0.6 to be as close as possible to 1"' in moments

@@ -7,6 +7,7 @@ import numpy as np
 
 from minilm.studies import runner
 from minilm.studies.archs import runs_of
+from tests.helpers import course_map_row, first_screen, sentences
 from tests.test_lesson_01 import markdown_of, output_of
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -100,3 +101,29 @@ def test_the_encoder_only_classifier_learns_first_and_cannot_generate():
     assert "the classifier is far ahead early" in markdown_of(LESSON, "Both models learn the task")
     shapes = output_of(LESSON, "one = test_idx[:1]")
     assert "encoder-only: (1, 2)" in shapes and re.search(r"decoder-only: \(1, \d+, \d{3}\)", shapes)
+
+
+def test_the_first_screen_states_the_claim_and_the_verdict_of_the_outputs():
+    """The opening's claim, and its verdict number by number against the outputs of sections 4, 5 and 6."""
+    screen = first_screen(LESSON)
+    claim, text = screen["claim"], screen["measured"]
+    assert sentences(claim) <= 2 and "four structures" in claim and "KV cache" in claim
+    rows = [line.split() for line in output_of(LESSON, "V, S, Tt = 12, 6, 4").splitlines()[1:]]
+    assert [int(row[-3]) for row in rows] == [0, 1, 2, 3, 4]  # four switches, one at a time
+    assert rows[-1][:2] == ["decoder-only", "4"] and float(rows[-1][-1]) == 0.0
+    assert f"exactly the decoder-only GPT's logits (largest difference {rows[-1][-1]}, §4)" in text
+    lines = [l.split() for l in output_of(LESSON, "chat_model = GPT(").splitlines() if re.match(r"\s+\d+\s+\d+ \|", l)]
+    turns = np.array([[float(x) for x in row if x != "|"] for row in lines])  # turn, history, tokens x 2, ms x 2
+    tokens, time = turns[:, 3].sum() / turns[:, 2].sum(), turns[:, 5].sum() / turns[:, 4].sum()
+    assert len(turns) == 12 and np.all(turns[:, 2] == 32) and "In a 12-turn chat (§6)" in text
+    assert f"runs on its {turns[0, 2]:.0f} new tokens every turn" in text and f"{turns[-1, 3]:.0f} tokens by the last turn" in text
+    assert f"{tokens:.1f} times the tokens in all, though at this tiny size only {time:.1f} times the time" in text
+    assert (f"(result: with all four structures removed, exactly GPT's logits; without the cache a {len(turns)}-turn "
+            f"chat runs on {tokens:.1f} times the tokens)") in course_map_row("02_attention_masks")  # as the README says
+    table = output_of(LESSON, "for shape_name, shape in task.SHAPES.items():")
+    assert "steps until the mean held-out exact match reaches 0.9" in table
+    steps = {line.split()[0]: line.split()[1:] for line in table.splitlines()
+             if line.strip().startswith(("encoder-decoder", "prefix-LM", "decoder-only"))}
+    assert steps["prefix-LM"] == steps["decoder-only"] == ["150", "150"] and steps["encoder-decoder"] == ["-", "150"]
+    assert ("the prefix-LM and the decoder-only model reach exact match 0.9 by step 150 at both shapes of data, the "
+            "encoder–decoder only at the chat shape") in text  # the columns: academic, chat

@@ -10,6 +10,7 @@ import pytest
 
 from minilm.studies import runner, scaling_report, stats
 from minilm.data import toyworld
+from tests.helpers import course_map_row, first_screen, sentences
 from tests.test_lesson_01 import output_of
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -24,6 +25,12 @@ def results():
 @pytest.fixture(scope="module")
 def groups(results):
     return scaling_report.size_family(results)
+
+
+@pytest.fixture(scope="module")
+def fit(results):
+    """scaling_report.loss_fit: (compute, per-seed loss, the law on all sizes, its exponent's 95% interval)."""
+    return scaling_report.loss_fit(results)
 
 
 def markdown_with(text):
@@ -42,7 +49,7 @@ def family_floor(family):
     return stats.fit_with_floor(compute, loss.mean(axis=1))[0].floor
 
 
-def test_the_prediction_and_the_floor(results, groups):
+def test_the_prediction_and_the_floor(results, groups, fit):
     compute, loss = scaling_report.curve(groups, lambda r: r["val_loss"])
     mean = loss.mean(axis=1)
     small = stats.fit_power_law(compute[:-1], mean[:-1])
@@ -51,7 +58,7 @@ def test_the_prediction_and_the_floor(results, groups):
     assert 0.2 < (mean[-2] - predicted) / (mean[-2] - actual) < 0.45  # "about a third"
     assert small.floor > actual and abs(predicted - actual) / actual < 0.03  # "below that floor"; "under 3%"
     assert 0.35 < mean[0] - mean[-1] < 0.45  # "spans only about 0.4 nats"
-    law = scaling_report.loss_fit(results)[2]
+    law = fit[2]
     assert 0 < law.floor < small.floor  # "the floor drops"
     assert compute[-1] / compute[0] < 100 and "less than two orders of\nmagnitude" in markdown_with("The bootstrap interval")
     half = scaling_report.size_family(results, results["config"]["family_fraction"])
@@ -154,3 +161,34 @@ def test_the_borderline_name_and_the_two_metrics(results, groups):
     section4 = " ".join(markdown_with("Under log-probability the same models").split())
     assert f"about {early:.1f} nats per tenfold" in section4 and f"to about {late:.1f} from the third" in section4
     assert late > 2 * early and exact["translation"][2] < tol < 0.5 < exact["translation"][-1]  # speeds up, takes off
+
+
+def test_the_first_screen_states_the_claim_and_the_verdict_of_the_results(results, groups, fit):
+    """The opening's claim, and its verdict number by number against the sweep and the outputs of sections 2-4."""
+    screen = first_screen(LESSON)
+    claim, text = screen["claim"], screen["measured"]
+    emergent = scaling_report.BIG_BENCH_SHAPES["emergent"]
+    assert sentences(claim) <= 2 and f"counted {emergent}% of BIG-Bench's tasks as emergent" in claim and emergent == 33
+    compute, loss, law, (low, high) = fit
+    mean = loss.mean(axis=1)
+    out = output_of(LESSON, "actual = mean_loss[-1]")
+    assert f"exponent alpha = {law.alpha:.3f}, 95% bootstrap interval over seeds [{low:.3f}, {high:.3f}]" in out
+    assert len(compute) == 6 and f"compute spans a factor of {compute[-1] / compute[0]:.0f}:" in out
+    assert f"Over six sizes, a factor of {compute[-1] / compute[0]:.0f} in compute" in text
+    assert np.all(np.diff(mean) < 0) and f"falls at every step ({mean[0]:.3f} to {mean[-1]:.3f} nats)" in text
+    assert f"the exponent {law.alpha:.3f}, with a 95% bootstrap interval over seeds of [{low:.3f}, {high:.3f}] (§2)" in text
+    assert (f"(result: the loss's exponent {law.alpha:.3f}, 95% interval [{low:.3f}, {high:.3f}]; translation emerges "
+            "under exact match, not under log-probability)") in course_map_row("03_scaling_curves")  # as the README says
+    small = stats.fit_power_law(compute[:-1], mean[:-1])
+    predicted = float(small(compute[-1]))
+    assert f"predicted {predicted:.4f}, measured {mean[-1]:.4f}" in out and small.floor > mean[-1]  # below its floor
+    assert f"the law predicted {predicted:.4f} for the largest, which measured {mean[-1]:.4f}, below that law's floor" in text
+    by_metric = scaling_report.task_shapes(results)
+    shapes = {task: s["exact_match"] for task, s in by_metric.items()}
+    named = {shape: sorted(t for t, s in shapes.items() if s == shape) for shape in set(shapes.values())}
+    assert named == {"smooth": ["facts_head", "facts_tail", "lists", "sentiment", "spatial"], "saturated": ["grammar"],
+                     "flat": ["arithmetic"], "emergent": ["translation"]}
+    assert ("five curves smooth, one saturated (grammar), one flat (arithmetic) and one emergent (translation)") in text
+    assert by_metric["translation"]["answer_logprob"] == "smooth"  # the README's "not under log-probability"
+    logp = mean_curve(groups, scaling_report.task_metric("translation", "answer_logprob"))
+    assert np.all(np.diff(logp) > 0) and "whose log-probability rises at every size (§4)" in text

@@ -13,6 +13,7 @@ from minilm.course import figures, paths
 from minilm.studies import glib as glib_sweep
 from minilm.studies import glib_report, runner
 from minilm.data.glib import GlibCorpus
+from tests.helpers import first_screen, sentences
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LESSON = os.path.join(ROOT, "lessons", "04_inverse_scaling_glib.ipynb")
@@ -172,3 +173,33 @@ def test_the_long_sweeps_reading_states_what_its_outputs_show():
     sizes, glib_p, gold_p = glib_report.lecture_probs(long)
     assert (glib_p[4] > gold_p[4]).all() and f"({glib_p[4].mean():.2f} against {gold_p[4].mean():.2f})" in text
 
+
+
+def test_the_first_screen_states_the_claim_and_the_verdict_of_the_outputs():
+    """The opening's verdict is the lesson's last `U-shape:` output (the long sweep's, section 7), number by number,
+    and the instruction-learners it counts are those of the committed long sweep."""
+    screen = first_screen(LESSON)
+    claim, text = screen["claim"], screen["measured"]
+    assert sentences(claim) <= 2 and "U-shaped" in claim and "three sub-tasks" in claim
+    cells = [c for c in nbformat.read(LESSON, as_version=4).cells if c.cell_type == "code"]
+    verdicts = re.findall(r"^U-shape: .*$", "".join(o.get("text", "") for c in cells for o in c.outputs), re.M)
+    last = verdicts[-1]
+    long = load("long")
+    top3 = glib_report.top_curves(long)
+    u = glib_report.u_shape(top3)
+    assert last == u.line and not u.found and last.startswith("U-shape: no")  # the long sweep's verdict, by the rule
+    means = dict(re.findall(r"(d\d+ L\d(?: 6k steps)?) (\d\.\d\d)", last))
+    assert list(means) == top3.sizes and top3.sizes[u.minimum] == "d96 L3" and top3.sizes[-1] == "d256 L4 6k steps"
+    assert glib_sweep.PRESETS["long"].sizes[-1].steps == 2 * glib_sweep.PRESETS["long"].steps == 6000
+    arm = {end: "{:+.2f} [{:+.2f}, {:+.2f}]".format(*u.diffs[end]) for end in u.diffs}  # as the verdict prints it
+    assert all(f"min - {end} {arm[end]}" in last for end in arm)
+    said = {end: f"minimum − {end} {arm[end]}".replace("-", "−") for end in arm}  # as the lesson writes it
+    assert f"falls from {means['d16 L2']} at d16 to {means['d96 L3']} at d96, a significant inverse arm" in text
+    assert u.diffs["smallest"][2] < 0 and said["smallest"] in text  # the interval excludes 0
+    assert f"the score climbs back, to {means['d256 L4 6k steps']} at d256" in text
+    assert 0 < u.diffs["largest"][2] and said["largest"] in text  # the interval reaches past 0: no U
+    assert f"an interval that reaches past 0 by {u.diffs['largest'][2]:.2f} (§7)" in text and "**No U by the rule**" in text
+    learners = {size: (k, n) for size, (k, n, _) in zip(top3.sizes, glib_report.instruction_learners(top3))}
+    assert learners["d160 L3 6k steps"] == (5, 5) and learners["d192 L4 6k steps"] == (4, 5)
+    assert learners["d256 L4 6k steps"] == (3, 5) and "Trained twice as long (6,000 steps)" in text
+    assert "d160 learns to read the instruction in every seed, d192 in four of five and d256 in three of five" in text

@@ -16,6 +16,7 @@ from minilm.model import GPT, GPTConfig
 from minilm.studies import runner, stats, structure, structure_report
 from minilm.studies.archs import RunConfig, build_variant, runs_of
 from minilm.tokenizer import WordTokenizer
+from tests.helpers import course_map_row, first_screen, sentences
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LESSON = os.path.join(ROOT, "lessons", "05_structure_vs_scale.ipynb")
@@ -277,3 +278,41 @@ def test_what_to_try_next_and_the_context(results):
     bigger = GPT(GPTConfig(vocab_size=vocab, block_size=config["block_size"], n_layer=4, n_head=4, d_model=128))
     flops = stats.training_flops(bigger.num_params(non_embedding=True), 4, 128, config["block_size"], vocab, 4_000_000)
     assert round(flops, -13) == 2e13 and "4 layers of width 128 on 4 million tokens, about 2e13 FLOPs" in removed
+
+
+def test_the_first_screen_states_the_claim_and_the_verdict_of_the_results(results, curves, crossings):
+    """The opening's claim, and its verdict number by number: the crossings against the sweep (measured) and the
+    outputs of section 3 (extrapolated), the compute trend against compute_trend.csv."""
+    screen = first_screen(LESSON)
+    claim, text = screen["claim"], screen["measured"]
+    assert structure_report.TALK_YEARS_PER_10X == 5 and "(10× every five years for the same money)" in claim
+    assert sentences(claim) <= 2 and "must be removed later" in claim
+    assert len(structure_report.RUNGS) == 4 and results["config"]["ngram_order"] == 5
+    assert "On a ladder of four methods (§3), the windowed GPT overtakes the 5-gram counts" in text
+    g = lambda x: f"{x:.2g}"  # noqa: E731  (as the lesson prints FLOPs)
+    measured = structure_report.ladder_crossings(results)
+    for pair in (("ngram", "window"), ("ngram", "gpt")):
+        at, verdict, low, high, _ = measured[pair]
+        assert verdict == "crosses" and (g(at), g(low), g(high)) == tuple(g(x) for x in crossings[pair][:3])
+        assert crossings[pair][3] == "measured"
+    window, gpt = ([g(x) for x in measured["ngram", rung][:4] if not isinstance(x, str)] for rung in ("window", "gpt"))
+    assert "overtakes the 5-gram counts at {} FLOPs (95% interval [{}, {}])".format(*window) in text
+    assert "and the plain GPT at {} ([{}, {}]), both measured".format(*gpt) in text
+    largest = curves["gpt"][0][-1]
+    at, _, _, how = crossings["window", "gpt"]
+    assert measured["window", "gpt"][0] is None and how == "extrapolated" and at > largest
+    assert f"at our largest budget, {g(largest)} (the fitted laws cross at {g(at)}, extrapolated)" in text
+    bytes_ = [crossings[a, "bytes"] for a in ("ngram", "window", "gpt")]
+    assert all(measured[a, "bytes"][0] is None for a in ("ngram", "window", "gpt"))  # "has passed no rung"
+    assert all(how == "extrapolated" for *_, how in bytes_)
+    slopes = {rung: np.polyfit(np.log10(c), np.log10(v.mean(axis=1)), 1)[0] for rung, (c, v) in curves.items() if rung != "ngram"}
+    assert min(slopes, key=slopes.get) == "bytes"  # "the steepest curve"
+    low, high = min(at for at, *_ in bytes_), max(at for at, *_ in bytes_)
+    assert f"its fitted law crosses the others' between {g(low)} and {g(high)})" in text
+    years, per_dollar, _ = structure_report.read_compute_trend(paths.RESULTS / "compute_trend.csv")
+    tenfold, _, (low, high) = structure_report.years_per_10x(years, per_dollar)
+    assert not low <= structure_report.TALK_YEARS_PER_10X <= high  # "not the talk's five"
+    assert f"gives 10× every {tenfold:.1f} years (95% interval {low:.1f}–{high:.1f}), not the talk's five" in text
+    assert (f"(result: the window and the plain GPT overtake the counts at {window[0]} and {gpt[0]} FLOPs; the plain "
+            f"GPT has not passed the window by {g(largest)}; GPU prices give 10× every {tenfold:.1f} years)"
+            ) in course_map_row("05_structure_vs_scale")  # the README says the same

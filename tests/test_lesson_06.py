@@ -15,6 +15,7 @@ import pytest
 from minilm import layers
 from minilm.course import paths
 from minilm.model import GPTConfig, param_shapes
+from tests.helpers import first_screen, sentences
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LESSON = os.path.join(ROOT, "lessons", "06_a_real_model.ipynb")
@@ -182,3 +183,25 @@ def test_the_structure_table_and_the_parameter_budget(config):
     assert abs(budget["MLP"][0] / budget["MLP"][1] - 1) < 0.01 and "The MLP keeps about the same budget" in after
     assert budget["attention"][1] < budget["attention"][0]
     assert "attention shrinks with the shared key/value heads" in after
+
+
+def test_the_first_screen_states_the_claim_and_the_verdict_of_the_outputs():
+    """The opening's claim, and its verdict number by number against the committed outputs of sections 1, 2 and 5."""
+    screen = first_screen(LESSON)
+    claim, text = screen["claim"], screen["measured"]
+    assert sentences(claim) <= 2 and "*repeat after me*" in claim and "KV cache" in claim
+    assert "loaded SmolLM2-135M-Instruct in" in printed("import html") and text.startswith(
+        "**Measured here.** SmolLM2-135M-Instruct runs in this course's NumPy engine")
+    out = printed("from minilm.course.paths import PARAGRAPH")
+    right, rope, transposed = (re.search(rf"perplexity, {how}:\s+(\d+\.\d)$", out, re.M).group(1)
+                               for how in ("loaded right", "rope pairs wrong", "transposed wrong"))
+    assert f"perplexity {right} on a paragraph it never read, against {rope} with RoPE's pairs wrong and " \
+           f"{transposed} with a matrix transposed (§1)" in text
+    glib, gold = re.search(r"^plain\s+p\(glib\) = (\d\.\d+)\s+p\(gold\) = (\d\.\d+)",
+                           printed("def continuation_logprob(prompt, continuation):"), re.M).groups()
+    assert float(glib) > float(gold) and f"it gives *glib* {glib} and *gold* {gold} (§2)" in text
+    chat = printed('questions = ["What is the capital of France?"')
+    turns = np.array([[float(x) for x in line.split()] for line in chat.splitlines() if re.match(r"^\s+\d+\s+\d+\s", line)])
+    assert turns.shape[0] == 3 and np.all(turns[1:, 1] == 15) and "same replies: True" in chat
+    assert "In a three-turn chat (§5) each later turn runs on 15 tokens with the cache" in text
+    assert f"on the whole history without it ({turns[1, 3]:.0f}, then {turns[2, 3]:.0f}), and the replies are the same" in text
