@@ -203,3 +203,32 @@ def test_the_first_screen_states_the_claim_and_the_verdict_of_the_outputs():
     assert learners["d160 L3 6k steps"] == (5, 5) and learners["d192 L4 6k steps"] == (4, 5)
     assert learners["d256 L4 6k steps"] == (3, 5) and "Trained twice as long (6,000 steps)" in text
     assert "d160 learns to read the instruction in every seed, d192 in four of five and d256 in three of five" in text
+
+
+def test_the_third_attempts_section_states_what_the_pilot_shows():
+    """Section 10: lr·d of the long sweep's widest sizes, the pilot's arrivals and losses, and the step count
+    the design's rule gives, each against the results and the outputs beside it."""
+    text = markdown_of(LESSON, "## 10. The third attempt")
+    after = markdown_of(LESSON, "Seed 2 follows the instruction from step 4,000")
+    long_sizes = {s.d_model: s for s in glib_sweep.PRESETS["long"].sizes}
+    products = [round(long_sizes[d].lr * d, 2) for d in (160, 192, 256)]
+    assert products == [0.40, 0.44, 0.51] and "(0.40,\n0.44 and 0.51 at d160, d192 and d256)" in text
+    lrd = glib_sweep.PRESETS["lrd"]
+    assert [round(s.lr * s.d_model, 6) for s in lrd.sizes if s.d_model > 160] == [0.40, 0.40]
+    pilot = load("lrd_pilot")
+    assert {s.steps for s in glib_sweep.PRESETS["lrd_pilot"].sizes} == {12_000}
+    assert sorted(glib_sweep.PRESETS["lrd_pilot"].seeds) == [0, 2]
+    assert "d256 for 12,000 steps on seeds 2 and 0" in text and pilot["config"]["probe_every"] == 1000
+    arrivals = {pilot["points"][k]["seed"]: glib_report.arrival(rows) for k, rows in glib_report.on_the_way(pilot).items()}
+    assert arrivals == {2: 4000, 0: 6000} and "step 4,000 and seed 0 from step 6,000" in after
+    long = load("long")
+    for seed in (2, 0):
+        key = f"main/d256 L4 12k steps/seed{seed}"
+        assert pilot["points"][key]["final_loss"] < long["points"][f"main/d256 L4 6k steps/seed{seed}"]["final_loss"]
+    steps = min(12_000, max(arrivals.values()) + 2_000)
+    assert steps == 8000 and {s.steps for s in lrd.sizes if s.d_model > 160} == {steps} and "for 8,000 steps" in after
+    assert {s.d_model: list(s.seeds or lrd.seeds) for s in lrd.sizes if s.d_model > 160} == {192: [0, 1, 2, 3, 4],
+                                                                                         256: list(range(8))}
+    out = "".join(o.get("text", "") for c in nbformat.read(LESSON, as_version=4).cells if c.cell_type == "code"
+                  and c.source.startswith("pilot = ") for o in c.outputs)
+    assert "arrives at step 4,000" in out and "arrives at step 6,000" in out and "= 8,000" in out

@@ -224,6 +224,30 @@ def plot_probe_curves(results, baseline=None):
     return fig
 
 
+def plot_on_the_way(results):
+    """The points probed during training (a pilot's): C (follow the instruction) and D (the conflict) on the
+    most exposed quotes against the step, one colour per seed, the step where C passes 0.5 marked."""
+    readings = glib_report.on_the_way(results)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8), sharex=True, sharey=True)
+    for i, (key, rows) in enumerate(readings.items()):
+        steps = [step for step, *_ in rows]
+        seed = key.rsplit("/", 1)[-1]
+        left.plot(steps, [c for _, _, c, _ in rows], "o-", color=f"C{i}", label=seed)
+        right.plot(steps, [d for *_, d in rows], "o-", color=f"C{i}", label=seed)
+        arrived = glib_report.arrival(rows)
+        if arrived:
+            left.axvline(arrived, color=f"C{i}", ls=":", lw=1)
+    for ax, probe in ((left, "C"), (right, "D")):
+        ax.axhline(0.5, color="gray", lw=0.8, ls="--")
+        ax.set_title(f"{probe}: {glib_report.PROBE_NAMES[probe]}")
+        ax.set_xlabel("training step")
+        ax.set_ylim(-0.03, 1.03)
+        ax.legend(loc="lower right")
+    left.set_ylabel("exact match, 20 most exposed quotes")
+    fig.tight_layout()
+    return fig
+
+
 def plot_margins(results):
     """The continuous view of B and D: mean log p(altered) - log p(original), per size."""
     c = glib_report.top_curves(results)
