@@ -82,3 +82,29 @@ def test_bad_config_is_one_clear_error():
         GlibConfig(filler=-1)
     with pytest.raises(MinilmError, match="lecture_rank"):
         GlibConfig(lecture_rank=3)
+
+
+def test_instruction_pairs_teach_the_pairing_rule_on_quotes_no_probe_uses(corpus):
+    """Lesson 07's fine-tuning data: every pair is a non-probe quote (odd exposure rank) with a training
+    alteration, half asking to repeat it, half to fix it, each answered as its pairing says; no probe prompt,
+    probe quote or held-out altered form occurs in them (so every probe stays held out)."""
+    from minilm.data.glib import FIX_PHRASES, REPEAT_PHRASES
+
+    pairs = corpus.instruction_pairs(400)
+    assert pairs == corpus.instruction_pairs(400) and pairs != corpus.instruction_pairs(400, seed=1)
+    probe_quotes = {" ".join(corpus.quotes[r]) for r in corpus.probe_quotes}
+    probe_prompts = {p.prompt for p in corpus.probes()}
+    held_out = {" ".join(alter(corpus.quotes[r], w)) for r, words in corpus.held_out.items() for w in words}
+    repeats = 0
+    for pair in pairs:
+        phrase, rest = pair.prompt.split(" , ", 1)
+        shown, continued = rest.split(" . ", 1)
+        quote = next(q for q in corpus.quotes if " ".join(q[:-1]) == continued)
+        assert corpus.quotes.index(quote) % 2 == 1 and " ".join(quote) not in probe_quotes
+        assert shown not in held_out and pair.prompt not in probe_prompts
+        assert shown.split()[:-1] == list(quote[:-1]) and shown.split()[-1] != quote[-1]
+        repeat = phrase in REPEAT_PHRASES
+        assert repeat or phrase in FIX_PHRASES
+        assert pair.response == (shown.split()[-1] if repeat else quote[-1])
+        repeats += repeat
+    assert repeats == 200

@@ -37,6 +37,7 @@ import numpy as np
 
 from ..errors import MinilmError
 from ..tokenizer import WordTokenizer
+from .instructions import Example
 
 LECTURE_QUOTE = ("all", "that", "glisters", "is", "not", "gold")
 LECTURE_ALTERATION = "glib"
@@ -199,6 +200,25 @@ class GlibCorpus:
             others = [w for w in choices if w != LECTURE_ALTERATION]
             choices = [LECTURE_ALTERATION] + others[:self.config.n_alterations - 1]
         return [str(w) for w in choices]
+
+    # ---- instruction pairs for fine-tuning (lesson 07)
+
+    def instruction_pairs(self, n, seed=0):
+        """n prompt/response pairs that teach the pairing rule on the quotes no probe uses (odd exposure
+        ranks) with training alterations only: half ask to repeat an altered quote (answer: the altered last
+        word), half to fix it (answer: the quote's own). Every probe stays held out."""
+        rng = np.random.default_rng([self.config.seed, 5, seed])
+        others = self.all_quotes[1::2]
+        pairs = []
+        for i in range(n):
+            rank = self.draw_quote(rng, others)
+            quote = self.quotes[rank]
+            altered = alter(quote, pick(self.training_alterations[rank], rng))
+            repeat = i % 2 == 0
+            phrase = (REPEAT_PHRASES if repeat else FIX_PHRASES)[rng.integers(2)]
+            answer = altered[-1] if repeat else quote[-1]
+            pairs.append(Example(instruction(phrase, altered, quote[:-1], end=""), answer))
+        return pairs
 
     def most_exposed(self, n=20):
         """The exposure ranks of the n most exposed probe quotes."""
