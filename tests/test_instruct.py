@@ -1,0 +1,37 @@
+"""Lesson 07's toy (minilm/studies/instruct.py): pre-train a glib size as its preset does, tune it on the
+instruction pairs, probe before and after; the preset is the one docs/lesson07_toy_design.md wrote down."""
+import json
+
+import numpy as np
+
+from minilm.studies import glib, instruct, runner
+
+
+def test_the_lesson_preset_is_the_design():
+    design = instruct.preset("lesson07")
+    base, size = instruct.base_size(design)
+    assert (design.base, size.name, size.lr, base.steps) == ("full", "d96 L3", 3.3e-3, 3000)
+    assert design.seeds == [0, 1, 2, 3, 4] and design.pairs == 400 and (design.steps, design.batch_size) == (300, 16)
+    assert design.lr == {"full": 1e-3, "lora": 1e-2} and (design.lora_rank, design.lora_alpha) == (8, 16.0)
+
+
+def test_the_ci_preset_pretrains_as_the_glib_study_tunes_and_reports(tmp_path):
+    from minilm.__main__ import main
+
+    out = tmp_path / "instruct_ci.json"
+    assert main(["instruct", "--preset", "ci", "--out", str(out), "--quiet"]) == 0
+    results = runner.load_results(out, "instruct")
+    assert sorted(results["points"]) == ["full/seed0", "lora/seed0"]
+    full, lora = results["points"]["full/seed0"], results["points"]["lora/seed0"]
+    config = instruct.preset("ci")
+    base, size = instruct.base_size(config)
+    point = next(p for key, p in glib.sweep_points("ci") if p[2] == size and p[3] == 0 and key.startswith("main/"))
+    assert full["before"] == lora["before"] == glib.measure(point)["probes"]  # the glib study's own model
+    assert full["after"] != full["before"] and lora["trainable"] < full["trainable"]
+    assert full["tune_positions"] >= config.steps * config.batch_size * 10  # every row has a dozen tokens or more
+    assert np.isclose(full["tune_flops"], 6 * full["non_embedding_params"] * full["tune_positions"])
+    text = instruct.report(results)
+    assert text.count("C follow the instruction") == 2 and "seeds whose C exceeds 0.5 after: " in text
+    before = json.loads(out.read_text())
+    assert main(["instruct", "--preset", "ci", "--out", str(out), "--quiet"]) == 0  # nothing left to train
+    assert json.loads(out.read_text())["points"] == before["points"]
