@@ -2,18 +2,21 @@
 
     python -m minilm                         train a small model on a synthetic corpus and show what it learned
     python -m minilm train --text FILE       train a byte-level model on any text file
+    python -m minilm finetune CKPT --data F  fine-tune on prompt/response pairs, fully or with LoRA (--lora-rank R)
     python -m minilm sample CKPT --prompt P  continue a prompt with a trained model
     python -m minilm sample --pretrained smollm2 --prompt P   ... or with a real pretrained model (lesson 06)
     python -m minilm chat                    talk to SmolLM2-135M-Instruct, one KV cache across turns (lesson 06)
     python -m minilm archs                   encoder-decoder vs prefix-LM vs decoder-only, same budget (lesson 02)
     python -m minilm scaling                 train a family of model sizes, fit a scaling law (lesson 03)
+    python -m minilm isoflop                 at fixed compute budgets, which size is best (lesson 03)
     python -m minilm glib                    the glib/gold inverse-scaling sweep and its report (lesson 04)
     python -m minilm structure               n-gram, windowed, plain and byte-level models on one compute axis
                                              (lesson 05)
+    python -m minilm instruct                instruction-tune lesson 04's models at the dip (lesson 07)
     python -m minilm grade PATH              grade an exercise notebook (or a folder of them)
     python -m minilm course DIR              copy the lessons and exercises into a folder of your own
 
-The studies (archs, scaling, glib, structure) are resumable, --report prints a saved one's report,
+The studies (archs, scaling, isoflop, glib, structure, instruct) are resumable, --report prints a saved one's report,
 and they take --jobs N (local processes) or --scheduler ADDRESS (a Dask cluster).
 This module is the top floor: it registers every command, and nothing in minilm imports it.
 
@@ -490,7 +493,7 @@ def run_chat(args):
 
 
 # --------------------------------------------------------------------------------------------------
-# The studies (archs, scaling, glib, structure): points of minilm.studies.runner, resumable, on any executor
+# The studies (minilm.studies.all_studies()): points of minilm.studies.runner, resumable, on any executor
 
 def add_study_command(commands, study):
     """One command per minilm.studies.runner.Study: train a preset into its results file, then report."""
