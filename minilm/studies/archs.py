@@ -201,6 +201,7 @@ def report(results):
                          f"   ({len(runs)} seeds)")
     return "\n".join(lines)
 
+
 STUDY = runner.Study(
     name="archs", help="encoder-decoder vs prefix-LM vs decoder-only, the same budget (lesson 02)",
     description="Train encoder-decoder, prefix-LM and decoder-only models with the same budget on a toy "

@@ -10,8 +10,6 @@ curves that the best size grows as C^0.5; minilm.studies.isoflop_report fits our
 
 The runs are points of minilm.studies.runner: one resumable results file, run anywhere.
 """
-import functools
-import json
 import math
 from dataclasses import asdict, dataclass, field
 
@@ -122,16 +120,11 @@ def train_point(config, point, world, device=None):
             "val_loss": ev.loss, "train_seconds": round(seconds, 2)}
 
 
-@functools.lru_cache(maxsize=2)
-def _world(config_json):
-    return World(IsoFlopConfig(**json.loads(config_json)))
-
-
 def sweep_points(config, device=None):
     """The study as (key, point) pairs for minilm.studies.runner.run_points; a point is (config, point, device)."""
-    return [(p.key, (config, p, device)) for p in plan(config)]
+    return runner.planned_points(config, plan, device)
 
 
 def measure(point):
     config, p, device = point
-    return train_point(config, p, _world(json.dumps(asdict(config))), device)
+    return train_point(config, p, runner.once_per_process(World, config), device)

@@ -40,7 +40,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Executor, Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -78,6 +78,23 @@ class Study:
     def results_file(self, preset):
         """Where a preset's results live, as a file name: one name per study and preset."""
         return f"{self.name}_{preset}.json"
+
+
+def planned_points(config, plan, device=None):
+    """A study's points as (key, point) pairs for run_points: each planned item p (with p.key) becomes the point
+    (config, p, device)."""
+    return [(p.key, (config, p, device)) for p in plan(config)]
+
+
+def once_per_process(build, config):
+    """build(config), made once in each process for a configuration (a worker trains many points of one study
+    on the same corpus). Keyed by the configuration's JSON: its lists cannot be hashed."""
+    return _built(build, type(config), json.dumps(asdict(config), sort_keys=True))
+
+
+@functools.lru_cache(maxsize=4)
+def _built(build, config_class, config_json):
+    return build(config_class(**json.loads(config_json)))
 
 
 # --------------------------------------------------------------------------------------------------

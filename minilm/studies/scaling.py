@@ -11,8 +11,6 @@ minilm.studies.runner (sweep_points, measure): one resumable results file, run i
 processes or on a Dask cluster. minilm.studies.scaling_report reads the results: the fitted law and the
 shape of every task's curve.
 """
-import functools
-import json
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -134,17 +132,12 @@ def train_run(config, run, world, device=None, progress=False):
             "train_seconds": round(seconds, 2)}
 
 
-@functools.lru_cache(maxsize=2)
-def _world(config_json):
-    return World(SweepConfig(**json.loads(config_json)))
-
-
 def sweep_points(config, device=None):
     """The sweep as (key, point) pairs for minilm.studies.runner.run_points; a point is (config, run, device)."""
-    return [(run.key, (config, run, device)) for run in plan(config)]
+    return runner.planned_points(config, plan, device)
 
 
 def measure(point):
     """Train and measure one point of sweep_points (the corpus is made once per process)."""
     config, run, device = point
-    return train_run(config, run, _world(json.dumps(asdict(config))), device=device)
+    return train_run(config, run, runner.once_per_process(World, config), device=device)

@@ -20,8 +20,6 @@ the windowed model, whose masked-out scores are still computed), the n-gram's co
 The sweep is points of minilm.studies.runner (sweep_points, measure): one resumable results file;
 minilm.studies.structure_report reads it.
 """
-import functools
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -212,18 +210,13 @@ def train_gpt(config, point, world, device=None):
             **score(model, rows, world.characters), "train_seconds": round(seconds, 2)}
 
 
-@functools.lru_cache(maxsize=2)
-def _world(config_json):
-    return World(StructureConfig(**json.loads(config_json)))
-
-
 def sweep_points(config, device=None):
     """The sweep as (key, point) pairs for minilm.runner.run_points; a point is (config, Point, device)."""
-    return [(p.key, (config, p, device)) for p in plan(config)]
+    return runner.planned_points(config, plan, device)
 
 
 def measure(point):
     """Train (or count) and score one point of sweep_points (the corpus is made once per process)."""
     config, p, device = point
-    world = _world(json.dumps(asdict(config)))
+    world = runner.once_per_process(World, config)
     return count_ngram(p, world) if p.rung == "ngram" else train_gpt(config, p, world, device)
