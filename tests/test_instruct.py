@@ -35,3 +35,17 @@ def test_the_ci_preset_pretrains_as_the_glib_study_tunes_and_reports(tmp_path):
     before = json.loads(out.read_text())
     assert main(["instruct", "--preset", "ci", "--out", str(out), "--quiet"]) == 0  # nothing left to train
     assert json.loads(out.read_text())["points"] == before["points"]
+
+
+def test_every_committed_base_is_the_glib_sweeps_own_model():
+    """The design's reproduction rule: before tuning, each pre-trained d96 probes exactly as its record in
+    glib_full.json (every point, both arms), and its pre-training compute is that record's."""
+    from minilm.course.paths import RESULTS
+
+    tuned = runner.load_results(RESULTS / "instruct_lesson07.json", "instruct")
+    full = runner.load_results(RESULTS / "glib_full.json", "glib")
+    assert len(tuned["points"]) == 10
+    for point in tuned["points"].values():
+        record = full["points"][f"main/{point['size']}/seed{point['seed']}"]
+        assert point["before"] == record["probes"]
+        assert point["non_embedding_params"] == record["non_embedding_params"]
