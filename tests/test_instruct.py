@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 
+from minilm.data.instructions import encode
 from minilm.studies import glib, instruct, runner
 
 
@@ -13,6 +14,10 @@ def test_the_lesson_preset_is_the_design():
     assert (design.base, size.name, size.lr, base.steps) == ("full", "d96 L3", 3.3e-3, 3000)
     assert design.seeds == [0, 1, 2, 3, 4] and design.pairs == 400 and (design.steps, design.batch_size) == (300, 16)
     assert design.lr == {"full": 1e-3, "lora": 1e-2} and (design.lora_rank, design.lora_alpha) == (8, 16.0)
+    assert design.replay == 0.0
+    second = instruct.preset("lesson07b")  # the design's second part, after the first failed
+    assert (second.pairs, second.steps, second.replay, second.seeds) == (16000, 1000, 0.5, [0, 1, 2, 3, 4])
+    assert (second.base, second.d_model, second.lr, second.batch_size) == ("full", 96, design.lr, 16)
 
 
 def test_the_ci_preset_pretrains_as_the_glib_study_tunes_and_reports(tmp_path):
@@ -49,3 +54,19 @@ def test_every_committed_base_is_the_glib_sweeps_own_model():
         record = full["points"][f"main/{point['size']}/seed{point['seed']}"]
         assert point["before"] == record["probes"]
         assert point["non_embedding_params"] == record["non_embedding_params"]
+
+
+def test_a_rehearsing_batch_holds_pairs_and_stream_windows():
+    """replay 0.5 of 16: 8 instruction rows (the loss on their answers only), padded to the window, and 8
+    windows of the pre-training stream (the loss everywhere), each window the stream's next-token pairs."""
+    corpus, stream = glib._corpus_and_stream("ci", "main")
+    rows = encode(corpus.instruction_pairs(40), corpus.tokenizer, glib.BLOCK_SIZE)
+    counter = {"positions": 0}
+    batches = instruct.tuning_batches(rows, corpus.tokenizer.pad_id, counter, stream, replay=0.5)
+    idx, targets, mask = batches(np.random.default_rng(0), 16)
+    assert idx.shape == targets.shape == mask.shape == (16, glib.BLOCK_SIZE) and counter["positions"] == idx.size
+    assert all(0 < m.sum() <= 3 for m in mask[:8])  # an answer word and its <eos>
+    assert (mask[8:] == 1).all() and (idx[8:, 1:] == targets[8:, :-1]).all()
+    text = stream.tobytes()
+    assert all(np.concatenate([w, t[-1:]]).astype(stream.dtype).tobytes() in text for w, t in zip(idx[8:], targets[8:]))
+    assert (idx[:8, 0] == corpus.tokenizer.eos_id).all()  # each row begins as the stream's examples do

@@ -48,11 +48,12 @@ def tokenizer():
 def test_the_loss_mask_counts_exactly_the_response_tokens():
     tok = tokenizer()
     rows = encode([Example("repeat after me : a b", "a b"), Example("repeat :", "c"),
-                   Example("repeat after me : a b c d e", "a b c d e")], tok, block_size=8)
-    assert rows.skipped == 1 and len(rows.ids) == 2  # 6 + 6 tokens (<eos> included) do not fit 8 + 1
+                   Example("repeat after me : a b c d e", "a b c d e")], tok, block_size=9)
+    assert rows.skipped == 1 and len(rows.ids) == 2  # 1 + 9 + 6 tokens (<eos> at both ends) do not fit 9 + 1
     idx, targets, mask = batch_of(rows, [0, 1])
-    assert idx.shape == targets.shape == mask.shape == (2, 8)
+    assert idx.shape == targets.shape == mask.shape == (2, 9)
     for b, row in enumerate(rows.ids):
+        assert row[0] == tok.eos_id  # as every example of the stream the model was pre-trained on begins
         predicted = targets[b][mask[b] == 1]
         start = rows.response_starts[b]
         assert list(predicted) == list(row[start:]) and row[-1] == tok.eos_id

@@ -5,7 +5,11 @@ One JSON object per line, either
 or a conversation, whose last message is the response and everything before it the prompt:
     {"messages": [{"role": "user", "content": "..."}, {"role": "assistant", "content": "..."}]}
 
-A row is the prompt's tokens followed by the response's (and <eos> where the tokenizer has one). The model
+A row is the prompt's tokens followed by the response's. Where the tokenizer has an <eos> and no chat template
+(a model pre-trained on a stream of examples, each after an <eos>), the row also begins with <eos> and ends with
+one, so that it reads like one example of that stream: a prompt the model meets in a new place (without the
+<eos> it always saw before an example's first word) is a different input, and what tuning teaches there does
+not carry to the prompts it is later asked (lesson 07 measured this). The model
 reads row[:-1] and predicts row[1:]; the loss mask is 1 only where the predicted token belongs to the
 response, so the model is taught to answer, not to write prompts. A row longer than the context plus one
 is skipped, and counted.
@@ -78,15 +82,18 @@ def in_chat_template(tokenizer, example):
 
 
 def encode(examples, tokenizer, block_size):
-    """Examples -> Rows: prompt tokens, then response tokens (and <eos> where the tokenizer has one). A
-    tokenizer with a chat template (a pretrained chat model's) gets the prompt in that template."""
+    """Examples -> Rows: prompt tokens, then response tokens (between two <eos> where the tokenizer has one
+    and no chat template; see the module's docstring). A tokenizer with a chat template (a pretrained chat
+    model's) gets the prompt in that template, and its response ends with <eos> where it has one."""
     ids, starts, skipped = [], [], 0
     eos = [tokenizer.eos_id] if getattr(tokenizer, "eos_id", None) is not None else []
     chat = getattr(tokenizer, "chat_template", None) is not None
+    begin = [] if chat else eos  # a stream-trained model met every example's first word after an <eos>
     for example in examples:
         prompt_text, response_text = in_chat_template(tokenizer, example) if chat else (example.prompt,
                                                                                         example.response)
         prompt, response = tokenizer.encode(prompt_text), tokenizer.encode(response_text) + eos
+        prompt = begin + prompt if prompt else prompt
         if not prompt or not response or len(prompt) + len(response) > block_size + 1:
             skipped += 1
             continue
