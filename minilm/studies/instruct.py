@@ -84,10 +84,11 @@ def pad_to(a, T, fill):
     return np.concatenate([a, np.full((a.shape[0], T - a.shape[1]), fill, a.dtype)], axis=1)
 
 
-def tune(config, arm, model, corpus, seed, stream=None):
-    """Fine-tune the model in place (full) or through adapters (lora). -> (the tuned model, positions read)"""
+def tune(config, arm, model, corpus, seed, stream=None, rows=None):
+    """Fine-tune the model in place (full) or through adapters (lora) on rows (by default the config's
+    instruction pairs, encoded). -> (the tuned model, positions read)"""
     tuned = model if arm == "full" else LoRA(model, config.lora_rank, config.lora_alpha, config.lora_targets, seed)
-    rows = encode(corpus.instruction_pairs(config.pairs), corpus.tokenizer, glib.BLOCK_SIZE)
+    rows = rows or encode(corpus.instruction_pairs(config.pairs), corpus.tokenizer, glib.BLOCK_SIZE)
     counter = {"positions": 0}
     train = TrainConfig(steps=config.steps, batch_size=config.batch_size, lr=config.lr[arm], warmup_steps=10,
                         weight_decay=0.0, eval_every=0, checkpoint_every=0, seed=seed, shards=1)
@@ -117,6 +118,14 @@ def sweep_points(config, device=None):
 
 # --------------------------------------------------------------------------------------------------
 # The report
+
+def exact_on_most_exposed(corpus, probes, n_quotes=20):
+    """One model's stored probes -> probe -> its exact-match share on the n most exposed probe quotes (A, whose
+    random strings belong to no quote, on all of its probes)."""
+    clusters, keep = glib_report.probe_clusters(corpus), corpus.most_exposed(n_quotes)
+    metrics = glib_report.probe_metrics(probes)
+    return {p: float(metrics[p]["exact"][(clusters[p] < 0) | np.isin(clusters[p], keep)].mean()) for p in glib.PROBES}
+
 
 def probe_changes(results, arm, n_quotes=20, n_boot=2000):
     """Per probe on the most exposed quotes: (per-seed before, per-seed after, mean change, low, high), the
