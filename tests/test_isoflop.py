@@ -77,3 +77,24 @@ def test_the_ci_preset_runs_resumes_and_reports(tmp_path):
     before = json.loads(out.read_text())
     assert main(["isoflop", "--preset", "ci", "--out", str(out), "--quiet"]) == 0  # nothing left to train
     assert json.loads(out.read_text())["points"] == before["points"]
+
+
+def test_the_cost_is_planned_from_measured_steps():
+    """planned_seconds times a few steps of every size and multiplies by the steps each point takes: the plan
+    grows with the budgets, and every size of the grid has its own measured step."""
+    config = isoflop.preset("ci")
+    world = isoflop.World(config)
+    total, per_step = isoflop.planned_seconds(config, world, steps=3)
+    sizes = {tuple(size) for _, grid in config.grid for size in grid}
+    assert set(per_step) == sizes and all(s > 0 for s in per_step.values())
+    vocab = world.tokenizer.vocab_size
+    by_hand = sum(per_step[(p.n_layer, p.d_model, p.n_head)] * isoflop.steps_for(config, p, vocab)
+                  for p in isoflop.plan(config))
+    assert total == by_hand > 0
+
+
+def test_the_lesson_preset_spans_a_decade_and_a_half_with_three_seeds():
+    config = isoflop.preset("lesson03")
+    budgets = [b for b, _ in config.grid]
+    assert len(budgets) >= 4 and np.log10(max(budgets) / min(budgets)) >= 1.5 and budgets == sorted(budgets)
+    assert all(len(sizes) >= 5 for _, sizes in config.grid) and len(config.seeds) >= 2
