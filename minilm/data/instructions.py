@@ -105,11 +105,11 @@ def encode(examples, tokenizer, block_size):
     return Rows(ids, starts, skipped)
 
 
-def batch_of(rows, picks, pad_id=0):
-    """The rows at picks as (idx, targets, loss_mask), each (B, T) with T the longest row's length - 1;
-    shorter rows are padded at the end (causal attention: the padding never reaches an earlier position)
-    and their padded positions have loss mask 0."""
-    T = max(len(rows.ids[i]) for i in picks) - 1
+def batch_of(rows, picks, pad_id=0, length=None):
+    """The rows at picks as (idx, targets, loss_mask), each (B, T) with T = length, or by default the longest
+    row's length - 1; shorter rows are padded at the end (causal attention: the padding never reaches an
+    earlier position) and their padded positions have loss mask 0."""
+    T = length or max(len(rows.ids[i]) for i in picks) - 1
     idx = np.full((len(picks), T), pad_id, dtype=np.int64)
     targets = np.full((len(picks), T), pad_id, dtype=np.int64)
     loss_mask = np.zeros((len(picks), T), dtype=np.float32)

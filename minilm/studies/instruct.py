@@ -17,7 +17,7 @@ from . import glib, glib_report, runner
 from .stats import paired_bootstrap, percentile_interval
 from ..data.instructions import batch_of, encode
 from ..lora import LoRA
-from ..train import TrainConfig, Trainer
+from ..train import TrainConfig, Trainer, windows_at
 
 ARMS = ("full", "lora")
 
@@ -66,22 +66,15 @@ def tuning_batches(rows, pad_id, counter, stream=None, replay=0.0):
     and backward passes run on every position, the prompt's and the padding's too)."""
     def batches(rng, batch_size):
         n_replay = round(replay * batch_size)
-        batch = batch_of(rows, rng.integers(len(rows.ids), size=batch_size - n_replay), pad_id)  # 3 x (b, T)
+        picks = rng.integers(len(rows.ids), size=batch_size - n_replay)
+        batch = batch_of(rows, picks, pad_id, glib.BLOCK_SIZE if n_replay else None)  # 3 x (b, T)
         if n_replay:
-            T = glib.BLOCK_SIZE
-            starts = rng.integers(len(stream) - T - 1, size=n_replay)
-            windows = np.stack([stream[s:s + T + 1] for s in starts]).astype(batch[0].dtype)  # (n_replay, T + 1)
-            rehearsal = (windows[:, :-1], windows[:, 1:], np.ones((n_replay, T), batch[2].dtype))
-            batch = tuple(np.concatenate([pad_to(a, T, fill), r]) for a, fill, r in zip(batch, (pad_id, pad_id, 0),
-                                                                                         rehearsal))
+            starts = rng.integers(len(stream) - glib.BLOCK_SIZE - 1, size=n_replay)
+            x, y = windows_at(stream, starts, glib.BLOCK_SIZE)  # (n_replay, T) each
+            batch = tuple(np.concatenate([a, r.astype(a.dtype)]) for a, r in zip(batch, (x, y, np.ones(x.shape))))
         counter["positions"] += batch[0].size
         return batch
     return batches
-
-
-def pad_to(a, T, fill):
-    """(b, t) -> (b, T), filled at the end (causal attention: the filling never reaches an earlier position)."""
-    return np.concatenate([a, np.full((a.shape[0], T - a.shape[1]), fill, a.dtype)], axis=1)
 
 
 def tune(config, arm, model, corpus, seed, stream=None, rows=None):
@@ -124,7 +117,12 @@ def exact_on_most_exposed(corpus, probes, n_quotes=20):
     random strings belong to no quote, on all of its probes)."""
     clusters, keep = glib_report.probe_clusters(corpus), corpus.most_exposed(n_quotes)
     metrics = glib_report.probe_metrics(probes)
-    return {p: float(metrics[p]["exact"][(clusters[p] < 0) | np.isin(clusters[p], keep)].mean()) for p in glib.PROBES}
+    return {p: float(metrics[p]["exact"][on_quotes(clusters[p], keep)].mean()) for p in glib.PROBES}
+
+
+def on_quotes(clusters, keep):
+    """Which of a probe's items count: those of the kept quotes, and those of no quote (A's random strings)."""
+    return (clusters < 0) | np.isin(clusters, keep)
 
 
 def probe_changes(results, arm, n_quotes=20, n_boot=2000):
@@ -137,7 +135,7 @@ def probe_changes(results, arm, n_quotes=20, n_boot=2000):
     keep = corpus.most_exposed(n_quotes)
     out = {}
     for probe in glib.PROBES:
-        items = (clusters[probe] < 0) | np.isin(clusters[probe], keep)
+        items = on_quotes(clusters[probe], keep)
         before, after = (np.stack([glib_report.probe_metrics(r[when])[probe]["exact"][items] for r in runs])
                          for when in ("before", "after"))  # (seeds, items)
         lo, hi = percentile_interval(paired_bootstrap([after - before], clusters[probe][items], n_boot))
