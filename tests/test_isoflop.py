@@ -98,3 +98,24 @@ def test_the_lesson_preset_spans_a_decade_and_a_half_with_three_seeds():
     budgets = [b for b, _ in config.grid]
     assert len(budgets) >= 4 and np.log10(max(budgets) / min(budgets)) >= 1.5 and budgets == sorted(budgets)
     assert all(len(sizes) >= 5 for _, sizes in config.grid) and len(config.seeds) >= 2
+
+
+def test_lesson_03s_prediction_is_the_fit_of_the_three_smaller_budgets():
+    """Lesson 03 §9 wrote its prediction for 3e12 before that budget trained: the same fits on the committed
+    results' smaller budgets (45 runs) give every number it states."""
+    import nbformat
+
+    from minilm.course.paths import LESSONS, RESULTS
+    cells = nbformat.read(LESSONS / "03_scaling_curves.ipynb", as_version=4).cells
+    text = " ".join(next(c.source for c in cells if c.source.startswith("## 9. Compute is data")).split())
+    results = runner.load_results(RESULTS / "isoflop_lesson03.json", "isoflop")
+    per_budget = {c: v for c, v in isoflop_report.budgets(results).items() if c < 3e12}
+    assert sum(v[1].size for v in per_budget.values()) == 45 and "(45 runs:" in text
+    path = isoflop_report.optimum_path(per_budget)
+    assert f"C^{{{path.a:.2f}}}" in text and f"[{path.a_interval[0]:.2f}, {path.a_interval[1]:.2f}]" in text
+    assert round(np.mean([path.tokens_per_param(c) for c in per_budget]), -1) == 360 and "about 355 tokens" in text
+    assert round(float(path.n_opt(3e12)), -3) == 37000 and "N_opt ≈ 37,000" in text
+    slope, intercept = isoflop_report.loss_law(path)
+    assert f"**{10 ** (slope * np.log10(3e12) + intercept):.3f}**" in text
+    (n_lo, n_hi), (l_lo, l_hi) = isoflop_report.extrapolation_intervals(per_budget, 3e12)
+    assert f"[{round(n_lo, -3):,.0f}, {round(n_hi, -3):,.0f}]" in text and f"([{l_lo:.3f}, {l_hi:.3f}])" in text

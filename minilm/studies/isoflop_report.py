@@ -4,6 +4,7 @@
     optimum_path      N_opt(C) = k C^a and D_opt(C) = C / (6 N_opt) ~ C^(1 - a), fitted in log-log space,
                       each exponent with a 95% interval from resampling the seeds of every (budget, size)
     prediction        the same fits on every budget but the largest, extrapolated to it
+    extrapolation_intervals   the extrapolation's 95% intervals, from resampled seeds
     report            what `python -m minilm isoflop --report` prints
 
 The quoted exponents of N_opt ~ C^a: Hoffmann et al. (2022, "Training Compute-Optimal Large Language
@@ -105,6 +106,20 @@ def prediction(results, n_boot=1000):
     measured = valley(per_budget[largest][0], per_budget[largest][1].mean(axis=1))
     predicted_loss = float(10 ** (slope * np.log10(largest) + intercept))
     return largest, float(np.log10(earlier.n_opt(largest))), predicted_loss, measured
+
+
+def extrapolation_intervals(per_budget, compute, n_boot=1000, seed=0):
+    """95% intervals of N_opt and of the lowest loss extrapolated to a budget not trained: both power laws
+    fitted again on every budget's seeds resampled. -> ((N low, N high), (loss low, loss high))"""
+    rng, log_c = np.random.default_rng(seed), np.log10(sorted(per_budget))
+    n_opt, loss = [], []
+    for _ in range(n_boot):
+        valleys = [valley(params, resample_seeds(losses, rng).mean(axis=1))
+                   for params, losses in (per_budget[c] for c in sorted(per_budget))]
+        for out, log_y in ((n_opt, [v.log_n for v in valleys]), (loss, np.log10([v.loss for v in valleys]))):
+            slope, intercept = line(log_c, log_y)
+            out.append(10 ** (slope * np.log10(compute) + intercept))
+    return tuple(tuple(float(x) for x in percentile_interval(np.array(draws))) for draws in (n_opt, loss))
 
 
 def nearest_quote(a, interval):
