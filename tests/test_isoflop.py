@@ -119,3 +119,17 @@ def test_lesson_03s_prediction_is_the_fit_of_the_three_smaller_budgets():
     assert f"**{10 ** (slope * np.log10(3e12) + intercept):.3f}**" in text
     (n_lo, n_hi), (l_lo, l_hi) = isoflop_report.extrapolation_intervals(per_budget, 3e12)
     assert f"[{round(n_lo, -3):,.0f}, {round(n_hi, -3):,.0f}]" in text and f"([{l_lo:.3f}, {l_hi:.3f}])" in text
+
+
+def test_an_added_preset_is_reported_with_its_baselines_runs():
+    """lesson03_edge adds sizes at lesson03's largest budget: its report reads both presets' runs as one."""
+    results = made_up_results(0.3, 0.3)
+    largest = max(r["budget"] for r in results["points"].values())
+    added = {k: v for k, v in results["points"].items() if v["budget"] == largest and v["params"] < 1e9}
+    base = {"preset": "base", "config": {}, "points": {k: v for k, v in results["points"].items() if k not in added},
+            "wall_seconds": 1.0}
+    extra = {"preset": "extra", "config": {}, "points": added, "wall_seconds": 2.0}
+    both = isoflop_report.combined(base, extra)
+    assert both["points"] == results["points"] and both["wall_seconds"] == 3.0
+    assert isoflop_report.report(extra, base) == isoflop_report.report(both)
+    assert isoflop.BASELINES["lesson03_edge"] == "lesson03" and isoflop.preset("lesson03_edge").grid[0][0] == 3e12

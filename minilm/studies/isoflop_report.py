@@ -41,11 +41,16 @@ class Valley:
     bracketed: bool  # the parabola opens upward and its lowest point lies among the sizes trained
 
 
+def parabola(params, mean_loss):
+    """The least-squares parabola through loss against log10 N: its coefficients (c2, c1, c0), highest first."""
+    return np.polyfit(np.log10(params), mean_loss, 2)
+
+
 def valley(params, mean_loss):
     """A parabola through loss against log10 N; its vertex is the budget's compute-optimal size (where the
     vertex falls outside the sizes trained, the best of them, marked not bracketed)."""
     x = np.log10(params)
-    c2, c1, c0 = np.polyfit(x, mean_loss, 2)
+    c2, c1, c0 = parabola(params, mean_loss)
     vertex = -c1 / (2 * c2) if c2 > 0 else np.nan
     if not x[0] < vertex < x[-1]:  # no valley among these sizes: the best one trained, not an extrapolation
         best = int(np.argmin(mean_loss))
@@ -133,7 +138,15 @@ def nearest_quote(a, interval):
     return f"its interval holds neither quoted exponent; the nearer is {name}'s {QUOTED[name]:.2f}"
 
 
-def report(results):
+def combined(*results):
+    """One results dict holding the runs of several presets' results (an added preset beside its baseline)."""
+    return {"preset": " + ".join(r["preset"] for r in results), "config": results[0]["config"],
+            "points": {k: v for r in results for k, v in r["points"].items()},
+            "wall_seconds": sum(r.get("wall_seconds", 0) for r in results)}
+
+
+def report(results, *baselines):
+    results = combined(*baselines, results) if baselines else results
     per_budget = budgets(results)
     path = optimum_path(per_budget)
     lines = [f"isoflop {results.get('preset', '?')}: {len(results['points'])} runs, {len(per_budget)} budgets, "
@@ -163,4 +176,4 @@ STUDY = runner.Study(
                 "once, from a fresh toyworld stream); fit each budget's best size and how it grows with compute.",
     presets=isoflop.PRESETS, default="lesson03", config=lambda name: asdict(isoflop.preset(name)),
     points=lambda name, device: isoflop.sweep_points(isoflop.preset(name), device), measure=isoflop.measure,
-    report=report, committed=("lesson03",))
+    report=report, committed=("lesson03", "lesson03_edge"), baselines=isoflop.BASELINES)
