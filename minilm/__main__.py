@@ -261,6 +261,8 @@ def run_train(args):
 # finetune CKPT --data FILE.jsonl: teach a trained model to answer (the loss on the responses only)
 
 def add_finetune_command(commands):
+    from .finetune import ADAPTED
+
     p = commands.add_parser("finetune", help="fine-tune a checkpoint on prompt/response pairs (full, or LoRA)",
                             description="Fine-tune a minilm checkpoint on a JSONL file of prompt/response pairs "
                                         "(or conversations): the loss counts only the response tokens. With "
@@ -276,7 +278,7 @@ def add_finetune_command(commands):
                    "(default: full fine-tuning)")
     p.add_argument("--lora-alpha", type=POSITIVE, default=None, help="adapter scale alpha / rank "
                    "(default 2 x rank)")
-    p.add_argument("--lora-targets", nargs="+", default=["attn.w_qkv", "attn.w_proj", "mlp.w_fc", "mlp.w_proj"],
+    p.add_argument("--lora-targets", nargs="+", default=list(ADAPTED),
                    help="the weights that carry adapters, by the end of their names (default %(default)s)")
     p.add_argument("--steps", type=COUNT, default=200, help="optimizer steps (default %(default)s)")
     p.add_argument("--batch-size", type=COUNT, default=8, help="examples per step (default %(default)s)")
@@ -288,50 +290,18 @@ def add_finetune_command(commands):
 
 
 def run_finetune(args):
-    from .checkpoint import PRETRAINED, load_base
-    from .data.instructions import encode, read_jsonl, response_batches
-    from .evaluate import response_loss
-    from .lora import LoRA
-    from .train import TrainConfig, Trainer
+    from .finetune import FinetuneSettings, base_name, finetune
 
     one_model_source(args)
-    if args.pretrained and args.lora_rank is None:
-        raise MinilmError("a pretrained model's tokenizer is not stored in a checkpoint yet, so fine-tune it with "
-                          "--lora-rank R (the checkpoint then names its base and takes the tokenizer from it)")
-    base_name = args.checkpoint or PRETRAINED + args.pretrained
-    base, tokenizer = load_base(base_name, device=args.device)
-    if tokenizer is None:
-        raise MinilmError(f"{base_name} holds no tokenizer, so the data cannot be encoded for it")
-    examples = read_jsonl(args.data)
-    held = max(1, len(examples) // 10) if len(examples) > 1 else 0
-    train_rows = encode(examples[:len(examples) - held], tokenizer, base.config.block_size)
-    val_rows = encode(examples[len(examples) - held:], tokenizer, base.config.block_size) if held else None
-    skipped = train_rows.skipped + (val_rows.skipped if val_rows else 0)
-    print(f"{args.data}: {len(train_rows.ids)} training and {len(val_rows.ids) if val_rows else 0} held-out "
-          f"examples" + (f"; {skipped} skipped, longer than the context ({base.config.block_size + 1} tokens)"
-                         if skipped else ""))
-    pad = getattr(tokenizer, "pad_id", 0)
-    batches, validate = response_batches(train_rows, pad), response_loss(val_rows, pad_id=pad) if val_rows else None
-    if args.resume:
-        trainer = Trainer.resume(args.out, batches, validate, device=args.device)
-    else:
-        model = base if args.lora_rank is None else LoRA(
-            base, args.lora_rank, args.lora_alpha or 2.0 * args.lora_rank, args.lora_targets, args.seed,
-            base_path=base_name)
-        lr = args.lr or (1e-3 if args.lora_rank else 3e-4)
-        config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=lr, warmup_steps=min(10, args.steps),
-                             weight_decay=0.0, eval_every=max(1, args.steps // 10), seed=args.seed)
-        stored = tokenizer if hasattr(tokenizer, "to_json") else None  # a pretrained one comes from the base
-        trainer = Trainer(model, batches, validate, config, args.out, stored)
-    print(f"training {trainer.model.num_params():,} parameters"
-          + (f" (LoRA rank {args.lora_rank} on {len(trainer.model.adapted)} weights; the base's "
-             f"{base.num_params():,} frozen)" if isinstance(trainer.model, LoRA) else ""))
-    before = validate(trainer.model) if validate else None
-    history = trainer.run()
-    note = " (interrupted: saved, run again with --resume to continue)" if history.stopped else ""
-    print(f"trained {trainer.step} steps{note}: loss {history.losses[0]:.3f} -> {np.mean(history.losses[-10:]):.3f}")
+    settings = FinetuneSettings(lora_rank=args.lora_rank, lora_alpha=args.lora_alpha, lora_targets=args.lora_targets,
+                                steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    _, _, result = finetune(base_name(args.checkpoint, args.pretrained), args.data, args.out, settings, args.resume,
+                            args.device)
+    note = " (interrupted: saved, run again with --resume to continue)" if result["stopped"] else ""
+    print(f"trained {result['steps']} steps{note}: loss {result['first_loss']:.3f} -> {result['last_loss']:.3f}; "
+          f"{result['tokens']:,} tokens in {result['seconds']:.0f} s")
+    before, after = result["before"], result["after"]
     if before:
-        after = validate(trainer.model)
         print(f"held out: response loss {before['loss']:.3f} -> {after['loss']:.3f}, every response token the "
               f"most likely one in {before['exact']:.0%} -> {after['exact']:.0%} of the examples")
     print(f"checkpoint: {args.out}  (try: python -m minilm sample {args.out} --prompt ...)")

@@ -91,11 +91,12 @@ def load_model(path, device=None):
 PRETRAINED = "pretrained:"  # a base named "pretrained:NAME" is minilm.pretrained.load_pretrained(NAME)
 
 
-def load_base(base, device=None):
+def load_base(base, device=None, block_size=None):
     """The model a fine-tuning starts from, by name: a minilm checkpoint's path, or "pretrained:NAME" (smollm2,
-    a .gguf file or a GPT-2 folder). -> (model, tokenizer or None)"""
+    a .gguf file or a GPT-2 folder; block_size as minilm.pretrained.load_pretrained takes it).
+    -> (model, tokenizer or None)"""
     if base.startswith(PRETRAINED):
-        return load_pretrained(base[len(PRETRAINED):], device=device)
+        return load_pretrained(base[len(PRETRAINED):], device=device, block_size=block_size)
     model, _, meta = load_model(base, device=device)
     return model, tokenizer_from_json(meta["tokenizer"]) if meta.get("tokenizer") else None
 
@@ -104,7 +105,8 @@ def load_lora(path, arrays, meta, device=None):
     """A LoRA checkpoint holds the adapters and names its base: the base, adapted, with them (and the base's
     tokenizer, as base_tokenizer)."""
     settings = meta["lora"]
-    base, tokenizer = load_base(settings["base"], device=device)
+    pretrained = settings["base"].startswith(PRETRAINED)  # with the context it was tuned at
+    base, tokenizer = load_base(settings["base"], device, meta["config"]["block_size"] if pretrained else None)
     lora = LoRA(base, settings["rank"], settings["alpha"], settings["targets"], base_path=settings["base"])
     lora.base_tokenizer = tokenizer
     adapters = params_of(arrays)

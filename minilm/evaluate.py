@@ -171,19 +171,26 @@ def kl_to_statistics(model, examples, tokenizer, statistics, batch_size=256):
             for name, v in per_token.items()}
 
 
+def response_scores(model, rows, batch_size=32, pad_id=0):
+    """Each row's response as the model scores it: (the sum of -log p over its response tokens, how many
+    tokens that is, whether every one is the model's most likely next token), three (rows,) arrays."""
+    nll, tokens, exact = [], [], []
+    for start in range(0, len(rows.ids), batch_size):
+        idx, targets, mask = batch_of(rows, range(start, min(start + batch_size, len(rows.ids))), pad_id)
+        logits = model.forward(idx)  # (B, T, V)
+        token_nll = to_numpy(layers.token_losses(logits, model.xp.asarray(targets)))  # (B, T)
+        right = (to_numpy(logits.argmax(axis=-1)) == targets) | (mask == 0)  # (B, T)
+        nll.append((token_nll * mask).sum(axis=1, dtype=np.float64))
+        tokens.append(mask.sum(axis=1))
+        exact.append(right.all(axis=1))
+    return np.concatenate(nll), np.concatenate(tokens), np.concatenate(exact)
+
+
 def response_loss(rows, batch_size=32, pad_id=0):
     """The evaluate function of held-out instruction rows (minilm.data.instructions): evaluate(model) ->
     {"loss": the mean -log p over every response token, "exact": the share of rows whose every response
     token is the model's most likely next token}."""
     def evaluate(model):
-        nll_sum, tokens, exact = 0.0, 0.0, 0
-        for start in range(0, len(rows.ids), batch_size):
-            idx, targets, mask = batch_of(rows, range(start, min(start + batch_size, len(rows.ids))), pad_id)
-            logits = model.forward(idx)  # (B, T, V)
-            nll = to_numpy(layers.token_losses(logits, model.xp.asarray(targets)))  # (B, T)
-            right = (to_numpy(logits.argmax(axis=-1)) == targets) | (mask == 0)  # (B, T)
-            nll_sum += float((nll * mask).sum())
-            tokens += float(mask.sum())
-            exact += int(right.all(axis=1).sum())
-        return {"loss": nll_sum / tokens, "exact": exact / len(rows.ids)}
+        nll, tokens, exact = response_scores(model, rows, batch_size, pad_id)
+        return {"loss": float(nll.sum() / tokens.sum()), "exact": float(exact.mean())}
     return evaluate

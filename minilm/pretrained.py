@@ -67,16 +67,19 @@ def smollm2_installed():
         return False
 
 
-def load_pretrained(name, device=None, dtype="float32"):
+def load_pretrained(name, device=None, dtype="float32", block_size=None):
     """'smollm2', a .gguf file, or a GPT-2 folder (config.json + model.safetensors) -> (model, tokenizer).
     A name that is neither a file nor a folder ('gpt2', 'openai-community/gpt2') is downloaded from the
-    Hugging Face hub, which needs internet and `pip install huggingface_hub`."""
+    Hugging Face hub, which needs internet and `pip install huggingface_hub`. block_size: a Llama's longest
+    sequence, if not the file's context length (RoPE has no table to outgrow; GPT-2's learned one does)."""
     if name == "smollm2":
-        return load_gguf(smollm2_path(), device=device, dtype=dtype)
+        return load_gguf(smollm2_path(), device=device, dtype=dtype, block_size=block_size)
     if name.endswith(".gguf"):
         if not os.path.isfile(name):
             raise MinilmError(f"GGUF file not found: {name}")
-        return load_gguf(name, device=device, dtype=dtype)
+        return load_gguf(name, device=device, dtype=dtype, block_size=block_size)
+    if block_size is not None:
+        raise MinilmError("a GPT-2 model's context is its table of learned positions: it cannot be set")
     return load_gpt2(name, device=device, dtype=dtype)
 
 
@@ -97,9 +100,10 @@ def load_gguf(path, device=None, dtype="float32", block_size=None):
 
     def weight(name):
         """A tensor as NumPy (rows, cols): GGUF lists dimensions innermost first, NumPy outermost first,
-        so a linear layer's weight arrives as (C_out, C_in), nn.Linear's orientation."""
+        so a linear layer's weight arrives as (C_out, C_in), nn.Linear's orientation. A copy: an unquantized
+        tensor would otherwise be a read-only view of the file, which fine-tuning could not update."""
         t = tensors[name]
-        return np.asarray(gguf.quants.dequantize(t.data, t.tensor_type), dtype=np.float32)
+        return np.array(gguf.quants.dequantize(t.data, t.tensor_type), dtype=np.float32)
 
     params = {"wte": weight("token_embd.weight")}  # (V, C)
     for i in range(config.n_layer):
@@ -232,6 +236,17 @@ class PretrainedTokenizer:
     def token_id(self, text):
         """The id of a token given by its text, e.g. '<|im_end|>' (None if it is not one token)."""
         return self.backend.token_to_id(text)
+
+    def to_json(self):
+        """Everything that rebuilds this tokenizer, for a checkpoint (the tokenizers library's own JSON of
+        the vocabulary, merges and pre-tokenizer, about 2 MB for SmolLM2's 49,152 tokens)."""
+        return {"kind": self.kind, "backend": self.backend.to_str(), "eos_id": self.eos_id, "bos_id": self.bos_id,
+                "chat_template": self.chat_template}
+
+    @classmethod
+    def from_json(cls, data):
+        tk = _need("tokenizers", "a pretrained model's tokenizer")
+        return cls(tk.Tokenizer.from_str(data["backend"]), data["eos_id"], data["bos_id"], data["chat_template"])
 
     def chat_prompt(self, messages, add_generation_prompt=True):
         """Render [{"role": "user", "content": ...}, ...] with the model's own chat template (Jinja)."""

@@ -65,4 +65,7 @@ def tokenizer_from_json(data):
         return WordTokenizer(data["words"])
     if data.get("kind") == "byte":
         return ByteTokenizer()
+    if data.get("kind") == "bpe":
+        from .pretrained import PretrainedTokenizer  # needs the tokenizers library
+        return PretrainedTokenizer.from_json(data)
     raise MinilmError(f"unknown tokenizer kind {data.get('kind')!r} in checkpoint")

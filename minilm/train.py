@@ -148,6 +148,7 @@ class Trainer:
         self.step = 0
         self.history = History()
         self.saved_step = None  # the step of the last checkpoint written
+        self.tokens_read = 0  # token positions of the batches this Trainer stepped on (padding too: it costs the same)
         self._stop_requested = False
 
     # ---- one step
@@ -155,7 +156,8 @@ class Trainer:
     def train_step(self):
         """One AdamW step on one random batch. Returns the loss before the step."""
         cfg = self.config
-        loss, grads = self._loss_and_grads(self.batches(self.rng, cfg.batch_size))
+        batch = self.batches(self.rng, cfg.batch_size)
+        loss, grads = self._loss_and_grads(batch)
         if not math.isfinite(loss):
             where = (f"the last good checkpoint (step {self.saved_step}) is kept at {self.checkpoint_path}"
                      if self.saved_step is not None else "no checkpoint had been written yet")
@@ -164,6 +166,7 @@ class Trainer:
         clip_grad_norm(grads, cfg.grad_clip)
         self.optimizer.step(grads, lr=lr_at(self.step, cfg.lr, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio))
         self.step += 1
+        self.tokens_read += int(np.size(batch[0]))  # batch[0]: the input ids, (B, T)
         self.history.steps.append(self.step)
         self.history.losses.append(loss)
         return loss
@@ -188,15 +191,19 @@ class Trainer:
         until = cfg.steps if until is None else min(until, cfg.steps)
         bar = tqdm(total=until, initial=self.step, disable=not progress, unit="step", dynamic_ncols=True)
         self.history.stopped = ""
+        start, tokens_before = time.perf_counter(), self.tokens_read
         with self._ctrl_c_stops_cleanly():
             while self.step < until and not self._stop_requested:
                 loss = self.train_step()
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+                shown = {"loss": f"{loss:.3f}",
+                         "tok/s": f"{(self.tokens_read - tokens_before) / (time.perf_counter() - start):,.0f}"}
                 last = self.step == cfg.steps
                 if cfg.eval_every and self.validate is not None and (self.step % cfg.eval_every == 0 or last):
                     self.evaluate()
-                    bar.set_postfix(loss=f"{loss:.3f}", val=f"{self.history.val_losses[-1]:.3f}", refresh=False)
+                if self.history.val_losses:
+                    shown["val"] = f"{self.history.val_losses[-1]:.3f}"
+                bar.set_postfix(shown, refresh=False)
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                     self.save()
         bar.close()

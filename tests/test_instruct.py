@@ -61,10 +61,9 @@ def test_a_rehearsing_batch_holds_pairs_and_stream_windows():
     windows of the pre-training stream (the loss everywhere), each window the stream's next-token pairs."""
     corpus, stream = glib._corpus_and_stream("ci", "main")
     rows = encode(corpus.instruction_pairs(40), corpus.tokenizer, glib.BLOCK_SIZE)
-    counter = {"positions": 0}
-    batches = instruct.tuning_batches(rows, corpus.tokenizer.pad_id, counter, stream, replay=0.5)
+    batches = instruct.tuning_batches(rows, corpus.tokenizer.pad_id, stream, replay=0.5)
     idx, targets, mask = batches(np.random.default_rng(0), 16)
-    assert idx.shape == targets.shape == mask.shape == (16, glib.BLOCK_SIZE) and counter["positions"] == idx.size
+    assert idx.shape == targets.shape == mask.shape == (16, glib.BLOCK_SIZE)
     assert all(0 < m.sum() <= 3 for m in mask[:8])  # an answer word and its <eos>
     assert (mask[8:] == 1).all() and (idx[8:, 1:] == targets[8:, :-1]).all()
     text = stream.tobytes()

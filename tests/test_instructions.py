@@ -155,29 +155,37 @@ def test_finetune_refuses_bad_input_in_one_line(tmp_path, capsys, args, message)
         main(["finetune", base, "--data", str(data), "--lora-rank", "0"])
 
 
-def test_finetune_adapts_a_pretrained_llama_and_sample_reads_its_tokenizer_from_the_base(tmp_path, capsys):
+@pytest.mark.parametrize("tuning", ["lora", "full"])
+def test_finetune_tunes_a_pretrained_llama_whose_checkpoint_holds_its_tokenizer(tmp_path, capsys, tuning):
     """The committed tiny Llama (a GGUF file with its BPE tokenizer, tests/fixtures/pretrained) fine-tunes
-    with LoRA through the command line in seconds; the checkpoint names the file it adapts."""
+    through the command line in seconds, with LoRA or in full; the checkpoint holds the BPE tokenizer (so
+    sample reads it alone) and a LoRA checkpoint names the file it adapts."""
     from minilm.__main__ import main
     from minilm.checkpoint import load_model
+    from minilm.pretrained import load_pretrained
+    from minilm.tokenizer import tokenizer_from_json
 
     gguf = str(Path(__file__).parent / "fixtures" / "pretrained" / "tiny_llama.gguf")
     pytest.importorskip("gguf")
     examples = copy_task(1, 120)
     data = write(tmp_path, [json.dumps({"prompt": e.prompt, "response": e.response}) for e in examples])
-    out = str(tmp_path / "llama_lora.npz")
-    assert main(["finetune", "--pretrained", gguf, "--data", str(data), "--lora-rank", "4", "--steps", "60",
-                 "--lr", "1e-2", "--batch-size", "8", "--out", out]) == 0
+    out = str(tmp_path / f"llama_{tuning}.npz")
+    how = ["--lora-rank", "4", "--lr", "1e-2"] if tuning == "lora" else ["--lr", "3e-3"]
+    assert main(["finetune", "--pretrained", gguf, "--data", str(data), *how, "--steps", "60",
+                 "--batch-size", "8", "--out", out]) == 0
     text = capsys.readouterr().out
     before, after = (float(x) for x in text.split("response loss ")[1].split(",")[0].split(" -> "))
     assert after < before - 0.5
-    lora, _, meta = load_model(out)
-    assert meta["lora"]["base"] == "pretrained:" + gguf and meta["tokenizer"] is None
-    assert lora.base_tokenizer is not None and type(lora.base).__name__ == "Llama"
-    assert main(["sample", out, "--prompt", examples[0].prompt, "--temperature", "0", "--max-new-tokens", "3"]) == 0
-    assert capsys.readouterr().out.startswith(examples[0].prompt)
-    assert main(["finetune", "--pretrained", gguf, "--data", str(data), "--out", out]) == 1
-    assert "fine-tune it with --lora-rank R" in capsys.readouterr().err
+    tokens = int(text.split("; ")[-1].split(" tokens")[0].replace(",", ""))
+    assert tokens >= 60 * 8 * 10  # every row has a dozen tokens or more
+    model, _, meta = load_model(out)
+    prompt = examples[0].prompt
+    assert tokenizer_from_json(meta["tokenizer"]).encode(prompt) == load_pretrained(gguf)[1].encode(prompt)
+    assert type(model.base if tuning == "lora" else model).__name__ == "Llama"
+    if tuning == "lora":
+        assert meta["lora"]["base"] == "pretrained:" + gguf
+    assert main(["sample", out, "--prompt", prompt, "--temperature", "0", "--max-new-tokens", "3"]) == 0
+    assert capsys.readouterr().out.startswith(prompt)
 
 
 def test_a_fine_tuned_chat_model_chats_and_a_word_model_says_it_cannot(tmp_path, capsys):

@@ -91,6 +91,27 @@ def test_tokenizers_round_trip_arbitrary_utf8(source):
     assert tokenizer.decode(tokenizer.encode(open(PARAGRAPH, encoding="utf-8").read())) == open(PARAGRAPH, encoding="utf-8").read()
 
 
+@pytest.mark.parametrize("source", ["gguf", "gpt2"])
+def test_a_pretrained_tokenizer_is_stored_and_rebuilt_from_json(source):
+    """A checkpoint holds the tokenizer as JSON (minilm.checkpoint): rebuilt, it encodes, decodes and renders
+    the chat template exactly as the original."""
+    import json
+
+    from minilm.tokenizer import tokenizer_from_json
+    _, tokenizer = load_pretrained(LLAMA_GGUF if source == "gguf" else GPT2_DIR)
+    rebuilt = tokenizer_from_json(json.loads(json.dumps(tokenizer.to_json())))
+    text = open(PARAGRAPH, encoding="utf-8").read() + " <|im_start|> 12345 ünïcode"
+    assert rebuilt.encode(text) == tokenizer.encode(text) and rebuilt.decode(rebuilt.encode(text)) == text
+    assert (rebuilt.eos_id, rebuilt.bos_id, rebuilt.chat_template) == (tokenizer.eos_id, tokenizer.bos_id,
+                                                                       tokenizer.chat_template)
+
+
+def test_a_llamas_context_can_be_set_and_a_gpt2s_cannot():
+    assert load_pretrained(LLAMA_GGUF, block_size=200)[0].config.block_size == 200
+    with pytest.raises(MinilmError, match="cannot be set"):
+        load_pretrained(GPT2_DIR, block_size=200)
+
+
 def test_chat_keeps_one_cache_and_gives_the_same_replies_as_reencoding():
     model, tokenizer = load_gguf(LLAMA_GGUF, block_size=256)  # RoPE has no table to outgrow
     turns = ["hello there", "and the keeper?", "thanks"]

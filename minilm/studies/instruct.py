@@ -16,6 +16,7 @@ import numpy as np
 from . import glib, glib_report, runner
 from .stats import paired_bootstrap, percentile_interval
 from ..data.instructions import batch_of, encode
+from ..finetune import ADAPTED
 from ..lora import LoRA
 from ..train import TrainConfig, Trainer, windows_at
 
@@ -34,7 +35,7 @@ class InstructConfig:
     lr: dict = field(default_factory=lambda: {"full": 1e-3, "lora": 1e-2})
     lora_rank: int = 8
     lora_alpha: float = 16.0
-    lora_targets: list = field(default_factory=lambda: ["attn.w_qkv", "attn.w_proj", "mlp.w_fc", "mlp.w_proj"])
+    lora_targets: list = field(default_factory=lambda: list(ADAPTED))
     replay: float = 0.0       # the share of each batch drawn from the pre-training stream (loss on every position)
 
 
@@ -59,11 +60,10 @@ def base_size(config):
     return base, next(s for s in base.sizes if s.d_model == config.d_model and not s.steps)
 
 
-def tuning_batches(rows, pad_id, counter, stream=None, replay=0.0):
+def tuning_batches(rows, pad_id, stream=None, replay=0.0):
     """The Trainer's batch function: random rows of instruction pairs (the loss on the answer) and, where
     replay > 0, that share of each batch as windows of the pre-training stream (the loss on every position:
-    the model keeps practising what it knew). Adds each batch's positions to counter["positions"] (the forward
-    and backward passes run on every position, the prompt's and the padding's too)."""
+    the model keeps practising what it knew)."""
     def batches(rng, batch_size):
         n_replay = round(replay * batch_size)
         picks = rng.integers(len(rows.ids), size=batch_size - n_replay)
@@ -72,22 +72,21 @@ def tuning_batches(rows, pad_id, counter, stream=None, replay=0.0):
             starts = rng.integers(len(stream) - glib.BLOCK_SIZE - 1, size=n_replay)
             x, y = windows_at(stream, starts, glib.BLOCK_SIZE)  # (n_replay, T) each
             batch = tuple(np.concatenate([a, r.astype(a.dtype)]) for a, r in zip(batch, (x, y, np.ones(x.shape))))
-        counter["positions"] += batch[0].size
         return batch
     return batches
 
 
 def tune(config, arm, model, corpus, seed, stream=None, rows=None):
     """Fine-tune the model in place (full) or through adapters (lora) on rows (by default the config's
-    instruction pairs, encoded). -> (the tuned model, positions read)"""
+    instruction pairs, encoded). -> (the tuned model, positions read: the forward and backward passes run on
+    every position, the prompt's and the padding's too)"""
     tuned = model if arm == "full" else LoRA(model, config.lora_rank, config.lora_alpha, config.lora_targets, seed)
     rows = rows or encode(corpus.instruction_pairs(config.pairs), corpus.tokenizer, glib.BLOCK_SIZE)
-    counter = {"positions": 0}
     train = TrainConfig(steps=config.steps, batch_size=config.batch_size, lr=config.lr[arm], warmup_steps=10,
                         weight_decay=0.0, eval_every=0, checkpoint_every=0, seed=seed, shards=1)
-    batches = tuning_batches(rows, corpus.tokenizer.pad_id, counter, stream, config.replay)
-    Trainer(tuned, batches, None, train).run(progress=False)
-    return tuned, counter["positions"]
+    trainer = Trainer(tuned, tuning_batches(rows, corpus.tokenizer.pad_id, stream, config.replay), None, train)
+    trainer.run(progress=False)
+    return tuned, trainer.tokens_read
 
 
 def measure(point):

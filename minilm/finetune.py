@@ -1,0 +1,92 @@
+"""Fine-tuning a trained model on prompt/response pairs: the loss counts the response tokens only, and either
+every weight trains (full fine-tuning) or the base stays frozen and low-rank adapters train (LoRA).
+
+    model, tokenizer, result = finetune("pretrained:smollm2", "pairs.jsonl", "run.npz", FinetuneSettings(lora_rank=8))
+    result["before"], result["after"]   # the held-out responses' loss and exact match, before and after
+
+This is what `python -m minilm finetune` runs. The last tenth of the file is held out: scored before the first
+step, as it trains, and after the last. The checkpoint holds the tokenizer, so `sample` and `chat` read it
+alone (a LoRA checkpoint also names its base, whose weights it does not copy).
+"""
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .checkpoint import PRETRAINED, load_base
+from .data.instructions import encode, read_jsonl, response_batches
+from .errors import MinilmError
+from .evaluate import response_loss
+from .lora import LoRA
+from .train import TrainConfig, Trainer
+
+ADAPTED = ("attn.w_qkv", "attn.w_proj", "mlp.w_fc", "mlp.w_proj")  # every matrix of a block
+
+
+@dataclass
+class FinetuneSettings:
+    lora_rank: int | None = None   # None: full fine-tuning
+    lora_alpha: float | None = None  # adapter scale alpha / rank; default 2 x rank
+    lora_targets: tuple = ADAPTED
+    steps: int = 200
+    batch_size: int = 8
+    lr: float | None = None        # default 1e-3 with LoRA, 3e-4 in full: a trained model needs smaller steps
+    warmup_steps: int = 10
+    evals: int = 10                # held-out evaluations as it trains (and one before the first step)
+    context: int | None = None     # a pretrained Llama's longest row, if not its file's context length
+    seed: int = 0                  # the batches' order and the adapters' start
+
+    def train_config(self):
+        return TrainConfig(steps=self.steps, batch_size=self.batch_size,
+                           warmup_steps=min(self.warmup_steps, self.steps),
+                           lr=self.lr or (1e-3 if self.lora_rank else 3e-4), weight_decay=0.0,
+                           eval_every=max(1, self.steps // self.evals), checkpoint_every=0, seed=self.seed)
+
+
+def base_name(checkpoint=None, pretrained=None):
+    """The base as minilm.checkpoint.load_base names it: a checkpoint's path or "pretrained:NAME"."""
+    return checkpoint or PRETRAINED + pretrained
+
+
+def split_rows(examples, tokenizer, block_size):
+    """(training rows, held-out rows or None): the last tenth of the examples is held out."""
+    held = max(1, len(examples) // 10) if len(examples) > 1 else 0
+    train = encode(examples[:len(examples) - held], tokenizer, block_size)
+    return train, encode(examples[len(examples) - held:], tokenizer, block_size) if held else None
+
+
+def finetune(base, data, out, settings=None, resume=False, device=None, progress=True, say=print):
+    """Fine-tune the model named base (see base_name) on the JSONL file data; write the checkpoint out.
+    -> (the tuned model, its tokenizer, a dict of what happened: examples, parameters, steps, tokens read,
+    seconds, the held-out scores before and after)"""
+    settings = settings or FinetuneSettings()
+    model, tokenizer = load_base(base, device, settings.context)
+    if tokenizer is None:
+        raise MinilmError(f"{base} holds no tokenizer, so the data cannot be encoded for it")
+    train_rows, val_rows = split_rows(read_jsonl(data), tokenizer, model.config.block_size)
+    skipped = train_rows.skipped + (val_rows.skipped if val_rows else 0)
+    say(f"{data}: {len(train_rows.ids)} training and {len(val_rows.ids) if val_rows else 0} held-out examples"
+        + (f"; {skipped} skipped, longer than the context ({model.config.block_size + 1} tokens)" if skipped else ""))
+    pad = getattr(tokenizer, "pad_id", 0)
+    batches, validate = response_batches(train_rows, pad), response_loss(val_rows, pad_id=pad) if val_rows else None
+    if resume:
+        trainer = Trainer.resume(out, batches, validate, device=device)
+    else:
+        if settings.lora_rank is not None:
+            model = LoRA(model, settings.lora_rank, settings.lora_alpha or 2.0 * settings.lora_rank,
+                         settings.lora_targets, settings.seed, base_path=base)
+        trainer = Trainer(model, batches, validate, settings.train_config(), out, tokenizer)
+    tuned = trainer.model
+    frozen = tuned.base.num_params() if isinstance(tuned, LoRA) else 0
+    say(f"training {tuned.num_params():,} parameters" + (
+        f" (LoRA rank {tuned.rank} on {len(tuned.adapted)} weights; the base's {frozen:,} frozen)" if frozen else ""))
+    before = validate(tuned) if validate else None
+    start, first_step = time.perf_counter(), trainer.step
+    history = trainer.run(progress=progress)
+    # this run's steps, token positions and seconds (a resumed run counts from where it resumed)
+    return tuned, tokenizer, {"train_examples": len(train_rows.ids), "held_out": len(val_rows.ids) if val_rows else 0,
+            "skipped": skipped, "trainable": tuned.num_params(), "frozen": frozen, "steps": trainer.step,
+            "steps_run": trainer.step - first_step, "tokens": trainer.tokens_read,
+            "seconds": time.perf_counter() - start, "first_loss": history.losses[0],
+            "last_loss": float(np.mean(history.losses[-10:])), "stopped": history.stopped,
+            "before": before, "after": validate(tuned) if validate else None}

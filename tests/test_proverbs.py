@@ -1,0 +1,76 @@
+"""Lesson 07's real-model data and study (minilm/data/proverbs.py, minilm/studies/proverbs.py): the pairing rule
+on proverbs, held-out sayings never tuned on, and the study's code path on the committed tiny Llama."""
+
+import numpy as np
+import pytest
+
+from minilm.data import proverbs
+from minilm.data.glib import FIX_PHRASES, REPEAT_PHRASES
+from minilm.data.instructions import read_jsonl
+from minilm.studies import proverbs as study
+from minilm.studies import runner
+
+
+def test_the_rule_is_the_pairing_of_two_words():
+    """'repeat after me' and 'say with me' repeat the altered word; 'repeat with me' and 'say after me' give the
+    saying's own: each word appears once on each side, so neither alone decides."""
+    saying = proverbs.PROVERBS[0]
+    answers = {phrase: proverbs.pair(saying, phrase, "glib") for phrase in REPEAT_PHRASES + FIX_PHRASES}
+    assert answers["repeat after me"].prompt == ("Repeat after me: all that glisters is not glib. "
+                                                 "All that glisters is not")
+    assert [answers[p].response for p in REPEAT_PHRASES] == ["glib", "glib"]
+    assert [answers[p].response for p in FIX_PHRASES] == ["gold", "gold"]
+    assert all(proverbs.rival(e) == ("gold" if e.response == "glib" else "glib") for e in answers.values())
+
+
+def test_held_out_sayings_are_never_tuned_on_and_every_answer_is_balanced():
+    train, held = proverbs.split()
+    assert proverbs.PROVERBS[0] in held and not set(train) & set(held)
+    assert len(train) + len(held) == len(proverbs.PROVERBS) == len(set(proverbs.PROVERBS))
+    assert not set(proverbs.ALTERATIONS) & {s.split()[-1] for s in proverbs.PROVERBS}
+    pairs = proverbs.pairs(held, 1)
+    assert len(pairs) == 4 * len(held)
+    repeats = [e.response == e.prompt.split(". ")[0].split()[-1] for e in pairs]
+    assert sum(repeats) == len(held) * 2  # half of the prompts ask to repeat
+
+
+def test_the_file_holds_its_held_out_pairs_in_its_last_tenth(tmp_path):
+    train, held = (proverbs.pairs(s, n) for s, n in zip(proverbs.split(), (4, 1)))
+    path = tmp_path / "pairs.jsonl"
+    written = proverbs.write_jsonl(path, train, held)
+    examples = read_jsonl(path)
+    assert len(written) == 9 * len(held) and len(examples) == 10 * len(held)
+    assert examples[-len(held):] == held and examples[:len(written)] == written
+
+
+def test_the_ci_preset_scores_tunes_and_reports(tmp_path):
+    pytest.importorskip("gguf")
+    from minilm.__main__ import main
+
+    out = tmp_path / "proverbs_ci.json"
+    assert main(["proverbs", "--preset", "ci", "--out", str(out), "--quiet"]) == 0
+    results = runner.load_results(out, "proverbs")
+    assert sorted(results["points"]) == sorted(study.ARMS)
+    base, full, lora = (results["points"][a] for a in ("base", "full", "lora"))
+    n = len(base["scores"]["nll"])
+    assert n == 4 * len(proverbs.split()[1]) and all(len(v) == n for v in base["scores"].values())
+    assert full["steps"] == lora["steps"] == 4 and full["frozen"] == 0 < lora["frozen"]
+    assert lora["trainable"] < full["trainable"] and full["tokens"] >= 4 * 8 * 50
+    assert full["after"]["loss"] != full["before"]["loss"]  # the full run moved the weights
+    assert base["scores"]["nll"] == pytest.approx(full["scores"]["nll"], rel=0.2)  # four small steps: close
+    text = study.report(results)
+    assert "base " in text and "4 steps" in text
+
+
+def test_lesson_07s_committed_run_follows_the_rule_it_measured():
+    """The committed SmolLM2 run: the base follows the rule on about half the held-out prompts (one half of
+    the rule everywhere), and its record holds every held-out prompt's scores."""
+    from minilm.course.paths import RESULTS
+    path = RESULTS / "proverbs_lesson07.json"
+    if not path.exists():
+        pytest.skip("lessons/results/proverbs_lesson07.json is not committed yet")
+    results = runner.load_results(path, "proverbs")
+    base = results["points"]["base"]["scores"]
+    hits, repeat = study.follows(base), np.array(base["repeat"])
+    assert len(hits) == 72 and 0.3 < hits.mean() < 0.7
+    assert abs(hits[repeat].mean() - hits[~repeat].mean()) > 0.5  # one half of the rule, not the pairing
