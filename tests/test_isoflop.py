@@ -133,3 +133,73 @@ def test_an_added_preset_is_reported_with_its_baselines_runs():
     assert both["points"] == results["points"] and both["wall_seconds"] == 3.0
     assert isoflop_report.report(extra, base) == isoflop_report.report(both)
     assert isoflop.BASELINES["lesson03_edge"] == "lesson03" and isoflop.preset("lesson03_edge").grid[0][0] == 3e12
+
+
+def test_lesson_03s_check_of_the_prediction_states_what_the_runs_measured():
+    """Lesson 03 §9 after the largest budget trained, and the first screen's sentence on it: every number is the
+    committed runs' (lesson03 and lesson03_edge read as one), and the cell beside it prints the same."""
+    import nbformat
+
+    from minilm.course.paths import LESSONS, RESULTS
+    from tests.helpers import first_screen
+    from tests.test_lesson_01 import output_of
+    lesson = LESSONS / "03_scaling_curves.ipynb"
+    cells = nbformat.read(lesson, as_version=4).cells
+    text = " ".join(next(c.source for c in cells if c.source.startswith("**The check.**")).split())
+    grid, edge = (runner.load_results(RESULTS / f"isoflop_{p}.json", "isoflop") for p in ("lesson03", "lesson03_edge"))
+    assert len(grid["points"]) == 60 and len(edge["points"]) == 6  # complete: every point of each preset, once
+    assert sorted(edge["points"]) == sorted(p.key for p in isoflop.plan(isoflop.preset("lesson03_edge")))
+    per_budget = isoflop_report.budgets(isoflop_report.combined(grid, edge))
+    path = isoflop_report.optimum_path(per_budget)
+    largest, log_n, predicted_loss, measured = isoflop_report.prediction(isoflop_report.combined(grid, edge))
+    earlier = {c: v for c, v in per_budget.items() if c != largest}
+    (n_lo, n_hi), (l_lo, l_hi) = isoflop_report.extrapolation_intervals(earlier, largest)
+    v_lo, v_hi = (10 ** x for x in path.valley_intervals[-1])
+    k = lambda n: f"{round(n, -3):,.0f}"  # noqa: E731  (thousands, as the lesson writes them)
+    assert measured.bracketed and n_lo <= 10 ** measured.log_n <= n_hi
+    assert (f"N_opt ≈ {k(10 ** measured.log_n)} (95% interval over seeds [{k(v_lo)}, {k(v_hi)}]), inside the "
+            f"predicted [{k(n_lo)}, {k(n_hi)}] and {measured.log_n - log_n:.2f} decades above the predicted "
+            f"{k(10 ** log_n)}") in text
+    params, losses = isoflop_report.budgets(grid)[largest]
+    at_edge = isoflop_report.valley(params, losses.mean(axis=1))
+    assert not at_edge.bracketed and len(params) == 5 and f"smallest of them (N {params[0]:,.0f})" in text
+    all_params, all_losses = per_budget[largest]
+    best = all_losses.mean(axis=1)
+    added = sorted({r["params"] for r in edge["points"].values()})
+    assert all(best[list(all_params).index(n)] > best[list(all_params).index(params[0])] for n in added)
+    assert f"its lowest point is {measured.loss:.3f}, the run's mean {best.min():.3f}" in text
+    assert best.min() == best[list(all_params).index(params[0])] < measured.loss
+    assert not l_lo <= measured.loss <= l_hi
+    assert (f"{measured.loss:.3f} measured against {predicted_loss:.3f} [{l_lo:.3f}, {l_hi:.3f}], "
+            f"{measured.loss - predicted_loss:.3f} nats worse") in text
+    v = path.valleys
+    assert f"fell from {v[0].loss:.3f} to {v[2].loss:.3f}; from 1e+12 to 3e+12, only to {v[3].loss:.3f}" in text
+    a_lo, a_hi = path.a_interval
+    assert a_lo <= 0.50 <= a_hi < 0.73 and f"C^{path.a:.2f} [{a_lo:.2f}, {a_hi:.2f}]" in text
+    ratios = [path.tokens_per_param(c) for c in path.compute]
+    assert f"{min(ratios):.0f} to {max(ratios):.0f} tokens per parameter" in text
+    assert (f"largest model (N {all_params[-1]:,.0f}: {best[-1]:.3f}) and the smallest (N {all_params[0]:,.0f}: "
+            f"{best[0]:.3f}) both end above the best ({best.min():.3f})") in text
+    assert f"D_opt ∝ C^{1 - path.a:.2f}" in text and abs(path.a - 0.5) < 0.05  # "about as the square root"
+    out = output_of(lesson, "largest, log_n, predicted_loss, measured = isoflop_report.prediction(iso)")
+    assert f"N_opt {10 ** measured.log_n:,.0f} [{v_lo:,.0f}, {v_hi:,.0f}]     loss {measured.loss:.3f}" in out
+    assert "the measured N_opt is inside the predicted interval" in out and "the measured loss is outside it" in out
+    screen = " ".join(first_screen(str(lesson))["measured"].split())
+    assert (f"the best size grows as $C^{{{path.a:.2f}}}$ [{a_lo:.2f}, {a_hi:.2f}], Chinchilla's exponent (0.50) and "
+            f"not Kaplan's (0.73)") in screen
+    assert (f"its best size held ({k(10 ** measured.log_n)} against {k(10 ** log_n)} [{k(n_lo)}, {k(n_hi)}]) and "
+            f"its loss did not ({measured.loss:.3f} against {predicted_loss:.3f})") in screen
+
+
+def test_the_course_map_row_states_the_iso_flop_verdict():
+    from minilm.course.paths import RESULTS
+    from tests.helpers import course_map_row
+    grid, edge = (runner.load_results(RESULTS / f"isoflop_{p}.json", "isoflop") for p in ("lesson03", "lesson03_edge"))
+    both = isoflop_report.combined(grid, edge)
+    path = isoflop_report.optimum_path(isoflop_report.budgets(both))
+    largest, log_n, loss, measured = isoflop_report.prediction(both)
+    earlier = {c: v for c, v in isoflop_report.budgets(both).items() if c != largest}
+    (n_lo, n_hi), (l_lo, l_hi) = isoflop_report.extrapolation_intervals(earlier, largest)
+    assert n_lo <= 10 ** measured.log_n <= n_hi and not l_lo <= measured.loss <= l_hi
+    assert (f"N_opt ~ C^{path.a:.2f} [{path.a_interval[0]:.2f}, {path.a_interval[1]:.2f}], Chinchilla's exponent; "
+            "the predicted best size held, the predicted loss did not") in course_map_row("03_scaling_curves")

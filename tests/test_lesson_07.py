@@ -176,3 +176,79 @@ def test_section_6_the_cost(cost, second):
     assert f"the second's {s_flops:.1e}, {s_d96}% and {s_longer}%" in text
     assert s_longer < 100 and "tuning is the cheaper road" in text
     assert (longer > 0.5).all() and len(longer) == 5 and "arrived in every one of its 5 seeds" in text
+
+
+def test_section_7_smollm2_taught_the_rule():
+    """§7's numbers, from the committed SmolLM2 run (lessons/results/proverbs_lesson07.json), as its cells print
+    them, and the first screen's sentence on it."""
+    from minilm.course.paths import RESULTS
+    from minilm.data import proverbs as data
+    from minilm.studies import proverbs, runner
+    results = runner.load_results(RESULTS / "proverbs_lesson07.json", "proverbs")
+    out = printed("from minilm.studies import proverbs as proverbs_study")
+    assert proverbs.report(results) in out
+    arm = {}
+    for name, record in results["points"].items():
+        s = record["scores"]
+        hits, repeat, exact = proverbs.follows(s), np.array(s["repeat"]), np.array(s["exact"])
+        arm[name] = {"rule": f"{hits.mean():.2f}", "interval": "[{:.2f}, {:.2f}]".format(*proverbs.interval(hits * 1.0)),
+                     "repeat": f"{hits[repeat].mean():.2f}", "fix": f"{hits[~repeat].mean():.2f}",
+                     "exact": f"{exact.mean():.2f}", "exact repeat": f"{exact[repeat].mean():.2f}",
+                     "exact fix": f"{exact[~repeat].mean():.2f}"}
+    base, full, lora = arm["base"], arm["full"], arm["lora"]
+    train, held = proverbs.data(proverbs.preset("lesson07"))
+    sayings = data.split()
+    intro = markdown_with("## 7. A real model taught the same instruction")
+    assert (len(sayings[0]), len(sayings[1]), len(held)) == (54, 18, 72) and data.PROVERBS[0] in sayings[1]
+    assert len(train[:9 * len(held)]) == 648 == results["points"]["full"]["train_examples"]
+    assert "54 sayings are tuned on (648 pairs), 18 are held out (72 prompts, the lecture's quote among them)" in intro
+    text = markdown_with("As it comes, SmolLM2 follows the rule")
+    assert f"follows the rule on {base['rule']} of the held-out prompts" in text and 0.4 <= float(base["rule"]) <= 0.6
+    assert f"altered word on {base['repeat']} of the repeat prompts and the saying's own on {base['fix']}" in text
+    assert float(base["repeat"]) - float(base["fix"]) > 0.5  # prediction 1
+    assert f"Tuned in full, it follows the rule on {full['rule']} {full['interval']}" in text
+    assert f"with LoRA, on {lora['rule']} {lora['interval']}" in text and float(lora["rule"]) >= 0.8  # prediction 3
+    assert float(full["rule"]) < 0.9 and float(full["fix"]) < 0.8 and float(full["exact"]) < 0.8  # 2 failed on each
+    assert f"fix prompts {full['fix']}, exact match {full['exact']}" in text
+    f_lo, f_hi = (float(x) for x in full["interval"][1:-1].split(", "))
+    l_lo, l_hi = (float(x) for x in lora["interval"][1:-1].split(", "))
+    assert l_lo < f_hi and "The two arms' intervals overlap" in text
+    trained = (results["points"]["lora"]["trainable"], results["points"]["full"]["trainable"])
+    assert f"LoRA trained {trained[0]:,} numbers, {trained[0] / trained[1]:.1%} of the {trained[1]:,}" in text
+    steps = {r["steps"] for n, r in results["points"].items() if n != "base"}
+    minutes = [r["seconds"] / 60 for n, r in results["points"].items() if n != "base"]
+    assert steps == {150} and all(9.5 < m < 10.5 for m in minutes) and "150 steps took about 10 minutes" in text
+    assert full["exact repeat"] == lora["exact repeat"] == "1.00" and "(exact match 1.00 on them, in both arms)" in text
+    assert f"beats the altered one on {full['fix']} (full) and {lora['fix']} (LoRA)" in text
+    assert f"exact answer on only {full['exact fix']} and {lora['exact fix']}" in text
+    assert f"exact {full['exact']} (repeat {full['exact repeat']}, fix {full['exact fix']})" in out
+    table = printed("held = proverbs_study.data(")
+    rows = [line for line in table.splitlines() if "glisters" in line and line.split()[-7] == "gold"]
+    assert len(rows) == 2 and all(line.split()[-6:-4] == ["no", "0.00"] for line in rows)  # the base: not gold
+    p_gold = [float(v) for line in rows for v in line.split()[-3::2]]
+    assert all(line.split()[-4] == line.split()[-2] == "ok" for line in rows) and max(p_gold) <= 0.03
+    assert "rank *gold* above the altered word, and give it a probability of 0.03 at most" in text
+    last = results["points"]["full"]["last_loss"]
+    assert f"{last:.4f}" == "0.0002" and "drove its training loss to 0.0002" in text
+    live = markdown_with("### Your own short run")
+    assert "for 8 steps" in live and "settings = FinetuneSettings(lora_rank=8, steps=8," in next(
+        c.source for c in CELLS if c.cell_type == "code" and "live = finetune(" in c.source)
+    assert "committed 150" in live
+    screen = markdown_with("**Measured here.**")
+    assert (f"ignored the instruction ({base['rule']} of held-out prompts, a coin)" in screen
+            and f"follows it on {full['rule']} (full) and {lora['rule']} (LoRA) of them" in screen
+            and f"exactly on only {full['exact fix']} and {lora['exact fix']} of the fix prompts" in screen)
+    assert "tuned in this engine on 648 proverb pairs" in screen
+
+
+def test_the_course_map_row_states_section_7s_numbers():
+    from minilm.course.paths import RESULTS
+    from minilm.studies import proverbs, runner
+    from tests.helpers import course_map_row
+    points = runner.load_results(RESULTS / "proverbs_lesson07.json", "proverbs")["points"]
+    rule = {a: f"{proverbs.follows(p['scores']).mean():.2f}" for a, p in points.items()}
+    fix = {a: "{:.2f}".format(np.array(p["scores"]["exact"])[~np.array(p["scores"]["repeat"])].mean())
+           for a, p in points.items()}
+    row = course_map_row("07_teaching_the_instruction")
+    assert (f"the rule on held-out prompts {rule['base']} → {rule['full']} in full, {rule['lora']} with LoRA; the fix "
+            f"answer exact on only {fix['full']} and {fix['lora']} of its prompts") in row

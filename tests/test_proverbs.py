@@ -66,10 +66,8 @@ def test_lesson_07s_committed_run_follows_the_rule_it_measured():
     """The committed SmolLM2 run: the base follows the rule on about half the held-out prompts (one half of
     the rule everywhere), and its record holds every held-out prompt's scores."""
     from minilm.course.paths import RESULTS
-    path = RESULTS / "proverbs_lesson07.json"
-    if not path.exists():
-        pytest.skip("lessons/results/proverbs_lesson07.json is not committed yet")
-    results = runner.load_results(path, "proverbs")
+    results = runner.load_results(RESULTS / "proverbs_lesson07.json", "proverbs")
+    assert sorted(results["points"]) == sorted(study.ARMS)  # complete
     base = results["points"]["base"]["scores"]
     hits, repeat = study.follows(base), np.array(base["repeat"])
     assert len(hits) == 72 and 0.3 < hits.mean() < 0.7

@@ -111,8 +111,8 @@ def interval(hits, n_boot=2000, seed=0):
 def report(results):
     config = results["config"]
     lines = [f"proverbs '{results['preset']}': {config['base']} taught lesson 04's pairing rule; held-out sayings: "
-             "the rule's answer the likelier of the two (95% over prompts), on repeat / fix prompts, exact match, "
-             "answer loss"]
+             "the rule's answer the likelier of the two (95% over prompts), on repeat / fix prompts; exact match "
+             "(every answer token the most likely); answer loss"]
     for arm in config["arms"]:
         record = results["points"].get(arm)
         if record is None:
@@ -120,9 +120,10 @@ def report(results):
         s = record["scores"]
         hits, repeat = follows(s), np.array(s["repeat"])
         lo, hi = interval(hits.astype(float))
+        exact = np.array(s["exact"])
         line = (f"  {arm:<5} {hits.mean():.2f} [{lo:.2f}, {hi:.2f}]  repeat {hits[repeat].mean():.2f}, fix "
-                f"{hits[~repeat].mean():.2f}; exact {np.mean(s['exact']):.2f}; loss "
-                f"{np.sum(s['nll']) / len(s['nll']):.2f} nats per answer")
+                f"{hits[~repeat].mean():.2f}; exact {exact.mean():.2f} (repeat {exact[repeat].mean():.2f}, fix "
+                f"{exact[~repeat].mean():.2f}); loss {np.sum(s['nll']) / len(s['nll']):.2f} nats per answer")
         if arm != "base":
             line += (f"; {record['trainable']:,} trained, {record['steps']} steps, {record['tokens']:,} tokens in "
                      f"{record['seconds'] / 60:.1f} min")
