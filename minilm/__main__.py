@@ -74,7 +74,8 @@ def build_parser(prog=None):
     add_demo_options(parser)
     parser.set_defaults(run=run_demo)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=Parser)
-    for register in (add_train_command, add_finetune_command, add_sample_command, add_chat_command):
+    for register in (add_train_command, add_finetune_command, add_merge_command, add_sample_command,
+                     add_chat_command):
         register(commands)
     for study in all_studies():
         add_study_command(commands, study)
@@ -305,6 +306,29 @@ def run_finetune(args):
         print(f"held out: response loss {before['loss']:.3f} -> {after['loss']:.3f}, every response token the "
               f"most likely one in {before['exact']:.0%} -> {after['exact']:.0%} of the examples")
     print(f"checkpoint: {args.out}  (try: python -m minilm sample {args.out} --prompt ...)")
+
+
+# --------------------------------------------------------------------------------------------------
+# merge LORA.npz --out FULL.npz: fold a LoRA checkpoint's adapters into its base
+
+def add_merge_command(commands):
+    p = commands.add_parser("merge", help="fold a LoRA checkpoint's adapters into its base: one full checkpoint",
+                            description="Write the model W + scale A B of a LoRA checkpoint (from finetune --lora-rank) "
+                                        "as a plain checkpoint with its tokenizer, which needs neither the base nor "
+                                        "the adapters to load.")
+    p.add_argument("checkpoint", help="a LoRA checkpoint written by finetune --lora-rank")
+    p.add_argument("--out", required=True, help="the full checkpoint to write")
+    p.set_defaults(run=run_merge)
+
+
+def run_merge(args):
+    from .checkpoint import model_meta, read_checkpoint, save_checkpoint
+
+    if read_checkpoint(args.checkpoint)[1].get("model") != "LoRA":
+        raise MinilmError(f"{args.checkpoint} holds no LoRA adapters: it is already a full checkpoint")
+    model, tokenizer = load_for_text(args.checkpoint)  # the adapters folded into the base's weights
+    save_checkpoint(args.out, model.params, {**model_meta(model), "tokenizer": tokenizer.to_json()})
+    print(f"merged {args.checkpoint} into {args.out} ({model.num_params():,} parameters)")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -184,6 +184,13 @@ def test_finetune_tunes_a_pretrained_llama_whose_checkpoint_holds_its_tokenizer(
     assert type(model.base if tuning == "lora" else model).__name__ == "Llama"
     if tuning == "lora":
         assert meta["lora"]["base"] == "pretrained:" + gguf
+        merged_path = str(tmp_path / "merged.npz")
+        assert main(["merge", out, "--out", merged_path]) == 0  # one full checkpoint: W + scale A B
+        merged, _, merged_meta = load_model(merged_path)
+        idx = np.array([tokenizer_from_json(merged_meta["tokenizer"]).encode(examples[0].prompt)])
+        assert np.abs(merged.forward(idx) - model.forward(idx)).max() < 1e-5 and merged_meta.get("model") == "Llama"
+        assert main(["merge", merged_path, "--out", merged_path]) == 1  # already full: one line
+        assert "already a full checkpoint" in capsys.readouterr().err
     assert main(["sample", out, "--prompt", prompt, "--temperature", "0", "--max-new-tokens", "3"]) == 0
     assert capsys.readouterr().out.startswith(prompt)
 

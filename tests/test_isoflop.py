@@ -203,3 +203,19 @@ def test_the_course_map_row_states_the_iso_flop_verdict():
     assert n_lo <= 10 ** measured.log_n <= n_hi and not l_lo <= measured.loss <= l_hi
     assert (f"N_opt ~ C^{path.a:.2f} [{path.a_interval[0]:.2f}, {path.a_interval[1]:.2f}], Chinchilla's exponent; "
             "the predicted best size held, the predicted loss did not") in course_map_row("03_scaling_curves")
+
+
+def test_a_committed_point_retrained_lands_within_its_seeds_band():
+    """The cheapest committed run (the largest size at the smallest budget, 74 steps) trained again here: it
+    lands within the band its three seeds span, widened by their standard deviation (another CPU's kernels
+    round differently, so equal bits are not expected)."""
+    from minilm.course.paths import RESULTS
+    results = runner.load_results(RESULTS / "isoflop_lesson03.json", "isoflop")
+    config = isoflop.IsoFlopConfig(**results["config"])
+    point = isoflop.Point(9e10, 3, 64, 4, 0)
+    seeds = [r["val_loss"] for r in results["points"].values() if (r["budget"], r["d_model"]) == (9e10, 64)]
+    assert len(seeds) == 3
+    record = isoflop.train_point(config, point, isoflop.World(config))
+    assert record["steps"] == results["points"][point.key]["steps"]
+    spread = np.std(seeds)
+    assert min(seeds) - spread <= record["val_loss"] <= max(seeds) + spread

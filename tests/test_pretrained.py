@@ -177,6 +177,25 @@ def test_smollm2_answers_a_question(smollm2):
     assert "Paris" in reply
 
 
+@pytest.mark.slow
+def test_smollm2_fine_tunes_through_the_command_line_and_chats_from_its_checkpoint(smollm2, tmp_path, capsys):
+    """Two LoRA steps on lesson 07's proverb pairs: the held-out loss is scored before and after, the checkpoint
+    holds SmolLM2's tokenizer, and chat CKPT talks to the tuned model in its template."""
+    from minilm.__main__ import main
+    from minilm.data.proverbs import write_jsonl
+    from minilm.studies import proverbs
+    train, held = proverbs.data(proverbs.preset("lesson07"))
+    data = tmp_path / "pairs.jsonl"
+    write_jsonl(data, train[:36], held[:4])
+    out = str(tmp_path / "lora.npz")
+    assert main(["finetune", "--pretrained", "smollm2", "--data", str(data), "--lora-rank", "4", "--steps", "2",
+                 "--batch-size", "2", "--out", out]) == 0
+    text = capsys.readouterr().out
+    assert "36 training and 4 held-out examples" in text and "held out: response loss" in text
+    assert main(["chat", out, "--say", held[0].prompt, "--temperature", "0", "--max-new-tokens", "3"]) == 0
+    assert "lora.npz> " in capsys.readouterr().out
+
+
 # --------------------------------------------------------------------------------------------------
 # The command line
 
