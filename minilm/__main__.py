@@ -312,10 +312,11 @@ def run_finetune(args):
 # merge LORA.npz --out FULL.npz: fold a LoRA checkpoint's adapters into its base
 
 def add_merge_command(commands):
-    p = commands.add_parser("merge", help="fold a LoRA checkpoint's adapters into its base: one full checkpoint",
-                            description="Write the model W + scale A B of a LoRA checkpoint (from finetune --lora-rank) "
-                                        "as a plain checkpoint with its tokenizer, which needs neither the base nor "
-                                        "the adapters to load.")
+    p = commands.add_parser("merge",
+                            help="fold a LoRA checkpoint's adapters into its base: one full checkpoint",
+                            description="Write the model W + scale A B of a LoRA checkpoint (from finetune "
+                                        "--lora-rank) as a plain checkpoint with its tokenizer, which needs neither "
+                                        "the base nor the adapters to load.")
     p.add_argument("checkpoint", help="a LoRA checkpoint written by finetune --lora-rank")
     p.add_argument("--out", required=True, help="the full checkpoint to write")
     p.set_defaults(run=run_merge)

@@ -219,3 +219,16 @@ def test_a_committed_point_retrained_lands_within_its_seeds_band():
     assert record["steps"] == results["points"][point.key]["steps"]
     spread = np.std(seeds)
     assert min(seeds) - spread <= record["val_loss"] <= max(seeds) + spread
+
+
+def test_lesson_03s_question_splits_tenfold_compute():
+    import nbformat
+
+    from minilm.course.paths import LESSONS, RESULTS
+    cells = nbformat.read(LESSONS / "03_scaling_curves.ipynb", as_version=4).cells
+    text = " ".join(next(c.source for c in cells if c.source.startswith("**Question.** The best size")).split())
+    grid, edge = (runner.load_results(RESULTS / f"isoflop_{p}.json", "isoflop") for p in ("lesson03", "lesson03_edge"))
+    a = isoflop_report.optimum_path(isoflop_report.budgets(isoflop_report.combined(grid, edge))).a
+    assert f"$C^{{{a:.2f}}}$" in text and f"$10^{{{a:.2f}}} \\approx {10 ** a:.1f}$" in text
+    assert f"$10 / {10 ** a:.1f} \\approx {10 / round(10 ** a, 1):.1f}$ times the tokens, which is $10^{{{1 - a:.2f}}}$" in text
+    assert f"\\approx {10 ** 0.5:.1f}$ each" in text and f"\\approx {10 ** 0.73:.1f}$" in text and f"\\approx {10 ** 0.27:.1f}$" in text

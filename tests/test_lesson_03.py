@@ -75,8 +75,12 @@ def test_the_shapes_the_guess_and_big_bench(results, groups):
     hardest = sorted(largest, key=largest.get)[:4]
     assert set(hardest) == {"arithmetic", "facts_tail", "translation", "spatial"}  # "named the four hardest"
     assert largest["facts_tail"] > 0.5 and spatial[-1] - spatial[0] < 0.15  # "most of the time"; "stays close"
-    assert 'my_guess = ["arithmetic", "facts_tail", "translation", "spatial"]' in \
-        [c.source for c in nbformat.read(LESSON, as_version=4).cells if c.source.startswith("my_guess")][0]
+    guess_cell = [c.source for c in nbformat.read(LESSON, as_version=4).cells if c.source.startswith("my_guess")][0]
+    assert guess_cell.startswith("my_guess = []")  # the learner writes the guess; the lesson does not
+    assert 'our_guess = ["arithmetic", "facts_tail", "translation", "spatial"]' in guess_cell
+    out = output_of(LESSON, "largest = {task:")
+    assert "your guess: empty; write the tasks" in out
+    assert "our guess: the 4 hardest are" in out and "guessed but easier: []" in out
     counts = {s: sum(v["exact_match"] == s for v in shapes.values()) for s in scaling_report.SHAPES}
     assert counts["inverse"] == counts["not correlated"] == 0 and sum(scaling_report.BIG_BENCH_SHAPES.values()) == 99
     markdown_with("none of our tasks is *inverse* or *not correlated*")

@@ -252,3 +252,18 @@ def test_the_course_map_row_states_section_7s_numbers():
     row = course_map_row("07_teaching_the_instruction")
     assert (f"the rule on held-out prompts {rule['base']} → {rule['full']} in full, {rule['lora']} with LoRA; the fix "
             f"answer exact on only {fix['full']} and {fix['lora']} of its prompts") in row
+
+
+def test_section_7s_question_counts_the_adapters():
+    from minilm.model import LlamaConfig, llama_param_shapes
+    config = LlamaConfig(vocab_size=49152, block_size=64, n_layer=30, n_head=9, n_kv_head=3, d_model=576, d_ff=1536)
+    shapes = llama_param_shapes(config)
+    adapted = {n: s for n, s in shapes.items() if any(n.endswith(t) for t in ("attn.w_qkv", "attn.w_proj",
+                                                                              "mlp.w_fc", "mlp.w_proj"))}
+    per_block = [8 * sum(adapted[f"h.0.{t}"]) for t in ("attn.w_qkv", "attn.w_proj", "mlp.w_fc", "mlp.w_proj")]
+    assert [adapted[f"h.0.{t}"] for t in ("attn.w_qkv", "attn.w_proj", "mlp.w_fc", "mlp.w_proj")] == [
+        (576, 960), (576, 576), (576, 3072), (1536, 576)]
+    assert len(adapted) == 120 and sum(per_block) == 67584 and 30 * sum(per_block) == 2027520
+    text = markdown_with("**Question.** LoRA at rank 8 trained")
+    assert "8 × (1,536 + 1,152 + 3,648 + 2,112) = 67,584 per block, times 30 blocks = 2,027,520" in text
+    assert [v // 8 for v in per_block] == [1536, 1152, 3648, 2112]
