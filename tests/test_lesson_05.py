@@ -148,6 +148,50 @@ def test_the_dotted_line(results):
            "the plain GPT and at the largest budget the byte model" in text
 
 
+def test_the_incentive_credit_now_payoff_later(results):
+    """Every row where ten times the budget changes the pick: both gaps positive, the two largest credits as the
+    lesson quotes them, and the cost of keeping the structure smaller than its credit in three rows of four."""
+    rows = structure_report.incentive(results)
+    changes = [(c, here, there) for c, here, there, _ in structure_report.dotted_line(results) if here != there]
+    assert [row[:3] for row in rows] == changes and len(rows) == 4
+    assert all(today > 0 and later > 0 for _, _, _, today, later, _ in rows)  # "In every row both gaps are positive"
+    text = markdown_with("In every row both gaps are positive")
+    first, last = rows[0], rows[-1]
+    assert (first[1], first[2], last[1], last[2]) == ("ngram", "window", "window", "bytes")
+    assert last[0] == structure_report.ladder(results)["gpt"][0][-1]  # "at our largest budget"
+    assert f"{first[3]:.3f} bits per character for the counts over the windowed GPT at {first[0]:.2g} FLOPs" in text
+    assert f"{last[3]:.3f} for the window over the byte model at our largest budget" in text
+    smaller = sum(later < today for _, _, _, today, later, _ in rows)
+    assert smaller == 3 and "smaller than the credit in three rows of four" in text
+    table = printed('print("budget    pick now')
+    for compute, *_, today, later, _ in rows:
+        assert f"{compute:8.2g}" in table and f"{today:+.3f}" in table and f"{later:+.3f}" in table
+
+
+def test_years_until_rolls_the_trend_out():
+    assert structure_report.years_until(1e12, 1e13, 5) == pytest.approx(5)
+    assert structure_report.years_until(1e12, 1e14, 9.5) == pytest.approx(19)
+    assert structure_report.years_until(1e12, 1e12, 9.5) == 0
+
+
+def test_study_the_change_itself(results, curves):
+    """The years from our largest budget to each extrapolated crossing: about two (the window's removal) and about
+    seven (the tokenizer's), and the worked answer's 5 / 9.5: the calendar scales, the budgets do not."""
+    years, per_dollar, _ = structure_report.read_compute_trend(paths.RESULTS / "compute_trend.csv")
+    tenfold = structure_report.years_per_10x(years, per_dollar)[0]
+    largest = curves["gpt"][0][-1]
+    until = {(a, b): structure_report.years_until(largest, structure_report.extrapolated_crossing(
+        *curves[a], *curves[b])[0], tenfold) for a, b in (("window", "gpt"), ("window", "bytes"), ("gpt", "bytes"))}
+    assert round(until["window", "gpt"]) == 2 and [round(until[a, "bytes"]) for a in ("window", "gpt")] == [7, 7]
+    text = markdown_with("At the same money, the window's removal")
+    assert "about two years away at the measured rate" in text and "the tokenizer's" in text and "about seven" in text
+    out = printed("years, per_dollar, _ = structure_report.read_compute_trend")
+    talk = structure_report.TALK_YEARS_PER_10X
+    for pair, y in until.items():
+        assert f"in {y:.1f} years, or {y * talk / tenfold:.1f} at the talk's rate" in out, pair
+    assert f"at section 9's rate (10x every {tenfold:.1f} years)" in out and f"5 / {tenfold:.1f}" in text
+
+
 def test_per_task_structure_helps_and_backfires(results, crossings):
     gaps = {task: g for task, (_, g) in structure_report.task_gaps(results).items()}
     text = markdown_with("Structure helps where its assumption holds and backfires where it does not")

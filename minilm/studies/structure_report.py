@@ -169,6 +169,28 @@ def dotted_line(results):
     return rows
 
 
+def incentive(results):
+    """The talk's incentive point, on the ladder: at each neural budget C where the best rung at 10 C is not the
+    best at C -> [(C, best at C, best at 10 C, how far the later winner is behind at C, how far today's winner
+    is behind at 10 C (both in bits per character), whether 10 C was read off fitted laws)]. The first gap is
+    the credit the structure earns today; the second is what keeping it costs once compute has grown."""
+    curves = ladder(results)
+    rows = []
+    for compute, here, there, extrapolated in dotted_line(results):
+        if here == there:
+            continue
+        today = rung_value(curves, there, compute)[0] - rung_value(curves, here, compute)[0]
+        later = rung_value(curves, here, 10 * compute)[0] - rung_value(curves, there, 10 * compute)[0]
+        rows.append((compute, here, there, today, later, extrapolated))
+    return rows
+
+
+def years_until(compute_now, compute_then, years_per_10x):
+    """Rolling out the driving force: the years until compute_then costs what compute_now costs today, if
+    compute per dollar keeps growing tenfold every years_per_10x years."""
+    return years_per_10x * math.log10(compute_then / compute_now)
+
+
 def ladder_crossings(results, metric=BITS, higher_is_better=False, margin=0.0):
     """(a, b) -> (compute, verdict, low, high, share) for each rung b below a on the ladder and each rung above
     it: where b overtakes a on this metric (by more than margin), measured, with a 95% interval over seeds."""
