@@ -313,6 +313,52 @@ def test_the_compute_trend_rows():
     assert f"{len(rows)} GPUs, 2006-2025" in out and "outside the interval: these figures do not agree" in out
 
 
+def test_the_trend_at_training_precision_and_the_analysts_choices():
+    """§9's second column and its table of choices, sentence by sentence, against compute_trend.csv."""
+    path = paths.RESULTS / "compute_trend.csv"
+    years, fp32, rows = structure_report.read_compute_trend(path)
+    training = structure_report.read_compute_trend(path, "low")[1]
+    tensor = [r for r in rows if r["tensor_gflops"]]
+    assert tensor[0]["hardware"].endswith("RTX 2080 Ti") and float(tensor[0]["year"]) // 1 == 2018
+    assert all(float(r["tensor_gflops"]) > float(r["fp32_gflops"]) for r in tensor)
+    text = markdown_with("The talk speaks of compute per dollar *for machine learning*")
+    assert "from the RTX 2080 Ti (2018) on, the tensor cores' FP16/BF16 rate, dense, with FP32 accumulation" in text
+    assert all(float(r["year"]) < 2018 for r in rows if not r["tensor_gflops"])  # "the cards before 2018"
+    tenfold, _, (low, high) = structure_report.years_per_10x(years, training)
+    out = printed("years, per_dollar, rows = structure_report.read_compute_trend")
+    assert f"10x every {tenfold:.1f} years ({low:.1f}-{high:.1f})" in out
+    reading = markdown_with("At the precision training runs at, compute got ten times cheaper")
+    fp32_tenfold = structure_report.years_per_10x(years, fp32)[0]
+    assert tenfold < fp32_tenfold and not low <= structure_report.TALK_YEARS_PER_10X <= high
+    assert f"every {tenfold:.1f} years ({low:.1f}–{high:.1f}), faster than FP32's {fp32_tenfold:.1f}" in reading
+    table = {choice: fits for choice, _, fits in structure_report.analyst_choices(path)}
+    rates = {(c, p): f[p][0] for c, f in table.items() for p in structure_report.PRECISIONS}
+    early, late = "launches of 2006-2015 only", "launches of 2016-2025 only"
+    widths = [hi - lo for fits in table.values() for _, (lo, hi) in fits.values()]
+    assert max(rates.values()) - min(rates.values()) > max(widths[:2])  # "further than the interval of any one fit"
+    assert min(rates, key=rates.get)[0] == early and max(rates, key=rates.get) == (late, "fp32")
+    assert f"from {rates[early, 'fp32']:.1f} years (the launches of 2006–2015) to {rates[late, 'fp32']:.1f}" \
+        in reading
+    assert rates[late, "low"] < rates[late, "fp32"]
+    assert f"({rates[late, 'low']:.1f} years at training precision)" in reading
+    cheap, cpi = "cards of $700 or less only", "prices in 2006 dollars (CPI)"
+    dear = [r for r in rows if float(r["launch_price_usd"]) > 700]
+    assert dear and min(float(r["year"]) for r in dear) // 1 == 2018  # "the flagships got dearer from 2018"
+    base = "every launch, dollars of the day"
+    assert all(rates[cheap, p] < rates[base, p] and rates[cpi, p] < rates[base, p] for p in structure_report.PRECISIONS)
+    assert f"makes the rate faster, {rates[cheap, 'fp32']:.1f} and {rates[cheap, 'low']:.1f}" in reading
+    assert f"makes it {rates[cpi, 'fp32']:.1f} and {rates[cpi, 'low']:.1f}" in reading
+    assert f"inflation of {structure_report.INFLATION - 1:.1%} a year" in reading
+    assert all(rates[c, "low"] <= rates[c, "fp32"] for c in table)  # "at least as fast as FP32"
+    holds = [c for c, fits in table.items() if any(lo <= 5 <= hi for _, (lo, hi) in fits.values())]
+    assert holds == [early] and "only the early decade's row holds the talk's five years" in reading
+    readme = " ".join(open(os.path.join(ROOT, "README.md"), encoding="utf-8").read().split())
+    assert f"it is {tenfold:.1f} years [{low:.1f}, {high:.1f}]" in readme and "only the 2006–2015 launches admit" in readme
+    assert f"move it from {min(rates.values()):.1f} to {max(rates.values()):.1f} years" in readme
+    printed_table = printed("print(f\"{'choice':<34}")
+    assert all(f"{rates[c, 'fp32']:4.1f} [" in printed_table and c in printed_table for c in table)
+
+
 def test_what_to_try_next_and_the_context(results):
     config = results["config"]
     removed = markdown_with("## 10. What the argument says will be removed")
@@ -357,6 +403,12 @@ def test_the_first_screen_states_the_claim_and_the_verdict_of_the_results(result
     tenfold, _, (low, high) = structure_report.years_per_10x(years, per_dollar)
     assert not low <= structure_report.TALK_YEARS_PER_10X <= high  # "not the talk's five"
     assert f"gives 10× every {tenfold:.1f} years (95% interval {low:.1f}–{high:.1f}), not the talk's five" in text
+    training = structure_report.read_compute_trend(paths.RESULTS / "compute_trend.csv", "low")[1]
+    fast, _, (fast_low, fast_high) = structure_report.years_per_10x(years, training)
+    quoted = f"at the precision training runs at (FP16/BF16 tensor cores), {fast:.1f} ({fast_low:.1f}–{fast_high:.1f})"
+    assert quoted in text
+    rates = [f[p][0] for _, _, f in structure_report.analyst_choices(paths.RESULTS / "compute_trend.csv") for p in f]
+    assert f"move it from {min(rates):.1f} to {max(rates):.1f} years" in text
     assert (f"(result: the window and the plain GPT overtake the counts at {window[0]} and {gpt[0]} FLOPs; the plain "
             f"GPT has not passed the window by {g(largest)}; GPU prices give 10× every {tenfold:.1f} years)"
             ) in course_map_row("05_structure_vs_scale")  # the README says the same

@@ -3,6 +3,8 @@ the committed results (complete, and one point re-trained within its seeds' band
 import csv
 import json
 import math
+import re
+import warnings
 from dataclasses import asdict, replace
 
 import numpy as np
@@ -12,6 +14,7 @@ from minilm import parallel
 from minilm.studies import structure, structure_report
 from minilm.__main__ import main
 from minilm.data import toyworld
+from minilm.errors import MinilmError
 from minilm.studies.runner import load_results
 from tests.helpers import within_seed_band
 
@@ -110,6 +113,52 @@ def test_the_compute_trend_table_has_a_source_for_every_row_and_its_arithmetic_h
         assert float(r["fp32_gflops"]) == pytest.approx(2 * int(r["fp32_units"]) * int(r["boost_clock_mhz"]) / 1000, abs=0.1)
     years = [float(r["year"]) for r in rows]
     assert years == sorted(years)
+    for r in rows:  # tensor cores x FP16/BF16 FLOPs per core per clock (dense, FP32 accumulate) x boost clock
+        if r["tensor_gflops"]:
+            peak = int(r["tensor_cores"]) * int(r["tensor_flops_per_clock"]) * int(r["boost_clock_mhz"]) / 1000
+            assert float(r["tensor_gflops"]) == pytest.approx(peak, abs=0.1) and "whitepaper" in r["tensor_source"]
+            quoted = re.search(r"([\d.]+) TFLOPS FP16 Tensor with FP32 Accumulate", r["tensor_source"])
+            assert quoted and float(quoted[1]) * 1000 == pytest.approx(float(r["tensor_gflops"]), rel=0.005)
+        else:
+            assert float(r["year"]) < 2018 and "no tensor cores" in r["tensor_source"]
+    assert sum(bool(r["tensor_gflops"]) for r in rows) == 5
+
+
+def trend_table(path, years, per_dollar, price=500.0):
+    """A made-up compute_trend.csv: FP32 rates that give per_dollar at a launch price, no tensor cores."""
+    with open(path, "w", newline="") as f:
+        f.write("year,hardware,launch_price_usd,fp32_units,boost_clock_mhz,fp32_gflops,tensor_cores,"
+                "tensor_flops_per_clock,tensor_gflops,source,tensor_source\n")
+        for y, v in zip(years, per_dollar):
+            f.write(f"{y},card {y},{price},1,1,{v * price / 1e9},,,,made up,none\n")
+    return path
+
+
+def test_analyst_choices_on_an_exact_trend(tmp_path):
+    """10x every 5 years exactly: every choice of years or cards gives 5; counting in 2006 dollars adds the
+    inflation's log10 to the slope; with no tensor cores the training precision is FP32."""
+    years = np.arange(2006, 2026, 1.0)
+    path = trend_table(tmp_path / "trend.csv", years, 1e9 * 10 ** ((years - 2006) / 5))
+    table = structure_report.analyst_choices(path)
+    assert [n for _, n, _ in table] == [20, 10, 10, 20, 20]
+    for choice, _, fits in table:
+        assert fits["fp32"] == fits["low"]
+        expected = 1 / (0.2 + math.log10(structure_report.INFLATION)) if "CPI" in choice else 5.0
+        assert fits["fp32"][0] == pytest.approx(expected), choice
+    assert structure_report.INFLATION == pytest.approx(1.025, abs=0.001)
+
+
+def test_the_bootstrap_redraws_a_resample_of_one_launch_year(tmp_path):
+    years = np.array([2010.0, 2020.0])  # most resamples of two rows either repeat one year or swap them
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # polyfit on a single year would warn (a rank-deficient fit)
+        tenfold, _, (low, high) = structure_report.years_per_10x(years, np.array([1e9, 1e11]), n_boot=50)
+    assert tenfold == pytest.approx(5.0) and low == pytest.approx(5.0) and high == pytest.approx(5.0)
+
+
+def test_an_unknown_precision_is_one_clear_line():
+    with pytest.raises(MinilmError, match="unknown precision 'fp8': choose one of fp32, low"):
+        structure_report.read_compute_trend("lessons/results/compute_trend.csv", "fp8")
 
 
 def test_ci_preset_runs_resumes_a_lost_point_identically_and_reports(tmp_path, capsys):

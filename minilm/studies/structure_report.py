@@ -5,6 +5,7 @@ compute's price behind the thesis.
     crossing (+ interval)   the budget where a less structured rung overtakes a more structured one
     extrapolated_crossing   where it would, if each curve went on as its fitted power law
     years_per_10x           how many years compute takes to get ten times cheaper, from a price table
+    analyst_choices         how much that rate moves with the choices made before the fit
     report                  what `python -m minilm structure --report` prints
 """
 import csv
@@ -108,23 +109,61 @@ def extrapolated_crossing(compute_a, values_a, compute_b, values_b, hold_a=False
 TALK_YEARS_PER_10X = 5.0  # the talk: "10x more compute every five years, for the same money"
 
 
-def read_compute_trend(path):
-    """The committed table of public figures: year (n,), FLOP/s per dollar (n,), and the rows as dicts."""
+PRECISIONS = ("fp32", "low")  # FP32 peak; the fastest precision a card trains at (FP16/BF16 tensor cores, FP32 FMA)
+CPI_2006, CPI_2024 = 201.6, 313.689  # US CPI-U annual averages (Bureau of Labor Statistics, series CUUR0000SA0)
+INFLATION = (CPI_2024 / CPI_2006) ** (1 / 18)  # 2.5% a year, the average of 2006-2024
+
+
+def read_compute_trend(path, precision="fp32"):
+    """The committed table of public figures: year (n,), FLOP/s per dollar (n,), and the rows as dicts.
+    precision "fp32": the peak FP32 rate; "low": the faster of that and the tensor cores' FP16/BF16 rate (dense,
+    FP32 accumulate, as mixed-precision training runs), on cards that have them."""
+    if precision not in PRECISIONS:
+        raise MinilmError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     years = np.array([float(r["year"]) for r in rows])
-    per_dollar = np.array([float(r["fp32_gflops"]) * 1e9 / float(r["launch_price_usd"]) for r in rows])
+    gflops = [max(float(r["fp32_gflops"]), float(r["tensor_gflops"] or 0) if precision == "low" else 0)
+              for r in rows]
+    per_dollar = np.array([g * 1e9 / float(r["launch_price_usd"]) for g, r in zip(gflops, rows)])
     return years, per_dollar, rows
 
 
 def years_per_10x(years, per_dollar, n_boot=2000, seed=0):
     """Fit log10(FLOP/s per dollar) = slope * year + b; -> (years for 10x = 1 / slope, doubling time in
-    years, a 95% bootstrap interval for the years per 10x from resampling the rows)."""
+    years, a 95% bootstrap interval for the years per 10x from resampling the rows; a resample that holds a
+    single launch year fits no line and is drawn again)."""
     fit = lambda pick: 1.0 / np.polyfit(years[pick], np.log10(per_dollar[pick]), 1)[0]  # noqa: E731
     rng = np.random.default_rng(seed)
-    boot = [fit(rng.integers(len(years), size=len(years))) for _ in range(n_boot)]
+    boot = []
+    while len(boot) < n_boot:
+        pick = rng.integers(len(years), size=len(years))
+        if np.ptp(years[pick]) > 0:
+            boot.append(fit(pick))
     tenfold = fit(np.arange(len(years)))
     return tenfold, tenfold * math.log10(2), tuple(float(x) for x in np.percentile(boot, [2.5, 97.5]))
+
+
+def analyst_choices(path):
+    """How much the fitted rate depends on choices an analyst makes before fitting: -> [(choice, number of
+    launches, {precision: (years per 10x, (low, high))})], the first row every launch at the price of its day."""
+    _, _, rows = read_compute_trend(path)
+    years = np.array([float(r["year"]) for r in rows])
+    price = np.array([float(r["launch_price_usd"]) for r in rows])
+    choices = [("every launch, dollars of the day", np.ones(len(rows), bool), 1.0),
+               ("launches of 2006-2015 only", years < 2016, 1.0),
+               ("launches of 2016-2025 only", years >= 2016, 1.0),
+               ("cards of $700 or less only", price <= 700, 1.0),
+               ("prices in 2006 dollars (CPI)", np.ones(len(rows), bool), INFLATION ** (years - 2006))]
+    table = []
+    for choice, keep, deflator in choices:
+        fits = {}
+        for precision in PRECISIONS:
+            per_dollar = read_compute_trend(path, precision)[1] * deflator  # a dollar of year y is worth less
+            tenfold, _, interval = years_per_10x(years[keep], per_dollar[keep])
+            fits[precision] = (tenfold, interval)
+        table.append((choice, int(keep.sum()), fits))
+    return table
 
 
 # ----------------------------------------------------------------------------------------------------
