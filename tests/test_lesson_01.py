@@ -4,6 +4,7 @@ import os
 import re
 
 import nbformat
+import numpy as np
 
 from tests.helpers import course_map_row, first_screen, sentences
 
@@ -80,3 +81,17 @@ def test_the_first_screen_states_the_claim_and_the_verdict_of_the_outputs():
     probs = {w: float(p) for w, p in re.findall(r"next word is\s+(\w+): p = (\d\.\d+)", output_of(LESSON, "p = layers.softmax("))}
     assert (probs["drink"], probs["study"]) == (0.6, 0.3)  # the lecture's numbers, as section 1 makes them
     assert "*drink* at 0.6 and *study* at 0.3" in moments and '"I want this 0.6 to be as close as possible to 1"' in moments
+
+
+def test_the_gradient_question_and_its_worked_answer():
+    """§3's question: the gradients on drink and study as the printout shows them, and the loss at p = 0.9."""
+    losses = output_of(LESSON, "p = layers.softmax(logits[None, :])[0]")
+    p = {word: float(v) for word, v in re.findall(r"next word is\s+(\w+): p = ([\d.]+)", losses)}
+    assert (p["drink"], p["study"]) == (0.6, 0.3) and "p = 0.600, loss = -log p = 0.511 nats" in losses
+    gradient = [float(x) for x in output_of(LESSON, "z = logits.reshape(1, 1, -1)").split("p - onehot :")[1]
+                .split("]")[0].strip(" [").split()]
+    assert round(p["drink"] - 1, 4) in gradient and round(p["study"], 4) in gradient
+    answer = " ".join(markdown_of(LESSON, "**Question.** The next word was *drink*").split())
+    assert "0.600 − 1 = −0.4" in answer and "0.300 − 0 = +0.3" in answer
+    assert f"−log 0.9 = {-np.log(0.9):.3f} nats, down from {-np.log(0.6):.3f}" in answer
+    assert f"to −{1 - 0.9:.1f}" in answer

@@ -127,3 +127,17 @@ def test_the_first_screen_states_the_claim_and_the_verdict_of_the_outputs():
     assert steps["prefix-LM"] == steps["decoder-only"] == ["150", "150"] and steps["encoder-decoder"] == ["-", "150"]
     assert ("the prefix-LM and the decoder-only model reach exact match 0.9 by step 150 at both shapes of data, the "
             "encoder–decoder only at the chat shape") in text  # the columns: academic, chat
+
+
+def test_the_cache_question_and_its_worked_answer():
+    """§6's question: the token totals of the two chats, summed from the printed table, and the (n + 1) / 2 ratio."""
+    table = output_of(LESSON, "chat_model = GPT(")
+    rows = [tuple(int(x) for x in m) for m in re.findall(r"^\s*(\d+)\s+(\d+) \|\s+(\d+)\s+(\d+) \|", table, re.M)]
+    cached, reencoded = sum(r[2] for r in rows), sum(r[3] for r in rows)
+    n, per_turn = len(rows), rows[0][2]
+    assert (n, per_turn) == (12, 32) and all(r[2] == per_turn for r in rows)
+    assert (cached, reencoded) == (n * per_turn, per_turn * n * (n + 1) // 2)
+    answer = " ".join(markdown_of(LESSON, "**Question.** Add up the token columns").split())
+    assert f"12 × 32 = {cached}" in answer and f"32 × 78 = {reencoded:,}" in answer
+    assert f"which is {reencoded / cached:.1f} times as many" in answer
+    assert f"{(100 + 1) / 2:.1f} times after 100 turns" in answer

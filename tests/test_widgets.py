@@ -7,8 +7,10 @@ checks the first part in a real JupyterLab, in the default run.)
 
 Marked slow (`python -m pytest -m slow tests/test_widgets.py`): in one CI-like run from a fresh clone, nbclient
 waited on an idle kernel after a widget action until its cell timeout, while the same test passed in 8 s on its
-own; until that is understood, the default run checks the widgets through the browser test and through
-test_every_widget_line_shows_what_its_view_returns below."""
+own. Seen again on 2026-12-04 in a fresh virtual environment with a training run on the other core: lessons 01
+and 02 passed, lesson 03 had not finished after 15 minutes, while lesson 03's widget run on its own, under the
+same load, took 193 s (most of it the kernel waiting). Until that is understood, the default run checks the
+widgets through the browser test and through test_every_widget_line_shows_what_its_view_returns below."""
 import copy
 import functools
 import glob
