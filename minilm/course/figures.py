@@ -463,16 +463,18 @@ def _labelled(fig, ax, xlabel, ylabel):
 
 def compute_trend(years, fits):
     """FLOP/s per dollar at launch (log scale) against the year, for each precision: fits maps a label to
-    (per_dollar (n,), years per 10x); each with its fitted trend, and the talk's 10x in 5 years beside the first."""
+    (per_dollar (n,), years per 10x); each with its fitted trend, and the talk's 10x in 5 years from the first's
+    start."""
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     span = np.array([years.min(), years.max()])
+    starts = []
     for (label, (per_dollar, tenfold)), marker in zip(fits.items(), "os^"):
         fit = np.polyfit(years, np.log10(per_dollar), 1)
+        starts.append(np.polyval(fit, span[0]))
         points, = ax.plot(years, per_dollar, marker, label=f"GPU launches: {label} FLOP/s per launch dollar")
         ax.plot(span, 10 ** np.polyval(fit, span), "-", color=points.get_color(),
                 label=f"fit: 10x every {tenfold:.1f} years")
-    first = np.polyfit(years, np.log10(next(iter(fits.values()))[0]), 1)
-    ax.plot(span, 10 ** (np.polyval(first, span[0]) + (span - span[0]) / structure_report.TALK_YEARS_PER_10X), "--",
+    ax.plot(span, 10 ** (starts[0] + (span - span[0]) / structure_report.TALK_YEARS_PER_10X), "--",
             color="gray", label="the talk: 10x every 5 years")
     ax.set_yscale("log")
     return _labelled(fig, ax, "launch year", "FLOP/s per dollar")

@@ -109,23 +109,28 @@ def extrapolated_crossing(compute_a, values_a, compute_b, values_b, hold_a=False
 TALK_YEARS_PER_10X = 5.0  # the talk: "10x more compute every five years, for the same money"
 
 
-PRECISIONS = ("fp32", "low")  # FP32 peak; the fastest precision a card trains at (FP16/BF16 tensor cores, FP32 FMA)
+PRECISIONS = ("fp32", "low")  # FP32 peak; the precision training runs at (FP16/BF16 tensor cores where a card has them)
 CPI_2006, CPI_2024 = 201.6, 313.689  # US CPI-U annual averages (Bureau of Labor Statistics, series CUUR0000SA0)
 INFLATION = (CPI_2024 / CPI_2006) ** (1 / 18)  # 2.5% a year, the average of 2006-2024
 
 
+def peak_gflops(row, precision):
+    """A card's peak: FP32, or at "low" its tensor cores' FP16/BF16 rate (dense, FP32 accumulate, as mixed-precision
+    training runs) where it has them; a card without them trains fastest in FP32."""
+    if precision == "low" and row["tensor_gflops"]:
+        return float(row["tensor_gflops"])
+    return float(row["fp32_gflops"])
+
+
 def read_compute_trend(path, precision="fp32"):
-    """The committed table of public figures: year (n,), FLOP/s per dollar (n,), and the rows as dicts.
-    precision "fp32": the peak FP32 rate; "low": the faster of that and the tensor cores' FP16/BF16 rate (dense,
-    FP32 accumulate, as mixed-precision training runs), on cards that have them."""
+    """The committed table of public figures: year (n,), FLOP/s per dollar (n,) at this precision (PRECISIONS),
+    and the rows as dicts."""
     if precision not in PRECISIONS:
         raise MinilmError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     years = np.array([float(r["year"]) for r in rows])
-    gflops = [max(float(r["fp32_gflops"]), float(r["tensor_gflops"] or 0) if precision == "low" else 0)
-              for r in rows]
-    per_dollar = np.array([g * 1e9 / float(r["launch_price_usd"]) for g, r in zip(gflops, rows)])
+    per_dollar = np.array([peak_gflops(r, precision) * 1e9 / float(r["launch_price_usd"]) for r in rows])
     return years, per_dollar, rows
 
 
@@ -147,20 +152,20 @@ def years_per_10x(years, per_dollar, n_boot=2000, seed=0):
 def analyst_choices(path):
     """How much the fitted rate depends on choices an analyst makes before fitting: -> [(choice, number of
     launches, {precision: (years per 10x, (low, high))})], the first row every launch at the price of its day."""
-    _, _, rows = read_compute_trend(path)
-    years = np.array([float(r["year"]) for r in rows])
+    years, _, rows = read_compute_trend(path)
+    per_dollar = {precision: read_compute_trend(path, precision)[1] for precision in PRECISIONS}
     price = np.array([float(r["launch_price_usd"]) for r in rows])
-    choices = [("every launch, dollars of the day", np.ones(len(rows), bool), 1.0),
+    every = np.ones(len(rows), bool)
+    choices = [("every launch, dollars of the day", every, 1.0),
                ("launches of 2006-2015 only", years < 2016, 1.0),
                ("launches of 2016-2025 only", years >= 2016, 1.0),
                ("cards of $700 or less only", price <= 700, 1.0),
-               ("prices in 2006 dollars (CPI)", np.ones(len(rows), bool), INFLATION ** (years - 2006))]
+               ("prices in 2006 dollars (CPI)", every, INFLATION ** (years - 2006))]  # a later dollar is worth less
     table = []
     for choice, keep, deflator in choices:
         fits = {}
-        for precision in PRECISIONS:
-            per_dollar = read_compute_trend(path, precision)[1] * deflator  # a dollar of year y is worth less
-            tenfold, _, interval = years_per_10x(years[keep], per_dollar[keep])
+        for precision, values in per_dollar.items():
+            tenfold, _, interval = years_per_10x(years[keep], (values * deflator)[keep])
             fits[precision] = (tenfold, interval)
         table.append((choice, int(keep.sum()), fits))
     return table
