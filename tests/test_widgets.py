@@ -3,19 +3,23 @@ inside the widget, and emptying a text box (a sentence the view cannot take) giv
 
 nbclient runs the lesson's cells and stands in for JupyterLab: like the browser, it routes what the kernel
 displays inside a widget's `with out:` to that Output widget and keeps the outputs. (tests/test_browser.py
-checks the first part in a real JupyterLab, in the default run.)
+checks the first part in a real JupyterLab.)
 
-Marked slow (`python -m pytest -m slow tests/test_widgets.py`): in one CI-like run from a fresh clone, nbclient
-waited on an idle kernel after a widget action until its cell timeout, while the same test passed in 8 s on its
-own. Seen again on 2026-12-04 in a fresh virtual environment with a training run on the other core: lessons 01
-and 02 passed, lesson 03 had not finished after 15 minutes, while lesson 03's widget run on its own, under the
-same load, took 193 s (most of it the kernel waiting). Until that is understood, the default run checks the
-widgets through the browser test and through test_every_widget_line_shows_what_its_view_returns below."""
+Why these tests once hung, and why they no longer can. nbclient's stand-in for an Output widget sends the
+widget's new state back to the kernel on the shell socket, from inside the same event loop that is waiting on
+that socket for the cell's execute_reply. Now and then the reply arrives and the waiting poll is never woken:
+on 2026-12-04, under a training run on the other core, lesson 03 waited 600.0 s for a reply that its header
+dated 599.7 s before it was read (a cell that sets two widget values; one run in two hung). The message sat in
+the socket; only the poll's own timeout looked again. So every wait for a kernel message here polls in slices
+of SLICE seconds (a fresh poll first checks the socket for a message already there), and a kernel that sends
+nothing for MESSAGE_LIMIT seconds fails the test instead of hanging it."""
 import copy
 import functools
 import glob
 import os
+import time
 from pathlib import Path
+from queue import Empty
 
 import nbformat
 import pytest
@@ -25,6 +29,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WIDGET_LESSONS = [p for p in sorted(glob.glob(os.path.join(ROOT, "lessons", "*.ipynb"))) if "ipywidgets.interactive(" in Path(p).read_text()]
 TEXT_LESSONS = ["01_next_token_loss.ipynb", "02_attention_masks.ipynb"]  # their widgets take a typed sentence
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+SLICE = 0.5  # seconds: how often a wait for the next kernel message looks at the socket again
+MESSAGE_LIMIT = 300  # seconds without a message the test waits for: the cell fails
 
 # Run one after the other right after a widget cell, on the widget it returned (`widget`): what a learner does.
 MOVE_FIRST_CONTROL = """
@@ -42,6 +48,23 @@ for control in widget.children:
     if isinstance(control, ipywidgets.Text):
         control.value = ""
 """
+
+
+def poll_in_slices(channel):
+    """Make a client channel's waits for a message poll every SLICE seconds, for at most MESSAGE_LIMIT in all
+    (or the caller's own timeout, if shorter): a message that arrived unannounced is read within SLICE."""
+    wait = channel.get_msg
+
+    async def get_msg(timeout=None):
+        deadline = time.monotonic() + (MESSAGE_LIMIT if timeout is None else min(timeout, MESSAGE_LIMIT))
+        while True:
+            try:
+                return await wait(timeout=min(SLICE, max(0.0, deadline - time.monotonic())))
+            except Empty:
+                if time.monotonic() >= deadline:
+                    raise
+
+    channel.get_msg = get_msg
 
 
 def widget_model_id(cell):
@@ -72,9 +95,13 @@ def widget_runs(lesson):
     cells = [c for c in nbformat.read(lesson, as_version=4).cells if c.cell_type == "code"]
     last = max(i for i, c in enumerate(cells) if "ipywidgets.interactive(" in c.source)
     nb = nbformat.v4.new_notebook(cells=cells[: last + 1])
-    client = NotebookClient(nb, kernel_name="python3", timeout=600, resources={"metadata": {"path": os.path.dirname(lesson)}})
+    client = NotebookClient(nb, kernel_name="python3", timeout=MESSAGE_LIMIT, iopub_timeout=60,
+                            raise_on_iopub_timeout=True,
+                            resources={"metadata": {"path": os.path.dirname(lesson)}})
     runs = []
     with client.setup_kernel():
+        for channel in (client.kc.shell_channel, client.kc.iopub_channel):
+            poll_in_slices(channel)
         for index, cell in enumerate(nb.cells):
             client.execute_cell(cell, index)
             model_id = widget_model_id(cell)
@@ -94,7 +121,6 @@ def views(outputs):
     return [o["data"] for o in outputs if o["output_type"] == "display_data" and {"image/png", "text/html"} & set(o["data"])]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("lesson", WIDGET_LESSONS, ids=os.path.basename)
 def test_moving_a_widgets_first_control_shows_a_new_view_inside_it(lesson):
     runs = widget_runs(lesson)
@@ -106,7 +132,6 @@ def test_moving_a_widgets_first_control_shows_a_new_view_inside_it(lesson):
         assert moved != built, f"widget {n} shows the same output as before its first control moved"
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("lesson", TEXT_LESSONS)
 def test_an_emptied_text_box_gives_one_line_inside_the_widget(lesson):
     runs = [run for run in widget_runs(os.path.join(ROOT, "lessons", lesson)) if run["text_box"]]
