@@ -1,4 +1,5 @@
-"""Lesson 04 prints the command that made its results and the U-shape verdict, and its next-word view
+"""Lesson 04 (the point, on the sweep of record) and its appendix 04b (how it was found) print the commands that
+made their results and the U-shape verdicts, their sentences state what their outputs show, and the next-word view
 and widget work. (Every lesson runs under nbval in the default suite: pytest collects lessons/.)"""
 import json
 import os
@@ -17,20 +18,42 @@ from tests.helpers import first_screen, sentences
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LESSON = os.path.join(ROOT, "lessons", "04_inverse_scaling_glib.ipynb")
+HISTORY = os.path.join(ROOT, "lessons", "04b_glib_history.ipynb")  # the appendix: every attempt, in order
+minus = lambda s: s.replace("-", "−")  # noqa: E731  the lessons write a minus sign where the report prints "-"
 
 
 def load(preset):
     return runner.load_results(paths.RESULTS / glib_report.STUDY.results_file(preset), "glib")
 
 
-def test_lesson_shows_its_command_the_verdict_and_its_figures():
-    cells = [c for c in nbformat.read(LESSON, as_version=4).cells if c.cell_type == "code"]
-    text = "".join(o.get("text", "") for c in cells for o in c.outputs)
-    results = load("full")
-    verdict = glib_report.u_shape(glib_report.top_curves(results)).line
-    assert "python -m minilm glib --preset full" in text
-    assert verdict in text  # the committed outputs are those of the committed results
-    assert sum(any(o.get("output_type") == "display_data" for o in c.outputs) for c in cells) >= 4
+def code_cells(notebook):
+    return [c for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "code"]
+
+
+def printed(notebook):
+    """Everything the notebook's code cells printed, in order."""
+    return "".join(o.get("text", "") for c in code_cells(notebook) for o in c.outputs)
+
+
+def test_each_notebook_shows_its_command_its_verdict_and_its_figures():
+    for notebook, preset, figures_at_least in ((LESSON, "long", 3), (HISTORY, "full", 4)):
+        verdict = glib_report.u_shape(glib_report.top_curves(load(preset))).line
+        assert f"python -m minilm glib --preset {preset}" in printed(notebook)
+        assert verdict in printed(notebook)  # the committed outputs are those of the committed results
+        cells = code_cells(notebook)
+        assert sum(any(o.get("output_type") == "display_data" for o in c.outputs) for c in cells) >= figures_at_least
+
+
+def test_lesson_04_opens_with_its_point_the_figure_and_the_verdict():
+    """The point first: the first code cell draws the conflict and sub-task curves of the sweep of record and
+    prints its verdict; the history (the full sweep, the knob map, rare15, the third attempt) is in the appendix."""
+    first = code_cells(LESSON)[0]
+    assert "figures.plot_probe_curves(long)" in first.source and any(o.output_type == "display_data" for o in first.outputs)
+    assert glib_report.u_shape(glib_report.top_curves(load("long"))).line in "".join(o.get("text", "") for o in first.outputs)
+    main = "".join(c.source for c in code_cells(LESSON))
+    assert not any(f"glib_{p}.json" in main for p in ("full", "rare15", "lrd_pilot"))
+    history = "".join(c.source for c in code_cells(HISTORY))
+    assert all(f"glib_{p}.json" in history for p in ("full", "rare15", "long", "lrd_pilot"))
 
 
 def test_the_readme_says_how_many_tokens_the_sweep_reads():
@@ -73,7 +96,7 @@ def test_second_sweep_is_complete_its_verdict_is_in_the_lesson_and_it_contains_t
     second = load("rare15")
     assert second["config"] == json.loads(json.dumps(glib_sweep.PRESETS["rare15"].to_dict()))
     assert set(second["points"]) == {glib_sweep.point_key(*p) for p in glib_sweep.PRESETS["rare15"].points()}
-    cells = [c for c in nbformat.read(LESSON, as_version=4).cells if c.cell_type == "code"]
+    cells = [c for c in nbformat.read(HISTORY, as_version=4).cells if c.cell_type == "code"]
     text = "".join(o.get("text", "") for c in cells for o in c.outputs)
     assert glib_report.u_shape(glib_report.top_curves(second)).line in text
     for s in first["config"]["knob_sizes"]:
@@ -86,7 +109,7 @@ def test_the_long_sweep_its_prediction_and_its_verdict_are_in_the_lesson():
     """Section 7 prints the prediction the full sweep's sub-task curves make (before the long sweep is
     loaded), the long sweep's verdict by the same rule, and each arm's change against the full sweep."""
     full, long = load("full"), load("long")
-    cells = [c for c in nbformat.read(LESSON, as_version=4).cells if c.cell_type == "code"]
+    cells = [c for c in nbformat.read(HISTORY, as_version=4).cells if c.cell_type == "code"]
     texts = ["".join(o.get("text", "") for o in c.outputs) for c in cells]
     prediction = glib_report.what_a_u_needs(glib_report.top_curves(full))
     loaded = next(i for i, c in enumerate(cells) if 'glib_long.json' in c.source)
@@ -104,11 +127,12 @@ def markdown_of(notebook, starting):
                 if c.cell_type == "markdown" and c.source.startswith(starting))
 
 
-def test_the_sentences_state_what_the_outputs_show():
-    """The lesson's sentences that quote a number or name a shape, checked against the committed results."""
+def test_the_first_sweeps_sentences_state_what_its_outputs_show():
+    """The appendix's §1 (the first sweep) and §2 (the knob map): the sentences that quote a number or name a shape,
+    checked against the committed results."""
     results = load("full")
     top = glib_report.top_curves(results)
-    columns = markdown_of(LESSON, "Read the table down its columns")
+    columns = markdown_of(HISTORY, "Read the table down its columns")
     (known, d_known, _) = zip(*glib_report.decompose(top))
     assert all(f"{k:.2f}" in columns for k in known[:3]) and all(f"{d:.2f}" in columns for d in d_known[2:4])
     assert d_known[3] < d_known[2] and known[2] >= 0.99  # D on known quotes falls once every quote is known
@@ -116,11 +140,11 @@ def test_the_sentences_state_what_the_outputs_show():
     shapes = [glib_report.curve_shape(per_seed[:, j]) for j in range(per_seed.shape[1])]
     u_seeds = [seed for seed, shape in zip(top.seeds, shapes) if shape == "U-shaped"]
     follows = [top.values["C"]["exact"][-1][j].mean() for j in range(len(top.seeds))]
-    assert len(u_seeds) == 1 and markdown_of(LESSON, "One seed's curve is a U on its own").startswith(
+    assert len(u_seeds) == 1 and markdown_of(HISTORY, "One seed's curve is a U on its own").startswith(
         f"One seed's curve is a U on its own (seed {u_seeds[0]}, whose largest model also read the instruction best, C {max(follows):.2f})")
     assert top.seeds[int(np.argmax(follows))] == u_seeds[0]
     c_per_seed = [v.mean(axis=1) for v in top.values["C"]["exact"][-2:]]  # d160, d192: (seeds,) each
-    three = markdown_of(LESSON, "The three sub-task curves behave")
+    three = markdown_of(HISTORY, "The three sub-task curves behave")
     d160, d192 = (", ".join(f"{c:.2f}" for c in seeds) for seeds in c_per_seed)
     assert [name.split()[0] for name in top.sizes[-2:]] == ["d160", "d192"]
     assert f"C per seed is {d160} at d160 and {d192} at d192" in " ".join(three.split())
@@ -130,19 +154,18 @@ def test_the_sentences_state_what_the_outputs_show():
     rest = c_all[(c_all > 0.02) & (c_all <= 0.5)]
     assert len(rest) == 6 and 0.1 <= rest.min() and rest.max() <= 0.4 and "between a tenth and two fifths" in three
     _, cells = glib_report.knob_map(results)
-    assert cells["zipf=0.5"][1] == "hump" and "a hump" in markdown_of(LESSON, "Reading the map")
+    assert cells["zipf=0.5"][1] == "hump" and "a hump" in markdown_of(HISTORY, "Reading the map")
     sizes, glib_p, gold_p = glib_report.lecture_probs(results)
     assert all((gold > glib).sum() >= 3 for glib, gold in zip(glib_p, gold_p))
     word, p = results["points"][glib_sweep.point_key("main", glib_sweep.Size(**results["config"]["sizes"][0]), 0)]["next_words"][glib_sweep.LECTURE_PROMPT][0]
-    assert word not in ("glib", "gold") and f'("{word}", {p:.2f})' in markdown_of(LESSON, "Every size finds *gold* likelier")
+    assert word not in ("glib", "gold") and f'("{word}", {p:.2f})' in markdown_of(HISTORY, "Every size finds *gold* likelier")
 
 
 def test_the_long_sweeps_reading_states_what_its_outputs_show():
     """Section 7's reading, number by number, against the committed long and full sweeps."""
     full, long = load("full"), load("long")
-    text = markdown_of(LESSON, "**By the rule, the long sweep")
+    text = markdown_of(HISTORY, "**By the rule, the long sweep")
     top, top3 = glib_report.top_curves(full), glib_report.top_curves(long)
-    minus = lambda s: s.replace("-", "−")
     u = glib_report.u_shape(top3)
     assert not u.found and text.startswith("**By the rule, the long sweep does not show a U either**")
     assert minus(f"minimum − largest {u.diffs['largest'][0]:+.2f} [{u.diffs['largest'][1]:+.2f}, {u.diffs['largest'][2]:+.2f}]") in text
@@ -176,7 +199,7 @@ def test_the_long_sweeps_reading_states_what_its_outputs_show():
 
 
 def test_the_first_screen_states_the_claim_and_the_verdict_of_the_outputs():
-    """The opening's verdict is the lesson's last `U-shape:` output (the long sweep's, section 7), number by number,
+    """The opening's verdict is the lesson's last `U-shape:` output (the long sweep's, section 4), number by number,
     and the instruction-learners it counts are those of the committed long sweep."""
     screen = first_screen(LESSON)
     claim, text = screen["claim"], screen["measured"]
@@ -198,7 +221,7 @@ def test_the_first_screen_states_the_claim_and_the_verdict_of_the_outputs():
     assert u.diffs["smallest"][2] < 0 and said["smallest"] in text  # the interval excludes 0
     assert f"the score climbs back, to {means['d256 L4 6k steps']} at d256" in text
     assert 0 < u.diffs["largest"][2] and said["largest"] in text  # the interval reaches past 0: no U
-    assert f"an interval that reaches past 0 by {u.diffs['largest'][2]:.2f} (§7)" in text and "**No U by the rule**" in text
+    assert f"an interval that reaches past 0 by {u.diffs['largest'][2]:.2f} (§4)" in text and "**No U by the rule**" in text
     learners = {size: (k, n) for size, (k, n, _) in zip(top3.sizes, glib_report.instruction_learners(top3))}
     assert learners["d160 L3 6k steps"] == (5, 5) and learners["d192 L4 6k steps"] == (4, 5)
     assert learners["d256 L4 6k steps"] == (3, 5) and "Trained twice as long (6,000 steps)" in text
@@ -208,8 +231,8 @@ def test_the_first_screen_states_the_claim_and_the_verdict_of_the_outputs():
 def test_the_third_attempts_section_states_what_the_pilot_shows():
     """Section 10: lr·d of the long sweep's widest sizes, the pilot's arrivals and losses, and the step count
     the design's rule gives, each against the results and the outputs beside it."""
-    text = markdown_of(LESSON, "## 10. The third attempt")
-    after = markdown_of(LESSON, "Seed 2 follows the instruction from step 4,000")
+    text = markdown_of(HISTORY, "## 5. The third attempt")
+    after = markdown_of(HISTORY, "Seed 2 follows the instruction from step 4,000")
     long_sizes = {s.d_model: s for s in glib_sweep.PRESETS["long"].sizes}
     products = [round(long_sizes[d].lr * d, 2) for d in (160, 192, 256)]
     assert products == [0.40, 0.44, 0.51] and "(0.40,\n0.44 and 0.51 at d160, d192 and d256)" in text
@@ -229,6 +252,101 @@ def test_the_third_attempts_section_states_what_the_pilot_shows():
     assert steps == 8000 and {s.steps for s in lrd.sizes if s.d_model > 160} == {steps} and "for 8,000 steps" in after
     assert {s.d_model: list(s.seeds or lrd.seeds) for s in lrd.sizes if s.d_model > 160} == {192: [0, 1, 2, 3, 4],
                                                                                          256: list(range(8))}
-    out = "".join(o.get("text", "") for c in nbformat.read(LESSON, as_version=4).cells if c.cell_type == "code"
+    out = "".join(o.get("text", "") for c in nbformat.read(HISTORY, as_version=4).cells if c.cell_type == "code"
                   and c.source.startswith("pilot = ") for o in c.outputs)
     assert "arrives at step 4,000" in out and "arrives at step 6,000" in out and "= 8,000" in out
+
+
+def test_the_point_firsts_sentences_state_what_the_sweep_of_record_shows():
+    """Lesson 04's own sections on the long sweep: the figure's reading (§ opening), the lecture's prompt (§2),
+    the sub-tasks and their decomposition (§3) and the rule's reading (§4), number by number."""
+    long = load("long")
+    top = glib_report.top_curves(long)
+    sizes = [name.split()[0] + (" 6k" if "6k" in name else "") for name in top.sizes]
+    assert sizes == ["d16", "d32", "d64", "d96", "d160 6k", "d192 6k", "d256", "d256 6k"]
+    d = [float(v.mean()) for v in top.values["D"]["exact"]]
+    c = [float(v.mean()) for v in top.values["C"]["exact"]]
+    screen = " ".join(markdown_of(LESSON, "# Lesson 04").split())
+    steps = {s.d_model: s.steps for s in glib_sweep.PRESETS["long"].sizes}
+    assert len(steps) == 7 and "seven sizes from d16 to d256 (9,104 to 3.2M parameters)" in screen
+    long_preset = glib_sweep.PRESETS["long"]
+    assert [s.steps or long_preset.steps for s in long_preset.sizes] == [3000] * 4 + [6000, 6000, 3000, 6000]
+    assert "the four smallest trained 3,000 steps and the three largest 6,000 (d256 also at 3,000" in screen
+    figure = " ".join(markdown_of(LESSON, "**The figure, read.**").split())
+    assert f"It falls from {d[0]:.2f} at d16 to {d[3]:.2f} at d96" in figure and min(d) == d[3]
+    assert f"{d[4]:.2f} at d160, {d[5]:.2f} at d192 and {d[7]:.2f} at d256, all three trained 6,000 steps" in figure
+    b = [float(v.mean()) for v in top.values["B"]["exact"]]
+    a = [float(v.mean()) for v in top.values["A"]["exact"]]
+    assert min(b[2:]) >= 0.99 and max(c[:4]) <= 0.01 and min(c[4], c[5], c[7]) > 0.5 > c[6]
+    assert "knowing the quote (B) is complete from d64 on" in figure and min(a) > 0.75
+    _, glib_p, gold_p = glib_report.lecture_probs(long)
+    likelier = [int((g > o).sum()) for g, o in zip(glib_p, gold_p)]
+    assert likelier == [1, 1, 1, 1, 5, 4, 1, 2]
+    prompt = " ".join(markdown_of(LESSON, "Up to d96 every size finds").split())
+    assert "in four seeds of five" in prompt and f"({glib_p[4].mean():.2f} against {gold_p[4].mean():.2f})" in prompt
+    assert "four of five at d192" in prompt and "one seed of five at 3,000 steps and two of five at 6,000" in prompt
+    seed0 = long["points"][glib_sweep.point_key("main", glib_sweep.PRESETS["long"].sizes[0], 0)]
+    word, p = seed0["next_words"][glib_sweep.LECTURE_PROMPT][0]
+    assert word not in ("glib", "gold") and f'("{word}", {p:.2f})' in prompt
+    three = " ".join(markdown_of(LESSON, "The three sub-task curves behave").split())
+    assert f"copies {a[0]:.0%} of the random strings" in three and min(a[1:]) >= 0.97
+    assert f"about half of the famous quotes ({b[0]:.2f})" in three
+    assert f"{c[4]:.2f} at d160, {c[5]:.2f} at d192 and {c[7]:.2f} at d256 (d256 trained 3,000 steps: {c[6]:.2f})" in three
+    per_seed = top.values["C"]["exact"][7].mean(axis=1)
+    assert "6,000 steps is " + ", ".join(f"{x:.2f}" for x in per_seed) in three
+    assert (per_seed > 0.5).sum() == 3 and "three seeds read the instruction, two never learned it" in three
+    columns = " ".join(markdown_of(LESSON, "Read the table down its columns").split())
+    known, d_known, d_unknown = (np.array(x) for x in zip(*glib_report.decompose(top)))
+    assert (known[3:] == 1).all() and np.allclose(d_known[3:], d[3:])  # from d96 on, D is D on known quotes
+    assert all(f"{d[i]:.2f} at {n} (C {c[i]:.2f})" in columns for i, n in ((4, "d160"), (5, "d192"), (6 + 1, "d256")))
+    assert f"barely reads it (C {c[6]:.2f}) and stays near the minimum ({d[6]:.2f})" in columns
+    u = glib_report.u_shape(top)
+    rule = " ".join(markdown_of(LESSON, "**The left arm is measured and significant**").split())
+    arm = {end: minus("{:+.2f} [{:+.2f}, {:+.2f}]".format(*u.diffs[end])) for end in u.diffs}
+    assert u.diffs["smallest"][2] < 0 < u.diffs["largest"][2] and not u.found
+    assert f"minimum − smallest {arm['smallest']} excludes 0" in rule and f"minimum − largest {arm['largest']}" in rule
+    assert f"(d96, {d[3]:.2f})" in rule and f"d256 trained 6,000 steps ({d[7]:.2f})" in rule
+    learners = [k for k, n, _ in glib_report.instruction_learners(top)]
+    assert learners[4:6] + learners[7:] == [5, 4, 3] and "(five of five at d160, four at d192, three at d256)" in rule
+    welch = glib_report.welch_arm(top, u)
+    assert welch[2] > 0 and "the seed-level interval, " + minus(f"{welch[0]:+.2f} [{welch[1]:+.2f}, {welch[2]:+.2f}]") in rule
+    per_seed_d = np.array([v.mean(axis=1) for v in top.values["D"]["exact"]])  # (sizes, seeds)
+    shapes = [glib_report.curve_shape(per_seed_d[:, j]) for j in range(per_seed_d.shape[1])]
+    assert shapes == ["hump", "positive", "hump", "U-shaped", "U-shaped"] and "seeds 3 and 4 are U-shaped" in rule
+
+
+def test_lesson_04s_questions_have_worked_answers_that_match_the_outputs():
+    """§3's question: D at d32 from the decomposition, the recomputing cell beside it; §4's: the D of the seeds of
+    d256 that learned the instruction and of those that did not."""
+    top = glib_report.top_curves(load("long"))
+    (k16, dk16, du16), (k32, dk32, du32) = glib_report.decompose(top)[:2]
+    answer = " ".join(markdown_of(LESSON, "**Question.** The table splits D").split())
+    assert f"know {k32:.2f} of the quotes and answer the conflict on {dk32:.2f} of those and {du32:.2f}" in answer
+    assert f"{k32:.2f} × {dk32:.2f} + {1 - k32:.2f} × {du32:.2f} = {k32 * dk32:.2f} + {(1 - k32) * du32:.2f}" in answer
+    d = [float(v.mean()) for v in top.values["D"]["exact"]]
+    assert f"= {d[1]:.2f}, the table's D for d32" in answer
+    assert f"{k16:.2f} × {dk16:.2f} + {1 - k16:.2f} × {du16:.2f} = {d[0]:.2f}" in answer
+    assert f"{dk16:.2f}" == f"{dk32:.2f}" and f"({dk16:.2f} at both sizes)" in answer
+    out = printed(LESSON)
+    assert f"= {d[1]:.2f}\n" in out.split("d32 L2:", 1)[1][:60] and f"= {d[0]:.2f}\n" in out.split("d16 L2:", 1)[1][:60]
+    second = " ".join(markdown_of(LESSON, "**Question.** Seeds 3 and 4 draw").split())
+    c = top.values["C"]["exact"][7].mean(axis=1)
+    d256 = np.array([v.mean(axis=1) for v in top.values["D"]["exact"]])[7]
+    learned, failed = d256[c > 0.5], d256[c <= 0.5]
+    assert ("answer the conflict " + ", ".join(f"{x:.2f}" for x in learned[:-1]) + f" and {learned[-1]:.2f}") in second
+    assert f"the two that did not, {failed[0]:.2f} and {failed[1]:.2f}" in second and f"around {d[7]:.2f}" in second
+
+
+def test_the_appendix_opens_with_the_claim_and_what_each_attempt_measured():
+    screen = first_screen(HISTORY)
+    text = screen["measured"]
+    assert screen["title"].startswith("# Lesson 04b — ") and sentences(screen["claim"]) <= 2
+    full = glib_report.u_shape(glib_report.top_curves(load("full")))
+    arm = {end: minus("{:+.2f} [{:+.2f}, {:+.2f}]".format(*full.diffs[end])) for end in full.diffs}
+    assert not full.found and full.diffs["smallest"][2] < 0 < full.diffs["largest"][2]
+    assert f"minimum − smallest {arm['smallest']}" in text and f"minimum − largest {arm['largest']} (§1)" in text
+    long = glib_report.u_shape(glib_report.top_curves(load("long")))
+    assert f"miss the U by {long.diffs['largest'][2]:.2f} (§4)" in text
+    pilot = load("lrd_pilot")
+    arrivals = sorted(glib_report.arrival(rows) for rows in glib_report.on_the_way(pilot).values())
+    assert arrivals == [4000, 6000] and "at steps 4,000 and 6,000 (§5)" in text and "**No U by the rule yet**" in text

@@ -386,6 +386,60 @@ def format_table(c, probe):
     return "\n".join(lines)
 
 
+def lecture_lines(results):
+    """The lecture's prompt through every trained size: P(glib), P(gold) (means over seeds), the likelier of the
+    two per seed, and the word seed 0 puts first (greedy decoding can pick neither)."""
+    sizes, p_glib, p_gold = lecture_probs(results)
+    seed = results["config"]["seeds"][0]
+    points = [results["points"][point_key("main", Size(**s), seed)] for s in results["config"]["sizes"]]
+    out = [f"{'size':<18}{'params':>10}   P(glib)  P(gold)   likelier of the two, per seed    seed {seed}'s top word"
+           f"   (P: mean over {p_glib.shape[1]} seeds)"]
+    for name, point, g, o in zip(sizes, points, p_glib, p_gold):
+        likelier = " ".join("glib" if a > b else "gold" for a, b in zip(g, o))
+        word, p = point["next_words"][LECTURE_PROMPT][0]
+        out.append(f"{name:<18}{point['params']:>10,}   {g.mean():.2f}     {o.mean():.2f}      "
+                   f"{likelier:<33}{word} ({p:.2f})")
+    return out
+
+
+def probe_lines(c):
+    """Every probe's exact match per size, with its 95% interval (bootstrap over seeds and prompts)."""
+    rows = {probe: summarize(c, probe, "exact") for probe in PROBES}
+    out = [f"{'size':<18}" + "".join(f"{probe + ': ' + PROBE_NAMES[probe][:22]:<30}" for probe in PROBES)]
+    for i, name in enumerate(c.sizes):
+        out.append(f"{name:<18}" + "".join(f"{rows[p][i][0]:.2f} [{rows[p][i][1]:.2f}, {rows[p][i][2]:.2f}]".ljust(30)
+                                           for p in PROBES))
+    return out
+
+
+def decomposition_lines(c):
+    """Per size: the share of conflict prompts whose quote the model knows, D on those and on the rest, and D."""
+    out = [f"{'size':<18}{'knows the quote':>16}{'D if known':>12}{'D if not':>10}{'D':>7}"
+           "   (the most exposed quotes; all seeds)"]
+    for name, (known, d_known, d_unknown), d in zip(c.sizes, decompose(c), summarize(c, "D", "exact")):
+        out.append(f"{name:<18}{known:>16.2f}{d_known:>12.2f}{d_unknown:>10.2f}{d[0]:>7.2f}")
+    return out
+
+
+def seed_lines(c):
+    """Each seed's own D curve, its shape in words, and how well its largest model follows the instruction."""
+    per_seed = np.array([v.mean(axis=1) for v in c.values["D"]["exact"]])  # (sizes, seeds)
+    out = ["D exact match per seed at " + ", ".join(c.sizes)]
+    for j, seed in enumerate(c.seeds):
+        follows = c.values["C"]["exact"][-1][j].mean()
+        out.append(f"  seed {seed}:  " + "  ".join(f"{x:.2f}" for x in per_seed[:, j])
+                   + f"   {curve_shape(per_seed[:, j]):<9} (C at {c.sizes[-1]}: {follows:.2f})")
+    return out
+
+
+def knob_lines(results):
+    """Each knob-map cell's D exact match at the knob sizes (seed 0), and its shape in words."""
+    knob_sizes, cells = knob_map(results)
+    return [f"D exact match on the most exposed quotes at {', '.join(knob_sizes)}:"] + [
+        f"  {name:<10}" + "  ".join(f"{m:.2f}" for m in means) + f"   {shape}"
+        for name, (means, shape) in cells.items()]
+
+
 def top_curves(results, variant="main", sizes=None, seeds=None):
     """The curves the rule reads: one variant (all its sizes and seeds, unless given), on the most exposed
     probe quotes."""
