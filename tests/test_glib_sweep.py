@@ -417,20 +417,29 @@ def test_the_statistics_formulas_give_the_textbook_values():
 
 
 LRD = os.path.join(ROOT, "lessons", "results", glib_report.STUDY.results_file("lrd"))
+# The long sweep's records predate `machine`; under this kernel the confirmation's points reproduce them exactly.
+SKYLAKEX = "openblas 0.3.31.188.0 SkylakeX"
 
 
 @pytest.mark.skipif(not os.path.exists(LRD), reason="the lrd confirmation has not written its results yet")
-def test_the_confirmation_reproduces_the_long_sweeps_left_arm_exactly(long_sweep):
-    """d16-d160 train in `lrd` exactly as in `long`: every such point the confirmation has trained gives the
-    long sweep's numbers to the last stored digit."""
+def test_the_confirmation_reproduces_the_long_sweeps_left_arm(long_sweep):
+    """d16-d160 train in `lrd` as in `long` (docs/glib_third_attempt.md, its amendment): a point trained under the
+    long sweep's BLAS kernel gives the long sweep's numbers to the last stored digit; one trained under another
+    kernel lies within the band of its size's committed seeds."""
     lrd = runner.load_results(LRD, "glib")
-    left_arm = {glib_sweep.point_key("main", size, seed) for size in glib_sweep.PRESETS["lrd"].sizes[:5]
-                for seed in glib_sweep.PRESETS["lrd"].seeds}
-    trained = sorted(left_arm & set(lrd["points"]))
-    for key in trained:
-        ours, theirs = lrd["points"][key], long_sweep["points"][key]
-        assert (ours["probes"], ours["final_loss"], ours["params"]) == (theirs["probes"], theirs["final_loss"],
-                                                                       theirs["params"]), key
+    preset = glib_sweep.PRESETS["lrd"]
+    same = []
+    for size in preset.sizes[:5]:
+        keys = [glib_sweep.point_key("main", size, seed) for seed in preset.seeds]
+        for key in (k for k in keys if k in lrd["points"]):
+            ours, theirs = lrd["points"][key], long_sweep["points"][key]
+            if ours["machine"]["blas"] == SKYLAKEX:
+                same.append(key)
+                assert (ours["probes"], ours["final_loss"], ours["params"]) == (
+                    theirs["probes"], theirs["final_loss"], theirs["params"]), key
+            else:
+                assert_reproduces(ours, [long_sweep["points"][k] for k in keys])
+    assert len(same) >= 2  # d160 seeds 0 and 1 trained under SkylakeX, as the long sweep did
 
 
 def test_the_readme_reports_the_pilot_as_its_results_say():

@@ -1,6 +1,7 @@
 """Every figure minilm draws. Each function returns a matplotlib Figure (a notebook shows it inline;
 the CLI saves it as a PNG)."""
 import functools
+from dataclasses import replace
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -197,18 +198,22 @@ def _against_params(ax, legend_loc="best"):
     ax.grid(alpha=0.3)
 
 
-def plot_probe_curves(results, baseline=None):
+def plot_probe_curves(results, baseline=None, x="params"):
     """Left: the conflict probe D with its 95% intervals (the U, if there is one). Right: the sub-tasks
-    A, B, C that explain it. Both on the 20 most exposed quotes, against parameters (log scale).
-    baseline: a committed sweep to draw beside it (its D, dashed)."""
+    A, B, C that explain it. Both on the 20 most exposed quotes, against parameters or, x="compute", against
+    training compute 6 N D (sizes trained for different numbers of steps on one axis, as Wei et al. plot it);
+    log scale. baseline: a committed sweep to draw beside it (its D, dashed)."""
     c = glib_report.top_curves(results)
+    if x == "compute":
+        c = replace(c, params=c.flops)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     if baseline is not None:
         _errorbar(left, glib_report.top_curves(baseline), "D", "exact", f"D in the sweep '{baseline['preset']}'",
                   color="gray", ls="--", alpha=0.8)
-    per_seed = np.array([v.mean(axis=1) for v in c.values["D"]["exact"]])  # (sizes, seeds)
-    left.plot(c.params, per_seed, color="gray", lw=0.8, alpha=0.6)
+    left.plot(c.params, glib_report.shared_seed_curves(c), color="gray", lw=0.8, alpha=0.6)
     left.plot([], [], color="gray", lw=0.8, label="D, one line per seed")
+    for n, (own, d) in enumerate(zip(c.size_seeds, c.values["D"]["exact"])):  # seeds only some sizes trained
+        left.plot([c.params[n]] * (len(own) - len(c.seeds)), d[len(c.seeds):].mean(axis=1), ".", color="gray")
     _errorbar(left, c, "D", "exact", f"D: {glib_report.PROBE_NAMES['D']} (mean)", color="C3")
     _ring_longer(left, c, "D")
     left.set_title(glib_report.u_shape(c).line.split(" (")[0] + " (by the paired-bootstrap rule)")
@@ -219,6 +224,8 @@ def plot_probe_curves(results, baseline=None):
     for ax in (left, right):
         _against_params(ax, legend_loc="lower left")
         ax.set_ylim(-0.03, 1.03)
+        if x == "compute":
+            ax.set_xlabel("training compute, 6 N D (FLOPs)")
     left.set_ylabel("exact match (95% interval)")
     fig.tight_layout()
     return fig
@@ -267,7 +274,7 @@ def plot_lecture_prompt(results):
     x = np.arange(len(sizes))
     fig, ax = plt.subplots(figsize=(7, 3.5))
     for offset, probs, word, color in ((-0.2, glib, "glib", "C0"), (0.2, gold, "gold", "C1")):
-        ax.bar(x + offset, probs.mean(axis=1), width=0.4, color=color, alpha=0.6, label=f"P({word})")
+        ax.bar(x + offset, [p.mean() for p in probs], width=0.4, color=color, alpha=0.6, label=f"P({word})")
         for i, seeds in enumerate(probs):
             ax.plot(np.full(len(seeds), x[i] + offset), seeds, "k.", ms=4)
     ax.set_xticks(x, sizes)

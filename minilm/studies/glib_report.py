@@ -350,12 +350,13 @@ def what_a_u_needs(c):
 # The report
 
 def lecture_probs(results, variant="main"):
-    """Per size: P(glib) and P(gold) after the lecture's prompt, each seed's, as (sizes, seeds) arrays."""
+    """Per size: P(glib) and P(gold) after the lecture's prompt, each seed's: two lists over sizes of (seeds,)
+    arrays (a size may train more seeds than the others)."""
     c = curves(results, variant)
     corpus = GlibCorpus(variant_config(results["config"], variant))
     i = [p.prompt for p in corpus.probes() if p.kind == "D"].index(LECTURE_PROMPT)
-    glib = np.array([v[:, i] for v in c.values["D"]["p_altered"]])
-    gold = np.array([v[:, i] for v in c.values["D"]["p_original"]])
+    glib = [v[:, i] for v in c.values["D"]["p_altered"]]
+    gold = [v[:, i] for v in c.values["D"]["p_original"]]
     return c.sizes, glib, gold
 
 
@@ -392,13 +393,16 @@ def lecture_lines(results):
     sizes, p_glib, p_gold = lecture_probs(results)
     seed = results["config"]["seeds"][0]
     points = [results["points"][point_key("main", Size(**s), seed)] for s in results["config"]["sizes"]]
-    out = [f"{'size':<18}{'params':>10}   P(glib)  P(gold)   likelier of the two, per seed    seed {seed}'s top word"
-           f"   (P: mean over {p_glib.shape[1]} seeds)"]
+    counts = sorted({len(g) for g in p_glib})
+    n = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    width = max(33, 5 * counts[-1] + 1)  # "glib " or "gold " per seed
+    out = [f"{'size':<18}{'params':>10}   P(glib)  P(gold)   {'likelier of the two, per seed':<{width}}"
+           f"seed {seed}'s top word   (P: mean over {n} seeds)"]
     for name, point, g, o in zip(sizes, points, p_glib, p_gold):
         likelier = " ".join("glib" if a > b else "gold" for a, b in zip(g, o))
         word, p = point["next_words"][LECTURE_PROMPT][0]
         out.append(f"{name:<18}{point['params']:>10,}   {g.mean():.2f}     {o.mean():.2f}      "
-                   f"{likelier:<33}{word} ({p:.2f})")
+                   f"{likelier:<{width}}{word} ({p:.2f})")
     return out
 
 
@@ -421,14 +425,26 @@ def decomposition_lines(c):
     return out
 
 
+def shared_seed_curves(c, probe="D"):
+    """Each seed's own curve, for the seeds every size trained: (sizes, shared seeds) exact matches."""
+    return np.array([v[:len(c.seeds)].mean(axis=1) for v in c.values[probe]["exact"]])
+
+
 def seed_lines(c):
-    """Each seed's own D curve, its shape in words, and how well its largest model follows the instruction."""
-    per_seed = np.array([v.mean(axis=1) for v in c.values["D"]["exact"]])  # (sizes, seeds)
+    """Each seed's own D curve, its shape in words, and how well its largest model follows the instruction;
+    then the seeds only some sizes trained, size by size."""
+    per_seed = shared_seed_curves(c)  # (sizes, shared seeds)
     out = ["D exact match per seed at " + ", ".join(c.sizes)]
     for j, seed in enumerate(c.seeds):
         follows = c.values["C"]["exact"][-1][j].mean()
         out.append(f"  seed {seed}:  " + "  ".join(f"{x:.2f}" for x in per_seed[:, j])
                    + f"   {curve_shape(per_seed[:, j]):<9} (C at {c.sizes[-1]}: {follows:.2f})")
+    for name, own, d, ci in zip(c.sizes, c.size_seeds, c.values["D"]["exact"], c.values["C"]["exact"]):
+        extra = range(len(c.seeds), len(own))
+        if extra:
+            out.append(f"  {name} only, seeds {', '.join(str(own[j]) for j in extra)}: D "
+                       + "  ".join(f"{d[j].mean():.2f}" for j in extra)
+                       + "   C " + "  ".join(f"{ci[j].mean():.2f}" for j in extra))
     return out
 
 
