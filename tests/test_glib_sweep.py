@@ -417,8 +417,6 @@ def test_the_statistics_formulas_give_the_textbook_values():
 
 
 LRD = os.path.join(ROOT, "lessons", "results", glib_report.STUDY.results_file("lrd"))
-# The long sweep's records predate `machine`; under this kernel the confirmation's points reproduce them exactly.
-SKYLAKEX = "openblas 0.3.31.188.0 SkylakeX"
 
 
 @pytest.mark.skipif(not os.path.exists(LRD), reason="the lrd confirmation has not written its results yet")
@@ -433,7 +431,7 @@ def test_the_confirmation_reproduces_the_long_sweeps_left_arm(long_sweep):
         keys = [glib_sweep.point_key("main", size, seed) for seed in preset.seeds]
         for key in (k for k in keys if k in lrd["points"]):
             ours, theirs = lrd["points"][key], long_sweep["points"][key]
-            if ours["machine"]["blas"] == SKYLAKEX:
+            if ours["machine"]["blas"] == glib_report.LONG_SWEEP_KERNEL:
                 same.append(key)
                 assert (ours["probes"], ours["final_loss"], ours["params"]) == (
                     theirs["probes"], theirs["final_loss"], theirs["params"]), key
@@ -456,3 +454,16 @@ def test_the_readme_reports_the_pilot_as_its_results_say():
     before = [long["points"][f"main/d256 L4 6k steps/seed{s}"]["final_loss"] for s in (2, 0)]
     assert f"training losses {final[0]:.4f} and {final[1]:.4f} ({before[0]:.4f} and {before[1]:.4f} in the long" in readme
     assert all(f < b for f, b in zip(final, before))
+
+
+def test_the_baseline_records_replace_only_shared_points_trained_under_another_kernel():
+    """The design's amendment, beside the rule: a point the baseline also holds and that trained under another
+    BLAS kernel takes the baseline's record; one trained under the baseline's kernel, or new, keeps its own."""
+    other = {"blas": "openblas 0.3.31.188.0 Haswell"}
+    same = {"blas": glib_report.LONG_SWEEP_KERNEL}
+    results = {"preset": "lrd", "points": {"a": {"x": 1, "machine": other}, "b": {"x": 2, "machine": same},
+                                           "c": {"x": 3, "machine": other}}}
+    baseline = {"points": {"a": {"x": 10}, "b": {"x": 20}}}
+    swapped, keys = glib_report.with_baseline_records(results, baseline)
+    assert keys == ["a"] and [swapped["points"][k]["x"] for k in "abc"] == [10, 2, 3]
+    assert results["points"]["a"]["x"] == 1  # the results themselves are left as they were

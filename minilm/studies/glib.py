@@ -161,7 +161,7 @@ PRESETS = {
 
 
 # The committed sweep a preset extends: its report shows the two side by side.
-BASELINES = {"long": "full"}
+BASELINES = {"long": "full", "lrd": "long"}  # the sweep whose results a preset's report compares it with
 
 
 def build_model(corpus, size, seed, device=None):

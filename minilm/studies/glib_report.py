@@ -500,6 +500,29 @@ def baseline_lines(c, base, base_name):
                               if change[0] != change[1])
 
 
+# The BLAS kernel under which the lrd confirmation's points reproduced the long sweep's records exactly (those
+# records predate the `machine` field); docs/glib_third_attempt.md, its amendment.
+LONG_SWEEP_KERNEL = "openblas 0.3.31.188.0 SkylakeX"
+
+
+def with_baseline_records(results, baseline, kernel=LONG_SWEEP_KERNEL):
+    """The results with every point that the baseline also holds and that trained under another BLAS kernel
+    replaced by the baseline's record: (results, the keys replaced)."""
+    swapped = sorted(key for key, p in results["points"].items()
+                     if key in baseline["points"] and p.get("machine", {}).get("blas") != kernel)
+    return {**results, "points": {**results["points"], **{k: baseline["points"][k] for k in swapped}}}, swapped
+
+
+def kernel_lines(results, baseline, base_name):
+    """Beside the rule: the verdict again with the baseline's records in place of the shared points trained
+    under another BLAS kernel (none: no lines)."""
+    swapped_results, swapped = with_baseline_records(results, baseline)
+    if not swapped:
+        return []
+    return [f"\n=== with the '{base_name}' records for the {len(swapped)} points it shares that trained under another "
+            f"BLAS kernel (this decides nothing) ===", "  " + u_shape(top_curves(swapped_results)).line]
+
+
 def change_lines(changes):
     """(probe, (name, other name, (mean, low, high))) pairs, from size_changes or step_changes -> report lines."""
     return [f"  {probe} exact match, {name} - {other}: {mean:+.2f} [{lo:+.2f}, {hi:+.2f}]"
@@ -539,6 +562,7 @@ def report(results, baseline=None):
         out += change_lines(longer)
     if baseline is not None:
         out += baseline_lines(top, top_curves(baseline), baseline["preset"])
+        out += kernel_lines(results, baseline, baseline["preset"])
     out += on_the_way_lines(results)
     if len(top.sizes) < 3:
         return "\n".join(out + ["", f"U-shape: not tested (the rule needs three sizes or more: a smallest, a middle "
