@@ -316,6 +316,8 @@ def what_a_u_needs(c):
     sizes right of the minimum, D(known) against log10(parameters), would reach it (an extrapolation,
     not a law)."""
     u = u_shape(c)
+    if u.found:
+        return "The rule calls the U: nothing more is needed (minimum - largest's interval is below 0)."
     _, lo, hi = u.diffs["largest"]
     target = u.means[u.minimum] + (hi - lo) / 2
     parts = decompose(c)
@@ -519,8 +521,11 @@ def kernel_lines(results, baseline, base_name):
     swapped_results, swapped = with_baseline_records(results, baseline)
     if not swapped:
         return []
+    u = u_shape(top_curves(swapped_results))
+    d, lo, hi = robust_interval(u)
     return [f"\n=== with the '{base_name}' records for the {len(swapped)} points it shares that trained under another "
-            f"BLAS kernel (this decides nothing) ===", "  " + u_shape(top_curves(swapped_results)).line]
+            f"BLAS kernel (this decides nothing) ===", "  " + u.line,
+            f"  99% interval of min - largest: {d:+.2f} [{lo:+.2f}, {hi:+.2f}]"]
 
 
 def change_lines(changes):
