@@ -481,12 +481,13 @@ def test_the_readme_reports_the_pilot_as_its_results_say():
 
 def test_the_baseline_records_replace_only_shared_points_trained_under_another_kernel():
     """The design's amendment, beside the rule: a point the baseline also holds and that trained under another
-    BLAS kernel takes the baseline's record; one trained under the baseline's kernel, or new, keeps its own."""
+    BLAS kernel takes the baseline's record; one trained under the baseline's kernel, new, or with no kernel on
+    record (the long sweep's own points, against the full sweep) keeps its own."""
     other = {"blas": "openblas 0.3.31.188.0 Haswell"}
     same = {"blas": glib_report.LONG_SWEEP_KERNEL}
     results = {"preset": "lrd", "points": {"a": {"x": 1, "machine": other}, "b": {"x": 2, "machine": same},
-                                           "c": {"x": 3, "machine": other}}}
-    baseline = {"points": {"a": {"x": 10}, "b": {"x": 20}}}
+                                           "c": {"x": 3, "machine": other}, "d": {"x": 4}}}
+    baseline = {"points": {"a": {"x": 10}, "b": {"x": 20}, "d": {"x": 40}}}
     swapped, keys = glib_report.with_baseline_records(results, baseline)
-    assert keys == ["a"] and [swapped["points"][k]["x"] for k in "abc"] == [10, 2, 3]
+    assert keys == ["a"] and [swapped["points"][k]["x"] for k in "abcd"] == [10, 2, 3, 4]
     assert results["points"]["a"]["x"] == 1  # the results themselves are left as they were

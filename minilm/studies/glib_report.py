@@ -164,7 +164,12 @@ def u_shape(c, n_boot=2000):
 
 def seed_count(c):
     """How many seeds the sizes trained: '5', or '5-8' where sizes differ."""
-    counts = sorted({len(s) for s in c.size_seeds})
+    return count_range(len(s) for s in c.size_seeds)
+
+
+def count_range(counts):
+    """'5' for counts that are all 5, '5-8' for counts from 5 to 8."""
+    counts = sorted(set(counts))
     return str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
 
 
@@ -395,11 +400,9 @@ def lecture_lines(results):
     sizes, p_glib, p_gold = lecture_probs(results)
     seed = results["config"]["seeds"][0]
     points = [results["points"][point_key("main", Size(**s), seed)] for s in results["config"]["sizes"]]
-    counts = sorted({len(g) for g in p_glib})
-    n = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
-    width = max(33, 5 * counts[-1] + 1)  # "glib " or "gold " per seed
+    width = max(33, 5 * max(len(g) for g in p_glib) + 1)  # "glib " or "gold " per seed
     out = [f"{'size':<18}{'params':>10}   P(glib)  P(gold)   {'likelier of the two, per seed':<{width}}"
-           f"seed {seed}'s top word   (P: mean over {n} seeds)"]
+           f"seed {seed}'s top word   (P: mean over {count_range(len(g) for g in p_glib)} seeds)"]
     for name, point, g, o in zip(sizes, points, p_glib, p_gold):
         likelier = " ".join("glib" if a > b else "gold" for a, b in zip(g, o))
         word, p = point["next_words"][LECTURE_PROMPT][0]
@@ -451,9 +454,10 @@ def seed_lines(c):
 
 
 def knob_lines(results):
-    """Each knob-map cell's D exact match at the knob sizes (seed 0), and its shape in words."""
+    """Each knob-map cell's D exact match at the knob sizes (its seeds' mean), and its shape in words."""
     knob_sizes, cells = knob_map(results)
-    return [f"D exact match on the most exposed quotes at {', '.join(knob_sizes)}:"] + [
+    return [f"D exact match on the most exposed quotes at {', '.join(knob_sizes)} "
+            f"(seeds {results['config']['knob_seeds']}; no intervals):"] + [
         f"  {name:<10}" + "  ".join(f"{m:.2f}" for m in means) + f"   {shape}"
         for name, (means, shape) in cells.items()]
 
@@ -509,9 +513,10 @@ LONG_SWEEP_KERNEL = "openblas 0.3.31.188.0 SkylakeX"
 
 def with_baseline_records(results, baseline, kernel=LONG_SWEEP_KERNEL):
     """The results with every point that the baseline also holds and that trained under another BLAS kernel
-    replaced by the baseline's record: (results, the keys replaced)."""
+    replaced by the baseline's record: (results, the keys replaced). A point that records no kernel (trained
+    before points recorded their machine) is kept."""
     swapped = sorted(key for key, p in results["points"].items()
-                     if key in baseline["points"] and p.get("machine", {}).get("blas") != kernel)
+                     if key in baseline["points"] and "machine" in p and p["machine"]["blas"] != kernel)
     return {**results, "points": {**results["points"], **{k: baseline["points"][k] for k in swapped}}}, swapped
 
 
@@ -555,11 +560,7 @@ def report(results, baseline=None):
     out.append(f'\nThe lecture\'s prompt "{LECTURE_PROMPT}" (mean over seeds):')
     out += [f"  {n:<9} P(glib) {g.mean():.2f}   P(gold) {o.mean():.2f}" for n, g, o in zip(sizes, glib, gold)]
     if config["knobs"]:
-        knob_sizes, cells = knob_map(results)
-        out.append(f"\nKnob map: D exact match on the most exposed quotes at {', '.join(knob_sizes)} "
-                   f"(seeds {config['knob_seeds']}; no intervals):")
-        out += [f"  {name:<10}" + "  ".join(f"{v:.2f}" for v in means) + f"   {shape}"
-                for name, (means, shape) in cells.items()]
+        out += ["\nKnob map:"] + knob_lines(results)
     longer = [(probe, change) for probe in ("D", "C") for change in step_changes(top, probe)]
     if longer:
         out.append("\n=== the same size trained longer, in this sweep (longer - preset's steps; 95% intervals, "
