@@ -1,11 +1,13 @@
-"""Every lesson in a real JupyterLab, in headless Chromium: run all cells, move the first control of each widget,
-and check that the widget's output changes and that no cell shows an error.
+"""Every lesson in a real JupyterLab, in headless Chromium. A lesson with widgets: run all cells, move the first
+control of each widget, and check that the widget's output changes and that no cell shows an error. A lesson
+without one: open it and check that every code cell shows its committed run and none a traceback (nbval runs
+those lessons' cells in a kernel in the same test run; the browser adds what only a browser does, which for
+them is drawing the page).
 
 The server runs on a free localhost port, token disabled, on a temporary copy of lessons/; a screenshot of each
 lesson (its first widget, once moved) goes to $MINILM_SCREENSHOTS (default: a pytest temporary folder). About
-3 minutes on 2 cores, most of it lesson 01's training. Needs Chromium (Debian's `chromium` package, or
+2 minutes on 2 cores, most of it lesson 01's training. Needs Chromium (Debian's `chromium` package, or
 $MINILM_CHROMIUM) and the playwright package (in the test extra); skipped otherwise."""
-import glob
 import os
 import shutil
 import socket
@@ -16,13 +18,15 @@ import urllib.request
 
 import pytest
 
+from tests.helpers import LESSONS_DIR, widget_lessons
+
 sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright: pip install -e '.[test]'")
 CHROMIUM = os.environ.get("MINILM_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 if CHROMIUM is None:
     pytest.skip("the browser test needs Chromium: apt-get install chromium (or set MINILM_CHROMIUM)", allow_module_level=True)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LESSONS = sorted(os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "lessons", "*.ipynb")))
+WIDGET_LESSONS = [os.path.basename(p) for p in widget_lessons()]
+OTHER_LESSONS = sorted(n for n in os.listdir(LESSONS_DIR) if n.endswith(".ipynb") and n not in WIDGET_LESSONS)
 SETTINGS = {  # JupyterLab user settings: every cell in the page (no windowing), no news or update pop-ups
     "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": '{"windowingMode": "none"}',
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings": '{"fetchNews": "false", "checkForUpdates": false}',
@@ -67,7 +71,7 @@ def wait_for_server(url, server, log_path):
 def lab(tmp_path_factory):
     """A JupyterLab server on a copy of lessons/; yields its URL."""
     home = tmp_path_factory.mktemp("lab")
-    lessons = shutil.copytree(os.path.join(ROOT, "lessons"), home / "lessons", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    lessons = shutil.copytree(LESSONS_DIR, home / "lessons", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     write_settings(home / "settings")
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}  # kernels keep their inline backend
     env.update(JUPYTER_CONFIG_DIR=str(home / "config"), JUPYTERLAB_SETTINGS_DIR=str(home / "settings"),
@@ -158,15 +162,22 @@ def output_after_change(page, output, before):
     return output.inner_html()
 
 
-@pytest.mark.parametrize("lesson", LESSONS)
-def test_lesson_runs_in_jupyterlab_and_its_widgets_respond(lab, browser, screenshots, lesson):
+def open_lesson(browser, lab, lesson):
+    """A page showing the lesson in a fresh workspace (?reset: this notebook alone), once its kernel is idle."""
     page = browser.new_page(viewport={"width": 1280, "height": 860})
+    page.goto(f"{lab}lab/tree/{lesson}?reset")
+    page.wait_for_function(f"() => {KERNEL_IDLE}", timeout=120_000)
+    return page
+
+
+@pytest.mark.parametrize("lesson", WIDGET_LESSONS)
+def test_a_widget_lesson_runs_in_jupyterlab_and_its_widgets_respond(lab, browser, screenshots, lesson):
+    page = open_lesson(browser, lab, lesson)
     try:
-        page.goto(f"{lab}lab/tree/{lesson}?reset")  # ?reset: a fresh workspace, this notebook alone
-        page.wait_for_function(f"() => {KERNEL_IDLE}", timeout=120_000)
         run_all_cells(page)
         assert cell_problems(page) == []
         widgets = page.locator(".jp-Notebook .widget-interact").all()
+        assert widgets, "no widget drawn: the lesson's ipywidgets.interactive call showed nothing"
         for n, widget in enumerate(widgets):
             widget.scroll_into_view_if_needed()
             output = widget.locator(".widget-output")
@@ -175,8 +186,18 @@ def test_lesson_runs_in_jupyterlab_and_its_widgets_respond(lab, browser, screens
             after = output_after_change(page, output, before)
             assert after != before, f"widget {n}: its output did not change when its {kind} moved"
             assert "jp-OutputArea-output" in after and TRACEBACK not in output.inner_text(), f"widget {n} ({kind}): {output.inner_text()[:500]}"
-        if widgets:  # the screenshot shows the first widget's cell
-            widgets[0].evaluate("e => e.closest('.jp-Cell').scrollIntoView({block: 'start'})")
+        widgets[0].evaluate("e => e.closest('.jp-Cell').scrollIntoView({block: 'start'})")  # the screenshot's view
+    finally:
+        page.screenshot(path=os.path.join(screenshots, lesson.replace(".ipynb", ".png")))
+        page.close()
+
+
+@pytest.mark.parametrize("lesson", OTHER_LESSONS)
+def test_a_lesson_without_widgets_opens_in_jupyterlab_with_its_committed_run(lab, browser, screenshots, lesson):
+    page = open_lesson(browser, lab, lesson)
+    try:
+        assert page.locator(".jp-CodeCell").count() > 0 and page.locator(".jp-OutputArea-output").count() > 0
+        assert cell_problems(page) == []
     finally:
         page.screenshot(path=os.path.join(screenshots, lesson.replace(".ipynb", ".png")))
         page.close()

@@ -15,18 +15,17 @@ of SLICE seconds (a fresh poll first checks the socket for a message already the
 nothing for MESSAGE_LIMIT seconds fails the test instead of hanging it."""
 import copy
 import functools
-import glob
 import os
 import time
-from pathlib import Path
 from queue import Empty
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WIDGET_LESSONS = [p for p in sorted(glob.glob(os.path.join(ROOT, "lessons", "*.ipynb"))) if "ipywidgets.interactive(" in Path(p).read_text()]
+from tests.helpers import LESSONS_DIR, widget_lessons
+
+WIDGET_LESSONS = widget_lessons()
 TEXT_LESSONS = ["01_next_token_loss.ipynb", "02_attention_masks.ipynb"]  # their widgets take a typed sentence
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 SLICE = 0.5  # seconds: how often a wait for the next kernel message looks at the socket again
@@ -134,7 +133,7 @@ def test_moving_a_widgets_first_control_shows_a_new_view_inside_it(lesson):
 
 @pytest.mark.parametrize("lesson", TEXT_LESSONS)
 def test_an_emptied_text_box_gives_one_line_inside_the_widget(lesson):
-    runs = [run for run in widget_runs(os.path.join(ROOT, "lessons", lesson)) if run["text_box"]]
+    runs = [run for run in widget_runs(os.path.join(LESSONS_DIR, lesson)) if run["text_box"]]
     assert runs, "no widget with a text box"
     for run in runs:
         emptied = run["outputs"][-1]
