@@ -14,6 +14,7 @@ nh = number of heads, hs = head size (C // nh).
 All array work goes through `xp`, the module that holds the inputs (NumPy or CuPy).
 """
 import math
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -122,6 +123,59 @@ def lora_grads_from_merged(dw_merged, lora_a, lora_b, scale):
     """The adapters' gradients from the gradient of the merged weight W' = W + scale * A B (the chain rule
     through the product: dA = scale dW' B^T, dB = scale A^T dW'). -> d_lora_a, d_lora_b"""
     return scale * dw_merged @ lora_b.T, scale * lora_a.T @ dw_merged
+
+
+# --------------------------------------------------------------------------------------------------
+# Which gradient a weight gets. By default its own, dW = x^T dout. Fine-tuning asks for less (a model's
+# grad_rules, which minilm.lora sets): FROZEN, a weight that is not trained, gets none, and Adapters, a merged
+# weight W' = W + scale A B whose A and B train, gets theirs. Their gradients come from dW' by the chain rule
+# (from_gradient), or, where the linear layer's x and dout are at hand, from two thin products that never
+# make the (C_in, C_out) matrix dW' (from_inputs):
+#   dA = scale dW' B^T = scale x^T (dout B^T),   dB = scale A^T dW' = scale (x A)^T dout.
+# A rule's gradients are named under its weight's name: "w_qkv" -> "w_qkv.lora_a", "w_qkv.lora_b".
+
+class Frozen:
+    """A weight that is not trained: no gradient."""
+
+    def from_inputs(self, x2, dout2):
+        return {}
+
+    def from_gradient(self, dw):
+        return {}
+
+
+FROZEN = Frozen()
+
+
+@dataclass
+class Adapters:
+    """A weight merged from its adapters, W' = W + scale * lora_a @ lora_b: the gradients of lora_a and lora_b."""
+    lora_a: Any  # (C_in, r)
+    lora_b: Any  # (r, C_out)
+    scale: float
+
+    def from_inputs(self, x2, dout2):
+        """x2: (N, C_in), dout2: (N, C_out): the layer's input and output gradient, one row per position."""
+        return {"lora_a": self.scale * (x2.T @ (dout2 @ self.lora_b.T)),  # (C_in, N) @ (N, r)
+                "lora_b": self.scale * ((x2 @ self.lora_a).T @ dout2)}  # (r, N) @ (N, C_out)
+
+    def from_gradient(self, dw):
+        d_a, d_b = lora_grads_from_merged(dw, self.lora_a, self.lora_b, self.scale)
+        return {"lora_a": d_a, "lora_b": d_b}
+
+
+def linear_grads(dout, cache, w_name, b_name=None, rules=None):
+    """linear_backward with its gradients named: -> dx, {w_name: dw, b_name: db}. Where rules (weight name ->
+    rule) has a rule for w_name, the weight and its bias are not trained: the gradients are the rule's, made
+    from the layer's x and dout (from_inputs), under w_name + "." (none for FROZEN)."""
+    rule = (rules or {}).get(w_name)
+    if rule is None:
+        dx, dw, db = linear_backward(dout, cache)
+        return dx, {w_name: dw} if b_name is None else {w_name: dw, b_name: db}
+    dx, _, _ = linear_backward(dout, cache, weight_grads=False)
+    x, w, _ = cache
+    grads = rule.from_inputs(x.reshape(-1, w.shape[0]), dout.reshape(-1, w.shape[1]))  # (N, C_in), (N, C_out)
+    return dx, {f"{w_name}.{name}": g for name, g in grads.items()}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -374,15 +428,14 @@ def self_attention_forward(x, p, mask, n_head, kv_cache=None):
     return out, SelfAttentionCache(qkv_cache, att_cache, proj_cache)
 
 
-def self_attention_backward(dout, cache):
-    """dout: (B, T, C) -> dx: (B, T, C), grads: dict with the keys of p"""
+def self_attention_backward(dout, cache, rules=None):
+    """dout: (B, T, C) -> dx: (B, T, C), grads: dict with the keys of p (or as rules say: linear_grads)"""
     qkv_cache, att_cache, proj_cache = cache
     n_head = att_cache.q.shape[1]
-    dy, dw_proj, db_proj = linear_backward(dout, proj_cache)
+    dy, g_proj = linear_grads(dout, proj_cache, "w_proj", "b_proj", rules)
     dq, dk, dv = attention_backward(split_heads(dy, n_head), att_cache)
-    dx, dw_qkv, db_qkv = linear_backward(merge_heads(dq, dk, dv), qkv_cache)  # through the (B, T, 3C) projection
-    grads = {"w_qkv": dw_qkv, "b_qkv": db_qkv, "w_proj": dw_proj, "b_proj": db_proj}
-    return dx, grads
+    dx, g_qkv = linear_grads(merge_heads(dq, dk, dv), qkv_cache, "w_qkv", "b_qkv", rules)  # the (B, T, 3C) projection
+    return dx, {**g_qkv, **g_proj}
 
 
 def cross_attention_forward(x, mem, p, mask, n_head):
@@ -435,12 +488,13 @@ def mlp_forward(x, p):
     return out, (fc_cache, gelu_cache, proj_cache)
 
 
-def mlp_backward(dout, cache):
+def mlp_backward(dout, cache, rules=None):
+    """dout: (B, T, C) -> dx: (B, T, C), grads: dict with the keys of p (or as rules say: linear_grads)"""
     fc_cache, gelu_cache, proj_cache = cache
-    da, dw_proj, db_proj = linear_backward(dout, proj_cache)
+    da, g_proj = linear_grads(dout, proj_cache, "w_proj", "b_proj", rules)
     dh = gelu_backward(da, gelu_cache)
-    dx, dw_fc, db_fc = linear_backward(dh, fc_cache)
-    return dx, {"w_fc": dw_fc, "b_fc": db_fc, "w_proj": dw_proj, "b_proj": db_proj}
+    dx, g_fc = linear_grads(dh, fc_cache, "w_fc", "b_fc", rules)
+    return dx, {**g_fc, **g_proj}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -623,13 +677,13 @@ def swiglu_forward(x, p):
     return out, (fc_cache, silu_cache, a, up, proj_cache)
 
 
-def swiglu_backward(dout, cache):
-    """dout: (B, T, C) -> dx: (B, T, C), grads: dict with the keys of p"""
+def swiglu_backward(dout, cache, rules=None):
+    """dout: (B, T, C) -> dx: (B, T, C), grads: dict with the keys of p (or as rules say: linear_grads)"""
     fc_cache, silu_cache, a, up, proj_cache = cache
-    dg, dw_proj, _ = linear_backward(dout, proj_cache)  # (B, T, F)
+    dg, g_proj = linear_grads(dout, proj_cache, "w_proj", rules=rules)  # (B, T, F)
     dh = xp_of(dout).concatenate([silu_backward(dg * up, silu_cache), dg * a], axis=-1)  # (B, T, 2F): dgate, dup
-    dx, dw_fc, _ = linear_backward(dh, fc_cache)
-    return dx, {"w_fc": dw_fc, "w_proj": dw_proj}
+    dx, g_fc = linear_grads(dh, fc_cache, "w_fc", rules=rules)
+    return dx, {**g_fc, **g_proj}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -666,19 +720,19 @@ def grouped_attention_forward(x, p, mask, n_head, n_kv_head, rope, kv_cache=None
     return out, GroupedAttentionCache(qkv_cache, rope, att_cache, proj_cache)
 
 
-def grouped_attention_backward(dout, cache):
-    """dout: (B, T, C) -> dx: (B, T, C), grads: dict with the keys of p"""
+def grouped_attention_backward(dout, cache, rules=None):
+    """dout: (B, T, C) -> dx: (B, T, C), grads: dict with the keys of p (or as rules say: linear_grads)"""
     qkv_cache, rope, att_cache, proj_cache = cache
     B, n_kv_head, group, T, hs = att_cache.q.shape
-    dy, dw_proj, _ = linear_backward(dout, proj_cache)
+    dy, g_proj = linear_grads(dout, proj_cache, "w_proj", rules=rules)
     dy = split_heads(dy, n_kv_head * group).reshape(B, n_kv_head, group, T, hs)
     dq, dk, dv = attention_backward(dy, att_cache)  # dk, dv: (B, nkv, group, T, hs), one per query head
     dk, dv = dk.sum(axis=2), dv.sum(axis=2)  # a shared key gets the gradients of every query head that read it
     dq = rope_backward(dq.reshape(B, n_kv_head * group, T, hs), rope)
     dk = rope_backward(dk, rope)
     dqkv = xp_of(dout).concatenate([merge_heads(dq), merge_heads(dk), merge_heads(dv)], axis=-1)
-    dx, dw_qkv, _ = linear_backward(dqkv, qkv_cache)
-    return dx, {"w_qkv": dw_qkv, "w_proj": dw_proj}
+    dx, g_qkv = linear_grads(dqkv, qkv_cache, "w_qkv", rules=rules)
+    return dx, {**g_qkv, **g_proj}
 
 
 def _split_sizes(x, sizes):

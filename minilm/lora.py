@@ -6,9 +6,12 @@
 
 A LoRA layer computes x W + scale (x A) B = x (W + scale A B) (minilm.layers.lora_forward), so the adapted
 model is the base model run on merged weights W' = W + scale A B. Its gradients come from the base model's
-own hand-written backward pass: the gradient of the loss with respect to W' is what the base model already
-computes for W, and the chain rule through the product gives dA = scale dW' B^T, dB = scale A^T dW'
-(minilm.layers.lora_grads_from_merged). No layer of the base model changes.
+own hand-written backward pass, told which gradient each weight gets (the base's grad_rules): a frozen
+weight none (layers.FROZEN), and a merged weight its adapters' (layers.Adapters). The chain rule through the
+product gives dA = scale dW' B^T and dB = scale A^T dW'; in a decoder's linear layers the pass makes them
+from the layer's input x and output gradient as scale x^T (dout B^T) and scale (x A)^T dout, two thin products,
+and never the (C_in, C_out) matrix dW'. So a LoRA step skips the weight-gradient products of the whole model
+(about a third of a step's matrix arithmetic), and no layer's forward pass changes.
 
 A LoRA keeps the Model contract (params, forward, loss_and_grads, config, xp), so the Trainer, AdamW and
 the batch cut across cores work unchanged; its params are the adapters alone, which is how the optimizer
@@ -93,25 +96,24 @@ class LoRA:
         return self.base.forward(*inputs)
 
     def loss_and_grads(self, *batch):
-        """The base model's loss and backward pass on the merged weights, its weight gradients carried to
-        the adapters. (This costs the base model's whole backward pass, every weight's gradient included;
-        layers.lora_backward with frozen=True shows what a layer-by-layer LoRA saves.)"""
+        """The base model's loss and backward pass on the merged weights, asked for the adapters' gradients
+        and for none of a frozen weight's (the base's grad_rules, set by _merge)."""
         self._merge()
         loss, grads = self.base.loss_and_grads(*batch)
-        out = {}
-        for name in self.adapted:
-            a, b = self.params[f"{name}.lora_a"], self.params[f"{name}.lora_b"]
-            out[f"{name}.lora_a"], out[f"{name}.lora_b"] = layers.lora_grads_from_merged(grads[name], a, b, self.scale)
-        return loss, out
+        return loss, {name: grads[name] for name in self.params}
 
     def _merge(self):
-        """Point the base model at W + scale A B, when the adapters changed since the last merge. The lock
-        and the comparison make it safe for the batch's pieces, which run in threads (minilm.parallel)."""
+        """Point the base model at W + scale A B, and its backward pass at the adapters, when they changed
+        since the last merge. The lock and the comparison make it safe for the batch's pieces, which run in
+        threads (minilm.parallel)."""
         with self._lock:
             if self._merged_from is not None and all(
                     self.xp.array_equal(self.params[k], v) for k, v in self._merged_from.items()):
                 return
             self.base.params = {**self.frozen, **self._merged_weights()}
+            self.base.grad_rules = {name: layers.FROZEN for name in self.frozen} | {
+                name: layers.Adapters(self.params[f"{name}.lora_a"], self.params[f"{name}.lora_b"], self.scale)
+                for name in self.adapted}
             self._merged_from = {k: v.copy() for k, v in self.params.items()}
 
     def _merged_weights(self):

@@ -123,13 +123,15 @@ def block_forward(x, params, prefix, mask, n_head, kv_cache=None):
     return x + m, BlockCache(ln1, attn, ln2, mlp)
 
 
-def block_backward(dx, cache, prefix):
-    """dx: (B, T, C) -> dx: (B, T, C), grads of this block's params (full names)"""
+def block_backward(dx, cache, prefix, rules=None):
+    """dx: (B, T, C) -> dx: (B, T, C), grads of this block's params (full names). rules: full weight name ->
+    what gradient that weight gets (layers.linear_grads; a model's grad_rules); None: each weight its own."""
     ln1, attn, ln2, mlp = cache
-    dh, g_mlp = layers.mlp_backward(dx, mlp)
+    rules = sub_params(rules or {}, prefix)
+    dh, g_mlp = layers.mlp_backward(dx, mlp, sub_params(rules, "mlp."))
     dh, dw2, db2 = layers.layernorm_backward(dh, ln2)
     dx = dx + dh  # the residual passes dx straight through, plus what flows back through the MLP
-    da, g_attn = layers.self_attention_backward(dx, attn)
+    da, g_attn = layers.self_attention_backward(dx, attn, sub_params(rules, "attn."))
     da, dw1, db1 = layers.layernorm_backward(da, ln1)
     dx = dx + da
     grads = {"ln_1.w": dw1, "ln_1.b": db1, "ln_2.w": dw2, "ln_2.b": db2,
@@ -165,6 +167,9 @@ class Model(ABC):
             params = init_params(shapes, config.n_layer, config.dtype, seed)
         check_param_shapes(params, shapes)
         self.params = {name: self.xp.asarray(params[name], dtype=config.dtype) for name in shapes}
+        # What gradient loss_and_grads gives each weight: a name not here gets its own; layers.FROZEN none;
+        # layers.Adapters its adapters' (minilm.lora sets these). See _ruled.
+        self.grad_rules = {}
 
     @abstractmethod
     def param_shapes(self):
@@ -187,6 +192,19 @@ class Model(ABC):
         "wte" and "wpe", an encoder's too: the count that scaling laws use)."""
         embeddings = ("wte", "wpe") if non_embedding else ()
         return int(sum(a.size for name, a in self.params.items() if name.rsplit(".", 1)[-1] not in embeddings))
+
+    def _ruled(self, grads):
+        """The gradients loss_and_grads returns, in the order of params: each weight's own, or what its rule
+        makes of it (from_gradient). A pass that applied a rule on the way (GPT's linear layers, through
+        layers.linear_grads) left no gradient of that weight, and the rule's under its own names instead."""
+        out = {}
+        for name in self.params:
+            rule = self.grad_rules.get(name)
+            if rule is None:
+                out[name] = grads[name]
+            elif name in grads:
+                out.update(add_prefix(rule.from_gradient(grads[name]), name + "."))
+        return out | {name: g for name, g in grads.items() if name not in self.params}
 
     def _loss_and_backward(self, logits, cache, targets, loss_mask):
         """For a model that predicts tokens: the cross-entropy of logits (B, T, V) against targets (B, T),
@@ -290,17 +308,17 @@ class GPT(Model):
 
     def _backward(self, dlogits, cache):
         emb, blocks, norm_f, head = cache
-        dx, dhead, _ = layers.linear_backward(dlogits, head)
+        head_name = "w_head" if "w_head" in self.params else "wte"
+        head_trains = self.grad_rules.get(head_name) is not layers.FROZEN  # its dW: the pass's largest product
+        dx, dhead, _ = layers.linear_backward(dlogits, head, weight_grads=head_trains)
         dx, grads = self._final_norm_backward(dx, norm_f)
         for i in reversed(range(self.config.n_layer)):
             dx, g = self._block_backward(dx, blocks[i], f"h.{i}.")
             grads.update(g)
         grads.update(self._embed_backward(dx, emb))
-        if "w_head" in self.params:  # an output head of its own
-            grads["w_head"] = dhead
-        else:
-            grads["wte"] = grads["wte"] + dhead.T  # wte is used twice: as the embedding and as the output head
-        return {name: grads[name] for name in self.params}  # same order as params
+        if head_trains:  # a head of its own, or wte, used twice: as the embedding and as the output head
+            grads[head_name] = dhead if head_name == "w_head" else grads["wte"] + dhead.T
+        return self._ruled(grads)
 
     def _head_weight(self):
         """(C, V): the token embedding matrix transposed (the head is tied to wte), or a head of its own."""
@@ -319,7 +337,7 @@ class GPT(Model):
         return block_forward(x, self.params, prefix, mask, self.config.n_head, layer_cache)
 
     def _block_backward(self, dx, cache, prefix):
-        return block_backward(dx, cache, prefix)
+        return block_backward(dx, cache, prefix, self.grad_rules)
 
     def _final_norm(self, x):
         return layers.layernorm_forward(x, self.params["ln_f.w"], self.params["ln_f.b"])
@@ -409,13 +427,14 @@ def llama_block_forward(x, params, prefix, mask, config, rope, kv_cache=None):
     return x + m, BlockCache(norm1, attn, norm2, mlp)
 
 
-def llama_block_backward(dx, cache, prefix):
-    """dx: (B, T, C) -> dx: (B, T, C), grads of this block's params (full names)"""
+def llama_block_backward(dx, cache, prefix, rules=None):
+    """dx: (B, T, C) -> dx: (B, T, C), grads of this block's params (full names); rules as block_backward's"""
     norm1, attn, norm2, mlp = cache
-    dh, g_mlp = layers.swiglu_backward(dx, mlp)
+    rules = sub_params(rules or {}, prefix)
+    dh, g_mlp = layers.swiglu_backward(dx, mlp, sub_params(rules, "mlp."))
     dh, dw2 = layers.rmsnorm_backward(dh, norm2)
     dx = dx + dh
-    da, g_attn = layers.grouped_attention_backward(dx, attn)
+    da, g_attn = layers.grouped_attention_backward(dx, attn, sub_params(rules, "attn."))
     da, dw1 = layers.rmsnorm_backward(da, norm1)
     dx = dx + da
     grads = {"norm_1.w": dw1, "norm_2.w": dw2, **add_prefix(g_attn, "attn."), **add_prefix(g_mlp, "mlp.")}
@@ -458,7 +477,7 @@ class Llama(GPT):
         return llama_block_forward(x, self.params, prefix, mask, self.config, rope, layer_cache)
 
     def _block_backward(self, dx, cache, prefix):
-        return llama_block_backward(dx, cache, prefix)
+        return llama_block_backward(dx, cache, prefix, self.grad_rules)
 
     def _final_norm(self, x):
         return layers.rmsnorm_forward(x, self.params["norm_f.w"], self.config.norm_eps)

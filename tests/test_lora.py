@@ -79,6 +79,34 @@ def test_adapters_on_every_weight_matrix_under_every_mask(index, rng):
     assert max(errors.values()) < 1e-6, errors
 
 
+@pytest.mark.parametrize("index", range(3), ids=[m[0] for m in every_mask()[:3]])
+def test_a_decoders_pass_makes_no_frozen_gradient_and_the_chain_rules_adapter_gradients(index, rng, monkeypatch):
+    """In a decoder (GPT, Llama) a LoRA step's backward pass makes no gradient of any weight, the head's
+    included (every linear layer passes back dx alone), and the adapters' gradients from the thin products
+    equal the chain rule through the merged weight's own gradient (dA = scale dW' B^T, dB = scale A^T dW')."""
+    from minilm import layers
+
+    _, base, _, batch_ = every_mask()[index]
+    lora = LoRA(base, rank=2, alpha=3, targets=("w_qkv", "w_proj", "w_fc"), seed=2)
+    for name in lora.params:
+        lora.params[name][...] = rng.standard_normal(lora.params[name].shape) * 0.3
+    asked = []
+    linear_backward = layers.linear_backward
+    monkeypatch.setattr(layers, "linear_backward",
+                        lambda dout, cache, weight_grads=True: asked.append(weight_grads) or
+                        linear_backward(dout, cache, weight_grads))
+    _, grads = lora.loss_and_grads(*batch_)
+    assert len(asked) == 4 * base.config.n_layer + 1 and not any(asked)  # four matrices a block, and the head
+    monkeypatch.undo()
+    merged = lora.merged()
+    _, full = merged.loss_and_grads(*batch_)  # a plain model: every weight's own gradient
+    for name in lora.adapted:
+        a, b = lora.params[f"{name}.lora_a"], lora.params[f"{name}.lora_b"]
+        for got, chain in zip((grads[f"{name}.lora_a"], grads[f"{name}.lora_b"]),
+                              layers.lora_grads_from_merged(full[name], a, b, lora.scale)):
+            assert relative_error(got, chain) < 1e-12
+
+
 def test_training_moves_only_the_adapters_and_the_merged_model_is_the_adapted_one(rng):
     gpt = GPT(GPTConfig(vocab_size=13, block_size=8, n_layer=2, n_head=2, d_model=32, dtype="float32"))
     frozen = {k: v.copy() for k, v in gpt.params.items()}
