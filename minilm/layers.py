@@ -114,9 +114,15 @@ def lora_backward(dout, cache, frozen=True):
     return dx + dx_low, dw, d_lora_a, d_lora_b, db
 
 
-def lora_merge(w, lora_a, lora_b, scale):
-    """The plain linear layer a LoRA layer computes: W + scale * A B, (C_in, C_out)."""
-    return w + scale * (lora_a @ lora_b)
+def lora_merge(w, lora_a, lora_b, scale, out=None):
+    """The plain linear layer a LoRA layer computes: W + scale * A B, (C_in, C_out). out: a (C_in, C_out)
+    array to write it into, instead of two new ones (A B, then the sum)."""
+    if out is None:
+        return w + scale * (lora_a @ lora_b)
+    xp_of(w).matmul(lora_a, lora_b, out=out)
+    out *= scale
+    out += w
+    return out
 
 
 def lora_grads_from_merged(dw_merged, lora_a, lora_b, scale):

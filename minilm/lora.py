@@ -110,7 +110,12 @@ class LoRA:
             if self._merged_from is not None and all(
                     self.xp.array_equal(self.params[k], v) for k, v in self._merged_from.items()):
                 return
-            self.base.params = {**self.frozen, **self._merged_weights()}
+            if self._merged_from is None:  # the first merge: the adapted weights get merged copies
+                self.base.params = {**self.frozen, **self._merged_weights()}
+            else:  # later ones write into those copies, so that no second set is made while the first is held
+                for name in self.adapted:
+                    layers.lora_merge(self.frozen[name], self.params[f"{name}.lora_a"], self.params[f"{name}.lora_b"],
+                                      self.scale, out=self.base.params[name])
             self.base.grad_rules = {name: layers.FROZEN for name in self.frozen} | {
                 name: layers.Adapters(self.params[f"{name}.lora_a"], self.params[f"{name}.lora_b"], self.scale)
                 for name in self.adapted}

@@ -107,6 +107,26 @@ def test_a_decoders_pass_makes_no_frozen_gradient_and_the_chain_rules_adapter_gr
             assert relative_error(got, chain) < 1e-12
 
 
+def test_later_merges_write_into_the_first_merges_arrays(rng):
+    """After the adapters change, the next pass merges W + scale A B again into the same arrays (no second set
+    of merged weights while the first is held), exactly as a fresh merge; the frozen weights stay as they were."""
+    from minilm import layers
+
+    lora = LoRA(small_gpt(), rank=2, alpha=4, targets=("attn.w_qkv", "mlp.w_fc"))
+    frozen = {name: w.copy() for name, w in lora.frozen.items()}
+    idx, targets = batch(rng)
+    lora.loss_and_grads(idx, targets)
+    held = {name: lora.base.params[name] for name in lora.adapted}
+    for p in lora.params.values():
+        p += rng.standard_normal(p.shape) * 0.1
+    lora.loss_and_grads(idx, targets)
+    for name in lora.adapted:
+        a, b = lora.params[f"{name}.lora_a"], lora.params[f"{name}.lora_b"]
+        assert lora.base.params[name] is held[name]
+        assert np.array_equal(held[name], layers.lora_merge(frozen[name], a, b, lora.scale))
+    assert all(np.array_equal(lora.frozen[name], w) for name, w in frozen.items())
+
+
 def test_training_moves_only_the_adapters_and_the_merged_model_is_the_adapted_one(rng):
     gpt = GPT(GPTConfig(vocab_size=13, block_size=8, n_layer=2, n_head=2, d_model=32, dtype="float32"))
     frozen = {k: v.copy() for k, v in gpt.params.items()}
