@@ -18,7 +18,7 @@ import subprocess
 import sys
 
 from bench_train import alternate
-from common import gemm_peak, machine
+from common import gemm_peak, machine_and_blas
 
 from minilm import parallel
 from minilm.data.instructions import batch_of, encode
@@ -118,6 +118,14 @@ def peak_mib(args, peer):
     return before, peak
 
 
+def compare_peaks(args, peers, names):
+    """Two peers' resident memory (peak_mib: each in a fresh process), printed side by side with their ratio."""
+    (held_a, peak_a), (held_b, peak_b) = (peak_mib(args, peer) for peer in peers)
+    a, b = names
+    print(f"resident memory, each in a fresh process: before the steps {a} {held_a:.0f} MiB, {b} {held_b:.0f} MiB; "
+          f"peak during {args.steps} steps {a} {peak_a:.0f} MiB, {b} {peak_b:.0f} MiB, {a}/{b} = {peak_a / peak_b:.2f}x")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="smollm2", help="what minilm.pretrained.load_pretrained reads")
@@ -131,10 +139,7 @@ def main():
     if args.memory_child:
         return peak_child(args)
     import torch
-    from threadpoolctl import threadpool_info
-    blas = next((b for b in threadpool_info() if b.get("user_api") == "blas"), {})
-    print(f"machine: {machine()}; BLAS {blas.get('internal_api')} {blas.get('version')} "
-          f"{blas.get('architecture')}; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
+    print(machine_and_blas())
     print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads; float32 GEMM peak "
           f"{gemm_peak() / 1e9:.0f} GFLOP/s")
     model, (idx, targets, mask), torch_model = peers(args)
@@ -146,10 +151,7 @@ def main():
     print(f"full fine-tuning step: minilm {ours:.2f} s, PyTorch {theirs:.2f} s, minilm/pytorch = {theirs / ours:.2f}x "
           f"(speed: above 1 is faster); {idx.size / ours:.0f} vs {idx.size / theirs:.0f} positions/s")
     del model, torch_model
-    (held_ours, ours), (held_theirs, theirs) = peak_mib(args, "minilm"), peak_mib(args, "pytorch")
-    print(f"resident memory, each library in a fresh process: before the steps minilm {held_ours:.0f} MiB, PyTorch "
-          f"{held_theirs:.0f} MiB; peak during {args.steps} steps minilm {ours:.0f} MiB, PyTorch {theirs:.0f} MiB, "
-          f"minilm/pytorch = {ours / theirs:.2f}x")
+    compare_peaks(args, ("minilm", "pytorch"), ("minilm", "PyTorch"))
 
 
 if __name__ == "__main__":

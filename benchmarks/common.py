@@ -64,3 +64,11 @@ def gemm_peak(xp=np, n=2048, dtype="float32", sync=lambda: None):
 
 def machine():
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, NumPy {np.__version__}"
+
+
+def machine_and_blas():
+    """machine(), and the BLAS kernel NumPy's OpenBLAS picked (threadpoolctl) with OPENBLAS_CORETYPE, which sets it."""
+    from threadpoolctl import threadpool_info
+    blas = next((b for b in threadpool_info() if b.get("user_api") == "blas"), {})
+    return (f"machine: {machine()}; BLAS {blas.get('internal_api')} {blas.get('version')} {blas.get('architecture')}; "
+            f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
