@@ -87,6 +87,21 @@ def test_small_batches_stay_whole_and_large_ones_split_per_core(monkeypatch):
     assert parallel.default_shards(model, 8, 256) == 1
 
 
+def test_a_large_model_on_a_small_batch_stays_whole_and_its_lora_splits(monkeypatch):
+    """Each shard fills a gradient set of every trained parameter: a batch whose activations are fewer than
+    MIN_ACTIVATIONS_PER_PARAMETER per trained parameter runs whole; the same batch through LoRA, which
+    trains few numbers, is cut per core."""
+    from minilm.lora import LoRA
+
+    monkeypatch.setattr(parallel, "cpu_cores", lambda: 2)
+    model = GPT(GPTConfig(vocab_size=V, block_size=128, n_layer=4, n_head=2, d_model=512), seed=0, device="cpu")
+    assert parallel.activation_values(model, 4, 128) == 4 * 128 * (16 * 4 * 512 + V)  # 16.8M values
+    assert parallel.activation_values(model, 4, 128) < parallel.MIN_ACTIVATIONS_PER_PARAMETER * model.num_params()
+    assert 4 * 128 * 512 >= 2 * parallel.MIN_SHARD_VALUES  # large enough for two shards otherwise
+    assert parallel.default_shards(model, 4, 128) == 1
+    assert parallel.default_shards(LoRA(model, rank=4), 4, 128) == 2
+
+
 def test_the_trainer_cuts_each_batch_as_its_config_says(monkeypatch, rng):
     cuts, shard_slices = [], parallel.shard_slices
     monkeypatch.setattr(parallel, "shard_slices", lambda batch, n: cuts.append(n) or shard_slices(batch, n))
