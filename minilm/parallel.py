@@ -44,7 +44,7 @@ MIN_SHARD_VALUES = 2 ** 16
 # Each shard also fills a gradient set of its own, one value per trained parameter, and the sets are summed:
 # worth it only while the batch's work is large against them (activation_values against the trained
 # parameters). Measured on 2 cores, the time cut in two over the time whole (benchmarks/bench_finetune_shards.py):
-# SmolLM2-135M fully fine-tuned on 8 rows of 53 positions, activations 1.0x its parameters: 1.08-1.18 (and the
+# SmolLM2-135M fully fine-tuned on 8 rows of 53 positions, activations 1.0x its parameters: 1.08-1.23 (and the
 # second gradient set, 540 MB); on 16 rows (2.1x): 1.27 in one run, 0.70 in another; on 32 (4.2x): 0.49-0.56;
 # its LoRA on 8 rows (68x its 2M trained numbers): 0.86-0.90; configs c and b (5x, 10x): 0.82, 0.70.
 MIN_ACTIVATIONS_PER_PARAMETER = 1.5
