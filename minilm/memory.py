@@ -6,7 +6,10 @@ logits. By default glibc returns each freed block above a threshold (128 KiB, ra
 32 MiB) to the operating system at once, so the next step's array of the same size comes back as fresh pages
 that the kernel must zero and map, one page fault at a time. Raising glibc's mmap and trim thresholds keeps
 those blocks in the heap, where the next step reuses them: a config-b step on 2 cores went from 363 to
-285-291 ms (benchmarks/bench_train.py, numbers in benchmarks/RESULTS.md). The arithmetic is untouched.
+285-291 ms (benchmarks/bench_train.py, numbers in benchmarks/RESULTS.md). Nor is freed heap ever trimmed: with
+trimming kept at up to 2 GiB, a step that frees more than that (SmolLM2 fully fine-tuned on 32 rows) had its
+pages back one fault at a time, 13-15 s a pass against 8.0 s untrimmed (benchmarks/bench_finetune_shards.py).
+The arithmetic is untouched.
 The setting is the whole process's, so only training turns it on (minilm.train.Trainer.run): importing minilm
 leaves malloc as it was. Set MINILM_KEEP_MEMORY=0 to leave malloc as it is even then.
 """
@@ -20,7 +23,7 @@ tuned = False  # True once keep_freed_memory has set glibc's thresholds in this 
 
 
 def keep_freed_memory():
-    """Tell glibc to serve blocks up to 1 GiB from the heap and to keep up to 2 GiB of freed heap (once per
+    """Tell glibc to serve blocks up to 1 GiB from the heap and never to give freed heap back (once per
     process). Returns True if it did (False elsewhere: not Linux, another C library, or MINILM_KEEP_MEMORY=0)."""
     global tuned
     if not sys.platform.startswith("linux") or os.environ.get("MINILM_KEEP_MEMORY") == "0":
@@ -32,5 +35,5 @@ def keep_freed_memory():
     except (OSError, AttributeError):  # musl and other C libraries have no mallopt
         return False
     tuned = all(mallopt(param, value) == 1 for param, value in
-                ((M_MMAP_THRESHOLD, 1 << 30), (M_TRIM_THRESHOLD, (1 << 31) - 1), (M_TOP_PAD, 1 << 28)))
+                ((M_MMAP_THRESHOLD, 1 << 30), (M_TRIM_THRESHOLD, -1), (M_TOP_PAD, 1 << 28)))  # -1: never trim
     return tuned

@@ -41,29 +41,20 @@ def cpu_cores():
 # 2 ** 16 against 40 ms whole (with the worker threads pinned, below).
 MIN_SHARD_VALUES = 2 ** 16
 
-# Each shard also fills a gradient set of its own, one value per trained parameter, and the sets are summed:
-# worth it only while the batch's work is large against them (activation_values against the trained
-# parameters). Measured on 2 cores, the time cut in two over the time whole (benchmarks/bench_finetune_shards.py):
-# SmolLM2-135M fully fine-tuned on 8 rows of 53 positions, activations 1.0x its parameters: 1.08-1.23 (and the
-# second gradient set, 540 MB); on 16 rows (2.1x): 1.27 in one run, 0.70 in another; on 32 (4.2x): 0.49-0.56;
-# its LoRA on 8 rows (68x its 2M trained numbers): 0.86-0.90; configs c and b (5x, 10x): 0.82, 0.70.
-MIN_ACTIVATIONS_PER_PARAMETER = 1.5
-
-
-def activation_values(model, batch, T):
-    """About how many values a (batch, T) batch's forward pass writes: 16 per channel per block (its norms,
-    q, k, v, the attention's output, the MLP's 4C twice, the residuals), plus the logits."""
-    cfg = model.config
-    return batch * T * (16 * cfg.n_layer * cfg.d_model + cfg.vocab_size)
+# Each shard also fills a gradient set of its own, one value per trained parameter, and the sets are summed. For
+# a model that trains this many parameters or more, that costs more than the second core gives back. Measured on
+# 2 cores, the time cut in two over the time whole (benchmarks/bench_finetune_shards.py): SmolLM2-135M fully
+# fine-tuned (134.5M trained) on 8, 16, 32 and 64 rows of ~55 positions: 1.24, 1.25, 1.10, 1.04; its LoRA
+# (2.0M trained) on 8 rows: 0.83; configs c (23.2M) and b (3.7M): 0.85, 0.73.
+MAX_SHARDED_PARAMETERS = 2 ** 26  # 67M
 
 
 def default_shards(model, batch, T):
     """How many shards to cut a (batch, T) batch into: 1 on a GPU (one kernel already fills the device),
-    and 1 where the batch's activations are fewer than MIN_ACTIVATIONS_PER_PARAMETER per trained parameter
-    (a large model on a small batch: full fine-tuning, say); else one per CPU core, but never so many that a
-    shard falls below MIN_SHARD_VALUES. Tiny models therefore always train unsplit, and give the same numbers
-    on any machine."""
-    if model.xp is not np or activation_values(model, batch, T) < MIN_ACTIVATIONS_PER_PARAMETER * model.num_params():
+    and 1 for a model that trains MAX_SHARDED_PARAMETERS or more (a pretrained model fully fine-tuned, say);
+    else one per CPU core, but never so many that a shard falls below MIN_SHARD_VALUES. Tiny models therefore
+    always train unsplit, and give the same numbers on any machine."""
+    if model.xp is not np or model.num_params() >= MAX_SHARDED_PARAMETERS:
         return 1
     return max(1, min(cpu_cores(), batch * T * model.config.d_model // MIN_SHARD_VALUES))
 
