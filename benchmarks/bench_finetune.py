@@ -122,8 +122,9 @@ def compare_peaks(args, peers, names):
     """Two peers' resident memory (peak_mib: each in a fresh process), printed side by side with their ratio."""
     (held_a, peak_a), (held_b, peak_b) = (peak_mib(args, peer) for peer in peers)
     a, b = names
-    print(f"resident memory, each in a fresh process: before the steps {a} {held_a:.0f} MiB, {b} {held_b:.0f} MiB; "
-          f"peak during {args.steps} steps {a} {peak_a:.0f} MiB, {b} {peak_b:.0f} MiB, {a}/{b} = {peak_a / peak_b:.2f}x")
+    print(f"resident memory, each in a fresh process: before the steps {a} {held_a:.0f} MiB, {b} {held_b:.0f} "
+          f"MiB; peak during {args.steps} steps {a} {peak_a:.0f} MiB, {b} {peak_b:.0f} MiB, "
+          f"{a}/{b} = {peak_a / peak_b:.2f}x")
 
 
 def main():

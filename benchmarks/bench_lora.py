@@ -25,7 +25,7 @@ from bench_finetune import batch, compare_peaks
 from bench_train import alternate
 from common import machine_and_blas
 
-from minilm import layers, parallel
+from minilm import parallel
 from minilm.finetune import ADAPTED
 from minilm.gradcheck import relative_error
 from minilm.lora import LoRA
@@ -44,7 +44,7 @@ def lora_path(lora, idx, targets, mask):
 
 def merged_path(lora, idx, targets, mask):
     """The adapters' gradients by the merged weight: the merge, the base model's pass with every weight's own
-    gradient (no grad_rules), then the chain rule."""
+    gradient (no grad_rules), then the chain rule (each adapted weight's layers.Adapters.from_gradient)."""
     nudge(lora)
     lora._merge()
     rules, lora.base.grad_rules = lora.base.grad_rules, {}
@@ -52,11 +52,7 @@ def merged_path(lora, idx, targets, mask):
         _, grads = parallel.loss_and_grads(lora.base, idx, targets, mask)
     finally:
         lora.base.grad_rules = rules
-    out = {}
-    for name in lora.adapted:
-        a, b = lora.params[f"{name}.lora_a"], lora.params[f"{name}.lora_b"]
-        out[f"{name}.lora_a"], out[f"{name}.lora_b"] = layers.lora_grads_from_merged(grads[name], a, b, lora.scale)
-    return out
+    return {f"{name}.{part}": g for name in lora.adapted for part, g in rules[name].from_gradient(grads[name]).items()}
 
 
 def main():

@@ -1,23 +1,18 @@
 """Small helpers the test files share."""
-import glob
-import os
-from pathlib import Path
-
 import numpy as np
 
 from minilm import backend
+from minilm.course.paths import LESSONS
 
 # The suite runs on the GPU with MINILM_DEVICE=cuda. There, sums over many values (the embedding's
 # gradient is gathered with atomic adds) run in an order that changes from run to run, so a result
 # repeats to float rounding, not bit for bit as it does on the CPU.
 ON_GPU = backend.get_xp() is not np
-LESSONS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lessons")
 
 
 def widget_lessons():
     """The lessons that make a widget (an ipywidgets.interactive call), as paths, in course order."""
-    return [p for p in sorted(glob.glob(os.path.join(LESSONS_DIR, "*.ipynb")))
-            if "ipywidgets.interactive(" in Path(p).read_text()]
+    return [str(p) for p in sorted(LESSONS.glob("*.ipynb")) if "ipywidgets.interactive(" in p.read_text()]
 
 
 def roughen(model, rng, scale):

@@ -18,7 +18,8 @@ import urllib.request
 
 import pytest
 
-from tests.helpers import LESSONS_DIR, widget_lessons
+from minilm.course.paths import LESSONS
+from tests.helpers import widget_lessons
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright: pip install -e '.[test]'")
 CHROMIUM = os.environ.get("MINILM_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
@@ -26,7 +27,7 @@ if CHROMIUM is None:
     pytest.skip("the browser test needs Chromium: apt-get install chromium (or set MINILM_CHROMIUM)", allow_module_level=True)
 
 WIDGET_LESSONS = [os.path.basename(p) for p in widget_lessons()]
-OTHER_LESSONS = sorted(n for n in os.listdir(LESSONS_DIR) if n.endswith(".ipynb") and n not in WIDGET_LESSONS)
+OTHER_LESSONS = sorted(n for n in os.listdir(LESSONS) if n.endswith(".ipynb") and n not in WIDGET_LESSONS)
 SETTINGS = {  # JupyterLab user settings: every cell in the page (no windowing), no news or update pop-ups
     "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": '{"windowingMode": "none"}',
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings": '{"fetchNews": "false", "checkForUpdates": false}',
@@ -71,7 +72,7 @@ def wait_for_server(url, server, log_path):
 def lab(tmp_path_factory):
     """A JupyterLab server on a copy of lessons/; yields its URL."""
     home = tmp_path_factory.mktemp("lab")
-    lessons = shutil.copytree(LESSONS_DIR, home / "lessons", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    lessons = shutil.copytree(LESSONS, home / "lessons", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     write_settings(home / "settings")
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}  # kernels keep their inline backend
     env.update(JUPYTER_CONFIG_DIR=str(home / "config"), JUPYTERLAB_SETTINGS_DIR=str(home / "settings"),

@@ -23,7 +23,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tests.helpers import LESSONS_DIR, widget_lessons
+from minilm.course.paths import LESSONS
+from tests.helpers import widget_lessons
 
 WIDGET_LESSONS = widget_lessons()
 TEXT_LESSONS = ["01_next_token_loss.ipynb", "02_attention_masks.ipynb"]  # their widgets take a typed sentence
@@ -133,7 +134,7 @@ def test_moving_a_widgets_first_control_shows_a_new_view_inside_it(lesson):
 
 @pytest.mark.parametrize("lesson", TEXT_LESSONS)
 def test_an_emptied_text_box_gives_one_line_inside_the_widget(lesson):
-    runs = [run for run in widget_runs(os.path.join(LESSONS_DIR, lesson)) if run["text_box"]]
+    runs = [run for run in widget_runs(os.path.join(LESSONS, lesson)) if run["text_box"]]
     assert runs, "no widget with a text box"
     for run in runs:
         emptied = run["outputs"][-1]
