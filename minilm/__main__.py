@@ -209,10 +209,8 @@ def run_demo(args):
         new = generate(trainer.model, [tokenizer.eos_id] + tokenizer.encode(prompt), 8, temperature=0,
                        eos_id=tokenizer.eos_id)
         print(f"  {prompt} | {tokenizer.decode(t for t in new if t != tokenizer.eos_id)}")
-    from .course.paths import IN_CHECKOUT
-
-    lessons = "jupyter lab lessons/" if IN_CHECKOUT else f"{args.prog} course my-course && cd my-course && jupyter lab"
-    print(f"\nnext: the course, lesson by lesson (README.md, 'The course'):  {lessons}")
+    print(f"\nnext, the course (a copy of your own, to edit and run):  {args.prog} course my-course && cd my-course "
+          f"&& jupyter lab")
 
 
 # --------------------------------------------------------------------------------------------------

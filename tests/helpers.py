@@ -70,27 +70,33 @@ CLAIM, MEASURED, MAP = "**The lecture's claim.**", "**Measured here.**", "**Wher
 
 
 def first_screen(notebook):
-    """A lesson's opening, its first cell: {"title", "claim", "measured", "map", "rest"}, each paragraph's lines joined
-    with single spaces. The claim and the verdict are the paragraphs that start with CLAIM and MEASURED; the map is
-    the list under the paragraph that starts with MAP, as [(the sections it names, e.g. [3, 4], the moment)]; rest
-    is what follows (the lesson's own list of what it shows). Raises AssertionError where the form is not kept."""
+    """A lesson's opening: {"title", "claim", "measured", "map", "rest"}, each paragraph's lines joined with single
+    spaces. The first cell is the one screen before the figure: the title, then the paragraphs that start with CLAIM
+    and MEASURED (the verdict), then anything short (the lecture named, what the lesson recalls). The map to the
+    lecture comes after the figure, in the markdown cell that has a paragraph starting with MAP, as [(the sections it
+    names, e.g. [3, 4], the moment)]; rest is what follows the map in that cell (the lesson's own list of what it
+    shows). Raises AssertionError where the form is not kept."""
     import re
 
     import nbformat
 
-    cell = nbformat.read(notebook, as_version=4).cells[0]
-    assert cell.cell_type == "markdown", f"{notebook}: the first cell is not markdown"
-    paragraphs = cell.source.split("\n\n")
-    leads = [next((i for i, p in enumerate(paragraphs) if p.startswith(lead)), None) for lead in (CLAIM, MEASURED, MAP)]
-    assert None not in leads and leads == [1, 2, 3], f"{notebook}: the title, then {CLAIM}, {MEASURED}, {MAP}: {leads}"
-    items = re.split(r"\n(?=\* )", paragraphs[4])
+    cells = nbformat.read(notebook, as_version=4).cells
+    assert cells[0].cell_type == "markdown", f"{notebook}: the first cell is not markdown"
+    paragraphs = cells[0].source.split("\n\n")
+    leads = [next((i for i, p in enumerate(paragraphs) if p.startswith(lead)), None) for lead in (CLAIM, MEASURED)]
+    assert leads == [1, 2], f"{notebook}: the title, then {CLAIM}, {MEASURED}: {leads}"
+    with_map = [c.source.split("\n\n") for c in cells if c.cell_type == "markdown"
+                and any(p.startswith(MAP) for p in c.source.split("\n\n"))]
+    assert len(with_map) == 1, f"{notebook}: one markdown cell has the paragraph led by {MAP}"
+    after = with_map[0][next(i for i, p in enumerate(with_map[0]) if p.startswith(MAP)) + 1:]
+    items = re.split(r"\n(?=\* )", after[0])
     assert all(item.startswith("* §") for item in items), f"{notebook}: the map's items start with '* §N'"
     sections = [(list(range(int(a), int(b or a) + 1)), moment)
                 for a, b, moment in (re.match(r"\* §(\d+)(?:–§(\d+))? ↔ (.*)", " ".join(item.split()), re.S).groups()
                                      for item in items)]
     flat = lambda text: " ".join(text.split())  # noqa: E731
     return {"title": paragraphs[0], "claim": flat(paragraphs[1]), "measured": flat(paragraphs[2]), "map": sections,
-            "rest": "\n\n".join(paragraphs[5:])}
+            "rest": "\n\n".join(after[1:])}
 
 
 def sentences(text):
@@ -102,10 +108,11 @@ def sentences(text):
 
 
 def course_map_row(lesson):
-    """The README's course-map row of a lesson (its notebook's name without .ipynb), its words joined by single spaces."""
+    """The course map's row of a lesson (its notebook's name without .ipynb) in docs/course.md, its words joined by
+    single spaces."""
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "course.md").read_text(encoding="utf-8")
     section = readme.split("## The course", 1)[1].split("\n## ", 1)[0]
     rows = [line for line in section.splitlines() if line.startswith(f"| `{lesson}` |")]
     assert len(rows) == 1, f"the README's course map has {len(rows)} rows for {lesson}"

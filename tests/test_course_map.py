@@ -21,7 +21,7 @@ LESSONS = sorted((ROOT / "lessons").glob("[0-9][0-9]*_*.ipynb"))  # 04b_...: an 
 
 def course_map():
     """The notebooks the course map names, in its order, as paths relative to the repository."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    readme = (ROOT / "docs/course.md").read_text(encoding="utf-8")
     section = readme.split("## The course", 1)[1].split("\n## ", 1)[0]
     return [name + ".ipynb" if name.startswith("exercises/") else f"lessons/{name}.ipynb" for name in ROW.findall(section)]
 
@@ -41,7 +41,7 @@ def test_lessons_01_to_05_and_every_exercise_are_on_the_map_in_order():
 
 
 def test_every_exercise_the_readme_mentions_exists():
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    readme = (ROOT / "docs/course.md").read_text(encoding="utf-8")
     mentioned = set(re.findall(r"exercises/\d\d_\w+\.ipynb", readme))
     assert all((ROOT / path).is_file() for path in mentioned), sorted(p for p in mentioned if not (ROOT / p).is_file())
 

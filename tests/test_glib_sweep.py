@@ -466,7 +466,7 @@ def test_the_confirmation_reproduces_the_long_sweeps_left_arm_as_the_lesson_says
 def test_the_readme_reports_the_pilot_as_its_results_say():
     """The third attempt's pilot: the step at which each seed's instruction arrives and its final loss, beside
     the long sweep's d256 at 6,000 steps, as the README quotes them."""
-    readme = open(os.path.join(ROOT, "README.md")).read()
+    readme = open(os.path.join(ROOT, "docs/course.md")).read()
     pilot = runner.load_results(os.path.join(ROOT, "lessons", "results", glib_report.STUDY.results_file("lrd_pilot")),
                                 "glib")
     long = runner.load_results(LONG, "glib")

@@ -51,7 +51,7 @@ def test_the_chat_costs_tokens_as_stated_and_time_less_sharply():
     turns = np.array([[float(x) for x in row if x != "|"] for row in rows])  # turn, history, tokens x 2, ms x 2
     assert len(turns) == 12 and np.all(turns[:, 2] == 32)  # cached: its own 32 tokens every turn
     assert np.all(np.diff(turns[:, 3]) == 32)  # re-encoded: 32 more every turn
-    readme = " ".join(open(os.path.join(ROOT, "README.md"), encoding="utf-8").read().split())
+    readme = " ".join(open(os.path.join(ROOT, "docs/course.md"), encoding="utf-8").read().split())
     assert ("per turn the model runs on a constant number of tokens with it, on the whole history without it: in "
             "total, linear vs quadratic in the turns") in readme  # constant vs linear per turn, as the counts above
     token_ratio = turns[:, 3].sum() / turns[:, 2].sum()

@@ -60,7 +60,7 @@ def test_the_readme_says_how_many_tokens_the_sweep_reads():
     """2.3M token reads (steps x batch x block) of windows drawn from one 1M-token stream, not 2.3M tokens."""
     full = glib_sweep.PRESETS["full"]
     reads = full.steps * full.batch_size * glib_sweep.BLOCK_SIZE
-    readme = " ".join((paths.ROOT / "README.md").read_text(encoding="utf-8").split())
+    readme = " ".join((paths.ROOT / "docs/course.md").read_text(encoding="utf-8").split())
     assert round(reads / 1e5) == 23 and full.stream_tokens == load("full")["config"]["stream_tokens"] == 1_000_000
     assert (f"reading {reads / 1e6:.1f}M tokens ({full.steps:,} steps of {full.batch_size} windows of "
             f"{glib_sweep.BLOCK_SIZE}) drawn from the same 1M-token stream") in readme
@@ -374,7 +374,7 @@ def test_the_appendix_opens_with_the_claim_and_what_each_attempt_measured():
 
 
 def test_the_readme_reports_the_third_attempts_verdict_as_its_results_say():
-    readme = " ".join((paths.ROOT / "README.md").read_text(encoding="utf-8").split())
+    readme = " ".join((paths.ROOT / "docs/course.md").read_text(encoding="utf-8").split())
     lrd = load("lrd")
     top = glib_report.top_curves(lrd)
     u = glib_report.u_shape(top)

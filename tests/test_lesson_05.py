@@ -109,7 +109,7 @@ def test_what_the_curves_say(results, curves, crossings):
     first, last = (listed([f"{g:.3f}" for g in lead[part]]) for part in (slice(0, 3), slice(3, 6)))
     assert f"first grows, {first} over the first three budgets, then shrinks, {last} over the last three" in text
     assert [f"{g:.3f}" for g in lead] == ["0.007", "0.042", "0.099", "0.023", "0.009", "0.004"]
-    readme = " ".join((paths.ROOT / "README.md").read_text(encoding="utf-8").split())
+    readme = " ".join((paths.ROOT / "docs/course.md").read_text(encoding="utf-8").split())
     assert (f"grows over the first three budgets ({', '.join(f'{g:.3f}' for g in lead[:3])}) and then shrinks "
             f"({', '.join(f'{g:.3f}' for g in lead[3:])} at {curves['gpt'][0][-1]:.2g})".replace("e+12", "e12")
             in readme)  # the README says the same
@@ -352,7 +352,7 @@ def test_the_trend_at_training_precision_and_the_analysts_choices():
     assert all(rates[c, "low"] <= rates[c, "fp32"] for c in table)  # "at least as fast as FP32"
     holds = [c for c, fits in table.items() if any(lo <= 5 <= hi for _, (lo, hi) in fits.values())]
     assert holds == [early] and "only the early decade's row holds the talk's five years" in reading
-    readme = " ".join(open(os.path.join(ROOT, "README.md"), encoding="utf-8").read().split())
+    readme = " ".join(open(os.path.join(ROOT, "docs/course.md"), encoding="utf-8").read().split())
     assert f"it is {tenfold:.1f} years [{low:.1f}, {high:.1f}]" in readme and "only the 2006–2015 launches admit" in readme
     assert f"move it from {min(rates.values()):.1f} to {max(rates.values()):.1f} years" in readme
     printed_table = printed("print(f\"{'choice':<34}")
