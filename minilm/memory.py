@@ -5,10 +5,9 @@ A training step allocates and frees the same large arrays every step: activation
 logits. By default glibc returns each freed block above a threshold (128 KiB, raised adaptively up to
 32 MiB) to the operating system at once, so the next step's array of the same size comes back as fresh pages
 that the kernel must zero and map, one page fault at a time. Raising glibc's mmap and trim thresholds keeps
-those blocks in the heap, where the next step reuses them: a config-b step on 2 cores went from 363 to
-285-291 ms (benchmarks/bench_train.py, numbers in benchmarks/RESULTS.md). Nor is freed heap ever trimmed: with
-trimming kept at up to 2 GiB, a step that frees more than that (SmolLM2 fully fine-tuned on 32 rows) had its
-pages back one fault at a time, 11-16 s a pass against 8.1 s untrimmed (benchmarks/bench_finetune_shards.py).
+those blocks in the heap, where the next step reuses them. Nor is freed heap ever trimmed: a step that frees
+gigabytes (a pretrained model fully fine-tuned) would otherwise get its pages back one fault at a time. What each
+setting saves is measured by benchmarks/bench_train.py and bench_finetune_shards.py (benchmarks/RESULTS.md).
 The arithmetic is untouched.
 The setting is the whole process's, so only training turns it on (minilm.train.Trainer.run): importing minilm
 leaves malloc as it was. Set MINILM_KEEP_MEMORY=0 to leave malloc as it is even then.

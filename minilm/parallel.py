@@ -36,16 +36,14 @@ def cpu_cores():
 
 
 # A shard smaller than this many activation values (batch rows x positions x channels) is not worth a
-# thread: handing the work between threads costs more than the second core gives back. Measured with
-# benchmarks/bench_train.py on 2 cores: config a, 32 x 64 x 64 values, takes 26 ms split in two shards of
-# 2 ** 16 against 40 ms whole (with the worker threads pinned, below).
+# thread: handing the work between threads costs more than the second core gives back (benchmarks/bench_train.py
+# on config a; benchmarks/RESULTS.md).
 MIN_SHARD_VALUES = 2 ** 16
 
 # Each shard also fills a gradient set of its own, one value per trained parameter, and the sets are summed. For
-# a model that trains this many parameters or more, that costs more than the second core gives back. Measured on
-# 2 cores, the time cut in two over the time whole (benchmarks/bench_finetune_shards.py): SmolLM2-135M fully
-# fine-tuned (134.5M trained) on 8, 16, 32 and 64 rows of ~55 positions: 1.24, 1.25, 1.10, 1.04; its LoRA
-# (2.0M trained) on 8 rows: 0.83; configs c (23.2M) and b (3.7M): 0.85, 0.73.
+# a model that trains this many parameters or more, that costs more than the second core gives back: a pretrained
+# model fully fine-tuned runs its batch whole, its LoRA and the benchmark GPTs cut it
+# (benchmarks/bench_finetune_shards.py; benchmarks/RESULTS.md).
 MAX_SHARDED_PARAMETERS = 2 ** 26  # 67M
 
 

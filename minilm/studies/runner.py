@@ -55,7 +55,7 @@ from ..errors import MinilmError
 class Study:
     """A study as the command line sees it: `python -m minilm NAME [--preset P]` trains the preset's points
     into one results store and prints the report. A new study is one module that declares its STUDY,
-    listed in minilm.studies.STUDIES; nothing else changes.
+    listed in minilm.studies.all_studies(); nothing else changes.
 
     presets    preset name -> the preset; `config(name)` is what its results file records
     points     (preset name, device) -> [(key, point)]; `measure(point)` trains one and returns its record
