@@ -523,7 +523,7 @@ def mlp_backward(dout, cache, rules=None):
 
 def token_losses(logits, targets):
     """logits: (B, T, V), targets: (B, T) -> nll: (B, T), -log p(target) at every position"""
-    return _nll_and_probs(logits, targets)[0]
+    return nll_and_probs(logits, targets)[0]
 
 
 def softmax_cross_entropy_forward_reference(logits, targets, loss_mask=None):
@@ -550,13 +550,13 @@ def softmax_cross_entropy_forward(logits, targets, loss_mask=None):
     The tuned form of softmax_cross_entropy_forward_reference.
     """
     xp = xp_of(logits)
-    nll, probs = _nll_and_probs(logits, targets)  # (B, T), (B, T, V)
+    nll, probs = nll_and_probs(logits, targets)  # (B, T), (B, T, V)
     weights = _position_weights(loss_mask, targets.shape, probs.dtype, xp)  # (B, T), sums to 1
     loss = (nll * weights).sum()
     return loss, (probs, targets, weights)
 
 
-def _nll_and_probs(logits, targets):
+def nll_and_probs(logits, targets):
     """-log p(target) = log sum_j exp(logit_j) - logit_target, computed after subtracting the max."""
     xp = xp_of(logits)
     shifted = logits - logits.max(axis=-1, keepdims=True)  # (B, T, V), largest entry is 0

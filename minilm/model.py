@@ -307,18 +307,24 @@ class GPT(Model):
         return self._loss_and_backward(logits, cache, targets, loss_mask)
 
     def _backward(self, dlogits, cache):
-        emb, blocks, norm_f, head = cache
         head_name = "w_head" if "w_head" in self.params else "wte"
         head_trains = self.grad_rules.get(head_name) is not layers.FROZEN  # its dW: the pass's largest product
-        dx, dhead, _ = layers.linear_backward(dlogits, head, weight_grads=head_trains)
+        dx, dhead, _ = layers.linear_backward(dlogits, cache.head, weight_grads=head_trains)
+        grads = self._trunk_backward(dx, cache)
+        if head_trains:  # a head of its own, or wte, used twice: as the embedding and as the output head
+            grads[head_name] = dhead if head_name == "w_head" else grads["wte"] + dhead.T
+        return self._ruled(grads)
+
+    def _trunk_backward(self, dx, cache):
+        """dx: (B, T, C), the gradient at the head's input (the final norm's output; minilm.objectives' reward
+        head reads it too) -> the gradients of every parameter below the head, before the grad_rules."""
+        emb, blocks, norm_f, _ = cache
         dx, grads = self._final_norm_backward(dx, norm_f)
         for i in reversed(range(self.config.n_layer)):
             dx, g = self._block_backward(dx, blocks[i], f"h.{i}.")
             grads.update(g)
         grads.update(self._embed_backward(dx, emb))
-        if head_trains:  # a head of its own, or wte, used twice: as the embedding and as the output head
-            grads[head_name] = dhead if head_name == "w_head" else grads["wte"] + dhead.T
-        return self._ruled(grads)
+        return grads
 
     def _head_weight(self):
         """(C, V): the token embedding matrix transposed (the head is tied to wte), or a head of its own."""

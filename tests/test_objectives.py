@@ -1,0 +1,208 @@
+"""The learned objectives (minilm/objectives.py): every forward/backward pair and every model-level loss against
+finite differences in float64, and the algebra each one must obey."""
+import math
+
+import numpy as np
+import pytest
+
+from minilm import GPT, GPTConfig, objectives
+from minilm.gradcheck import check_grads, check_layer, numeric_grad
+from minilm.model import Llama, LlamaConfig
+from tests.helpers import roughen
+
+TOL = 1e-6
+MAX_ENTRIES = 12  # finite differences at this many random entries of each tensor of a whole model
+V, T, N = 11, 6, 3  # vocabulary, positions, pairs (a preference batch has 2N rows)
+
+
+def assert_close(errors):
+    bad = {k: e for k, e in errors.items() if not e <= TOL}
+    assert not bad, f"relative errors above {TOL}: {bad}"
+
+
+def preference_batch(rng, rows=2 * N):
+    """Rows of token ids, their next tokens, and a loss mask on each row's response (from a random start)."""
+    idx, targets = rng.integers(0, V, (rows, T)), rng.integers(0, V, (rows, T))
+    loss_mask = np.arange(T)[None, :] >= rng.integers(1, T - 1, (rows, 1))  # (rows, T): the response's positions
+    return idx, targets, loss_mask
+
+
+MODELS = {
+    "gpt": lambda: GPT(GPTConfig(vocab_size=V, block_size=8, n_layer=2, n_head=2, d_model=8, dtype="float64")),
+    "gpt windowed": lambda: GPT(GPTConfig(vocab_size=V, block_size=8, n_layer=2, n_head=2, d_model=8,
+                                          attention_window=3, dtype="float64")),
+    "llama untied": lambda: Llama(LlamaConfig(vocab_size=V, block_size=8, n_layer=2, n_head=4, n_kv_head=2,
+                                              d_model=8, d_ff=12, tie_embeddings=False, dtype="float64")),
+}
+
+
+def model_pair(name, rng):
+    """A policy and a reference that differ (the policy moved away from where it started)."""
+    reference = roughen(MODELS[name](), rng, 0.1)
+    policy = MODELS[name]()
+    for key, p in policy.params.items():
+        p[...] = reference.params[key] + 0.05 * rng.standard_normal(p.shape)
+    return policy, reference
+
+
+# ---- the pairs
+
+def test_token_logprobs(rng):
+    targets = rng.integers(0, V, (2, T))
+    inputs = {"logits": rng.standard_normal((2, T, V)) * 2}
+    assert_close(check_layer(objectives.token_logprob_forward, objectives.token_logprob_backward, inputs,
+                             ["logits"], targets=targets))
+    logp, _ = objectives.token_logprob_forward(inputs["logits"], targets)
+    probs = np.exp(inputs["logits"]) / np.exp(inputs["logits"]).sum(-1, keepdims=True)
+    assert np.allclose(logp, np.log(np.take_along_axis(probs, targets[..., None], -1)[..., 0]))
+
+
+def test_reward_head(rng):
+    last = np.array([5, 2, 0])
+    inputs = {"hidden": rng.standard_normal((3, T, 4)), "w": rng.standard_normal(4), "b": rng.standard_normal(1)}
+    assert_close(check_layer(objectives.reward_head_forward, objectives.reward_head_backward, inputs,
+                             ["hidden", "w", "b"], last=last))
+
+
+def scalar_check(forward, backward, inputs):
+    """Finite differences for a pair whose forward returns (scalar loss, cache) and backward(cache) the gradients
+    of the inputs, in order."""
+    loss, cache = forward(**inputs)
+    grads = dict(zip(inputs, backward(cache)))
+    return check_grads(lambda: forward(**inputs)[0], inputs, grads)
+
+
+def test_bradley_terry(rng):
+    inputs = {"r_chosen": rng.standard_normal(5) * 3, "r_rejected": rng.standard_normal(5) * 3}
+    assert_close(scalar_check(objectives.preference_loss_forward, objectives.preference_loss_backward, inputs))
+
+
+def test_bradley_terry_is_stable_far_from_zero():
+    loss, margin = objectives.preference_loss_forward(np.array([800.0, -800.0]), np.array([0.0, 0.0]))
+    assert math.isfinite(loss) and abs(loss - 400.0) < 1e-9  # -log sigmoid(800) ~ 0, -log sigmoid(-800) = 800
+    assert np.allclose(objectives.preference_loss_backward(margin)[0], [0.0, -0.5])
+
+
+def test_dpo_pair_and_the_reference_gets_no_gradient(rng):
+    inputs = {"logp_chosen": -rng.random(4) * 5, "logp_rejected": -rng.random(4) * 5}
+    ref = {"ref_chosen": -rng.random(4) * 5, "ref_rejected": -rng.random(4) * 5}
+
+    def forward(logp_chosen, logp_rejected):
+        return objectives.dpo_forward(logp_chosen, logp_rejected, beta=0.7, **ref)
+
+    assert_close(scalar_check(forward, objectives.dpo_backward, inputs))
+
+
+@pytest.mark.parametrize("kl_coef", [0.0, 0.3])
+def test_policy_gradient_pair(rng, kl_coef):
+    mask = rng.random((4, T)) < 0.7
+    ref_logp = -rng.random((4, T)) * 3
+    advantages = objectives.group_advantages(rng.standard_normal(4), group_size=2)
+    inputs = {"logp": -rng.random((4, T)) * 3}
+
+    def forward(logp):
+        return objectives.policy_gradient_forward(logp, mask, advantages, ref_logp, kl_coef)
+
+    assert_close(scalar_check(forward, lambda cache: (objectives.policy_gradient_backward(cache),), inputs))
+
+
+# ---- on whole models
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_dpo_through_the_model_and_the_reference_is_never_changed(rng, name):
+    policy, reference = model_pair(name, rng)
+    before = {k: p.copy() for k, p in reference.params.items()}
+    batch = preference_batch(rng)
+    loss, grads = objectives.dpo_loss_and_grads(policy, reference, *batch, beta=0.5)
+    assert list(grads) == list(policy.params)
+    assert_close(check_grads(lambda: objectives.dpo_loss_and_grads(policy, reference, *batch, beta=0.5)[0],
+                             policy.params, grads, max_entries=MAX_ENTRIES))
+    assert all(np.array_equal(reference.params[k], before[k]) for k in before)  # bit for bit
+
+
+@pytest.mark.parametrize("name", ["gpt", "llama untied"])
+def test_policy_gradient_through_the_model_with_its_kl_penalty(rng, name):
+    policy, reference = model_pair(name, rng)
+    idx, targets, loss_mask = preference_batch(rng, rows=4)
+    advantages = objectives.group_advantages(rng.standard_normal(4), group_size=2)
+
+    def loss_and_grads():
+        return objectives.policy_gradient_loss_and_grads(policy, idx, targets, loss_mask, advantages,
+                                                         reference, kl_coef=0.2)
+
+    loss, grads = loss_and_grads()
+    assert_close(check_grads(lambda: loss_and_grads()[0], policy.params, grads, max_entries=MAX_ENTRIES))
+
+
+@pytest.mark.parametrize("name", ["gpt", "llama untied"])
+def test_reward_model_through_the_decoder(rng, name):
+    model = roughen(MODELS[name](), rng, 0.1)
+    idx, _, _ = preference_batch(rng)
+    last = rng.integers(1, T, 2 * N)
+    head = {"reward.w": rng.standard_normal(8), "reward.b": rng.standard_normal(1)}
+
+    def loss_and_grads():
+        return objectives.reward_loss_and_grads(model, head["reward.w"], head["reward.b"], idx, last)
+
+    loss, grads = loss_and_grads()
+    assert set(grads) == set(model.params) | set(head)
+    # A shift that every reward shares cancels in r_chosen - r_rejected: the head's bias and the final norm's
+    # shift (every hidden state moved by the same vector) get a zero gradient, which finite differences confirm.
+    cancels = {"reward.b", "ln_f.b"}
+    arrays = {k: a for k, a in (model.params | head).items() if k not in cancels}
+    assert_close(check_grads(lambda: loss_and_grads()[0], arrays, grads, max_entries=MAX_ENTRIES))
+    for k in cancels & set(grads):
+        _, numeric = numeric_grad(lambda: loss_and_grads()[0], (model.params | head)[k])
+        assert np.abs(grads[k]).max() < 1e-12 and np.abs(numeric).max() < 1e-8
+
+
+# ---- the algebra
+
+def test_dpo_with_chosen_equal_to_rejected_is_log_2_and_moves_nothing(rng):
+    policy, reference = model_pair("gpt", rng)
+    idx, targets, loss_mask = preference_batch(rng, rows=N)
+    twice = [np.concatenate([a, a]) for a in (idx, targets, loss_mask)]
+    loss, grads = objectives.dpo_loss_and_grads(policy, reference, *twice, beta=2.0)
+    assert abs(loss - math.log(2)) < 1e-12
+    assert max(np.abs(g).max() for g in grads.values()) < 1e-12
+
+
+def test_dpo_as_beta_goes_to_zero(rng):
+    """At beta -> 0 every pair's implicit reward margin vanishes: the loss tends to log 2, and the gradient to
+    beta/2 per pair, pushing log pi(chosen) up and log pi(rejected) down by the same amount."""
+    logp = -rng.random((2, 4)) * 5
+    ref = -rng.random((2, 4)) * 5
+    for beta in (1e-3, 1e-6):
+        loss, cache = objectives.dpo_forward(logp[0], logp[1], ref[0], ref[1], beta)
+        d_chosen, d_rejected = objectives.dpo_backward(cache)
+        assert abs(loss - math.log(2)) < beta * 10
+        assert np.allclose(d_chosen, -beta / 2 / 4, rtol=beta * 10) and np.allclose(d_rejected, -d_chosen)
+
+
+def test_a_policy_gradient_step_on_a_one_token_bandit_moves_probability_as_the_formula_says():
+    """Logits theta (V,) pick one token; 4 samples, rewarded 1 for token 2. The step is
+    theta -= lr * grad, grad = -(1/N) sum_i A_i (onehot(a_i) - pi), with A_i = r_i - mean(r)."""
+    theta = np.array([0.3, -0.2, 0.1, 0.0])
+    actions = np.array([2, 0, 1, 2])
+    rewards = (actions == 2).astype(float)
+    advantages = objectives.group_advantages(rewards, group_size=4)
+    logits = np.broadcast_to(theta, (4, 1, 4)).copy()  # (N, T=1, V)
+    logp, cache = objectives.token_logprob_forward(logits, actions[:, None])
+    loss, pg = objectives.policy_gradient_forward(logp, np.ones((4, 1), bool), advantages)
+    grad = objectives.token_logprob_backward(objectives.policy_gradient_backward(pg), cache).sum(axis=(0, 1))
+    pi = np.exp(theta) / np.exp(theta).sum()
+    formula = -sum(a * (np.eye(4)[i] - pi) for a, i in zip(advantages, actions)) / 4
+    assert np.allclose(grad, formula, atol=1e-15)
+    lr = 0.5
+    stepped = theta - lr * grad
+    new_pi = np.exp(stepped) / np.exp(stepped).sum()
+    assert new_pi[2] > pi[2] and new_pi[0] < pi[0]  # toward the rewarded token, away from the others
+    jacobian = np.diag(pi) - np.outer(pi, pi)  # d pi / d theta
+    assert abs((new_pi - pi)[2] - (jacobian @ (-lr * grad))[2]) < lr ** 2  # the first-order move, to O(lr^2)
+
+
+def test_group_advantages_subtract_each_groups_mean():
+    adv = objectives.group_advantages(np.array([1.0, 0.0, 3.0, 3.0, 5.0, 1.0]), group_size=2)
+    assert np.array_equal(adv, [0.5, -0.5, 0.0, 0.0, 2.0, -2.0])
+    with pytest.raises(objectives.MinilmError, match="groups of 4"):
+        objectives.group_advantages(np.zeros(6), group_size=4)
