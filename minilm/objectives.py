@@ -193,6 +193,40 @@ def reward_loss_and_grads(model, w, b, idx, last):
     return float(loss), model._ruled(grads) | {"reward.w": dw, "reward.b": db}
 
 
+class DPO:
+    """The policy as the Trainer sees it when it is tuned by DPO: the policy's own parameters (so the optimizer,
+    the gradient rules of LoRA and the checkpoints are the policy's), and loss_and_grads on a preference batch.
+
+        trainer = Trainer(DPO(policy, reference, beta=0.1), preference_batches(pair_rows), config=...)
+
+    The batch runs whole (a pair's two rows must meet in one loss); the reference is read, never trained."""
+    reads_token_stream = False
+
+    def __init__(self, policy, reference, beta=0.1):
+        if beta <= 0:
+            raise MinilmError(f"DPO's beta must be above 0, got {beta}")
+        self.policy, self.reference, self.beta = policy, reference, beta
+        self.params, self.config, self.xp = policy.params, policy.config, policy.xp
+
+    def loss_and_grads(self, idx, targets, loss_mask):
+        xp = self.xp
+        return dpo_loss_and_grads(self.policy, self.reference, xp.asarray(idx), xp.asarray(targets),
+                                  xp.asarray(loss_mask), self.beta)
+
+    def forward(self, *inputs):
+        return self.policy.forward(*inputs)
+
+    def checkpoint_meta(self):
+        return self.policy.checkpoint_meta()
+
+
+def preference_margins(model, idx, targets, loss_mask):
+    """A preference batch -> (B/2,) log p(chosen) - log p(rejected) under the model: which side it prefers."""
+    half = _halves(idx)
+    logp = response_logprobs(model, idx, targets, loss_mask)
+    return logp[:half] - logp[half:]
+
+
 def _hidden(cache):
     """The head's input, the final norm's output: (B, T, C). (A linear cache is (x, w, has_bias).)"""
     return cache.head[0]

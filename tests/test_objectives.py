@@ -1,11 +1,16 @@
 """The learned objectives (minilm/objectives.py): every forward/backward pair and every model-level loss against
 finite differences in float64, and the algebra each one must obey."""
+import json
 import math
 
 import numpy as np
 import pytest
 
-from minilm import GPT, GPTConfig, objectives
+from minilm import GPT, GPTConfig, MinilmError, objectives
+from minilm.checkpoint import load_model
+from minilm.data import preferences
+from minilm.tokenizer import WordTokenizer
+from minilm.train import TrainConfig, Trainer
 from minilm.gradcheck import check_grads, check_layer, numeric_grad
 from minilm.model import Llama, LlamaConfig
 from tests.helpers import roughen
@@ -206,3 +211,63 @@ def test_group_advantages_subtract_each_groups_mean():
     assert np.array_equal(adv, [0.5, -0.5, 0.0, 0.0, 2.0, -2.0])
     with pytest.raises(objectives.MinilmError, match="groups of 4"):
         objectives.group_advantages(np.zeros(6), group_size=4)
+
+
+# ---- preference data, and DPO through the Trainer
+
+def write_pairs(tmp_path, lines):
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("lines, message", [
+    (['{"prompt": "a", "chosen": "b", "rejected": "c"}', '{"prompt": "a"'], "line 2 is not JSON"),
+    (['{"prompt": "a", "chosen": "b"}'], 'line 1 needs "prompt", "chosen" and "rejected" strings'),
+    (['{"prompt": "a", "chosen": "b", "rejected": "b"}'], "line 1: chosen and rejected are the same"),
+    (["", " "], "holds no pairs")])
+def test_bad_preference_data_is_one_line_that_says_where(tmp_path, lines, message):
+    with pytest.raises(MinilmError, match=message) as e:
+        preferences.read_pairs(write_pairs(tmp_path, lines))
+    assert "\n" not in str(e.value)
+
+
+def pair_data(tmp_path):
+    """The lecture's rule as preferences: asked to repeat, the repeated word is chosen over the quote's."""
+    words = "glib gold shiny bright dull".split()
+    lines = [json.dumps({"prompt": f"repeat after me : {w} .",
+                         "chosen": w, "rejected": "gold" if w != "gold" else "glib"}) for w in words]
+    tok = WordTokenizer.build([json.loads(line)[key] for line in lines for key in ("prompt", "chosen", "rejected")])
+    return preferences.read_pairs(write_pairs(tmp_path, lines)), tok
+
+
+def test_a_preference_batch_is_the_chosen_rows_then_their_rejected_rows(tmp_path):
+    pairs, tok = pair_data(tmp_path)
+    rows = preferences.encode_pairs(pairs, tok, block_size=32)
+    idx, targets, loss_mask = preferences.preference_batch(rows, np.array([3, 0]))
+    assert idx.shape == targets.shape == loss_mask.shape == (4, idx.shape[1])
+    assert tok.decode(t for t, m in zip(targets[0], loss_mask[0]) if m) == "bright <eos>"  # pair 3's chosen response
+    assert tok.decode(t for t, m in zip(targets[2], loss_mask[2]) if m) == "gold <eos>"  # and its rejected one
+    assert np.array_equal(idx[0][:loss_mask[0].argmax()], idx[2][:loss_mask[2].argmax()])  # the same prompt
+    with pytest.raises(MinilmError, match="longer than the context"):
+        preferences.encode_pairs(pairs, tok, block_size=5)
+
+
+def test_dpo_through_the_trainer_raises_the_chosen_margin_and_keeps_the_reference(tmp_path):
+    pairs, tok = pair_data(tmp_path)
+    rows = preferences.encode_pairs(pairs, tok, block_size=32)
+    config = GPTConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=2, n_head=2, d_model=32)
+    reference, policy = GPT(config, seed=0), GPT(config, seed=0)
+    before = {k: p.copy() for k, p in reference.params.items()}
+    everything = preferences.preference_batch(rows, np.arange(len(rows)))
+    margins_before = objectives.preference_margins(policy, *everything)
+    ckpt = tmp_path / "dpo.npz"
+    Trainer(objectives.DPO(policy, reference, beta=0.5), preferences.preference_batches(rows),
+            config=TrainConfig(steps=300, batch_size=8, lr=1e-2, warmup_steps=2, eval_every=0),
+            checkpoint_path=str(ckpt), tokenizer=tok).run(progress=False)
+    margins = objectives.preference_margins(policy, *everything)
+    # every pair now prefers its chosen side (seeds 0-3 on one machine: every margin 16 nats or more)
+    assert (margins > margins_before).all() and (margins > 5).all()
+    assert all(np.array_equal(reference.params[k], before[k]) for k in before)
+    saved, _, _ = load_model(str(ckpt))  # the checkpoint is the policy's, a GPT like any other
+    assert type(saved) is GPT and np.allclose(objectives.preference_margins(saved, *everything), margins)
