@@ -282,8 +282,12 @@ class BPETokenizer:
         """Learn vocab_size - 256 merges on text (train_bpe) -> the tokenizer."""
         if vocab_size < 256:
             raise MinilmError(f"a byte-level BPE has at least the 256 bytes as tokens (asked for {vocab_size})")
+        return cls.from_merges(train_bpe(text, vocab_size, split_digits), split_digits)
+
+    @classmethod
+    def from_merges(cls, merges, split_digits=False):
+        """The tokenizer of merges learned here: the 256 bytes, then one token per merge, its pair's bytes joined."""
         tokens = [bytes([b]) for b in range(256)]
-        merges = train_bpe(text, vocab_size, split_digits)
         for a, b in merges:
             tokens.append(tokens[a] + tokens[b])
         return cls(tokens, merges, split_digits=split_digits)
