@@ -83,7 +83,11 @@ class ByteTokenizer:
 # of digits, of punctuation, of white space) and merges never cross a chunk's edge: " dog" is one token wherever
 # it stands, and no token glues a word to the comma after it.
 
-# GPT-2's pattern, as `tokenizers` runs it: \p{L} is any letter, \p{N} any number, \s Unicode's white space
+# GPT-2's pattern, as `tokenizers` runs it: \p{L} is any letter, \p{N} any number, \s Unicode's white space.
+# Python's re has no \p{..} and the `regex` package that has is not one of minilm's dependencies: the classes are
+# built from unicodedata instead, and tests/test_bpe.py checks the cuts against `tokenizers` on a sample of every
+# character Python's Unicode table assigns. (A character assigned by a later Unicode than this Python's, 14.0 on
+# Python 3.11, is unassigned here and may be cut differently: the letters of Unicode 15 and 16.)
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 # Unicode's White_Space characters: \s of the `tokenizers` library's regex engine (Python's \s adds \x1c-\x1f)
 WHITE_SPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
