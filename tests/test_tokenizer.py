@@ -16,3 +16,9 @@ def test_byte_tokenizer_round_trips_any_utf8():
     text = "naïve café — 東京 🙂"
     ids = tok.encode(text)
     assert max(ids) < 256 and tok.decode(ids) == text
+
+
+def test_pieces_show_each_tokens_text():
+    words = WordTokenizer.build(["the keeper lit the lamp"])
+    assert words.pieces(words.encode("the lamp went")) == ["the", "lamp", "<unk>"]
+    assert ByteTokenizer().pieces(ByteTokenizer().encode("a é")) == ["a", " ", "\\xc3", "\\xa9"]  # é is two bytes
