@@ -454,7 +454,8 @@ def test_the_live_run_trains_a_point_as_its_sweep_did():
                "points": {glib_sweep.point_key("main", size, s): record for s in (0, 1)}}
     lines = []
     readings = glib_report.retrain(results, 0, 0, every=50, show=lines.append)
-    assert [step for step, _, _ in readings] == [50, 100, 150] and len(lines) == 4 and "step   150" in lines[-1]
+    assert [step for step, _, _ in readings] == [50, 100, 150] and len(lines) == 5 and "step   150" in lines[-2]
+    assert re.fullmatch(r"trained and probed in \d+ s", lines[-1])
     exact = glib_report.exact_reader(results)(record["probes"])
     assert readings[-1][1] == record["final_loss"] and readings[-1][2] == exact
     text, within = glib_report.beside_the_record(results, 0, 0, readings)
@@ -483,6 +484,7 @@ def test_the_live_cell_beside_the_record_says_what_it_printed():
     assert "(its peak learning rate is 1.6e-2, four times d64's)" in intro and "the record's five seeds" in intro
     seconds = [lrd["points"][glib_sweep.point_key("main", size, s)]["seconds"] for s in seeds]
     assert max(seconds) < 40 and f"took {min(seconds):.0f} to {max(seconds):.0f} s each" in intro
+    assert re.search(r"^trained and probed in \d+ s$", out, re.M) and "the cell prints how long yours took" in intro
 
 
 def test_lesson_04s_new_questions_match_the_outputs():

@@ -6,6 +6,7 @@ metrics: exact match, P(altered word), P(original word), and the margin log p(al
 Intervals come from a bootstrap over seeds and over quotes, paired across sizes (every size is compared
 on the same prompts); the rule that calls a U is written in u_shape's docstring, decided before looking.
 """
+import time
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -620,8 +621,10 @@ def retrain(results, size_index, seed, every=500, show=print):
              + "  ".join(f"{probe} {value:.2f}" for probe, value in readings[-1][2].items()))
 
     show(f"{size.name}, seed {seed}: {size.steps or preset.steps:,} steps, probed every {every}")
+    start = time.time()
     with parallel.one_blas_thread():
         glib.train_point(preset, corpus, tokens, size, seed, progress=False, show=reading)
+    show(f"trained and probed in {time.time() - start:.0f} s")
     return readings
 
 
