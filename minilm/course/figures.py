@@ -255,6 +255,27 @@ def plot_on_the_way(results):
     return fig
 
 
+def plot_retrained(results, size_index, readings):
+    """A point trained again (glib_report.retrain's readings): copying (A) and the conflict (D) against the step,
+    and at the last step the committed seeds of its size (dots) and their band (a bar)."""
+    size, seeds, values = glib_report.seed_values(results, size_index)
+    steps = [step for step, *_ in readings]
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for n, (probe, color) in enumerate((("A", "C0"), ("D", "C3"))):
+        ax.plot(steps, [e[probe] for *_, e in readings], "o-", color=color,
+                label=f"{probe}: {glib_report.PROBE_NAMES[probe]}, your run")
+        low, high = glib_report.seed_band(values[probe], glib_report.BAND_FLOORS["exact"])
+        x = steps[-1] * (1.03 + 0.03 * n)
+        ax.plot([x] * len(seeds), values[probe], ".", color=color, alpha=0.6)
+        ax.vlines(x, max(low, 0), min(high, 1), color=color, lw=4, alpha=0.3)
+    ax.plot([], [], ".", color="gray", label=f"the record's {len(seeds)} seeds, and their band")
+    ax.set(xlabel="training step", ylabel="exact match", ylim=(-0.03, 1.03), title=f"{size.name}, trained now")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
 def plot_margins(results):
     """The continuous view of B and D: mean log p(altered) - log p(original), per size."""
     c = glib_report.top_curves(results)

@@ -144,7 +144,7 @@ PRESETS = {
                    knobs=(("fresh", {"fresh": True}), ("fix=rare", {"fix": 0.08, "rare": 0.08}),
                           ("lr~1/d", {"lr_power": 1.0})),
                    knob_sizes=(LONG_SIZES[0], LONG_SIZES[2], LONG_SIZES[4])),
-    # The right arm, third attempt (docs/glib_third_attempt.md, committed before any of these points trained):
+    # The right arm, third attempt (docs/lab/glib_third_attempt.md, committed before any of these points trained):
     # above d160 the peak learning rate holds lr * d at d160's 0.40. First the pilot: d256 on 12,000 steps,
     # the two seeds that failed at 6,000, probed every 1,000 steps to see when the instruction arrives.
     "lrd_pilot": Preset(sizes=(Size(256, 4, 4, 0.40 / 256, 12000),), seeds=(0, 2), steps=3000, probe_every=1000),
@@ -170,15 +170,18 @@ def build_model(corpus, size, seed, device=None):
     return GPT(config, seed=seed, device=device)
 
 
-def train_point(preset, corpus, tokens, size, seed, device=None, progress=True, lr_power=0.5, fresh=False):
+def train_point(preset, corpus, tokens, size, seed, device=None, progress=True, lr_power=0.5, fresh=False, show=None):
     """Train one size with one seed on the corpus's stream (the training knobs as in split_knob); returns
-    the trained model, its Trainer and the probes read on the way (preset.probe_every; else an empty list)."""
+    the trained model, its Trainer and the probes read on the way (preset.probe_every; else an empty list).
+    show: called with each reading as it is taken ({"step", "loss", "probes"}), to watch a run."""
     model = build_model(corpus, size, seed, device)
     train = read_once(tokens, BLOCK_SIZE) if fresh else tokens
     on_the_way = []
 
     def look(trainer):
         on_the_way.append({"step": trainer.step, "loss": recent_loss(trainer), "probes": score_probes(model, corpus)})
+        if show:
+            show(on_the_way[-1])
 
     trainer, _ = train_sweep_point(model, train, size.steps or preset.steps, preset.batch_size, peak_lr(size, lr_power),
                                    seed, preset.warmup_steps, progress, every=preset.probe_every, look=look)

@@ -6,6 +6,7 @@ metrics: exact match, P(altered word), P(original word), and the margin log p(al
 Intervals come from a bootstrap over seeds and over quotes, paired across sizes (every size is compared
 on the same prompts); the rule that calls a U is written in u_shape's docstring, decided before looking.
 """
+import time
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -14,6 +15,7 @@ from ..data.glib import LECTURE_PROMPT, GlibConfig, GlibCorpus
 from ..errors import MinilmError
 from .stats import paired_bootstrap, percentile_interval, welch_interval, wilson_interval
 from . import glib, runner
+from .. import parallel
 from .glib import BLOCK_SIZE, PROBE_NAMES, PROBES, Size, point_key, split_knob
 
 
@@ -367,6 +369,12 @@ def lecture_probs(results, variant="main"):
     return c.sizes, glib, gold
 
 
+def gold_sizes(results):
+    """The sizes (by width: "d32", ...) at which most seeds find gold likelier than glib after the lecture's prompt."""
+    sizes, glib_p, gold_p = lecture_probs(results)
+    return [name.split()[0] for name, g, o in zip(sizes, glib_p, gold_p) if (o > g).sum() > len(g) / 2]
+
+
 def knob_map(results):
     """Knob-map cell -> (the D exact match of its seeds per knob size, its shape in words)."""
     config = results["config"]
@@ -468,13 +476,21 @@ def top_curves(results, variant="main", sizes=None, seeds=None):
     return curves(results, variant, sizes, seeds).subset(most_exposed_quotes(results, variant))
 
 
+def exact_reader(results, variant="main"):
+    """A function: one point's stored probes -> {probe: exact match}, read as the rule reads them (A on every random
+    string, B, C and D on the most exposed probe quotes)."""
+    keep = most_exposed_quotes(results, variant)
+    clusters = probe_clusters(GlibCorpus(variant_config(results["config"], variant)))
+    inside = {probe: (ranks < 0) | np.isin(ranks, keep) for probe, ranks in clusters.items()}
+    return lambda probes: {probe: float(m["exact"][inside[probe]].mean()) for probe, m in probe_metrics(probes).items()}
+
+
 def on_the_way(results, variant="main"):
     """The points probed during training (Preset.probe_every): key -> [(step, training loss, C exact,
     D exact)], the exact matches on the most exposed probe quotes."""
-    keep = most_exposed_quotes(results, variant)
-    clusters = probe_clusters(GlibCorpus(variant_config(results["config"], variant)))
-    exact = lambda probes, probe: float(probe_metrics(probes)[probe]["exact"][np.isin(clusters[probe], keep)].mean())
-    return {key: [(r["step"], r["loss"], exact(r["probes"], "C"), exact(r["probes"], "D")) for r in p["probes_at"]]
+    exact = exact_reader(results, variant)
+    read = lambda r, e: (r["step"], r["loss"], e["C"], e["D"])  # noqa: E731
+    return {key: [read(r, exact(r["probes"])) for r in p["probes_at"]]
             for key, p in results["points"].items() if p["variant"] == variant and p.get("probes_at")}
 
 
@@ -507,7 +523,7 @@ def baseline_lines(c, base, base_name):
 
 
 # The BLAS kernel under which the lrd confirmation's points reproduced the long sweep's records exactly (those
-# records predate the `machine` field); docs/glib_third_attempt.md, its amendment.
+# records predate the `machine` field); docs/lab/glib_third_attempt.md, its amendment.
 LONG_SWEEP_KERNEL = "openblas 0.3.31.188.0 SkylakeX"
 
 
@@ -585,3 +601,74 @@ STUDY = runner.Study(
     presets=glib.PRESETS, default="full", config=lambda name: glib.PRESETS[name].to_dict(),
     points=glib.sweep_points, measure=glib.measure, report=report,
     committed=("full", "rare15", "long", "lrd_pilot", "lrd"), baselines=glib.BASELINES)
+
+
+# --------------------------------------------------------------------------------------------------
+# One point of a committed sweep, trained again (lesson 04's live cell)
+
+def retrain(results, size_index, seed, every=500, show=print):
+    """Train one size of a committed sweep again as its sweep did (the preset, the corpus, the batches, one BLAS
+    thread), reading the probes every `every` steps; show gets a line per reading as it is taken. Returns the
+    readings: [(step, training loss, {probe: exact match, read as the rule reads it})]."""
+    preset = replace(glib.PRESETS[results["preset"]], probe_every=every)
+    size = Size(**results["config"]["sizes"][size_index])
+    corpus, tokens = glib._corpus_and_stream(results["preset"], "main")
+    exact, readings = exact_reader(results), []
+
+    def reading(r):
+        readings.append((r["step"], r["loss"], exact(r["probes"])))
+        show(f"  step {r['step']:>5,}  training loss {r['loss']:.4f}  "
+             + "  ".join(f"{probe} {value:.2f}" for probe, value in readings[-1][2].items()))
+
+    show(f"{size.name}, seed {seed}: {size.steps or preset.steps:,} steps, probed every {every}")
+    start = time.time()
+    with parallel.one_blas_thread():
+        glib.train_point(preset, corpus, tokens, size, seed, progress=False, show=reading)
+    show(f"trained and probed in {time.time() - start:.0f} s")
+    return readings
+
+
+def seed_band(values, floor):
+    """Where a point trained again should land: its committed seeds' mean +- 3 standard deviations, or +- floor where
+    the seeds agree more closely. (On another CPU BLAS rounds differently, and training can turn that last bit into
+    the spread another seed gives: docs/architecture.md, "Reproducible on any CPU".) Returns (low, high)."""
+    values = np.asarray(values, dtype=float)
+    half_width = max(3 * values.std(ddof=1), floor)
+    return values.mean() - half_width, values.mean() + half_width
+
+
+BAND_FLOORS = {"loss": 0.01, "exact": 0.03}  # the least spread a band allows: training loss, an exact match
+
+
+def seed_values(results, size_index):
+    """One size of a committed sweep: (its Size, its seeds, {"loss": final training loss per seed, probe: exact match
+    per seed, read as the rule reads it})."""
+    size = Size(**results["config"]["sizes"][size_index])
+    seeds = list(size.seeds or results["config"]["seeds"])
+    committed = [results["points"][point_key("main", size, s)] for s in seeds]
+    exact = [exact_reader(results)(p["probes"]) for p in committed]
+    return size, seeds, {"loss": [p["final_loss"] for p in committed], **{k: [e[k] for e in exact] for k in PROBES}}
+
+
+def beside_the_record(results, size_index, seed, readings):
+    """A point trained again (retrain's readings) beside the committed sweep: per measure, the run's last reading,
+    the committed record of the same seed, and the band of the size's committed seeds. Returns (lines, every
+    measure within its band)."""
+    size, seeds, values = seed_values(results, size_index)
+    _, loss, probes = readings[-1]
+    rows = [("training loss", loss, values["loss"], BAND_FLOORS["loss"], "{:.4f}", (-np.inf, np.inf))]
+    rows += [(f"{probe} {PROBE_NAMES[probe]}", probes[probe], values[probe], BAND_FLOORS["exact"], "{:.2f}", (0, 1))
+             for probe in PROBES]
+    out = [f"beside the sweep of record, {size.name} ({len(seeds)} seeds; band: their mean +- 3 standard deviations):",
+           f"  {'':<38} {'yours':>8} {f'record, seed {seed}':>16}   the seeds' band"]
+    within = []
+    for name, yours, theirs, floor, form, (least, most) in rows:
+        low, high = seed_band(theirs, floor)
+        low, high = max(low, least), min(high, most)  # an exact match lies in [0, 1]
+        within.append(low <= yours <= high)
+        record = form.format(theirs[seeds.index(seed)]) if seed in seeds else "-"
+        out.append(f"  {name:<38} {form.format(yours):>8} {record:>16}   [{form.format(low)}, {form.format(high)}]"
+                   f"   {'within' if within[-1] else 'OUTSIDE'}")
+    copies = next((step for step, _, e in readings if e["A"] > 0.5), None)
+    out.append("copying (A above 0.50) " + (f"first read at step {copies:,}" if copies else "not reached"))
+    return out, all(within)
