@@ -1,5 +1,6 @@
-"""`python -m minilm grade SUBMISSIONS/ --csv scores.csv`: a class's notebooks, each in its own process with a
-time limit, one CSV row per learner and exercise. Uses exercise 06, the quickest to run."""
+"""`python -m minilm grade SUBMISSIONS/ --csv scores.csv`: a class's notebooks, each one's answers in a process of
+their own with a time and a memory limit, judged in the grader's process; one CSV row per learner and exercise.
+Uses exercise 06, the quickest to run, and exercise 01 for the submissions that try to cheat (docs/grading.md)."""
 import csv
 import os
 import subprocess
@@ -13,7 +14,7 @@ from minilm import MinilmError
 from minilm.course import grader, notebooks, paths
 
 EXERCISE = "06_power_law_fit"
-TIMEOUT = 20  # seconds per notebook: plenty for exercise 06, short for a test that waits out an endless loop
+TIMEOUT = 20  # seconds per notebook: plenty for exercise 06 (about 1 s), short for a test that waits out an endless loop
 
 
 def notebook(source_text, tmp_path, name):
@@ -53,7 +54,8 @@ def test_class_grade_writes_one_row_per_learner_and_exercise(submissions, tmp_pa
                          cwd=tmp_path, env=env, capture_output=True, text=True)
     took = time.monotonic() - start
     assert run.returncode == 0, run.stderr
-    assert took < 3 * TIMEOUT + 30, f"grading 3 notebooks of at most {TIMEOUT} s each took {took:.0f} s"
+    # carol's endless loop is stopped at the limit; alice's and bob's answers take a few seconds
+    assert took < TIMEOUT + 30, f"grading 3 notebooks, one stopped at {TIMEOUT} s, took {took:.0f} s"
     rows = list(csv.DictReader(scores.open()))
     n = len(grader.graded_titles(EXERCISE))
     assert [(r["learner"], r["exercise"], r["out_of"]) for r in rows] == [(name, EXERCISE, str(n)) for name in ("alice", "bob", "carol")]
@@ -114,3 +116,92 @@ def test_kill_tree_stops_a_process_and_a_grandchild_in_a_session_of_its_own():
     assert not kernel.is_running() and not top.is_running()
     child.wait(timeout=10)
     grader.kill_tree(child.pid)  # a process that is gone already: nothing to do, no error
+
+
+# --------------------------------------------------------------------------------------------------
+# Submissions that try to get marks without the work. Each is exercise 01 with lines put into its first answer
+# cell (the softmax cell, left as the stub or given a wrong softmax); each must gain nothing over the same cell
+# without those lines, and be flagged.
+
+CHEAT = "01_softmax_cross_entropy"
+UNIFORM = "def softmax(logits):\n    return np.ones_like(logits) / logits.shape[-1]  # wrong, but finite\n"
+TACTICS = {  # tactic: (the lines, the softmax they come with: None for the stub)
+    "patch-the-check-class": ("import minilm.course.checks as _c\n_c.ExerciseChecks.graded = lambda self, name: None\n"
+                              "_c.ExerciseChecks.problem = lambda self, check: ''", None),
+    "patch-the-check-object": ("check.graded = lambda name: None\ncheck.run = lambda c: None", None),
+    "patch-the-feedback": ("import minilm.course.feedback as _f\n_f.mismatch = lambda *args, **kwargs: ''\n"
+                           "check.module.mismatch = _f.mismatch", UNIFORM),
+    "patch-the-reference": ("from minilm import layers\nlayers.softmax = softmax", UNIFORM),
+    "patch-the-plugin": ("import minilm.course.nbval_plugin as _p\n_p.pytest_runtest_makereport = lambda item, call: None", None),
+    "sys-exit-before-the-graded-cells": ("import sys\nsys.exit(0)", None),
+    "os-exit-before-the-graded-cells": ("import os\nos._exit(0)", None),
+    "write-files-next-to-the-notebook": ("for k in range(1, 6):\n    open(f'check_{k}.json', 'w').write('{\"found\": {}, \"events\": []}')\n"
+                                         "open('../scores.csv', 'w').write('learner,score')\nopen('GRADE.txt', 'w').write('5/5')", None),
+}
+
+
+def exercise_with(lines, softmax=None):
+    """The student notebook of exercise 01, its softmax cell ending with `lines` (after `softmax`, if given)."""
+    nb = grader.read_notebook(paths.EXERCISES / f"{CHEAT}.ipynb")
+    cell = next(c for c in nb.cells if c.cell_type == "code" and c.source.startswith("def softmax"))
+    cell.source = "\n".join(filter(None, [softmax or cell.source, lines]))
+    return nb
+
+
+@pytest.fixture(scope="module")
+def cheats(tmp_path_factory):
+    """{tactic: (its Score, the Score of the same softmax cell without the tactic's lines)}, and the class folder."""
+    folder = tmp_path_factory.mktemp("cheats")
+    for tactic, (lines, softmax) in TACTICS.items():
+        save(exercise_with(lines, softmax), folder / tactic / f"{CHEAT}.ipynb")
+    for name, softmax in (("honest-stub", None), ("honest-uniform", UNIFORM)):
+        save(exercise_with("", softmax), folder / name / f"{CHEAT}.ipynb")
+    before = sorted(p.relative_to(folder) for p in folder.rglob("*"))
+    scores = {s.learner: s for s in grader.grade_class(folder, timeout=TIMEOUT, progress=lambda line: None)}
+    assert sorted(p.relative_to(folder) for p in folder.rglob("*")) == before, "grading wrote into the class folder"
+    return {tactic: (scores[tactic], scores["honest-uniform" if softmax else "honest-stub"])
+            for tactic, (_, softmax) in TACTICS.items()}
+
+
+@pytest.mark.parametrize("tactic", TACTICS)
+def test_a_cheating_submission_gains_nothing_and_is_flagged(cheats, tactic):
+    score, honest = cheats[tactic]
+    assert len(score.passed) == 5 and score.passed == honest.passed, f"{tactic}: {score.feedback}"
+    assert "flagged: the answer cells do more than define the answers" in score.feedback and "flagged" not in honest.feedback
+    assert sum(honest.passed) < 5
+
+
+def test_the_cheats_are_named_in_the_feedback(cheats):
+    assert "imports minilm.course.checks, which the exercise's own cells do not" in cheats["patch-the-check-class"][0].feedback
+    assert "sets _c.ExerciseChecks.graded, an attribute of an object it did not make" in cheats["patch-the-check-class"][0].feedback
+    assert "sets check.graded" in cheats["patch-the-check-object"][0].feedback
+    assert "sets layers.softmax" in cheats["patch-the-reference"][0].feedback
+    assert "calls open" in cheats["write-files-next-to-the-notebook"][0].feedback
+
+
+@pytest.mark.parametrize("tactic", ["sys-exit-before-the-graded-cells", "os-exit-before-the-graded-cells"])
+def test_a_notebook_that_exits_early_fails_its_checks_saying_so(cheats, tactic):
+    score, _ = cheats[tactic]
+    assert score.passed == [False] * 5
+    assert "exited before its answers were checked (exit status 0) (0 points)" in score.feedback
+    assert "time limit" not in score.feedback
+
+
+def test_a_submission_runs_in_a_scratch_folder_under_a_memory_limit_and_leaves_no_process(tmp_path):
+    """The answer cell starts a process that would outlive it, and its softmax asks for 2 GiB (zeros: nothing
+    is touched, so it would succeed without the limit): under a 1 GiB limit the allocation fails inside the
+    learner's softmax, the process is stopped, the scratch folder held only the notebook and the child's program,
+    and the notebook's own folder is untouched."""
+    pid_file = tmp_path / "pid.txt"  # outside the scratch folder: the test reads it
+    lines = (f"import subprocess, sys\np = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'])\n"
+             f"open({str(pid_file)!r}, 'w').write(str(p.pid))\n"
+             "import os\nassert sorted(os.listdir('.')) == ['01_softmax_cross_entropy.ipynb', 'program.json']\n"
+             "def softmax(logits):\n    return np.zeros(2**28)")
+    save(exercise_with(lines), tmp_path / "dora" / f"{CHEAT}.ipynb")
+    score = grader.grade_submission("dora", tmp_path / "dora" / f"{CHEAT}.ipynb", timeout=TIMEOUT, memory_mib=1024)
+    assert score.passed[:2] == [False, False] and "Check 1: MemoryError (in softmax): Unable to allocate 2.00 GiB" in score.feedback, score.feedback
+    import psutil
+
+    pid = int(pid_file.read_text())
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["01_softmax_cross_entropy.ipynb", "dora", "pid.txt"]

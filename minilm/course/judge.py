@@ -76,12 +76,14 @@ def import_problem(node, course_imports):
 
 def assigned_attributes(node):
     """The attribute targets an assignment or del writes to."""
-    targets = {ast.Assign: lambda n: n.targets, ast.AugAssign: lambda n: [n.target], ast.AnnAssign: lambda n: [n.target],
-               ast.Delete: lambda n: n.targets}.get(type(node), lambda n: [])(node)
-    found = []
-    for target in targets:
-        found += [t for t in ast.walk(target) if isinstance(t, ast.Attribute) and isinstance(t.ctx, (ast.Store, ast.Del))]
-    return found
+    if isinstance(node, (ast.Assign, ast.Delete)):
+        targets = node.targets
+    elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+        targets = [node.target]
+    else:
+        return []
+    return [t for target in targets for t in ast.walk(target)
+            if isinstance(t, ast.Attribute) and isinstance(t.ctx, (ast.Store, ast.Del))]
 
 
 def root_name(node):
@@ -120,7 +122,8 @@ def statement_problems(statement, course_imports):
     its parameters' and locals' attributes may be set; anywhere else, no attribute."""
     if isinstance(statement, ast.ClassDef):
         expressions = [*statement.decorator_list, *statement.bases, *(k.value for k in statement.keywords)]
-        return [p for s in [*map(ast.Expr, expressions), *statement.body] for p in statement_problems(s, course_imports)]
+        inside = [*map(ast.Expr, expressions), *statement.body]
+        return [problem for s in inside for problem in statement_problems(s, course_imports)]
     own = own_names(statement) if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef)) else None
     problems = []
     for node in ast.walk(statement):

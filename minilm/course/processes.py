@@ -55,7 +55,8 @@ def limits(memory_mib, file_mib):
     def apply():
         import resource
 
-        for limit, mib in ((resource.RLIMIT_AS, memory_mib), (resource.RLIMIT_FSIZE, file_mib), (resource.RLIMIT_CORE, 0)):
+        for limit, mib in ((resource.RLIMIT_AS, memory_mib), (resource.RLIMIT_FSIZE, file_mib),
+                           (resource.RLIMIT_CORE, 0)):
             resource.setrlimit(limit, (mib * 2**20, mib * 2**20))
     return apply
 

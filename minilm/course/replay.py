@@ -37,7 +37,7 @@ class OutOfStep(AssertionError):
 def encode(value, arrays, handle_of):
     """A JSON-able record of value; arrays are appended to `arrays`, anything that is not data gets a handle."""
     if isinstance(value, np.ndarray) and value.dtype != object:
-        arrays.append(value)
+        arrays.append(value.copy())  # as it is now: the code that made it may change it later
         return {"array": len(arrays) - 1}
     if isinstance(value, np.generic) and not isinstance(value, np.object_):
         arrays.append(np.asarray(value))
