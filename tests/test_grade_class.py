@@ -2,16 +2,18 @@
 their own with a time and a memory limit, judged in the grader's process; one CSV row per learner and exercise.
 Uses exercise 06, the quickest to run, and exercise 01 for the submissions that try to cheat (docs/grading.md)."""
 import csv
+import json
 import os
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from exercise_mutations import MUTATIONS
 from minilm import MinilmError
-from minilm.course import grader, notebooks, paths
+from minilm.course import grader, judge, notebooks, paths, replay
 
 EXERCISE = "06_power_law_fit"
 TIMEOUT = 20  # seconds per notebook: plenty for exercise 06 (about 1 s), short for a test that waits out an endless loop
@@ -205,3 +207,41 @@ def test_a_submission_runs_in_a_scratch_folder_under_a_memory_limit_and_leaves_n
     pid = int(pid_file.read_text())
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["01_softmax_cross_entropy.ipynb", "dora", "pid.txt"]
+
+
+def test_answers_are_data_and_anything_else_fails_its_check(tmp_path):
+    """What a child leaves behind is read as JSON and an .npz without pickle: pickled arrays, links to other files
+    and answers in another shape fail their check (each says why); a learner's object has no __special__
+    attributes (numpy's __array_interface__ would be a pointer the child chose)."""
+    answers = {"found": {"softmax": {"handle": 0}}, "events": [{"kind": "call", "target": 0, "depth": 0, "value": {"array": 0}}]}
+    (tmp_path / "check_1.json").write_text(json.dumps(answers))
+    np.savez(tmp_path / "check_1.npz", np.array([{"a": 1}], dtype=object))  # only pickle can hold it
+    (tmp_path / "check_2.json").symlink_to(tmp_path / "check_1.json")
+    (tmp_path / "check_2.npz").symlink_to(tmp_path / "check_1.npz")
+    (tmp_path / "check_3.json").write_text("[1, 2]")
+    np.savez(tmp_path / "check_3.npz")
+    verdicts = judge.verdicts(CHEAT, tmp_path, "did not run: no answers")
+    assert [passed for passed, _ in verdicts] == [False] * 5
+    assert "could not be read (ValueError: Object arrays cannot be loaded when allow_pickle=False)" in verdicts[0][1]
+    assert "links to other files" in verdicts[1][1] and "not in the grader's format" in verdicts[2][1]
+    assert verdicts[3][1] == verdicts[4][1] == "did not run: no answers"
+    stand_in = replay.replay_namespace({"found": {"softmax": {"handle": 0}}, "events": []}, [])["softmax"]
+    with pytest.raises(AttributeError):
+        stand_in.__array_interface__
+    assert np.asarray(stand_in).dtype == object
+
+
+def test_course_without_solutions_leaves_them_out(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(paths.ROOT)}
+    run = subprocess.run([sys.executable, "-m", "minilm", "course", str(tmp_path / "class"), "--without-solutions"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert run.returncode == 0 and "exercises/ without their solutions" in run.stdout, run.stderr
+    copied = [p for p in (tmp_path / "class").rglob("*") if p.is_file()]
+    names = {p.relative_to(tmp_path / "class").as_posix() for p in copied}
+    assert {f"exercises/{s.stem}.ipynb" for s in notebooks.exercise_sources()} <= names and "lessons/01_next_token_loss.ipynb" in names
+    assert not any(n.startswith(("exercises/solutions/", "exercises/sources/")) for n in names)
+    text = "\n".join(p.read_text(errors="replace") for p in copied)
+    for source in notebooks.exercise_sources():
+        for block in source.read_text().split(notebooks.BEGIN)[1:]:
+            longest = max(block.split(notebooks.END)[0].strip().splitlines(), key=len).strip()
+            assert longest not in text and json.dumps(longest)[1:-1] not in text, f"{source.stem}: {longest!r} was copied"

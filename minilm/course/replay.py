@@ -165,6 +165,13 @@ def array_slots(args, kwargs):
     return slots
 
 
+def refuse_special(name):
+    """A learner's object has no __special__ attributes, in the child or here: numpy asks for
+    __array_interface__ (a pointer to memory), and its answer must never be the child's to give."""
+    if name.startswith("__") and name.endswith("__"):
+        raise AttributeError(name)
+
+
 class Recorder:
     """A learner's function, class or object, as the check sees it in the child."""
 
@@ -184,6 +191,7 @@ class Recorder:
         return result
 
     def __getattr__(self, name):
+        refuse_special(name)
         log, real = object.__getattribute__(self, "_log"), object.__getattribute__(self, "_real")
         event = {"kind": "get", "target": object.__getattribute__(self, "_handle"), "name": name, "depth": log.depth}
         return log.answer(event, lambda: getattr(real, name))
@@ -347,6 +355,7 @@ class StandIn:
             apply_changes(event.get("changed", []), args, kwargs, replay)
 
     def __getattr__(self, name):
+        refuse_special(name)
         replay = object.__getattribute__(self, "_replay")
         return replay.answer(replay.take("get", object.__getattribute__(self, "_handle"), name))
 
@@ -372,8 +381,10 @@ def load(folder, k, max_bytes):
     """(answers, arrays) of check k as saved; None if the child never saved them. Raises ValueError when
     the files are too large or not what save writes."""
     paths = [Path(folder) / f"check_{k}.{ext}" for ext in ("json", "npz")]
-    if not all(path.is_file() for path in paths):
+    if not all(path.is_file() or path.is_symlink() for path in paths):
         return None
+    if any(path.is_symlink() for path in paths):
+        raise ValueError("they are links to other files")
     if sum(path.stat().st_size for path in paths) > max_bytes:
         raise ValueError(f"its answers take more than {max_bytes // 2**20} MiB")
     answers = json.loads(paths[0].read_text())
