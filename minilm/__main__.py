@@ -568,7 +568,8 @@ def add_grade_command(commands):
     p.add_argument("--csv", metavar="FILE", help="grade a class: write one row per learner and exercise to FILE")
     p.add_argument("--timeout", type=COUNT, default=None, metavar="SECONDS",
                    help=f"seconds one notebook may run before it is stopped (default 600; with --csv {CLASS_TIMEOUT})")
-    p.add_argument("--cell-timeout", type=COUNT, default=600, help="seconds one cell may run (default %(default)s)")
+    p.add_argument("--cell-timeout", type=COUNT, default=600,
+                   help="without --csv: seconds one cell may run (default %(default)s)")
     p.add_argument("--memory", type=COUNT, default=MEMORY_MIB, metavar="MIB",
                    help="with --csv: the memory one notebook's process may take, in MiB (default %(default)s)")
     p.set_defaults(run=run_grade)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-SCALARS = (bool, int, float, complex, str, type(None))
+SCALARS = (bool, int, float, str, type(None))  # what JSON holds as it is
 
 
 class OutOfStep(AssertionError):
@@ -34,15 +34,22 @@ class OutOfStep(AssertionError):
 # --------------------------------------------------------------------------------------------------
 # Data: what a value is written down as (JSON, with arrays in a list beside it), and read back
 
+def is_data(value):
+    """An array, a number, a string or None (not a container): it crosses between the processes as it is."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.dtype != object
+    return isinstance(value, (*SCALARS, complex))
+
+
 def encode(value, arrays, handle_of):
     """A JSON-able record of value; arrays are appended to `arrays`, anything that is not data gets a handle."""
-    if isinstance(value, np.ndarray) and value.dtype != object:
+    if isinstance(value, np.ndarray) and is_data(value):
         arrays.append(value.copy())  # as it is now: the code that made it may change it later
         return {"array": len(arrays) - 1}
-    if isinstance(value, np.generic) and not isinstance(value, np.object_):
+    if isinstance(value, (np.generic, complex)) and is_data(value):
         arrays.append(np.asarray(value))
         return {"scalar": len(arrays) - 1}
-    if isinstance(value, SCALARS) and not isinstance(value, complex):
+    if isinstance(value, SCALARS):
         return {"value": value}
     if type(value) in (tuple, list):
         return {type(value).__name__: [encode(v, arrays, handle_of) for v in value]}
@@ -89,6 +96,16 @@ def rebuilt_error(record):
 # --------------------------------------------------------------------------------------------------
 # 1. The child: record what the learner's code gives back
 
+def rebuilt(container, convert):
+    """A tuple, list or dict with convert() applied to its items: the container itself when nothing changed, so
+    that a dict the check passes (a model's parameters) is the one the learner's code changes, as in a kernel."""
+    keys = list(container) if type(container) is dict else range(len(container))
+    items = {key: convert(container[key]) for key in keys}
+    if all(items[key] is container[key] for key in keys):
+        return container
+    return items if type(container) is dict else type(container)(items.values())
+
+
 class Log:
     """The events of one check's run, in order. An event is a dict: kind ('call', 'get' or 'callback'),
     depth (how deep in learner-check-learner calls it happened), what it concerns, and its answer."""
@@ -110,12 +127,10 @@ class Log:
         return encode(value, self.arrays, self.handle_of)
 
     def recorder(self, value):
-        """What the check sees of a learner's value: data as it is (copied), an object through a Recorder."""
-        if isinstance(value, (tuple, list)) and type(value) in (tuple, list):
-            return type(value)(self.recorder(v) for v in value)
-        if type(value) is dict:
-            return {k: self.recorder(v) for k, v in value.items()}
-        if isinstance(value, np.ndarray) or isinstance(value, (np.generic, *SCALARS)):
+        """What the check sees of a learner's value: data as it is, an object through a Recorder."""
+        if type(value) in (tuple, list, dict):
+            return rebuilt(value, self.recorder)
+        if is_data(value):
             return value
         handle = self.handle_of(value)
         if handle not in self.proxies:
@@ -127,11 +142,9 @@ class Log:
         objects (a model) through a CheckObject, which records the calls the learner's code makes into them."""
         if isinstance(value, Recorder):
             return object.__getattribute__(value, "_real")
-        if type(value) in (tuple, list):
-            return type(value)(self.for_learner(v) for v in value)
-        if type(value) is dict:
-            return {k: self.for_learner(v) for k, v in value.items()}
-        if isinstance(value, (np.ndarray, np.generic, *SCALARS)) or callable(value):
+        if type(value) in (tuple, list, dict):
+            return rebuilt(value, self.for_learner)
+        if is_data(value) or callable(value):
             return value
         if id(value) not in self.check_objects:
             self.check_objects[id(value)] = (len(self.check_objects), CheckObject(self, value, len(self.check_objects)))
@@ -262,7 +275,7 @@ class Replay:
 
     def __init__(self, events, arrays):
         self.events, self.arrays, self.next = events, arrays, 0
-        self.stand_ins, self.check_objects = {}, {}
+        self.stand_ins, self.check_objects, self.numbers = {}, {}, {}  # number -> the check's object, id -> number
 
     def stand_in(self, handle):
         if handle not in self.stand_ins:
@@ -290,9 +303,9 @@ class Replay:
                 self.register(value)
             elif type(value) is dict:
                 self.register(value.values())
-            elif not isinstance(value, (StandIn, np.ndarray, np.generic, *SCALARS)) and not callable(value):
-                if id(value) not in {id(v) for v in self.check_objects.values()}:
-                    self.check_objects[len(self.check_objects)] = value
+            elif not is_data(value) and not callable(value) and id(value) not in self.numbers:
+                self.numbers[id(value)] = len(self.check_objects)
+                self.check_objects[len(self.check_objects)] = value
 
     def callbacks(self, depth):
         """Make again, on the grader's objects, the calls the learner's code made into the check's objects."""
