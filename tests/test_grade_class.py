@@ -152,7 +152,7 @@ def exercise_with(lines, softmax=None):
 
 @pytest.fixture(scope="module")
 def cheats(tmp_path_factory):
-    """{tactic: (its Score, the Score of the same softmax cell without the tactic's lines)}, and the class folder."""
+    """{tactic: (its Score, the Score of the same softmax cell without the tactic's lines, the folder of both)}."""
     folder = tmp_path_factory.mktemp("cheats")
     for tactic, (lines, softmax) in TACTICS.items():
         save(exercise_with(lines, softmax), folder / tactic / f"{CHEAT}.ipynb")
@@ -161,16 +161,44 @@ def cheats(tmp_path_factory):
     before = sorted(p.relative_to(folder) for p in folder.rglob("*"))
     scores = {s.learner: s for s in grader.grade_class(folder, timeout=TIMEOUT, progress=lambda line: None)}
     assert sorted(p.relative_to(folder) for p in folder.rglob("*")) == before, "grading wrote into the class folder"
-    return {tactic: (scores[tactic], scores["honest-uniform" if softmax else "honest-stub"])
+    return {tactic: (scores[tactic], scores["honest-uniform" if softmax else "honest-stub"], folder)
             for tactic, (_, softmax) in TACTICS.items()}
 
 
 @pytest.mark.parametrize("tactic", TACTICS)
 def test_a_cheating_submission_gains_nothing_and_is_flagged(cheats, tactic):
-    score, honest = cheats[tactic]
+    score, honest, _ = cheats[tactic]
     assert len(score.passed) == 5 and score.passed == honest.passed, f"{tactic}: {score.feedback}"
     assert "flagged: the answer cells do more than define the answers" in score.feedback and "flagged" not in honest.feedback
     assert sum(honest.passed) < 5
+
+
+# The notebook run as a kernel runs it (every code cell in order, in one namespace), in a process of its own:
+# the number of graded cells that raise nothing. (json, not nbformat: its schema check takes seconds to load.)
+KERNEL = """import json, sys
+namespace, passed = {"__name__": "__main__"}, 0
+for cell in json.load(open(sys.argv[1]))["cells"]:
+    if cell["cell_type"] == "code":
+        try:
+            exec("".join(cell["source"]), namespace)
+            passed += "graded" in cell["metadata"].get("tags", [])
+        except Exception:
+            pass
+print(passed)
+"""
+PATCHES = ["patch-the-check-class", "patch-the-check-object", "patch-the-feedback", "patch-the-reference"]
+
+
+def test_the_patches_do_fool_a_grade_run_in_the_learners_kernel(cheats):
+    """The tactics are real: in the learner's own kernel they pass graded checks that the same cell fails without
+    them (which is why the class grade runs no check there)."""
+    folder = cheats[PATCHES[0]][2]
+    env = {**os.environ, "PYTHONPATH": str(paths.ROOT)}
+    kernel = {name: int(subprocess.run([sys.executable, "-c", KERNEL, str(folder / name / f"{CHEAT}.ipynb")], env=env,
+                                       capture_output=True, text=True, check=True).stdout.split()[-1])
+              for name in [*PATCHES, "honest-stub", "honest-uniform"]}
+    for tactic in PATCHES:
+        assert kernel[tactic] > kernel["honest-uniform" if TACTICS[tactic][1] else "honest-stub"], (tactic, kernel)
 
 
 def test_the_cheats_are_named_in_the_feedback(cheats):
@@ -183,7 +211,7 @@ def test_the_cheats_are_named_in_the_feedback(cheats):
 
 @pytest.mark.parametrize("tactic", ["sys-exit-before-the-graded-cells", "os-exit-before-the-graded-cells"])
 def test_a_notebook_that_exits_early_fails_its_checks_saying_so(cheats, tactic):
-    score, _ = cheats[tactic]
+    score, _, _ = cheats[tactic]
     assert score.passed == [False] * 5
     assert "exited before its answers were checked (exit status 0) (0 points)" in score.feedback
     assert "time limit" not in score.feedback
