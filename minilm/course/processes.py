@@ -8,7 +8,9 @@ from pathlib import Path
 
 from .paths import HOME
 
-KEPT_VARIABLES = ("PATH", "LANG", "LC_ALL", "SYSTEMROOT", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+# What a child keeps of the grader's environment: where programs and libraries are, the locale, BLAS's threads.
+KEPT_VARIABLES = ("PATH", "LD_LIBRARY_PATH", "DYLD_LIBRARY_PATH", "PYTHONHOME", "SYSTEMROOT", "LANG", "LC_ALL",
+                  "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def minilm_home():
