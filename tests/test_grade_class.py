@@ -298,3 +298,30 @@ def test_record_and_replay_share_the_checks_dicts_with_the_learners_code():
     assert [step(params, 0.5) for _ in range(3)] == [1.0, 0.0, -1.0] and params["w"].tolist() == [-0.5, -0.5]
     with pytest.raises(replay.OutOfStep, match="no answer came back for the check's call 4"):
         step(params, 0.5)
+
+
+def test_the_calls_into_the_checks_objects_are_made_again_but_never_a_private_one():
+    """A recorded call of the check's model's public method is made again on the grader's model, with the
+    recorded arguments; a call of a private or special one (__setattr__ would set the grader's attributes to
+    what the child chose) fails the check instead."""
+    class Model:
+        def __init__(self):
+            self.fed = []
+
+        def forward(self, tokens):
+            self.fed.append(tokens)
+
+    def decode(*callbacks):
+        """The learner's decode(model), replayed: it returned 1 after these calls into the model."""
+        events = [{"kind": "callback", "object": 0, "name": name, "args": {"tuple": [{"value": value}]},
+                   "kwargs": {"dict": []}, "depth": 1} for name, value in callbacks]
+        answers = {"found": {"decode": {"handle": 0}},
+                   "events": [{"kind": "call", "target": 0, "depth": 0, "value": {"value": 1}}, *events]}
+        return replay.replay_namespace(answers, [])["decode"]
+
+    model = Model()
+    assert decode(("forward", 7))(model) == 1 and model.fed == [7]
+    model = Model()
+    with pytest.raises(replay.OutOfStep, match="'__setattr__', a private method"):
+        decode(("forward", 7), ("__setattr__", "fed"))(model)
+    assert model.fed == [7]

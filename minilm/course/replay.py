@@ -237,7 +237,7 @@ class CheckObject:
     def __getattr__(self, name):
         log, real = object.__getattribute__(self, "_log"), object.__getattribute__(self, "_real")
         attribute = getattr(real, name)
-        if not callable(attribute):
+        if name.startswith("_") or not callable(attribute):  # only public methods are called again in the grader
             return attribute
 
         def callback(*args, **kwargs):
@@ -313,11 +313,13 @@ class Replay:
                 and self.events[self.next].get("depth") == depth:
             event = self.events[self.next]
             self.next += 1
-            target = self.check_objects.get(event["object"])
+            target, name = self.check_objects.get(event.get("object")), event.get("name")
             if target is None:
                 raise OutOfStep("the learner's code called an object the check never gave it")
+            if not isinstance(name, str) or name.startswith("_"):
+                raise OutOfStep(f"the learner's code called {name!r}, a private method, of the check's object")
             try:
-                getattr(target, event["name"])(*self.decode(event["args"]), **self.decode(event["kwargs"]))
+                getattr(target, name)(*self.decode(event["args"]), **self.decode(event["kwargs"]))
             except OutOfStep:
                 raise
             except Exception:  # the learner's code saw this error in the child, and its answer shows what it did
