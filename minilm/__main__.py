@@ -632,18 +632,25 @@ def train_study(args, study, path):
 # grade PATH
 
 def add_grade_command(commands):
+    from .course.grader import CLASS_TIMEOUT
+    from .course.judge import MEMORY_MIB
+
     p = commands.add_parser(
-        "grade", help="grade an exercise notebook (or a folder of them, or a class's submissions) with nbval",
+        "grade", help="grade an exercise notebook (or a folder of them, or a class's submissions)",
         description="Run an exercise notebook's graded checks (pytest --nbval-lax --nbval-current-env) "
                     "and print GRADE: k/n graded checks passed, with one line per failed check. With --csv, grade "
                     "a class: PATH holds one folder of notebooks per learner (or one notebook per learner); each "
-                    "notebook runs in a scratch copy with the course's graded cells. Grading runs the notebooks' code.")
+                    "notebook's answer cells run in a process of their own, in a scratch folder, and the checks "
+                    "judge their outputs in the grader's process (docs/grading.md). Grading runs the notebooks' code.")
     p.add_argument("path", help="an exercise notebook, e.g. exercises/01_softmax_cross_entropy.ipynb, or a folder of "
                                 "them; with --csv, a folder of submissions")
     p.add_argument("--csv", metavar="FILE", help="grade a class: write one row per learner and exercise to FILE")
-    p.add_argument("--timeout", type=COUNT, default=600, metavar="SECONDS",
-                   help="seconds one notebook may run before it is stopped (default %(default)s)")
-    p.add_argument("--cell-timeout", type=COUNT, default=600, help="seconds one cell may run (default %(default)s)")
+    p.add_argument("--timeout", type=COUNT, default=None, metavar="SECONDS",
+                   help=f"seconds one notebook may run before it is stopped (default 600; with --csv {CLASS_TIMEOUT})")
+    p.add_argument("--cell-timeout", type=COUNT, default=600,
+                   help="without --csv: seconds one cell may run (default %(default)s)")
+    p.add_argument("--memory", type=COUNT, default=MEMORY_MIB, metavar="MIB",
+                   help="with --csv: the memory one notebook's process may take, in MiB (default %(default)s)")
     p.set_defaults(run=run_grade)
 
 
@@ -652,14 +659,13 @@ def run_grade(args):
     from .course import grader
 
     if args.csv:
-        scores = grader.grade_class(args.path, args.cell_timeout, args.timeout)
+        scores = grader.grade_class(args.path, args.timeout or grader.CLASS_TIMEOUT, args.memory)
         grader.write_scores(args.csv, scores)
         print(f"wrote {args.csv}: {len(scores)} notebooks of {len({s.learner for s in scores})} learners")
         return 0
-    results = grader.grade_notebooks(grader.notebooks_to_grade(args.path), args.cell_timeout, args.timeout)
+    results = grader.grade_notebooks(grader.notebooks_to_grade(args.path), args.cell_timeout, args.timeout or 600)
     print(grader.grade_report(results))
     return 0 if all(r.passed for r in results if r.graded) else 1
-
 
 
 # --------------------------------------------------------------------------------------------------
@@ -671,6 +677,9 @@ def add_course_command(commands):
                                         "with their solutions) into FOLDER, a new or empty folder that is then "
                                         "yours to edit and run; then: cd FOLDER && jupyter lab")
     p.add_argument("folder", metavar="FOLDER", help="where the course goes: a new or empty folder")
+    p.add_argument("--without-solutions", action="store_true",
+                   help="for an instructor handing out the course: leave out the exercises' worked solutions "
+                        "(exercises/solutions/, and exercises/sources/, which hold them too)")
     p.set_defaults(run=run_course)
 
 
@@ -679,9 +688,9 @@ def run_course(args):
 
     from .course.paths import copy_course
 
-    files = copy_course(args.folder)
-    print(f"copied the course into {args.folder} ({files} files): lessons/ with their results, exercises/ with "
-          f"their solutions")
+    files = copy_course(args.folder, solutions=not args.without_solutions)
+    exercises = "without their solutions" if args.without_solutions else "with their solutions"
+    print(f"copied the course into {args.folder} ({files} files): lessons/ with their results, exercises/ {exercises}")
     print(f"open it:            cd {shlex.quote(args.folder)} && jupyter lab")
     print(f"grade an exercise:  {args.prog} grade exercises/01_softmax_cross_entropy.ipynb   (in {args.folder})")
 

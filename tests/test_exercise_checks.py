@@ -1,6 +1,9 @@
 """Each exercise check, run in this process: it passes the solution, and it fails each plausible wrong
 solution with the message that names the mistake. Fast (no kernels): the solution notebook's code cells are
-executed in a namespace, as a kernel would, and the checks are called on it."""
+executed in a namespace, as a kernel would, and the checks are called on it. The class grade, which runs the
+same checks on what the answers give back in a process of their own, agrees with them on every notebook."""
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from exercise_mutations import MUTATIONS
@@ -137,3 +140,47 @@ def test_a_check_of_an_undefined_function_says_which():
     assert check.problem(check.module.cross) == "cross_mask is not defined yet: run the cell that defines it first"
     with pytest.raises(MinilmError, match="the parts are bidirectional_mask, causal_mask"):
         check("cross")
+
+
+# ---- the class grade (answers in a child process, judged in the grader's) agrees with the learner's check
+
+HONEST = [*(f"solution-{stem}" for stem in STEMS), *(m.name for m in MUTATIONS)]
+
+
+def honest_source(name, folder):
+    """The source of a solution (solution-NN_topic) or of a plausible wrong one (a mutation's name)."""
+    if name.startswith("solution-"):
+        return paths.SOURCES / f"{name.removeprefix('solution-')}.py"
+    mutation = next(m for m in MUTATIONS if m.name == name)
+    source = folder / f"{mutation.exercise}__{name}.py"
+    source.write_text(mutation.source())
+    return source
+
+
+@pytest.fixture(scope="module")
+def class_grade(tmp_path_factory):
+    """{name: (the source, its Score from the class grade)} for every solution and wrong solution, each in a
+    learner's folder of its own (graded two at a time: each runs in its own child process)."""
+    folder = tmp_path_factory.mktemp("class")
+    sources = {}
+    for name in HONEST:
+        sources[name] = honest_source(name, folder)
+        notebook = folder / "class" / name / f"{sources[name].stem.split('__')[0]}.ipynb"
+        notebook.parent.mkdir(parents=True)
+        notebook.write_text(notebooks.notebook_text(notebooks.build_notebook(sources[name], solution=True)))
+    with ThreadPoolExecutor(2) as pool:
+        scores = pool.map(lambda submission: grader.grade_submission(*submission), grader.class_submissions(folder / "class"))
+        return {score.learner: (sources[score.learner], score) for score in scores}
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("name", HONEST)
+def test_the_class_grade_agrees_with_the_learners_check(class_grade, name):
+    """Same score, check by check, and the same messages, from the learner's check(...) in the kernel and from
+    the class grade; an honest notebook is never flagged."""
+    source, score = class_grade[name]
+    check = namespace(source)["check"]
+    problems = [check.problem(c) for c in check.checks]
+    assert score.passed == [not p for p in problems]
+    assert score.feedback == grader.feedback([check.title(c) for c in check.checks], [(not p, p) for p in problems])
+    assert ("solution" in name) == all(score.passed)

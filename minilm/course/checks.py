@@ -2,7 +2,8 @@
 grouped by the part of the exercise they test. A notebook binds them once,
 `check = ExerciseChecks("NN_topic", globals())`; `check("softmax")` after a part prints each of its checks'
 result, and a graded cell is `check.graded("softmax_rows")`, which raises the same message. One function, two
-ways to run it.
+ways to run it in the learner's kernel; the class grade runs the same function a third way, on what the
+learner's code gave back in a process of its own (minilm/course/replay.py).
 """
 import importlib.util
 import inspect
@@ -58,7 +59,8 @@ class ExerciseChecks:
             self.run(check)
         except Exception as e:  # the learner's code may raise anything: report it, as the grader does
             frames = traceback.extract_tb(e.__traceback__)
-            return error_line(type(e).__name__, e, frames[-1].name if frames else None)
+            where = getattr(e, "where", None) or (frames[-1].name if frames else None)  # replayed: the child's
+            return error_line(type(e).__name__, e, where)
         return ""
 
     def __call__(self, part=None):

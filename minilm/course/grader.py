@@ -1,9 +1,12 @@
 """The grader: `python -m minilm grade PATH` runs pytest with nbval (`--nbval-lax --nbval-current-env`) on a
 notebook, or on every notebook directly inside a folder, each in a subprocess of its own with a time limit: one
 kernel per notebook, every cell run in order. It prints one line per failed graded check and
-`GRADE: k/n graded checks passed`. With `--csv` it grades a class: a folder of learners' folders (or of
-notebooks), each notebook in a scratch copy whose graded cells are the course's, one CSV row per learner and
-exercise. The cells' outcomes come back from the nbval plugin (minilm/course/nbval_plugin.py).
+`GRADE: k/n graded checks passed`; the cells' outcomes come back from the nbval plugin
+(minilm/course/nbval_plugin.py). That is the learner's grade, run in the learner's own kernel.
+
+With `--csv` it grades a class: a folder of learners' folders (or of notebooks), one CSV row per learner and
+exercise. There the checks never share a process with the learner's code: the answers run in a child process
+of their own, and only their outputs come back to be judged here (minilm/course/judge.py, docs/grading.md).
 """
 import csv
 import json
@@ -15,8 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import MinilmError
-from .notebooks import GRADED_TAG, exercise_sources
-from .paths import EXERCISES, HOME
+from . import judge
+from .notebooks import exercise_sources, is_graded
+from .paths import EXERCISES
+from .processes import kill_tree, minilm_home
+
+CLASS_TIMEOUT = 120  # seconds a class's notebook may run: a correct one takes a few
 
 
 @dataclass
@@ -44,10 +51,6 @@ def code_cells(path):
     return [cell for cell in read_notebook(path).cells if cell.cell_type == "code"]
 
 
-def is_graded(cell):
-    return GRADED_TAG in cell.metadata.get("tags", [])
-
-
 def cell_title(source):
     """The first comment line of a cell, without the '#'."""
     for line in source.splitlines():
@@ -71,25 +74,6 @@ def notebooks_to_grade(path):
     return [path]
 
 
-def kill_tree(pid):
-    """Kill a process and every process below it: pytest, and the kernel that nbval started in a session
-    of its own (so a process group would miss it). psutil finds the descendants by their parents, on Linux,
-    macOS and Windows alike; they are listed before any is killed, so none is orphaned out of the tree first."""
-    import psutil
-
-    try:
-        top = psutil.Process(pid)
-        tree = [top, *top.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return
-    for process in tree:
-        try:
-            process.kill()
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            pass
-    psutil.wait_procs(tree, timeout=5)
-
-
 def run_pytest(cmd, env, cwd, timeout):
     """Run pytest; returns (exit code, its output), exit code None when it ran past `timeout` seconds."""
     proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -100,16 +84,6 @@ def run_pytest(cmd, env, cwd, timeout):
         kill_tree(proc.pid)
         proc.communicate()
         return None, ""
-
-
-def minilm_home():
-    """The folder to put on the kernels' PYTHONPATH so that they import this minilm: the checkout, or the folder
-    it was installed into (pip install --target); "" for site-packages, which the kernel reads anyway (and which
-    must not come before the standard library)."""
-    import site
-
-    site_folders = {Path(p).resolve() for p in [*site.getsitepackages(), site.getusersitepackages()]}
-    return "" if HOME in site_folders else str(HOME)
 
 
 def run_notebooks(notebooks, cell_timeout=600, timeout=None):
@@ -225,53 +199,49 @@ def graded_titles(exercise):
     return [cell_title(cell.source) for cell in code_cells(EXERCISES / f"{exercise}.ipynb") if is_graded(cell)]
 
 
-def with_course_checks(submission, exercise, folder):
-    """A scratch copy of a submission in `folder`, its graded cells replaced by the course's: the learner's
-    other cells, then the exercise's graded cells (so a check that was edited or deleted counts as written)."""
-    import nbformat
-
-    nb = read_notebook(submission)
-    course = read_notebook(EXERCISES / f"{exercise}.ipynb")
-    nb.cells = [cell for cell in nb.cells if not is_graded(cell)] + [cell for cell in course.cells if is_graded(cell)]
-    path = Path(folder) / f"{exercise}.ipynb"
-    nbformat.write(nb, str(path))
-    return path
-
-
 def check_name(title):
     return title.split(":")[0]  # "Check 2: softmax stays finite" -> "Check 2"
 
 
-def feedback(results):
-    """One line about the failed checks; the checks that did not run share one note."""
-    not_run = [r for r in results if r.message.startswith("did not run")]
-    failed = [f"{check_name(r.title)}: {r.message}" for r in results if not r.passed and r not in not_run]
+def feedback(titles, verdicts, flagged=()):
+    """One line about the failed checks (the checks that did not run share one note), then what was flagged."""
+    not_run = [check_name(t) for t, (_, message) in zip(titles, verdicts) if message.startswith("did not run")]
+    failed = [f"{check_name(t)}: {message}" for t, (passed, message) in zip(titles, verdicts)
+              if not passed and not message.startswith("did not run")]
     if not_run:
-        failed.append(f"{', '.join(check_name(r.title) for r in not_run)} {not_run[0].message} (0 points)")
+        failed.append(f"{', '.join(not_run)} {next(m for _, m in verdicts if m.startswith('did not run'))} (0 points)")
+    if flagged:
+        failed.append(f"flagged: the answer cells do more than define the answers: {'; '.join(flagged)}")
     return " | ".join(failed)
 
 
-def grade_submission(learner, notebook, cell_timeout=600, timeout=600):
-    """Grade one learner's notebook in a scratch folder, in a pytest process of its own with a time limit."""
+def grade_submission(learner, notebook, timeout=CLASS_TIMEOUT, memory_mib=judge.MEMORY_MIB):
+    """Grade one learner's notebook: its answer cells run in a child process in a scratch folder that holds only
+    this notebook, under the time and memory limits; the checks judge what came back, in this process."""
     exercise = exercise_of(notebook)
     if exercise is None:
         return Score(learner, notebook.stem, [], f"{notebook.name} is not one of the exercises: name it as in "
                                                  f"exercises/ (e.g. 01_softmax_cross_entropy.ipynb)")
     titles = graded_titles(exercise)
+    try:
+        cells = judge.answer_cells(read_notebook(notebook).cells)
+    except MinilmError as e:
+        return Score(learner, exercise, [False] * len(titles), f"did not run: {e} (0 points)")
+    flagged = judge.flags(cells, read_notebook(EXERCISES / f"{exercise}.ipynb").cells)
     with tempfile.TemporaryDirectory(prefix="minilm-submission-") as scratch:
-        try:
-            results = run_notebooks([with_course_checks(notebook, exercise, scratch)], cell_timeout, timeout)
-        except MinilmError as e:
-            return Score(learner, exercise, [False] * len(titles), f"did not run: {e} (0 points)")
-    graded = [r for r in results if r.graded]
-    return Score(learner, exercise, [r.passed for r in graded], feedback(graded))
+        code = judge.run_answers(scratch, notebook, exercise, cells, timeout, memory_mib)
+        unanswered = (f"did not run: the notebook ran past its {timeout:g} s time limit (an endless loop?)"
+                      if code is None else
+                      f"did not run: the notebook exited before its answers were checked (exit status {code})")
+        verdicts = judge.verdicts(exercise, scratch, unanswered)
+    return Score(learner, exercise, [passed for passed, _ in verdicts], feedback(titles, verdicts, flagged))
 
 
-def grade_class(folder, cell_timeout=600, timeout=600, progress=print):
+def grade_class(folder, timeout=CLASS_TIMEOUT, memory_mib=judge.MEMORY_MIB, progress=print):
     """A Score for every submission in the folder (see class_submissions), one notebook at a time."""
     scores = []
     for learner, notebook in class_submissions(folder):
-        scores.append(grade_submission(learner, notebook, cell_timeout, timeout))
+        scores.append(grade_submission(learner, notebook, timeout, memory_mib))
         progress(score_line(scores[-1]))
     return scores
 

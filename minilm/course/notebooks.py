@@ -21,6 +21,10 @@ FORBIDDEN_TAGS = ("raises-exception", "nbval-skip", "skip-execution", "nbval-ign
 FORBIDDEN_MARKERS = ("NBVAL_SKIP", "NBVAL_RAISES_EXCEPTION", "NBVAL_IGNORE_OUTPUT")
 
 
+def is_graded(cell):
+    return GRADED_TAG in cell.metadata.get("tags", [])
+
+
 def source_cells(path):
     """The cells of an exercise source, read by jupytext: a list of (kind, source, tags)."""
     import jupytext

@@ -25,11 +25,13 @@ PARAGRAPH = resources.files(__package__) / "paragraph.txt"  # lesson 06's new pa
 
 COURSE = ("lessons", "exercises")  # what a learner's copy holds
 LEFT_OUT = (".ipynb_checkpoints", "__pycache__")
+ANSWERS = (Path("exercises") / "solutions", Path("exercises") / "sources")  # the sources hold the solutions too
 
 
-def copy_course(folder):
-    """Copy the lessons (with their results) and the exercises (with their solutions) into `folder`, which must
-    be new or empty. Returns the number of files copied. The copies are the learner's: plain files, writable."""
+def copy_course(folder, solutions=True):
+    """Copy the lessons (with their results) and the exercises (with their solutions, unless solutions=False)
+    into `folder`, which must be new or empty. Returns the number of files copied. The copies are the
+    learner's: plain files, writable."""
     folder = Path(folder)
     if not LESSONS.is_dir() or not EXERCISES.is_dir():
         raise MinilmError(f"this minilm has no course to copy ({ROOT} lacks lessons/ or exercises/): reinstall it "
@@ -43,8 +45,9 @@ def copy_course(folder):
         folder.mkdir(parents=True, exist_ok=True)
         for name in COURSE:
             for top, dirs, files in os.walk(ROOT / name):
-                dirs[:] = sorted(d for d in dirs if d not in LEFT_OUT)
-                target = folder / Path(top).relative_to(ROOT)
+                here = Path(top).relative_to(ROOT)
+                dirs[:] = sorted(d for d in dirs if d not in LEFT_OUT and (solutions or here / d not in ANSWERS))
+                target = folder / here
                 target.mkdir(exist_ok=True)
                 for file in sorted(files):
                     (target / file).write_bytes((Path(top) / file).read_bytes())  # not the install's permissions
