@@ -2,6 +2,7 @@
 import numpy as np
 
 from minilm import backend
+from minilm.studies.stats import within_seed_band  # noqa: F401  (the tests import it from here)
 from minilm.course.paths import LESSONS
 
 # The suite runs on the GPU with MINILM_DEVICE=cuda. There, sums over many values (the embedding's
@@ -38,22 +39,6 @@ def square(point):
         os.kill(os.getpid(), signal.SIGKILL)
     time.sleep(0.05)
     return {"x": x, "square": x * x, "pid": os.getpid()}
-
-
-def within_seed_band(value, committed_seeds, floor, center=None):
-    """Is a re-trained value within what the committed seeds of the same point say is reproducible?
-
-    On another CPU, BLAS rounds differently, and training turns the last bit into the spread that
-    another seed gives (docs/architecture.md, "Reproducible on any CPU"). So a re-trained point must land within
-    mean +- 3 standard deviations of its seeds, or +- floor where the seeds agree more closely than
-    that. A point committed with one seed only (a knob-map cell) is given center, its committed value,
-    and the spread of the seeds of a neighbouring point (the same size). Returns (ok, message)."""
-    seeds = np.asarray(committed_seeds, dtype=float)
-    half_width = max(3 * seeds.std(ddof=1), floor)
-    center = seeds.mean() if center is None else center
-    ok = abs(value - center) <= half_width
-    return ok, (f"{value:.4f} re-trained, committed {center:.4f}, seeds {np.round(seeds, 4).tolist()} "
-                f"(band +-{half_width:.4f})")
 
 
 def wait_forever(pid_file):

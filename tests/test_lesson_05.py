@@ -4,19 +4,20 @@ compute_trend.csv). (The lesson itself runs under nbval in the default suite.)""
 import math
 import os
 import re
+from dataclasses import replace
 
 import nbformat
 import numpy as np
 import pytest
 
-from minilm.course import paths
+from minilm.course import guess, paths
 from minilm.data import seq2seq, toyworld
 from minilm.encdec import encdec_param_shapes
 from minilm.model import GPT, GPTConfig
 from minilm.studies import runner, stats, structure, structure_report
 from minilm.studies.archs import RunConfig, build_variant, runs_of
 from minilm.tokenizer import WordTokenizer
-from tests.helpers import course_map_row, first_screen, sentences
+from tests.helpers import course_map_row, first_screen, sentences, within_seed_band
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LESSON = os.path.join(ROOT, "lessons", "05_structure_vs_scale.ipynb")
@@ -69,7 +70,8 @@ def test_the_ladder_and_its_budgets_are_as_described(results, curves):
     compute = curves["gpt"][0]
     assert len(config["budgets"]) == 6 and len(config["seeds"]) == 3
     assert 2.5 < math.log10(compute[-1] / compute[0]) < 3.5  # three orders of magnitude
-    assert "4 recent words" in intro and config["window"] == 4
+    assert "a GPT whose attention sees only the last 4 words" in first_screen(LESSON)["measured"]
+    assert config["window"] == 4
     table = markdown_with("the next word depends **only on the last 4 words**")
     assert config["ngram_order"] - 1 == 4 and "sees only the **last 4 positions**" in table
     reach = {layers: 1 + layers * (config["window"] - 1) for layers in (2, 3)}  # each layer looks 3 further back
@@ -116,12 +118,11 @@ def test_what_the_curves_say(results, curves, crossings):
     at, low, high, how = crossings["window", "gpt"]
     assert how == "extrapolated" and at > low >= round(curves["gpt"][0][-1], -11)  # beyond our budgets
     bytes_ = curves["bytes"][1].mean(axis=1)
-    assert bytes_[-1] < bytes_[-2] / 2 and "its loss more than halves" in text
+    assert bytes_[-1] < bytes_[-2] / 2 and f"its loss more than halves ({bytes_[-2]:.3f} to {bytes_[-1]:.3f})" in text
     others = [curves[r][1].mean(axis=1) for r in ("window", "gpt")]
     assert all(0.01 < 1 - o[-1] / o[-2] < 0.1 for o in others)  # "the others improve by a few percent"
-    beyond = [crossings[a, "bytes"] for a in ("ngram", "window", "gpt")]
-    assert all(how == "extrapolated" and 2 < at / curves["bytes"][0][-1] < 10 for at, _, _, how in beyond)
-    assert "a few times beyond our largest budget" in text
+    assert all(crossings[a, "bytes"][3] == "extrapolated" for a in ("ngram", "window", "gpt"))  # "not measured"
+    assert "Where it passes the others is not measured" in text
 
 
 def test_the_failed_prediction_and_the_sketch(results, curves, crossings):
@@ -131,7 +132,7 @@ def test_the_failed_prediction_and_the_sketch(results, curves, crossings):
     assert f"at {at:.2g} FLOPs, 95% interval [{low:.2g}, {high:.2g}]" in out
     largest = curves["gpt"][0][-1]
     assert high < largest and curves["window"][1][-1].mean() < curves["gpt"][1][-1].mean()  # the prediction failed
-    assert "the check above shows how far a fit can miss" in markdown_with("**Even less structure picks up later")
+    assert "does not follow it well enough to say" in markdown_with("**Even less structure picks up later")
     measured = [pair for pair, (*_, how) in crossings.items() if how == "measured"]
     assert measured == [("ngram", "window"), ("ngram", "gpt")]
     assert "on ours only the crossings with the count model have" in markdown_with("The shapes match the drawing")
@@ -160,9 +161,21 @@ def test_the_incentive_credit_now_payoff_later(results):
     assert (first[1], first[2], last[1], last[2]) == ("ngram", "window", "window", "bytes")
     assert last[0] == structure_report.ladder(results)["gpt"][0][-1]  # "at our largest budget"
     assert f"{first[3]:.3f} bits per character for the counts over the windowed GPT at {first[0]:.2g} FLOPs" in text
-    assert f"{last[3]:.3f} for the window over the byte model at our largest budget" in text
+    curves = structure_report.ladder(results)
+    (bytes_compute, bytes_), window = curves["bytes"], curves["window"][1][-1].mean()
+    law, _ = structure_report.rung_value(curves, "bytes", last[0])  # the byte model at 4.9e12: past its last budget
+    assert bytes_compute[-1] < last[0] and last[3] == pytest.approx(law - window)
+    misses = structure_report.law_misses(results)["bytes"][1]
+    assert f"The last row's {last[3]:.3f} is not a measurement" in text
+    assert f"the law §3 found {misses[-1]:.3f} bits too high at that budget" in text and misses[-1] > 0.1
+    measured = bytes_[-1].mean() - window
+    assert f"{measured:.3f}" == "0.088" and f"the window is ahead of the byte model by {measured:.3f}" in text
+    out = printed('print("budget    pick now')
+    assert f"the window ahead by {measured:.3f} bits per character" in out
+    assert f"the byte model's largest budget is {bytes_compute[-1]:.2g} FLOPs, short of {last[0]:.2g}" in out
     smaller = sum(later < today for _, _, _, today, later, _ in rows)
     assert smaller == 3 and "smaller than the credit in three rows of four" in text
+    assert last[4] < measured  # with the last row's credit measured, the count of three rows of four holds
     table = printed('print("budget    pick now')
     for compute, *_, today, later, _ in rows:
         assert f"{compute:8.2g}" in table and f"{today:+.3f}" in table and f"{later:+.3f}" in table
@@ -190,6 +203,10 @@ def test_study_the_change_itself(results, curves):
     for pair, y in until.items():
         assert f"in {y:.1f} years, or {y * talk / tenfold:.1f} at the talk's rate" in out, pair
     assert f"at section 9's rate (10x every {tenfold:.1f} years)" in out and f"5 / {tenfold:.1f}" in text
+    gap = curves["gpt"][1][-1].mean() - curves["window"][1][-1].mean()
+    misses = structure_report.law_misses(results)
+    assert f"the two years roll out a gap of {gap:.3f} bits per character" in text
+    assert f"the byte model's law, which misses its own largest budget by {misses['bytes'][1][-1]:.3f} bits" in text
 
 
 def test_per_task_structure_helps_and_backfires(results, crossings):
@@ -297,6 +314,23 @@ def test_the_encoder_decoder_step_costs_what_the_lesson_says():
     encdec, decoder = loss["encoder-decoder"][at[100]], loss["decoder-only"][at[100]]
     assert f"at step 100 on `chat` ({encdec:.2f} against {decoder:.2f})" in text
     assert f"at step 150, is already at {loss['decoder-only'][at[150]]:.2f}" in text
+    order = markdown_with("On the `chat` shape the encoder–decoder (more structure) is ahead early")
+    variants = ("encoder-decoder", "prefix-LM", "decoder-only")
+    runs = {(s, v): np.array([[h["loss"] for h in r["history"]] for r in runs_of(archs, s, v)]).mean(axis=0)
+            for s in shapes for v in variants}
+    chat = {v: runs["chat", v] for v in variants}
+    assert all(chat["encoder-decoder"][at[s]] < min(chat[v][at[s]] for v in variants[1:]) for s in (50, 100, 150))
+    assert all(chat[v][-1] < 0.005 for v in variants) and "the other two catch up" in order  # all at 0.00
+    academic = {v: runs["academic", v] for v in variants}
+    assert all(academic[v][at[s]] < academic["encoder-decoder"][at[s]] for v in variants[1:] for s in evaluated[1:])
+    assert "the decoder-only and prefix-LM models lead from step 100 on" in order and evaluated[:2] == [50, 100]
+    first = {v: f"{academic[v][at[50]]:.2f}" for v in variants}
+    assert academic["decoder-only"][at[50]] < academic["encoder-decoder"][at[50]] < academic["prefix-LM"][at[50]]
+    assert (f"the decoder-only model is ahead on `academic` ({first['decoder-only']} against the encoder–decoder's "
+            f"{first['encoder-decoder']}) and the prefix-LM is still behind it ({first['prefix-LM']})") in order
+    for v in variants:
+        assert f"academic  {v:<16} {runs_of(archs, 'academic', v)[0]['params']:>7,} parameters; " \
+               f"held-out loss at step 50: {first[v]}" in out
     assert loss["decoder-only"][at[150]] < loss["encoder-decoder"][at[100]] < loss["decoder-only"][at[100]]
     assert evaluated[at[100] + 1] == 150 and 100 < min(steps) and max(steps) < 150  # between two evaluations
 
@@ -371,44 +405,144 @@ def test_what_to_try_next_and_the_context(results):
 
 
 def test_the_first_screen_states_the_claim_and_the_verdict_of_the_results(results, curves, crossings):
-    """The opening's claim, and its verdict number by number: the crossings against the sweep (measured) and the
-    outputs of section 3 (extrapolated), the compute trend against compute_trend.csv."""
+    """The opening's claim, and its verdict number by number: the crossings against the sweep (measured, as section
+    3 prints them), the largest budget and who leads there; the course map's row says the same."""
     screen = first_screen(LESSON)
     claim, text = screen["claim"], screen["measured"]
     assert structure_report.TALK_YEARS_PER_10X == 5 and "(10× every five years for the same money)" in claim
     assert sentences(claim) <= 2 and "must be removed later" in claim
+    assert sentences(text) == 3
     assert len(structure_report.RUNGS) == 4 and results["config"]["ngram_order"] == 5
-    assert "On a ladder of four methods (§3), the windowed GPT overtakes the 5-gram counts" in text
+    assert results["config"]["window"] == 4 and "counts of 5-word sequences, a GPT whose attention sees only the " \
+        "last 4 words, the plain GPT, and the GPT reading bytes" in text
     g = lambda x: f"{x:.2g}"  # noqa: E731  (as the lesson prints FLOPs)
     measured = structure_report.ladder_crossings(results)
     for pair in (("ngram", "window"), ("ngram", "gpt")):
         at, verdict, low, high, _ = measured[pair]
         assert verdict == "crosses" and (g(at), g(low), g(high)) == tuple(g(x) for x in crossings[pair][:3])
         assert crossings[pair][3] == "measured"
-    window, gpt = ([g(x) for x in measured["ngram", rung][:4] if not isinstance(x, str)] for rung in ("window", "gpt"))
-    assert "overtakes the 5-gram counts at {} FLOPs (95% interval [{}, {}])".format(*window) in text
-    assert "and the plain GPT at {} ([{}, {}]), both measured".format(*gpt) in text
+    window, gpt = (g(measured["ngram", rung][0]) for rung in ("window", "gpt"))
+    assert f"the windowed GPT passes them at {window} FLOPs and the plain GPT at {gpt}." in text
+    ngram = curves["ngram"][1].mean(axis=1)
+    assert np.argmin(ngram) < len(ngram) - 1  # "then stop improving": the counts' floor comes before their last budget
     largest = curves["gpt"][0][-1]
-    at, _, _, how = crossings["window", "gpt"]
-    assert measured["window", "gpt"][0] is None and how == "extrapolated" and at > largest
-    assert f"at our largest budget, {g(largest)} (the fitted laws cross at {g(at)}, extrapolated)" in text
-    bytes_ = [crossings[a, "bytes"] for a in ("ngram", "window", "gpt")]
+    assert f"At our largest budget, {g(largest)}, the window is still ahead of the plain GPT" in text
+    assert curves["window"][1][-1].mean() < curves["gpt"][1][-1].mean() and measured["window", "gpt"][0] is None
     assert all(measured[a, "bytes"][0] is None for a in ("ngram", "window", "gpt"))  # "has passed no rung"
-    assert all(how == "extrapolated" for *_, how in bytes_)
-    slopes = {rung: np.polyfit(np.log10(c), np.log10(v.mean(axis=1)), 1)[0] for rung, (c, v) in curves.items() if rung != "ngram"}
-    assert min(slopes, key=slopes.get) == "bytes"  # "the steepest curve"
-    low, high = min(at for at, *_ in bytes_), max(at for at, *_ in bytes_)
-    assert f"its fitted law crosses the others' between {g(low)} and {g(high)})" in text
+    assert "the byte model has passed no rung" in text
     years, per_dollar, _ = structure_report.read_compute_trend(paths.RESULTS / "compute_trend.csv")
-    tenfold, _, (low, high) = structure_report.years_per_10x(years, per_dollar)
-    assert not low <= structure_report.TALK_YEARS_PER_10X <= high  # "not the talk's five"
-    assert f"gives 10× every {tenfold:.1f} years (95% interval {low:.1f}–{high:.1f}), not the talk's five" in text
-    training = structure_report.read_compute_trend(paths.RESULTS / "compute_trend.csv", "low")[1]
-    fast, _, (fast_low, fast_high) = structure_report.years_per_10x(years, training)
-    quoted = f"at the precision training runs at (FP16/BF16 tensor cores), {fast:.1f} ({fast_low:.1f}–{fast_high:.1f})"
-    assert quoted in text
-    rates = [f[p][0] for _, _, f in structure_report.analyst_choices(paths.RESULTS / "compute_trend.csv") for p in f]
-    assert f"move it from {min(rates):.1f} to {max(rates):.1f} years" in text
-    assert (f"(result: the window and the plain GPT overtake the counts at {window[0]} and {gpt[0]} FLOPs; the plain "
+    tenfold = structure_report.years_per_10x(years, per_dollar)[0]
+    assert (f"(result: the window and the plain GPT overtake the counts at {window} and {gpt} FLOPs; the plain "
             f"GPT has not passed the window by {g(largest)}; GPU prices give 10× every {tenfold:.1f} years)"
-            ) in course_map_row("05_structure_vs_scale")  # the README says the same
+            ) in course_map_row("05_structure_vs_scale")  # the course map says the same
+    first = nbformat.read(LESSON, as_version=4).cells[0].source
+    assert "CS25" in first and "Wei" in first and "Chung" in first and "lesson 02's masks" in first
+
+
+def test_the_guess_is_compared_with_the_ranking_the_sweep_measured(results):
+    """The guess cell's placeholders, and a filled-in guess, against the rungs ranked at the smallest and the
+    largest budget (the counts first at the smallest, third at the largest; the bytes last at both)."""
+    cells = nbformat.read(LESSON, as_version=4).cells
+    figure = next(i for i, c in enumerate(cells) if c.cell_type == "code"
+                  and any("image/png" in o.get("data", {}) for o in c.outputs))
+    guess_cell = next(i for i, c in enumerate(cells) if "guess" in c.metadata.get("tags", []))
+    assert guess_cell < figure and "my_order_smallest = []" in cells[guess_cell].source
+    smallest, largest = structure_report.ranking(results, 0), structure_report.ranking(results, -1)
+    assert smallest == ["ngram", "window", "gpt", "bytes"] and largest == ["window", "gpt", "ngram", "bytes"]
+    out = printed("for name, budget, my_order in")
+    assert guess.compare_order([], smallest, "the rungs at the smallest budget") in out
+    assert f"(measured: {', '.join(largest)})" in out
+    line = guess.compare_order(["gpt", "window", "ngram", "bytes"], largest, "the rungs at the largest budget")
+    assert line.endswith("5 of 6 pairs in the measured order")
+
+
+def test_the_live_run_lands_within_its_committed_seeds_band(results):
+    """The live cell's printed run, and the same run again here (seconds): the windowed GPT of the second budget,
+    seed 0, on a text drawn for it alone, within the band of the point's three committed seeds."""
+    config = structure.StructureConfig(**results["config"])
+    n_layer, d_model, n_head, tokens = config.budgets[1]
+    point = structure.Point("window", tokens, n_layer, d_model, n_head, seed=0)
+    seeds = [results["points"][replace(point, seed=seed).key]["bits_per_char"] for seed in config.seeds]
+    out = printed('rung, budget = "window", 1')
+    shown = re.search(r"trained in ([\d.]+) s: ([\d.]+) bits per character", out)
+    assert shown and float(shown[1]) < 10  # "trains in a few seconds"
+    assert within_seed_band(float(shown[2]), seeds, floor=0.01 * np.mean(seeds))[0]
+    assert "within their band" in out and f"on {tokens:,} tokens" in out
+    record = structure.measure_alone(config, point)
+    inside, message = within_seed_band(record["bits_per_char"], seeds, floor=0.01 * np.mean(seeds))
+    assert inside, message
+    assert record["flops"] == results["points"][point.key]["flops"]  # the sweep's point, on the ladder's axis
+    assert "trains in a few seconds" in markdown_with("**Run it yourself.**")
+
+
+def test_how_far_the_laws_can_be_trusted(results, crossings):
+    """§3's table of the laws' misses at their own budgets, the paragraph that reads it, and its question."""
+    misses = {rung: m for rung, (_, m) in structure_report.law_misses(results).items()}
+    out = printed("misses = structure_report.law_misses(results)")
+    for rung, m in misses.items():
+        assert f"{rung:<7}" + "".join(f"{x:+8.3f}" for x in m) in out
+    text = markdown_with("The word models' laws meet their two largest budgets")
+    worst_word = max(abs(misses[r][-2:]).max() for r in ("window", "gpt"))
+    assert f"{worst_word:.3f}" == "0.004" and "to within 0.004 bits" in text
+    b = misses["bytes"]
+    assert abs(b).argmax() == 0 and abs(b[1:-1]).max() == abs(b[3])
+    assert (f"it misses by {b[0]:.3f} bits at the smallest budget, by {abs(b[3]):.3f} in the middle and by "
+            f"{b[-1]:.3f} at its largest") in text
+    ats = [crossings[a, "bytes"][0] for a in ("ngram", "window", "gpt")]
+    assert f"{min(ats):.2g} to {max(ats):.2g} FLOPs" in text
+    curves = structure_report.ladder(results)
+    window, bytes_ = curves["window"][1][-1].mean(), curves["bytes"][1][-1].mean()
+    assert f"the byte model is {bytes_ - window:.3f} bits per character behind the window ({bytes_:.3f} against " \
+           f"{window:.3f})" in text
+    course = " ".join((paths.ROOT / "docs/course.md").read_text(encoding="utf-8").split())
+    assert (f"at {curves['bytes'][0][-1]:.2g}".replace("e+12", "e12") + f" it is still {bytes_ - window:.3f} behind "
+            f"the window" in course and f"the law misses its own largest budget by {b[-1]:.3f}" in course)
+    question = markdown_with("At its largest budget the byte model's law sits")
+    assert f"sits {b[-1]:.3f} bits per character above the measurement" in question and b[-1] > 0  # "Sooner"
+    before = curves["bytes"][1][-2].mean()
+    assert f"fell from {before:.3f} to {bytes_:.3f}" in question and bytes_ < before / 2
+    compute = curves["bytes"][0]
+    assert round(compute[-1] / compute[-2]) == 4 and "about four times the compute" in question
+
+
+def test_the_questions_worked_answers(results, curves):
+    """Each worked answer's numbers, against the outputs and results beside it."""
+    config = results["config"]
+    world = toyworld.ToyworldConfig(**config["world"])
+    held_out = toyworld.generate(world, config["n_eval"], seed=config["corpus_seed"], split="eval")
+    per_word = sum(len(ex.text) + 1 for ex in held_out) / sum(len(ex.words) + 1 for ex in held_out)
+    tokens = config["budgets"][-1][3]
+    ladder_q = markdown_with("How much text, in words, does the byte model read")
+    assert round(tokens / per_word, -4) == 530_000 and "about 530,000 words' worth" in ladder_q
+    assert f"({curves['bytes'][0][-1]:.2g} FLOPs against {curves['gpt'][0][-1]:.2g}" in ladder_q
+
+    dotted = markdown_with("the fitted laws say the plain GPT passes it at")
+    largest = curves["gpt"][0][-1]
+    at = structure_report.extrapolated_crossing(*curves["window"], *curves["gpt"])[0]
+    assert f"at {at:.2g} FLOPs, {at / largest:.1f} times that budget" in dotted
+    window, gpt = (curves[r][1][-1] for r in ("window", "gpt"))
+    assert f"({window.mean():.4f} against {gpt.mean():.4f} at {largest:.2g})" in dotted
+    assert f"a gap of {gpt.mean() - window.mean():.3f}" in dotted
+    assert f"(standard deviations {window.std(ddof=1):.3f} and {gpt.std(ddof=1):.3f})" in dotted
+    assert 1.5 < (gpt.mean() - window.mean()) / gpt.std(ddof=1) < 2.5  # "about twice the seeds' spread"
+    five = {r: (c[:-1], v[:-1]) for r, (c, v) in curves.items()}
+    assert f"at {structure_report.extrapolated_crossing(*five['window'], *five['gpt'])[0]:.2g}," in dotted
+
+    gaps = {task: g[-1] for task, (_, g) in structure_report.task_gaps(results).items()}
+    tasks = markdown_with("on which task does removing the window help most")
+    assert max(gaps, key=gaps.get) == "sentiment" and f"`sentiment` (+{gaps['sentiment']:.2f} exact match)" in tasks
+    assert min(gaps, key=gaps.get) == "arithmetic" and f"`arithmetic` (−{-gaps['arithmetic']:.2f})" in tasks
+    assert all(abs(gaps[t]) < 0.005 for t in structure.LOCAL_TASKS) and "the gap at the largest budget is 0.00" in tasks
+    assert 1 + 3 * (config["window"] - 1) == 10 and "the 10 words three windowed layers reach" in tasks
+
+    cost = markdown_with("Why does its step not cost twice as much?")
+    assert "more than twice the decoder-only model's parameters" in cost and "between 1.1 and 1.6 times" in cost
+    assert "between 1.1 and 1.6 times as much, not twice" in markdown_with("What does a step cost?")  # as tested there
+
+    table = {choice: fits for choice, _, fits in structure_report.analyst_choices(paths.RESULTS / "compute_trend.csv")}
+    late, early = table["launches of 2016-2025 only"], table["launches of 2006-2015 only"]
+    trend = markdown_with("Suppose you had only the launches of 2016–2025")
+    for rate, (low, high) in (late["fp32"], late["low"], early["fp32"]):
+        assert f"{rate:.1f}" in trend and f"{low:.1f} to {high:.1f}" in trend
+    assert not any(lo <= 5 <= hi for _, (lo, hi) in late.values()) and "lies outside both intervals" in trend
+    assert early["fp32"][1][0] <= 5 <= early["fp32"][1][1] and "Only the earlier decade" in trend

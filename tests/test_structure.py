@@ -98,6 +98,34 @@ def test_extrapolated_crossing_of_two_power_laws():
     assert share > 0.9 and at == pytest.approx(truth, rel=0.5) and low <= at <= high
 
 
+def made_up_sweep(laws, ngram_floor, budgets=(1e9, 1e10, 1e11, 1e12)):
+    """Results as load_results returns them: every neural rung at each budget on its law (rung -> law of FLOPs),
+    two seeds each; the count model at its floor after 1e7 operations."""
+    points = {f"ngram-{i}": {"rung": "ngram", "order": 5, "n_layer": 0, "d_model": 0, "n_head": 0, "tokens": t,
+                             "seed": 0, "flops": t * 10.0, "bits_per_char": ngram_floor + 1 / t}
+              for i, t in enumerate((1e5, 1e6))}
+    for rung, law in laws.items():
+        for i, flops in enumerate(budgets):
+            for seed in (0, 1):
+                points[f"{rung}-{i}-{seed}"] = {"rung": rung, "n_layer": i + 1, "d_model": 8, "n_head": 1,
+                                                "tokens": 1000 * (i + 1), "seed": seed, "flops": flops,
+                                                "bits_per_char": law(flops)}
+    return {"config": {"ngram_order": 5}, "points": points}
+
+
+def test_law_misses_and_ranking_of_made_up_curves():
+    """Curves on exact power laws: each law meets its own budgets (misses 0). The ranking at a budget is the
+    order of the values there, the count model at the floor it reached: the counts first at 1e9 FLOPs, last
+    at 1e12, where the steepest law leads."""
+    laws = {"window": lambda c: 2 * c ** -0.05, "gpt": lambda c: 6 * c ** -0.1, "bytes": lambda c: 60 * c ** -0.2}
+    results = made_up_sweep(laws, ngram_floor=0.6)
+    misses = structure_report.law_misses(results)
+    assert sorted(misses) == ["bytes", "gpt", "window"]  # the neural rungs only
+    assert all(np.abs(m).max() < 1e-9 for _, m in misses.values())
+    assert structure_report.ranking(results, 0) == ["ngram", "window", "gpt", "bytes"]
+    assert structure_report.ranking(results, -1) == ["bytes", "gpt", "window", "ngram"]
+
+
 def test_years_per_10x_of_an_exact_trend():
     years = np.arange(2000, 2021, 2.0)
     tenfold, doubling, (low, high) = structure_report.years_per_10x(years, 1e9 * 10 ** ((years - 2000) / 5), n_boot=100)

@@ -402,10 +402,14 @@ def _log_bits(ax):
         set_formatter(plt.FormatStrFormatter("%.2g"))
 
 
-def structure_ladder(results):
-    """Held-out bits per character against training compute, one curve per rung of the ladder."""
+def structure_ladder(results, live=None):
+    """Held-out bits per character against training compute, one curve per rung of the ladder; `live`, a point
+    the learner trained (a record of structure.measure_alone), drawn on it as a star in its rung's colour."""
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     _ladder_axes(ax, results, structure_report.BITS, "held-out bits per character")
+    if live:
+        ax.plot(live["flops"], live["bits_per_char"], "*", ms=16, mec="black",
+                color=f"C{structure.RUNGS.index(live['rung'])}", label=f"your run: {live['rung']}, seed {live['seed']}")
     _log_bits(ax)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -5,6 +5,7 @@
     resample_seeds       one bootstrap copy of a (budgets, seeds) table: each row's seeds drawn again
     bootstrap_exponent   a 95% interval for alpha from resampled seeds
     found_interval       a 95% interval of a quantity that some resamples do not find (a crossing)
+    within_seed_band     does a re-trained value land where the committed seeds of its point say it may?
     paired_bootstrap     resampled means over seeds per size and prompt clusters shared by every size
     percentile_interval  the central 95% (or another level) of bootstrap draws
     welch_interval       the difference of two means with Welch's t interval (t_quantile: Student's t)
@@ -112,6 +113,22 @@ def found_interval(found, n_boot):
     hits = [f for f in found if f is not None]
     low, high = np.percentile(hits, [2.5, 97.5]) if len(hits) >= n_boot / 2 else (None, None)
     return low, high, len(hits) / n_boot
+
+
+def within_seed_band(value, committed_seeds, floor, center=None):
+    """Is a re-trained value within what the committed seeds of the same point say is reproducible?
+
+    On another CPU, BLAS rounds differently, and training turns the last bit into the spread that
+    another seed gives (docs/architecture.md, "Reproducible on any CPU"). So a re-trained point must land within
+    mean +- 3 standard deviations of its seeds, or +- floor where the seeds agree more closely than
+    that. A point committed with one seed only (a knob-map cell) is given center, its committed value,
+    and the spread of the seeds of a neighbouring point (the same size). Returns (ok, message)."""
+    seeds = np.asarray(committed_seeds, dtype=float)
+    half_width = max(3 * seeds.std(ddof=1), floor)
+    center = seeds.mean() if center is None else center
+    ok = abs(value - center) <= half_width
+    return ok, (f"{value:.4f} re-trained, committed {center:.4f}, seeds {np.round(seeds, 4).tolist()} "
+                f"(band +-{half_width:.4f})")
 
 
 def paired_bootstrap(per_size, clusters, n_boot=2000, seed=0):

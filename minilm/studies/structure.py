@@ -22,11 +22,12 @@ minilm.studies.structure_report reads it.
 """
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
 from . import runner
+from ..parallel import one_blas_thread
 from ..data import toyworld
 from ..errors import MinilmError
 from ..evaluate import example_rows, token_scores
@@ -220,3 +221,15 @@ def measure(point):
     config, p, device = point
     world = runner.once_per_process(World, config)
     return count_ngram(p, world) if p.rung == "ngram" else train_gpt(config, p, world, device)
+
+
+def measure_alone(config, point, device=None):
+    """One point of the sweep on its own (a learner's live run): the same model, steps and held-out examples,
+    on a training text drawn for this point's tokens alone. The sweep draws one text for its largest budget
+    (a minute's work for lesson05) and toyworld draws a different text for a different length, so the run
+    differs from the sweep's by that draw as well as by the CPU's rounding. BLAS runs on one thread: on these
+    small matrices a second thread costs more than it gives, most of all on a busy machine."""
+    alone = replace(config, budgets=[[point.n_layer, point.d_model, point.n_head, point.tokens]],
+                    ngram_tokens=[point.tokens])
+    with one_blas_thread():
+        return measure((alone, point, device))

@@ -4,6 +4,8 @@ compute's price behind the thesis.
     ladder / rung_curve     each rung's metric against training compute, (budgets, seeds)
     crossing (+ interval)   the budget where a less structured rung overtakes a more structured one
     extrapolated_crossing   where it would, if each curve went on as its fitted power law
+    law_misses              how far each neural rung's fitted law misses its own budgets
+    ranking                 the rungs best first at one of the sweep's budgets, as measured
     years_per_10x           how many years compute takes to get ten times cheaper, from a price table
     analyst_choices         how much that rate moves with the choices made before the fit
     report                  what `python -m minilm structure --report` prints
@@ -101,6 +103,27 @@ def extrapolated_crossing(compute_a, values_a, compute_b, values_b, hold_a=False
     rng = np.random.default_rng(seed)
     found = [first_below(resample_seeds(values_a, rng), resample_seeds(values_b, rng)) for _ in range(n_boot)]
     return (first_below(values_a, values_b), *found_interval(found, n_boot))
+
+
+def law_misses(results):
+    """rung -> (compute (n,), fitted law minus measured mean at each budget (n,)) for the neural rungs: how far
+    the law extrapolated_crossing rolls out misses the points it was fitted to (bits per character)."""
+    misses = {}
+    for rung, (compute, values) in ladder(results).items():
+        if rung != "ngram":
+            mean = values.mean(axis=1)
+            misses[rung] = compute, fit_power_law(compute, mean)(compute) - mean
+    return misses
+
+
+def ranking(results, budget):
+    """The rungs, best (lowest bits per character) first, at the sweep's budget number `budget` (0: the
+    smallest): each neural rung's measured mean at that budget (a word and a byte model of the same shape and
+    tokens differ a little in FLOPs), the count model at the best it reached on at most that compute."""
+    curves = ladder(results)
+    value = {rung: v.mean(axis=1)[budget] for rung, (_, v) in curves.items() if rung != "ngram"}
+    value["ngram"] = rung_value(curves, "ngram", curves["gpt"][0][budget])[0]
+    return sorted(value, key=value.get)
 
 
 # ----------------------------------------------------------------------------------------------------
