@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from .. import masks
-from ..studies import glib_report, structure, structure_report
+from ..studies import glib_report, stats, structure, structure_report
 from ..studies import glib as glib_sweep
 from ..backend import to_numpy
 from ..data.glib import GlibCorpus
@@ -264,7 +264,7 @@ def plot_retrained(results, size_index, readings):
     for n, (probe, color) in enumerate((("A", "C0"), ("D", "C3"))):
         ax.plot(steps, [e[probe] for *_, e in readings], "o-", color=color,
                 label=f"{probe}: {glib_report.PROBE_NAMES[probe]}, your run")
-        low, high = glib_report.seed_band(values[probe], glib_report.BAND_FLOORS["exact"])
+        low, high = stats.seed_band(values[probe], glib_report.BAND_FLOORS["exact"])
         x = steps[-1] * (1.03 + 0.03 * n)
         ax.plot([x] * len(seeds), values[probe], ".", color=color, alpha=0.6)
         ax.vlines(x, max(low, 0), min(high, 1), color=color, lw=4, alpha=0.3)

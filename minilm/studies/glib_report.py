@@ -13,7 +13,7 @@ import numpy as np
 
 from ..data.glib import LECTURE_PROMPT, GlibConfig, GlibCorpus
 from ..errors import MinilmError
-from .stats import paired_bootstrap, percentile_interval, welch_interval, wilson_interval
+from .stats import paired_bootstrap, percentile_interval, seed_band, welch_interval, wilson_interval
 from . import glib, runner
 from .. import parallel
 from .glib import BLOCK_SIZE, PROBE_NAMES, PROBES, Size, point_key, split_knob
@@ -626,15 +626,6 @@ def retrain(results, size_index, seed, every=500, show=print):
         glib.train_point(preset, corpus, tokens, size, seed, progress=False, show=reading)
     show(f"trained and probed in {time.time() - start:.0f} s")
     return readings
-
-
-def seed_band(values, floor):
-    """Where a point trained again should land: its committed seeds' mean +- 3 standard deviations, or +- floor where
-    the seeds agree more closely. (On another CPU BLAS rounds differently, and training can turn that last bit into
-    the spread another seed gives: docs/architecture.md, "Reproducible on any CPU".) Returns (low, high)."""
-    values = np.asarray(values, dtype=float)
-    half_width = max(3 * values.std(ddof=1), floor)
-    return values.mean() - half_width, values.mean() + half_width
 
 
 BAND_FLOORS = {"loss": 0.01, "exact": 0.03}  # the least spread a band allows: training loss, an exact match

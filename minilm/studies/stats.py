@@ -115,20 +115,25 @@ def found_interval(found, n_boot):
     return low, high, len(hits) / n_boot
 
 
-def within_seed_band(value, committed_seeds, floor, center=None):
-    """Is a re-trained value within what the committed seeds of the same point say is reproducible?
+def seed_band(committed_seeds, floor, center=None):
+    """Where a point trained again should land: (low, high) = center +- 3 standard deviations of its committed seeds,
+    or +- floor where the seeds agree more closely than that; center is the seeds' mean unless given.
 
-    On another CPU, BLAS rounds differently, and training turns the last bit into the spread that
-    another seed gives (docs/architecture.md, "Reproducible on any CPU"). So a re-trained point must land within
-    mean +- 3 standard deviations of its seeds, or +- floor where the seeds agree more closely than
-    that. A point committed with one seed only (a knob-map cell) is given center, its committed value,
-    and the spread of the seeds of a neighbouring point (the same size). Returns (ok, message)."""
+    On another CPU, BLAS rounds differently, and training turns the last bit into the spread that another seed
+    gives (docs/architecture.md, "Reproducible on any CPU"). A point committed with one seed only (a knob-map cell)
+    is given center, its committed value, and the spread of the seeds of a neighbouring point (the same size)."""
     seeds = np.asarray(committed_seeds, dtype=float)
     half_width = max(3 * seeds.std(ddof=1), floor)
     center = seeds.mean() if center is None else center
-    ok = abs(value - center) <= half_width
-    return ok, (f"{value:.4f} re-trained, committed {center:.4f}, seeds {np.round(seeds, 4).tolist()} "
-                f"(band +-{half_width:.4f})")
+    return center - half_width, center + half_width
+
+
+def within_seed_band(value, committed_seeds, floor, center=None):
+    """Is a re-trained value within seed_band? Returns (ok, message)."""
+    low, high = seed_band(committed_seeds, floor, center)
+    seeds = np.round(np.asarray(committed_seeds, dtype=float), 4).tolist()
+    return low <= value <= high, (f"{value:.4f} re-trained, committed {(low + high) / 2:.4f}, seeds {seeds} "
+                                  f"(band +-{(high - low) / 2:.4f})")
 
 
 def paired_bootstrap(per_size, clusters, n_boot=2000, seed=0):
