@@ -185,6 +185,9 @@ def test_the_first_screen_states_the_claim_and_the_verdict_of_the_results(result
     assert f"Six model sizes trained on the same toy text, over a factor of {compute[-1] / compute[0]:.0f} in compute" \
         in verdict and len(compute) == 6
     assert np.all(np.diff(mean) < 0) and "each larger one has a lower loss" in verdict
+    half = scaling_report.size_family(results, results["config"]["family_fraction"])
+    assert family_floor(groups) < family_floor(half) and law.floor > 0  # a floor, lower with twice the data
+    assert "along a power law that levels off toward a floor, which more data lowers" in verdict
     best, tol = scaling_report.METRICS["exact_match"]
     translation = mean_curve(groups, scaling_report.task_metric("translation", "exact_match"))
     assert translation[:3].max() < tol and translation[-1] > 0.5  # "almost none of it ... the largest most of it"
