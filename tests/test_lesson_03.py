@@ -170,6 +170,16 @@ def test_the_borderline_name_and_the_two_metrics(results, groups):
     section4 = " ".join(markdown_with("Under log-probability the same models").split())
     assert f"about {early:.1f} nats per tenfold" in section4 and f"to about {late:.1f} from the third" in section4
     assert late > 2 * early and exact["translation"][2] < tol < 0.5 < exact["translation"][-1]  # speeds up, takes off
+    out = output_of(LESSON, "emergent = [t for t")
+    for task, lp in logp.items():
+        assert f"{task:<12} mean log p(answer) by size, smallest first: " + ", ".join(f"{v:.2f}" for v in lp) in out
+    lp, em = logp["translation"], exact["translation"]
+    text = " ".join(markdown_with("**Question.** Translation's exact match stays near zero").split())
+    assert em[:3].max() < tol and np.exp(lp[2]) < 0.01  # "near zero"; "under 1%"
+    assert f"rose from {lp[0]:.2f} to {lp[2]:.2f} nats" in text
+    assert f"grew from {np.exp(lp[0]):.3f} to {np.exp(lp[2]):.3f}, {np.exp(lp[2] - lp[0]):.1f} times" in text
+    assert f"the largest model, at {lp[-1]:.2f} nats (a typical probability of {np.exp(lp[-1]):.2f}), answers " \
+           f"{em[-1]:.2f} of translations right" in text
 
 
 def test_the_first_screen_states_the_claim_and_the_verdict_of_the_results(results, groups, fit):
