@@ -110,7 +110,7 @@ def test_lesson_03s_prediction_is_the_fit_of_the_three_smaller_budgets():
     text = " ".join(next(c.source for c in cells if c.source.startswith("## 9. Compute is data")).split())
     results = runner.load_results(RESULTS / "isoflop_lesson03.json", "isoflop")
     per_budget = {c: v for c, v in isoflop_report.budgets(results).items() if c < 3e12}
-    assert sum(v[1].size for v in per_budget.values()) == 45 and "(45 runs:" in text
+    assert sum(v[1].size for v in per_budget.values()) == 45 and "(45 runs in" in text
     path = isoflop_report.optimum_path(per_budget)
     assert f"C^{{{path.a:.2f}}}" in text and f"[{path.a_interval[0]:.2f}, {path.a_interval[1]:.2f}]" in text
     assert round(np.mean([path.tokens_per_param(c) for c in per_budget]), -1) == 360 and "about 355 tokens" in text
@@ -136,16 +136,19 @@ def test_an_added_preset_is_reported_with_its_baselines_runs():
 
 
 def test_lesson_03s_check_of_the_prediction_states_what_the_runs_measured():
-    """Lesson 03 §9 after the largest budget trained, and the first screen's sentence on it: every number is the
-    committed runs' (lesson03 and lesson03_edge read as one), and the cell beside it prints the same."""
+    """Lesson 03 §9 after the largest budget trained, its lab note (docs/lab/lesson03_isoflop_prediction.md), the
+    first screen's sentence on it and the verdict in numbers after the figure: every number is the committed runs'
+    (lesson03 and lesson03_edge read as one), and the cell beside it prints the same."""
     import nbformat
 
-    from minilm.course.paths import LESSONS, RESULTS
+    from minilm.course.paths import LESSONS, RESULTS, ROOT
     from tests.helpers import first_screen
     from tests.test_lesson_01 import output_of
     lesson = LESSONS / "03_scaling_curves.ipynb"
     cells = nbformat.read(lesson, as_version=4).cells
     text = " ".join(next(c.source for c in cells if c.source.startswith("**The check.**")).split())
+    note = " ".join((ROOT / "docs/lab/lesson03_isoflop_prediction.md").read_text().split())
+    assert "[docs/lab/lesson03_isoflop_prediction.md](../docs/lab/lesson03_isoflop_prediction.md)" in text
     grid, edge = (runner.load_results(RESULTS / f"isoflop_{p}.json", "isoflop") for p in ("lesson03", "lesson03_edge"))
     assert len(grid["points"]) == 60 and len(edge["points"]) == 6  # complete: every point of each preset, once
     assert sorted(edge["points"]) == sorted(p.key for p in isoflop.plan(isoflop.preset("lesson03_edge")))
@@ -162,12 +165,14 @@ def test_lesson_03s_check_of_the_prediction_states_what_the_runs_measured():
             f"{k(10 ** log_n)}") in text
     params, losses = isoflop_report.budgets(grid)[largest]
     at_edge = isoflop_report.valley(params, losses.mean(axis=1))
-    assert not at_edge.bracketed and len(params) == 5 and f"smallest of them (N {params[0]:,.0f})" in text
+    assert not at_edge.bracketed and len(params) == 5 and f"smallest of them (N {params[0]:,.0f})" in note
+    assert "lowest loss at an end of the curve, not in a valley" in text
     all_params, all_losses = per_budget[largest]
     best = all_losses.mean(axis=1)
     added = sorted({r["params"] for r in edge["points"].values()})
     assert all(best[list(all_params).index(n)] > best[list(all_params).index(params[0])] for n in added)
-    assert f"its lowest point is {measured.loss:.3f}, the run's mean {best.min():.3f}" in text
+    assert f"its lowest point is {measured.loss:.3f}, the run's mean {best.min():.3f}" in note
+    assert f"both lost to N {params[0]:,.0f}" in note
     assert best.min() == best[list(all_params).index(params[0])] < measured.loss
     assert not l_lo <= measured.loss <= l_hi
     assert (f"{measured.loss:.3f} measured against {predicted_loss:.3f} [{l_lo:.3f}, {l_hi:.3f}], "
@@ -185,10 +190,13 @@ def test_lesson_03s_check_of_the_prediction_states_what_the_runs_measured():
     assert f"N_opt {10 ** measured.log_n:,.0f} [{v_lo:,.0f}, {v_hi:,.0f}]     loss {measured.loss:.3f}" in out
     assert "the measured N_opt is inside the predicted interval" in out and "the measured loss is outside it" in out
     screen = " ".join(first_screen(str(lesson))["measured"].split())
+    assert (f"the best model size grows as $C^{{{path.a:.2f}}}$, close to Chinchilla's 0.50; predicted before our "
+            "largest budget trained, that best size held and the predicted loss did not") in screen
+    details = " ".join(next(c.source for c in cells if c.source.startswith("**The verdict in numbers.**")).split())
     assert (f"the best size grows as $C^{{{path.a:.2f}}}$ [{a_lo:.2f}, {a_hi:.2f}], Chinchilla's exponent (0.50) and "
-            f"not Kaplan's (0.73)") in screen
+            f"not Kaplan's (0.73)") in details
     assert (f"its best size held ({k(10 ** measured.log_n)} against {k(10 ** log_n)} [{k(n_lo)}, {k(n_hi)}]) and "
-            f"its loss did not ({measured.loss:.3f} against {predicted_loss:.3f})") in screen
+            f"its loss did not ({measured.loss:.3f} against {predicted_loss:.3f})") in details
 
 
 def test_the_course_map_row_states_the_iso_flop_verdict():
