@@ -48,9 +48,11 @@ def within_seed_band(value, committed_seeds, floor, center=None):
     mean +- 3 standard deviations of its seeds, or +- floor where the seeds agree more closely than
     that. A point committed with one seed only (a knob-map cell) is given center, its committed value,
     and the spread of the seeds of a neighbouring point (the same size). Returns (ok, message)."""
+    from minilm.studies.stats import seed_band
+
     seeds = np.asarray(committed_seeds, dtype=float)
-    half_width = max(3 * seeds.std(ddof=1), floor)
-    center = seeds.mean() if center is None else center
+    mean, half_width = seed_band(seeds, floor)
+    center = mean if center is None else center
     ok = abs(value - center) <= half_width
     return ok, (f"{value:.4f} re-trained, committed {center:.4f}, seeds {np.round(seeds, 4).tolist()} "
                 f"(band +-{half_width:.4f})")

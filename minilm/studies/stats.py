@@ -9,6 +9,7 @@
     percentile_interval  the central 95% (or another level) of bootstrap draws
     welch_interval       the difference of two means with Welch's t interval (t_quantile: Student's t)
     wilson_interval      a share of successes with Wilson's score interval
+    seed_band            where a re-trained point should land: its committed seeds' mean +- max(3 sd, a floor)
 """
 import math
 from dataclasses import dataclass
@@ -179,3 +180,15 @@ def wilson_interval(successes, n, level=0.95):
     center = (share + z ** 2 / (2 * n)) / (1 + z ** 2 / n)
     half = z / (1 + z ** 2 / n) * math.sqrt(share * (1 - share) / n + z ** 2 / (4 * n ** 2))
     return max(0.0, center - half), min(1.0, center + half)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Re-training a committed point: the band its seeds allow.
+
+def seed_band(seeds, floor):
+    """Where a re-trained value of a committed point should land. On another CPU, BLAS rounds differently and
+    training turns the last bit into the spread another seed gives (docs/architecture.md, "Reproducible on any
+    CPU"), so the band is the committed seeds' mean +- 3 standard deviations, or +- floor where the seeds agree
+    more closely than that. -> (center, half_width)."""
+    seeds = np.asarray(seeds, dtype=float)
+    return float(seeds.mean()), max(3 * float(seeds.std(ddof=1)), floor)
