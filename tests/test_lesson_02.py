@@ -49,7 +49,8 @@ def test_the_transplant_and_the_trained_columns_say_what_the_paragraph_says():
 
 
 def chat_table():
-    """The chat's table: (turn, history, tokens cached, tokens re-encoded, so far cached, so far re-encoded) per turn."""
+    """The chat's table, a row per turn: turn, history, tokens cached, tokens re-encoded, so far cached, so far
+    re-encoded."""
     out = output_of(LESSON, "chat_model = GPT(")
     return np.array([[int(x) for x in row if x != "|"] for row in (l.split() for l in out.splitlines())
                      if len(row) == 8 and row[0].isdigit()])
