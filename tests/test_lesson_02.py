@@ -78,6 +78,9 @@ def test_the_chat_guess_is_compared_with_the_token_ratio():
     assert (int(re_encoded.replace(",", "")), int(cached.replace(",", ""))) == (turns[-1, 5], turns[-1, 4])
     assert float(ratio) == round(turns[-1, 5] / turns[-1, 4], 1)
     assert "no guess yet for the re-encoding chat's tokens" in out  # committed with the placeholder
+    source = next(c.source for c in nbformat.read(LESSON, as_version=4).cells if c.source.startswith("chat_model = GPT("))
+    assert source.count("user_len=16, reply_len=16") == 2 and turns[0, 2] == 32  # "a 16-token message and a 16-token reply"
+    assert "(Each turn adds 32 tokens: a 16-token message and a 16-token reply.)" in markdown_of(LESSON, "**Guess first.**")
     measured = turns[-1, 5] / turns[-1, 4]
     assert guess.compare_number(None, measured, "the ratio").startswith("no guess yet")
     assert "you guessed 12x, measured 6.5x" in guess.compare_number(12, measured, "the ratio", "x")
