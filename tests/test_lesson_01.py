@@ -6,7 +6,10 @@ import re
 import nbformat
 import numpy as np
 
-from tests.helpers import course_map_row, first_screen, sentences
+from minilm.course import guess
+from minilm.studies import runner
+from minilm.studies.stats import seed_band
+from tests.helpers import course_map_row, first_screen, sentences, within_seed_band
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LESSON = os.path.join(ROOT, "lessons", "01_next_token_loss.ipynb")
@@ -62,25 +65,82 @@ def test_the_first_screen_states_the_claim_and_the_verdict_of_the_outputs():
     screen = first_screen(LESSON)
     claim, text = screen["claim"], screen["measured"]
     assert sentences(claim) <= 2 and "massively multi-task learning" in claim and "weighted sum" in claim
+    assert sentences(text) <= 3
     out = output_of(LESSON, "held_out = toyworld.generate(")
     table = table_rows(out)
     overall = float(re.search(r"^overall\s+100%\s+(\d\.\d+)", out, re.M).group(1))
     direct, summed = re.search(r"directly computed loss (\d\.\d+), sum of share x loss (\d\.\d+)", out).groups()
-    context = float(re.search(r"^context\s+([\d.]+)%", out, re.M).group(1))
     adds = dict((b, float(c)) for b, c in re.findall(r"(\w+) (\d\.\d+)", output_of(LESSON, "buckets = list(ev.shares)")))
-    share, _, exact, _ = table["arithmetic"]
-    assert direct == summed and f"has a loss of {overall:.3f}" in text
-    assert f"({direct} computed directly, {summed} as the sum, §6)" in text
+    _, _, exact, _ = table["arithmetic"]
+    assert f"has a loss of {overall:.3f} nats per word on text it never saw" in text
+    assert direct == summed and "add back up to exactly that (§6)" in text
     assert max((b for b in adds if b != "context"), key=adds.get) == "arithmetic"  # "more than any other task"
-    assert f"arithmetic's answers, {share:.1f}% of the tokens, add {adds['arithmetic']:.3f}, more than any other task" in text
-    assert exact < 10 and f"(exact match {exact:.1f}%)" in text  # "has not learned arithmetic"
-    assert f"the context tokens, {context:.1f}% of them, add {adds['context']:.3f} of the {overall:.3f}" in text
+    assert exact < 10 and f"Arithmetic, which the model has not learned, adds {adds['arithmetic']:.3f}, more than any " \
+                          "other task" in text
+    assert adds["context"] > overall / 2  # "most of the loss"
+    assert f"most of the loss, {adds['context']:.3f}, comes from the context words" in text
     assert (f"(result: the pieces add back up to the loss, {overall:.3f}; arithmetic, not learned, adds the most of any "
-            "task)") in course_map_row("01_next_token_loss")  # the README says the same
+            "task)") in course_map_row("01_next_token_loss")  # the course map says the same
     moments = " ".join(moment for _, moment in screen["map"])
     probs = {w: float(p) for w, p in re.findall(r"next word is\s+(\w+): p = (\d\.\d+)", output_of(LESSON, "p = layers.softmax("))}
     assert (probs["drink"], probs["study"]) == (0.6, 0.3)  # the lecture's numbers, as section 1 makes them
     assert "*drink* at 0.6 and *study* at 0.3" in moments and '"I want this 0.6 to be as close as possible to 1"' in moments
+
+
+def test_the_guess_is_the_untrained_models_loss_and_the_comparison_runs():
+    """§5's guess: the untrained model pays about log V on every word; the comparison line works with the committed
+    placeholder and with a filled-in guess."""
+    vocab = int(re.search(r"vocabulary: (\d+) words", output_of(LESSON, "world = toyworld.ToyworldConfig()")).group(1))
+    out = output_of(LESSON, "print(guess.compare_number(my_guess")
+    first = float(re.search(r"the untrained model's first loss (\d+\.\d+)", out).group(1))
+    assert f"-log(1/{vocab}) = {np.log(vocab):.2f} nats" in out and abs(first - np.log(vocab)) < 0.1  # "starts there"
+    assert out.startswith("no guess yet for the untrained model's loss")  # committed with the placeholder
+    assert guess.compare_number(None, first, "the untrained model's loss").startswith("no guess yet")
+    assert "within a factor of 1.0" in guess.compare_number(np.log(vocab), first, "the untrained model's loss", " nats")
+    training = output_of(LESSON, "model = GPT(")
+    assert f"loss {first:.2f} ->" in training  # the first loss the comparison reads is the training's own
+
+
+def test_the_overflow_question_and_its_worked_answer():
+    out = output_of(LESSON, "big = (logits + 100)")
+    value = 1000 + np.log(2)
+    assert f"log-sum-exp of [1000, 1000]: {value:.3f}" in out
+    answer = " ".join(markdown_of(LESSON, "**Question.** Work out $\\log (e^{1000}").split())
+    assert f"1000 + \\log 2 = {value:.3f}" in answer
+    assert f"about $1.8 \\times 10^{{308}}$" in answer and f"{np.finfo(np.float64).max:.1e}" == "1.8e+308"
+    assert f"about $10^{{{int(1000 / np.log(10))}}}$" in answer
+
+
+def test_the_arithmetic_question_and_its_worked_answer():
+    out = output_of(LESSON, "held_out = toyworld.generate(")
+    overall = float(re.search(r"^overall\s+100%\s+(\d\.\d+)", out, re.M).group(1))
+    adds = dict((b, float(c)) for b, c in re.findall(r"(\w+) (\d\.\d+)", output_of(LESSON, "buckets = list(ev.shares)")))
+    exact = table_rows(out)["arithmetic"][2]
+    answer = " ".join(markdown_of(LESSON, "**Question.** Suppose a better model learned arithmetic").split())
+    without = overall - adds["arithmetic"]
+    lower = 100 * adds["arithmetic"] / overall
+    assert f"{overall:.3f} − {adds['arithmetic']:.3f} = {without:.3f}, about {lower:.0f}% lower" in answer
+    assert f"from {exact:.1f}% exact" in answer and max(adds, key=adds.get) == "context"  # "most of it is the context"
+
+
+def test_the_live_run_lands_in_the_committed_seeds_band():
+    """§6's live run (nbval runs the cell; here its committed output): a sweep model trained with a new seed, its
+    overall loss within the band of the committed seeds, arithmetic the task that adds the most in every run."""
+    source = next(c.source for c in nbformat.read(LESSON, as_version=4).cells if "live" in c.metadata.get("tags", []))
+    assert "scaling.Run(n_layer=1, d_model=24, n_head=2, seed=live_seed, data_fraction=0.5)" in source
+    results = runner.load_results(os.path.join(ROOT, "lessons", "results", "scaling_lesson03.json"), "scaling")
+    config = results["config"]
+    seed = int(re.search(r"live_seed = (\d+)", source).group(1))
+    assert seed not in config["seeds"] and (len(config["sizes"]), len(config["seeds"])) == (6, 3)  # "six sizes, three seeds"
+    assert [1, 24, 2] in config["sizes"] and 0.5 == config["family_fraction"]  # "on half of its tokens"
+    out = output_of(LESSON, "live_seed = ")
+    mine = float(re.search(r"^overall loss\s+(\d\.\d+)", out, re.M).group(1))
+    seeds = [results["points"][f"L1-d24-h2-f0.5-s{s}"]["val_loss"] for s in config["seeds"]]
+    ok, message = within_seed_band(mine, seeds, floor=0.01 * np.mean(seeds))
+    assert ok, message
+    center, half = re.search(r"the seeds' band: (\d\.\d+) ± (\d\.\d+); your run is inside it", out).groups()
+    assert (float(center), float(half)) == tuple(round(x, 3) for x in seed_band(seeds, floor=0.01 * np.mean(seeds)))
+    assert re.search(r"the task that adds the most: arithmetic in your run; arithmetic, arithmetic, arithmetic", out)
 
 
 def test_the_gradient_question_and_its_worked_answer():

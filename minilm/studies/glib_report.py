@@ -654,8 +654,8 @@ def beside_the_record(results, size_index, seed, readings):
            f"  {'':<38} {'yours':>8} {f'record, seed {seed}':>16}   the seeds' band"]
     within = []
     for name, yours, theirs, floor, form, (least, most) in rows:
-        low, high = seed_band(theirs, floor)
-        low, high = max(low, least), min(high, most)  # an exact match lies in [0, 1]
+        center, half = seed_band(theirs, floor)
+        low, high = max(center - half, least), min(center + half, most)  # an exact match lies in [0, 1]
         within.append(low <= yours <= high)
         record = form.format(theirs[seeds.index(seed)]) if seed in seeds else "-"
         out.append(f"  {name:<38} {form.format(yours):>8} {record:>16}   [{form.format(low)}, {form.format(high)}]"

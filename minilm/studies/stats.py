@@ -10,6 +10,7 @@
     percentile_interval  the central 95% (or another level) of bootstrap draws
     welch_interval       the difference of two means with Welch's t interval (t_quantile: Student's t)
     wilson_interval      a share of successes with Wilson's score interval
+    seed_band            where a re-trained point should land: its committed seeds' mean +- max(3 sd, a floor)
 """
 import math
 from dataclasses import dataclass
@@ -115,25 +116,15 @@ def found_interval(found, n_boot):
     return low, high, len(hits) / n_boot
 
 
-def seed_band(committed_seeds, floor, center=None):
-    """Where a point trained again should land: (low, high) = center +- 3 standard deviations of its committed seeds,
-    or +- floor where the seeds agree more closely than that; center is the seeds' mean unless given.
-
-    On another CPU, BLAS rounds differently, and training turns the last bit into the spread that another seed
-    gives (docs/architecture.md, "Reproducible on any CPU"). A point committed with one seed only (a knob-map cell)
-    is given center, its committed value, and the spread of the seeds of a neighbouring point (the same size)."""
-    seeds = np.asarray(committed_seeds, dtype=float)
-    half_width = max(3 * seeds.std(ddof=1), floor)
-    center = seeds.mean() if center is None else center
-    return center - half_width, center + half_width
-
-
 def within_seed_band(value, committed_seeds, floor, center=None):
-    """Is a re-trained value within seed_band? Returns (ok, message)."""
-    low, high = seed_band(committed_seeds, floor, center)
+    """Is a re-trained value within seed_band of its point's committed seeds? A point committed with one seed only
+    (a knob-map cell) is given center, its committed value, and the spread of the seeds of a neighbouring point
+    (the same size). Returns (ok, message)."""
+    mean, half_width = seed_band(committed_seeds, floor)
+    center = mean if center is None else center
     seeds = np.round(np.asarray(committed_seeds, dtype=float), 4).tolist()
-    return low <= value <= high, (f"{value:.4f} re-trained, committed {(low + high) / 2:.4f}, seeds {seeds} "
-                                  f"(band +-{(high - low) / 2:.4f})")
+    return abs(value - center) <= half_width, (f"{value:.4f} re-trained, committed {center:.4f}, seeds {seeds} "
+                                               f"(band +-{half_width:.4f})")
 
 
 def paired_bootstrap(per_size, clusters, n_boot=2000, seed=0):
@@ -201,3 +192,15 @@ def wilson_interval(successes, n, level=0.95):
     center = (share + z ** 2 / (2 * n)) / (1 + z ** 2 / n)
     half = z / (1 + z ** 2 / n) * math.sqrt(share * (1 - share) / n + z ** 2 / (4 * n ** 2))
     return max(0.0, center - half), min(1.0, center + half)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Re-training a committed point: the band its seeds allow.
+
+def seed_band(seeds, floor):
+    """Where a re-trained value of a committed point should land. On another CPU, BLAS rounds differently and
+    training turns the last bit into the spread another seed gives (docs/architecture.md, "Reproducible on any
+    CPU"), so the band is the committed seeds' mean +- 3 standard deviations, or +- floor where the seeds agree
+    more closely than that. -> (center, half_width)."""
+    seeds = np.asarray(seeds, dtype=float)
+    return float(seeds.mean()), max(3 * float(seeds.std(ddof=1)), floor)
