@@ -14,7 +14,7 @@ import zipfile
 
 import numpy as np
 
-from .backend import to_numpy
+from .backend import get_xp, to_numpy
 from .encdec import EncoderClassifier, EncoderDecoder
 from .errors import MinilmError
 from .lora import LoRA
@@ -28,8 +28,13 @@ MODELS = {cls.__name__: cls for cls in (GPT, Llama, EncoderDecoder, EncoderClass
 
 
 def save_checkpoint(path, params, meta, extra_arrays=None):
-    """Atomically write params (dict name -> array), extra arrays and a JSON-able meta dict to path."""
+    """Atomically write params (dict name -> array), extra arrays and a JSON-able meta dict to path. Weights
+    that hold a NaN or an infinity are refused: a checkpoint that exists is never replaced by a broken one."""
     arrays = {f"param/{n}": to_numpy(a) for n, a in params.items()}
+    broken = nonfinite(arrays)
+    if broken:
+        raise MinilmError(f"not writing {path}: {len(broken)} weights hold NaN or infinite values "
+                          f"({broken[0][len('param/'):]} first)")
     arrays.update({n: to_numpy(a) for n, a in (extra_arrays or {}).items()})
     arrays["__meta__"] = np.array(json.dumps({"format": FORMAT, **meta}))
     folder = os.path.dirname(os.path.abspath(path))
@@ -46,13 +51,28 @@ def save_checkpoint(path, params, meta, extra_arrays=None):
         raise
 
 
+def nonfinite(arrays):
+    """The names of the arrays (dict name -> NumPy array) that hold a NaN or an infinity."""
+    return [name for name, a in arrays.items() if a.dtype.kind in "fc" and not np.isfinite(a).all()]
+
+
 def read_checkpoint(path):
     """-> (arrays: dict name -> NumPy array, meta: dict). One clear error for a missing or broken file."""
+    return read_arrays(path, None)
+
+
+def read_meta(path):
+    """A checkpoint's meta dict alone (its arrays are not read)."""
+    return read_arrays(path, ())[1]
+
+
+def read_arrays(path, names):
+    """-> (the arrays called names, or every array for None; the meta dict)."""
     if not os.path.isfile(path):
         raise MinilmError(f"checkpoint not found: {path}")
     try:
         with np.load(path, allow_pickle=False) as f:
-            arrays = {name: f[name] for name in f.files}
+            arrays = {name: f[name] for name in (f.files if names is None else [*names, "__meta__"])}
         meta = json.loads(str(arrays.pop("__meta__")))
     except (zipfile.BadZipFile, ValueError, KeyError, EOFError, OSError, json.JSONDecodeError) as e:
         raise MinilmError(f"checkpoint {path} is truncated or corrupt ({type(e).__name__}); "
@@ -74,6 +94,7 @@ def model_meta(model):
 def load_model(path, device=None):
     """-> (the model with the checkpoint's parameters, arrays, meta). The model's class is meta["model"]
     (a checkpoint written before the class was stored holds a GPT)."""
+    get_xp(device)  # a device that cannot be used is its own error, before the checkpoint is judged
     arrays, meta = read_checkpoint(path)
     if meta.get("model") == "LoRA":
         return load_lora(path, arrays, meta, device), arrays, meta

@@ -48,6 +48,15 @@ def base_name(checkpoint=None, pretrained=None):
     return checkpoint or PRETRAINED + pretrained
 
 
+def warn_unknown_words(tokenizer, texts, where, say=print):
+    """A word-level model reads a word outside its vocabulary as <unk>: say so once, with the count."""
+    unknown = getattr(tokenizer, "unknown_words", lambda text: [])
+    words = [w for text in texts for w in unknown(text)]
+    if words:
+        say(f"warning: {len(words)} words in {where} are not in the model's vocabulary ({len(set(words))} distinct, "
+            f"e.g. {words[0]!r}) and read as <unk>")
+
+
 def split_rows(examples, tokenizer, block_size):
     """(training rows, held-out rows or None): the last tenth of the examples is held out."""
     held = max(1, len(examples) // 10) if len(examples) > 1 else 0
@@ -63,7 +72,9 @@ def finetune(base, data, out, settings=None, resume=False, device=None, progress
     model, tokenizer = load_base(base, device, settings.context)
     if tokenizer is None:
         raise MinilmError(f"{base} holds no tokenizer, so the data cannot be encoded for it")
-    train_rows, val_rows = split_rows(read_jsonl(data), tokenizer, model.config.block_size)
+    examples = read_jsonl(data)
+    warn_unknown_words(tokenizer, [text for e in examples for text in (e.prompt, e.response)], data, say)
+    train_rows, val_rows = split_rows(examples, tokenizer, model.config.block_size)
     skipped = train_rows.skipped + (val_rows.skipped if val_rows else 0)
     say(f"{data}: {len(train_rows.ids)} training and {len(val_rows.ids) if val_rows else 0} held-out examples"
         + (f"; {skipped} skipped, longer than the context ({model.config.block_size + 1} tokens)" if skipped else ""))
@@ -71,11 +82,13 @@ def finetune(base, data, out, settings=None, resume=False, device=None, progress
     batches, validate = response_batches(train_rows, pad), response_loss(val_rows, pad_id=pad) if val_rows else None
     if resume:
         trainer = Trainer.resume(out, batches, validate, device=device)
+        trainer.config.steps = max(trainer.config.steps, settings.steps)  # extended: the cosine ends at the new last
     else:
         if settings.lora_rank is not None:
             model = LoRA(model, settings.lora_rank, settings.lora_alpha or 2.0 * settings.lora_rank,
                          settings.lora_targets, settings.seed, base_path=base)
         trainer = Trainer(model, batches, validate, settings.train_config(), out, tokenizer)
+        trainer.kind = "finetune"
     tuned = trainer.model
     frozen = tuned.base.num_params() if isinstance(tuned, LoRA) else 0
     say(f"training {tuned.num_params():,} parameters" + (

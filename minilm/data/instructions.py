@@ -36,6 +36,8 @@ def read_jsonl(path):
             lines = f.read().splitlines()
     except FileNotFoundError:
         raise MinilmError(f"no data file at {path}: give a JSONL file of prompt/response pairs") from None
+    except IsADirectoryError:
+        raise MinilmError(f"{path} is a folder: give a JSONL file of prompt/response pairs") from None
     except UnicodeDecodeError:
         raise MinilmError(f"{path} is not UTF-8 text: give a JSONL file of prompt/response pairs") from None
     examples = [example_of(line, path, number) for number, line in enumerate(lines, 1) if line.strip()]
