@@ -295,6 +295,18 @@ def test_a_run_that_diverges_keeps_the_checkpoint_it_found(tiny):
     assert result.returncode == 1 and "--lora-alpha (now 1e+308" in line and not os.path.exists(tiny / "new.npz")
 
 
+def test_data_whose_every_response_is_empty_is_refused(tiny, capsys):
+    (tiny / "empty.jsonl").write_text('{"prompt": "say hi", "response": ""}\n{"prompt": "say yo", "response": " "}\n')
+    line = refused(capsys, *finetune_args("--data", "empty.jsonl", "--out", "o.npz"))
+    assert "every response in empty.jsonl is empty" in line and not os.path.exists("o.npz")
+
+
+@pytest.mark.skipif(backend._cupy is not None, reason="CuPy is installed here")
+def test_the_cuda_hint_names_the_distribution_even_with_a_checkpoint(tiny, capsys):
+    line = refused(capsys, "sample", "base.npz", "--prompt", "hi", "--device", "cuda")
+    assert "pip install 'minilm-course[cuda12]'" in line and "valid model" not in line
+
+
 def test_weights_that_are_not_finite_are_never_saved(tmp_path):
     from minilm import GPT, GPTConfig
     from minilm.checkpoint import save_checkpoint

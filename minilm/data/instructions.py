@@ -44,6 +44,9 @@ def read_jsonl(path):
     if not examples:
         raise MinilmError(f"{path} holds no examples: write one JSON object per line, e.g. "
                           '{"prompt": "...", "response": "..."}')
+    if not any(e.response.strip() for e in examples):
+        raise MinilmError(f"every response in {path} is empty, so there is nothing to learn: give each prompt the "
+                          "response the model should answer")
     return examples
 
 
