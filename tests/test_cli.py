@@ -434,3 +434,18 @@ def test_sample_prints_no_eos_and_finetune_suggests_sample_for_a_plain_model(tin
     assert capsys.readouterr().out == "repeat after me \n"
     assert main(finetune_args("--out", "ft.npz")) == 0
     assert "(try: python -m minilm sample ft.npz --prompt ...)" in capsys.readouterr().out
+
+
+def test_the_refusals_are_documented_for_every_command_that_replaces_a_file():
+    """docs/refusals.md names every command that takes --overwrite or --resume, and those flags."""
+    import argparse
+
+    from minilm.__main__ import build_parser
+
+    text = open(os.path.join(ROOT, "docs", "refusals.md")).read()
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    replacing = [name for name, p in commands.items()
+                 if any({"--overwrite", "--resume"} & set(a.option_strings) for a in p._actions)]
+    assert sorted(replacing) == ["finetune", "merge", "train"]
+    assert all(f"`{name}" in text for name in replacing) and "`--overwrite`" in text and "`--resume`" in text
+    assert "refusals.md" in open(os.path.join(ROOT, "docs", "commands.md")).read()
