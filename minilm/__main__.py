@@ -431,7 +431,7 @@ def in_binary_units(n_bytes):
 # finetune CKPT --data FILE.jsonl: teach a trained model to answer (the loss on the responses only)
 
 def add_finetune_command(commands):
-    from .finetune import ADAPTED
+    from .finetune import ADAPTED, EPOCHS, MIN_STEPS
 
     p = commands.add_parser("finetune", help="fine-tune a checkpoint on prompt/response pairs (full, or LoRA)",
                             description="Fine-tune a minilm checkpoint on a JSONL file of prompt/response pairs "
@@ -450,7 +450,9 @@ def add_finetune_command(commands):
                    "(default 2 x rank)")
     p.add_argument("--lora-targets", nargs="+", default=list(ADAPTED),
                    help="the weights that carry adapters, by the end of their names (default %(default)s)")
-    p.add_argument("--steps", type=COUNT, default=200, help="optimizer steps (default %(default)s)")
+    p.add_argument("--steps", type=COUNT, default=None, help=f"optimizer steps (default: {EPOCHS} passes over the "
+                   f"training examples, at least {MIN_STEPS} steps; a long run learns small data by heart, and a "
+                   "held-out loss that rises while the training loss falls is said)")
     p.add_argument("--batch-size", type=COUNT, default=8, help="examples per step (default %(default)s)")
     p.add_argument("--lr", type=POSITIVE, default=None, help="peak learning rate (default 1e-3 with LoRA, "
                    "3e-4 for full fine-tuning: a trained model needs smaller steps than one from scratch)")
@@ -486,15 +488,15 @@ def run_finetune(args):
 
 def resume_finetune(args, base):
     """finetune --resume: --out must hold a fine-tuning of this base, set as the flags say. -> the step to train to"""
-    from .checkpoint import read_meta
+    from .checkpoint import lora_base, read_meta
     from .lora import absolute
 
     meta = read_meta(args.out)
     check_kind(args.out, meta, "finetune")
     lora, train_config = meta.get("lora") or {}, meta["train_config"]
-    if lora and lora["base"] != absolute(base):
-        raise MinilmError(f"the run in {args.out} adapts the base {lora['base']}, not {base}: give that base to "
-                          "resume it, or start a new run with another --out")
+    if lora and lora_base(args.out, meta) != absolute(base):
+        raise MinilmError(f"the run in {args.out} adapts the base {lora_base(args.out, meta)}, not {base}: give that "
+                          "base to resume it, or start a new run with another --out")
     stored = {"--lora-rank": lora.get("rank"), "--lora-alpha": lora.get("alpha"), "--lora-targets": lora.get("targets"),
               "--batch-size": train_config["batch_size"], "--lr": train_config["lr"], "--seed": train_config["seed"]}
     return resume_to(args, args.out, meta, stored)
@@ -516,12 +518,13 @@ def add_merge_command(commands):
 
 
 def run_merge(args):
-    from .checkpoint import PRETRAINED, model_meta, read_meta, save_checkpoint
+    from .checkpoint import PRETRAINED, lora_base, model_meta, read_meta, save_checkpoint
 
     meta = read_meta(args.checkpoint)
     if meta.get("model") != "LoRA":
         raise MinilmError(f"{args.checkpoint} holds no LoRA adapters: it is already a full checkpoint")
-    check_file_output(args.out, "--out", inputs=[args.checkpoint, meta["lora"]["base"].removeprefix(PRETRAINED)])
+    base = lora_base(args.checkpoint, meta).removeprefix(PRETRAINED)
+    check_file_output(args.out, "--out", inputs=[args.checkpoint, base])
     if not args.overwrite:
         refuse_to_replace(args.out, "--out", "--overwrite to replace it")
     model, tokenizer = load_for_text(args.checkpoint)  # the adapters folded into the base's weights
@@ -643,8 +646,10 @@ def add_chat_command(commands):
                    help="say this instead of reading the keyboard (repeat for more turns)")
     p.add_argument("--system", default=None, help="a system message (default: the template's own)")
     p.add_argument("--max-new-tokens", type=COUNT, default=200, help="longest reply in tokens (default %(default)s)")
-    p.add_argument("--temperature", type=NON_NEGATIVE, default=0.2, help=f"0 is greedy, and so is any temperature "
-                   f"below {GREEDY_BELOW} (default %(default)s)")
+    p.add_argument("--temperature", type=NON_NEGATIVE, default=0.0, help=f"0 is greedy, and so is any temperature "
+                   f"below {GREEDY_BELOW} (default 0: the most likely reply. A 135M model's first token can be a "
+                   "near tie, 'The' 0.15 against 'L' 0.14 for 'What is the capital of France?', and a sampled 'L' "
+                   "starts a wrong answer; SmolLM2's model card samples at 0.2 with top-p 0.9)")
     p.add_argument("--top-k", type=COUNT, default=50,
                    help="sample only among the k most likely tokens (default %(default)s)")
     p.add_argument("--seed", type=SEED, default=None,

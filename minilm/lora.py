@@ -28,8 +28,8 @@ from .errors import MinilmError
 
 
 def absolute(base):
-    """A base's name with its file path made absolute ("pretrained:smollm2" stays as it is), so that the
-    checkpoint finds its base from any folder."""
+    """A base's name with its file path made absolute ("pretrained:smollm2" stays as it is), whatever folder the
+    LoRA is used from; minilm.checkpoint.save_checkpoint stores it relative to the checkpoint's own folder."""
     if base.startswith("pretrained:"):
         name = base[len("pretrained:"):]
         return "pretrained:" + (os.path.abspath(name) if os.path.exists(name) else name)

@@ -357,6 +357,15 @@ def test_a_temperature_below_the_floor_is_greedy(tiny, capsys):
     assert "below 0.001" in main_help(capsys, "sample") and "below 0.001" in main_help(capsys, "chat")
 
 
+def test_a_first_chat_is_greedy_by_default():
+    """chat's default is the model's most likely reply (a sampled first token of a near tie started a wrong
+    answer to 'What is the capital of France?'); --help says why and what the model card samples with."""
+    from minilm.__main__ import build_parser
+
+    assert build_parser().parse_args(["chat"]).temperature == 0
+    assert "SmolLM2's model card samples at 0.2" in " ".join(minilm("chat", "--help").stdout.split())
+
+
 def main_help(capsys, command):
     from minilm.__main__ import main
 
@@ -449,3 +458,41 @@ def test_the_refusals_are_documented_for_every_command_that_replaces_a_file():
     assert sorted(replacing) == ["finetune", "merge", "train"]
     assert all(f"`{name}" in text for name in replacing) and "`--overwrite`" in text and "`--resume`" in text
     assert "refusals.md" in open(os.path.join(ROOT, "docs", "commands.md")).read()
+
+
+def test_a_lora_checkpoint_moves_with_its_base_and_a_missing_base_is_named(tiny, capsys):
+    """The base is stored relative to the LoRA checkpoint's folder: the two moved together still load; the
+    checkpoint moved alone says that its base is missing (not 'checkpoint not found')."""
+    import shutil
+
+    from minilm.__main__ import main
+    from minilm.checkpoint import read_meta
+
+    assert main(finetune_args("--lora-rank", "2", "--out", "ft/lora.npz")) == 0
+    capsys.readouterr()
+    assert read_meta("ft/lora.npz")["lora"]["base"] == os.path.join("..", "base.npz")
+    shutil.copytree(tiny, tiny.parent / (tiny.name + "_moved"))
+    moved = tiny.parent / (tiny.name + "_moved")
+    sample = ("sample", str(moved / "ft" / "lora.npz"), "--prompt", "repeat after me", "--temperature", "0")
+    assert main(list(sample)) == 0 and capsys.readouterr().out.startswith("repeat after me")
+    os.remove(moved / "base.npz")
+    line = refused(capsys, *sample)
+    assert f"the base of the LoRA checkpoint {moved / 'ft' / 'lora.npz'} is not found: ../base.npz" in line
+
+
+def test_finetune_length_follows_the_data_and_overfitting_is_said(tiny, capsys):
+    """Without --steps, finetune makes EPOCHS passes over its training examples (27 here, in batches of 4); a
+    held-out loss that rises from its best while the training loss falls is one line naming the best step."""
+    from minilm.__main__ import main
+    from minilm.finetune import EPOCHS, overfitting
+    from minilm.train import History
+
+    args = [a for a in finetune_args("--out", "ft.npz") if a not in ("--steps", "2")]
+    assert main(args) == 0
+    assert f"trained {-(-EPOCHS * 27 // 4)} steps" in capsys.readouterr().out
+    falling = [3.0 - 0.1 * i for i in range(30)]
+    rising = History(steps=list(range(1, 31)), losses=falling, val_steps=[10, 20, 30], val_losses=[1.0, 0.6, 0.9])
+    assert "rose from 0.600 (step 20) to 0.900 while the training loss fell" in overfitting(rising)
+    assert "--steps 20 would generalize better" in overfitting(rising)
+    assert overfitting(History(steps=list(range(1, 31)), losses=falling, val_steps=[10, 20, 30],
+                               val_losses=[1.0, 0.7, 0.6])) is None

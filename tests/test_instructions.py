@@ -134,7 +134,7 @@ def test_finetune_trains_adapters_that_sample_and_resume_read(tmp_path, capsys):
     before, after = (float(x) for x in text.split("response loss ")[1].split(",")[0].split(" -> "))
     assert after < before - 0.3
     lora, _, meta = load_model(out)
-    assert meta["lora"]["base"] == base and meta["lora"]["rank"] == 8 and meta["tokenizer"]
+    assert meta["lora"]["base"] == "base.npz" and meta["lora"]["rank"] == 8 and meta["tokenizer"]  # beside it
     assert all(np.array_equal(lora.frozen[k], gpt.params[k]) for k in gpt.params)  # the base never moved
     assert main(args + ["--resume"]) == 1 and "finished its 150 steps" in capsys.readouterr().err  # nothing left
     assert main(args + ["--resume", "--steps", "155"]) == 0 and "trained 155 steps" in capsys.readouterr().out
