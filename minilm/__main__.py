@@ -35,7 +35,7 @@ import numpy as np
 
 from .errors import MinilmError
 from .generate import GREEDY_BELOW
-from .outputs import check_file_output, check_folder_output, check_not_an_input, refuse_to_replace
+from .outputs import check_file_output, check_folder_output, refuse_to_replace
 from .studies import all_studies
 
 
@@ -274,6 +274,7 @@ def run_demo(args):
         print(f"  {prompt} | {tokenizer.decode(t for t in new if t != tokenizer.eos_id)}")
     print(f"\nnext, the course (a copy of your own, to edit and run):  {args.prog} course my-course && cd my-course "
           f"&& jupyter lab")
+    return 130 if trainer.history.stopped else 0
 
 
 # --------------------------------------------------------------------------------------------------
@@ -343,8 +344,8 @@ def check_run_folder(args, inputs, replaces_own=None):
     check_folder_output(args.out, "--out")
     checkpoint = os.path.join(args.out, "model.npz")
     for written in (checkpoint, os.path.join(args.out, "loss.png")):
-        check_not_an_input(written, "--out", inputs)
-    if not (getattr(args, "resume", False) or args.overwrite or os.path.isdir(checkpoint)):
+        check_file_output(written, "--out", inputs)
+    if not (getattr(args, "resume", False) or args.overwrite):
         try:
             own = replaces_own and read_meta(checkpoint).get("kind") == replaces_own
         except MinilmError:  # not there, or not a checkpoint
@@ -389,7 +390,7 @@ def resume_to(args, path, meta, stored):
             raise MinilmError(f"{flag} {shown(getattr(args, dest))} conflicts with the run in {path}, which has "
                               f"{flag} {shown(value)}: leave {flag} out to resume it, or start a new run with "
                               "another --out")
-    planned, done = meta["train_config"]["steps"], meta["step"]
+    planned, done = meta["train_config"]["steps"], meta.get("kept", {}).get("of", meta["step"])
     steps = args.steps if "steps" in args.given else planned
     if steps < planned:
         raise MinilmError(f"--steps {steps} is fewer than the {planned} the run in {path} is set for: --resume "
@@ -457,6 +458,8 @@ def add_finetune_command(commands):
     p.add_argument("--lr", type=POSITIVE, default=None, help="peak learning rate (default 1e-3 with LoRA, "
                    "3e-4 for full fine-tuning: a trained model needs smaller steps than one from scratch)")
     p.add_argument("--seed", type=SEED, default=0, help="random seed of the batches and adapters (default 0)")
+    p.add_argument("--keep-last", action="store_true", help="write the last step's checkpoint (default: the step "
+                   "of the lowest held-out loss, measured 10 times as it trains and shown on the progress bar)")
     add_device_option(p)
     p.set_defaults(run=run_finetune)
 
@@ -471,7 +474,8 @@ def run_finetune(args):
     if not (args.resume or args.overwrite):
         refuse_to_replace(args.out, "--out", "--resume to continue that run, --overwrite to replace it")
     settings = FinetuneSettings(lora_rank=args.lora_rank, lora_alpha=args.lora_alpha, lora_targets=args.lora_targets,
-                                steps=steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+                                steps=steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                                keep_best=not args.keep_last)
     _, tokenizer, result = finetune(base, args.data, args.out, settings, args.resume, args.device)
     note = " (interrupted: saved, run again with --resume to continue)" if result["stopped"] else ""
     print(f"trained {result['steps']} steps{note}: loss {result['first_loss']:.3f} -> {result['last_loss']:.3f} "
@@ -480,6 +484,9 @@ def run_finetune(args):
     if before:
         print(f"held out: response loss {before['loss']:.3f} -> {after['loss']:.3f}, every response token the "
               f"most likely one in {before['exact']:.0%} -> {after['exact']:.0%} of the examples")
+    if result["kept"] is not None:
+        print(f"kept step {result['kept']} of {result['steps']}, the lowest held-out loss (--keep-last keeps the "
+              "last step instead)")
     talk = (f"chat {args.out} --say ..." if getattr(tokenizer, "chat_template", None)
             else f"sample {args.out} --prompt ...")
     print(f"checkpoint: {args.out}  (try: {args.prog} {talk})")

@@ -6,7 +6,8 @@ every weight trains (full fine-tuning) or the base stays frozen and low-rank ada
 
 This is what `python -m minilm finetune` runs. The last tenth of the file is held out: scored before the first
 step, as it trains, and after the last. The checkpoint holds the tokenizer, so `sample` and `chat` read it
-alone (a LoRA checkpoint also names its base, whose weights it does not copy).
+alone (a LoRA checkpoint also names its base, whose weights it does not copy). The command keeps the step of
+the lowest held-out loss (FinetuneSettings(keep_best=True)) and makes a few passes over the data (steps=None).
 """
 import math
 import time
@@ -39,12 +40,14 @@ class FinetuneSettings:
     evals: int = 10                # held-out evaluations as it trains (and one before the first step)
     context: int | None = None     # a pretrained Llama's longest row, if not its file's context length
     seed: int = 0                  # the batches' order and the adapters' start
+    keep_best: bool = False        # write the state of the lowest held-out loss, not the last (TrainConfig.keep_best)
 
     def train_config(self):
         return TrainConfig(steps=self.steps, batch_size=self.batch_size,
                            warmup_steps=min(self.warmup_steps, self.steps),
                            lr=self.lr or (1e-3 if self.lora_rank else 3e-4), weight_decay=0.0,
-                           eval_every=max(1, self.steps // self.evals), checkpoint_every=0, seed=self.seed)
+                           eval_every=max(1, self.steps // self.evals), checkpoint_every=0, seed=self.seed,
+                           keep_best=self.keep_best)
 
 
 def steps_for(n_examples, batch_size):
@@ -131,4 +134,5 @@ def finetune(base, data, out, settings=None, resume=False, device=None, progress
             "steps_run": trainer.step - first_step, "tokens": trainer.tokens_read,
             "seconds": time.perf_counter() - start, "first_loss": history.losses[0],
             "last_loss": float(np.mean(history.losses[-10:])), "stopped": history.stopped,
+            "kept": trainer.saved_step if trainer.saved_step != trainer.step else None,
             "before": before, "after": validate(tuned) if validate else None}

@@ -13,7 +13,8 @@ metrics (numbers) with at least "loss", or a token array (the mean loss on the s
 Nothing the user made is lost: checkpoints are written atomically; a NaN or infinite loss stops the run
 before the bad step is applied and keeps the last good checkpoint (so does a NaN held-out loss, and weights
 that a finite loss left NaN or infinite are never saved); Ctrl-C (or a Jupyter interrupt)
-finishes the current step, saves, and returns.
+finishes the current step, saves, and returns. TrainConfig(keep_best=True) writes, at the end, the state of the
+lowest held-out loss rather than the last.
 """
 import contextlib
 import math
@@ -50,6 +51,9 @@ class TrainConfig:
     # How many pieces each batch is cut into across the CPU's cores (minilm/parallel.py). None: one per
     # core when the batch is big enough, the fastest; 1: never cut, the same float rounding on any machine.
     shards: int | None = None
+    # With a validation: the checkpoint a finished run writes is the state of its lowest held-out loss (the
+    # model in memory returns to it too), marked "kept" in the checkpoint; the last state is not written.
+    keep_best: bool = False
 
 
 class TrainingDiverged(MinilmError):
@@ -151,6 +155,7 @@ class Trainer:
         self.step = 0
         self.history = History()
         self.saved_step = None  # the step of the last checkpoint written
+        self.best = None  # keep_best: (the lowest held-out loss so far, and the params, meta, optimizer arrays then)
         self.kind = None  # which command's run this is ("train", "finetune"), kept in the checkpoint
         self.tokens_read = 0  # token positions of the batches this Trainer stepped on (padding too: it costs the same)
         self._stop_requested = False
@@ -221,8 +226,22 @@ class Trainer:
         if self._stop_requested:
             self.history.stopped = "interrupted"
             self._stop_requested = False
-        self.save()
+        if self.best is not None and self.step == cfg.steps and self.best[2]["step"] < self.step:
+            self._keep_best()
+        else:
+            self.save()
         return self.history
+
+    def _keep_best(self):
+        """Write the state of the lowest held-out loss as the run's checkpoint, and return the model to it."""
+        loss, params, meta, opt_arrays = self.best
+        meta["kept"] = {"step": meta["step"], "of": self.step, "loss": loss,
+                        "last_loss": self.history.val_losses[-1]}
+        if self.checkpoint_path is not None:
+            save_checkpoint(self.checkpoint_path, params, meta, opt_arrays)
+            self.saved_step = meta["step"]
+        for name, p in self.model.params.items():
+            p[...] = params[name]
 
     def evaluate(self):
         """Evaluate the model on val now and record it in the history. Returns the validation loss."""
@@ -234,6 +253,8 @@ class Trainer:
         self.history.val_steps.append(self.step)
         self.history.val_losses.append(metrics["loss"])
         self.history.val_metrics.append(metrics)
+        if self.config.keep_best and (self.best is None or metrics["loss"] < self.best[0]):
+            self.best = (metrics["loss"], *self._state(copy=True))
         return metrics["loss"]
 
     @contextlib.contextmanager
@@ -254,6 +275,11 @@ class Trainer:
         path = path or self.checkpoint_path
         if path is None:
             return
+        save_checkpoint(path, *self._state())
+        self.saved_step = self.step
+
+    def _state(self, copy=False):
+        """What a checkpoint holds now: (params, meta, the optimizer's arrays); copies of the arrays if asked."""
         if nonfinite({n: to_numpy(p) for n, p in self.model.params.items()}):
             self._diverged(f"the weights became NaN or infinite by step {self.step}; not saved")
         opt_arrays, opt_meta = self.optimizer.state()
@@ -261,8 +287,10 @@ class Trainer:
                 "step": self.step, "optimizer": opt_meta, "rng": self.rng.bit_generator.state,
                 "history": asdict(self.history),
                 "tokenizer": None if self.tokenizer is None else self.tokenizer.to_json()}
-        save_checkpoint(path, self.model.params, meta, opt_arrays)
-        self.saved_step = self.step
+        params = self.model.params
+        if copy:
+            params, opt_arrays = ({n: a.copy() for n, a in arrays.items()} for arrays in (params, opt_arrays))
+        return params, meta, opt_arrays
 
     @classmethod
     def resume(cls, path, train, val=None, device=None):

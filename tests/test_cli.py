@@ -399,7 +399,7 @@ def test_resume_refuses_what_conflicts_and_extends_with_more_steps(tiny, capsys)
     assert (tiny / "run" / "model.npz").read_bytes() == finished
     assert main([*train, "--resume", "--steps", "6"]) == 0 and "trained 6 steps" in capsys.readouterr().out
     assert read_meta("run/model.npz")["step"] == 6
-    assert main(finetune_args("--lora-rank", "2", "--out", "ft.npz")) == 0
+    assert main(finetune_args("--lora-rank", "2", "--out", "ft.npz", "--keep-last")) == 0  # extended from its end
     capsys.readouterr()
     line = refused(capsys, *finetune_args("--lora-rank", "4", "--out", "ft.npz", "--resume", "--steps", "3"))
     assert "--lora-rank 4 conflicts with the run in ft.npz, which has --lora-rank 2" in line
@@ -496,3 +496,23 @@ def test_finetune_length_follows_the_data_and_overfitting_is_said(tiny, capsys):
     assert "--steps 20 would generalize better" in overfitting(rising)
     assert overfitting(History(steps=list(range(1, 31)), losses=falling, val_steps=[10, 20, 30],
                                val_losses=[1.0, 0.7, 0.6])) is None
+
+
+def test_finetune_keeps_the_step_of_the_lowest_held_out_loss_unless_asked_for_the_last(tiny, capsys):
+    """Two runs alike: --keep-last writes step 20; by default the checkpoint is the step whose held-out loss (in
+    the last run's history) was lowest, and the summary says which step it kept."""
+    import numpy as np
+
+    from minilm.__main__ import main
+    from minilm.checkpoint import read_meta
+
+    args = finetune_args("--steps", "20", "--lr", "3e-2")
+    assert main([*args, "--out", "last.npz", "--keep-last"]) == 0
+    last = read_meta("last.npz")
+    assert last["step"] == 20 and "kept" not in last and "kept step" not in capsys.readouterr().out
+    assert main([*args, "--out", "best.npz"]) == 0
+    history, best = last["history"], read_meta("best.npz")
+    best_step = history["val_steps"][int(np.argmin(history["val_losses"]))]
+    assert best["step"] == best_step
+    if best_step < 20:
+        assert best["kept"]["of"] == 20 and f"kept step {best_step} of 20" in capsys.readouterr().out
