@@ -21,17 +21,22 @@ The studies (archs, scaling, isoflop, glib, structure, instruct) are resumable, 
 and they take --jobs N (local processes) or --scheduler ADDRESS (a Dask cluster).
 This module is the top floor: it registers every command, and nothing in minilm imports it.
 
-Every error the user can cause is printed as one line, with a non-zero exit.
+Every error the user can cause is printed as one line, with a non-zero exit; what each command refuses, and
+why, is docs/refusals.md. A command checks where it will write before it works, and replaces no file of yours
+unless asked (--resume, --overwrite).
 """
 import argparse
 import math
 import os
 import sys
 import time
+import warnings
 
 import numpy as np
 
 from .errors import MinilmError
+from .generate import GREEDY_BELOW
+from .outputs import check_file_output, check_folder_output, refuse_to_replace
 from .studies import all_studies
 
 
@@ -44,19 +49,71 @@ class Parser(argparse.ArgumentParser):
 
 def main(argv=None):
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     args.prog = parser.prog  # how minilm was called, for the commands a message suggests
+    args.given = given_flags(argv)
     if os.environ.get("MPLBACKEND") is None:
         import matplotlib
         matplotlib.use("Agg")  # the CLI only writes PNG files
     try:
-        return args.run(args) or 0
+        with warnings.catch_warnings():
+            # NumPy's overflow and invalid-value warnings come before the one line that explains them (a NaN
+            # loss, say), with lines of NumPy's source: the line is enough
+            warnings.simplefilter("ignore", RuntimeWarning)
+            check_outputs_before_the_work(args)
+            return args.run(args) or 0
     except MinilmError as e:
-        print(f"minilm: error: {e}", file=sys.stderr)
-        return 1
+        return error(e)
+    except MemoryError:
+        return error("out of memory: give smaller sizes (or a smaller batch), or close other programs")
+    except OSError as e:  # the file system said no: a folder where a file should be, a full disk, no permission
+        return error(f"{e.strerror or e}: {e.filename}" if e.filename else e)
     except KeyboardInterrupt:
         print("minilm: interrupted", file=sys.stderr)
         return 130
+
+
+def error(message):
+    print(f"minilm: error: {message}", file=sys.stderr)
+    return 1
+
+
+def given_flags(argv):
+    """The names (dests) of the options typed in argv, as opposed to defaulted: what --resume compares with the
+    run it continues. The same parser, every default suppressed, parses argv again."""
+    parser = build_parser()
+    parsers = [parser]
+    for p in parsers:
+        for action in p._actions:
+            action.default = argparse.SUPPRESS
+            if isinstance(action, argparse._SubParsersAction):
+                parsers.extend(action.choices.values())
+    return set(vars(parser.parse_args(argv))) - {"run", "study"}
+
+
+def check_outputs_before_the_work(args):
+    """grade --csv checked before grading starts (train, finetune, merge and the studies check their own --out
+    first thing, and course FOLDER is a new or empty folder, made before anything is copied into it)."""
+    if args.run is run_grade and args.csv:
+        check_class_csv(args.csv, args.path)
+
+
+GRADER_CSV = "learner,exercise,score,out_of"  # how the class CSV that grade --csv writes begins
+
+
+def check_class_csv(path, graded):
+    """grade --csv FILE replaces a class CSV that it wrote (grading a class again) and no other file."""
+    check_file_output(path, "--csv", inputs=[graded])
+    if os.path.exists(path):
+        try:
+            with open(path, encoding="utf-8") as f:
+                ours = f.readline().startswith(GRADER_CSV)
+        except (OSError, UnicodeDecodeError):
+            ours = False
+        if not ours:
+            raise MinilmError(f"--csv {path} exists and is not a class CSV that grade wrote: give a new file name "
+                              "(grade replaces only its own CSV)")
 
 
 def program_name(argv0=None):
@@ -145,18 +202,21 @@ def split_tokens(tokens, val_share=0.1):
     return tokens[:cut], tokens[cut:]
 
 
-def train_and_report(model, train_tokens, val_tokens, train_config, out, tokenizer, resume=False):
-    """Train with a progress bar (or resume), then save the loss curve. Returns the Trainer."""
+def train_and_report(model, train_tokens, val_tokens, train_config, out, tokenizer, kind, resume_to=None):
+    """Train with a progress bar (or resume the run in out, to step resume_to), then save the loss curve.
+    Returns the Trainer."""
     from .course import figures
     from .backend import device_name
     from .train import Trainer
 
     os.makedirs(out, exist_ok=True)
     checkpoint = os.path.join(out, "model.npz")
-    if resume:
+    if resume_to:
         trainer = Trainer.resume(checkpoint, train_tokens, val_tokens, device=device_name(model.xp))
+        trainer.config.steps = resume_to  # more steps than it was set for: the cosine is drawn again to end there
     else:
         trainer = Trainer(model, train_tokens, val_tokens, train_config, checkpoint, tokenizer)
+        trainer.kind = kind
     print(f"model: {trainer.model.num_params():,} parameters "
           f"({trainer.model.num_params(non_embedding=True):,} non-embedding), "
           f"{len(train_tokens):,} training tokens")
@@ -179,6 +239,8 @@ def add_demo_options(parser):
     parser.add_argument("--out", default=os.path.join("runs", "demo"),
                         help="folder for the checkpoint and figure (default %(default)s)")
     parser.add_argument("--demo-steps", type=COUNT, default=2000, help="optimizer steps (default %(default)s)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a checkpoint in --out that another command wrote (the demo's own is replaced)")
 
 
 DEMO_PROMPTS = ("in my free time , she", "the capital of france is", "the word for pretty in spanish is",
@@ -194,6 +256,7 @@ def run_demo(args):
     from .tokenizer import WordTokenizer
 
     get_xp(args.device)  # fail early and clearly if the device is not usable
+    check_run_folder(args, inputs=(), replaces_own="demo")
     world = toyworld.ToyworldConfig()  # the lecture's task families, tagged (minilm/data/toyworld.py)
     tokenizer = WordTokenizer(toyworld.vocabulary(world))
     val_examples = toyworld.generate(world, 1000, seed=0, split="eval")
@@ -203,7 +266,7 @@ def run_demo(args):
     args.batch_size, args.lr, args.seed = 16, 3e-3, 0
     config, train_config = model_and_train_config(args, tokenizer.vocab_size)
     model = GPT(config, seed=0, device=args.device)
-    trainer = train_and_report(model, train_tokens, val_tokens, train_config, args.out, tokenizer)
+    trainer = train_and_report(model, train_tokens, val_tokens, train_config, args.out, tokenizer, "demo")
     print("\nper-task loss and accuracy on held-out examples (answer tokens):")
     print(per_task_table(evaluate(trainer.model, val_examples, tokenizer)))
     print("\ncompletions (greedy):")
@@ -213,6 +276,7 @@ def run_demo(args):
         print(f"  {prompt} | {tokenizer.decode(t for t in new if t != tokenizer.eos_id)}")
     print(f"\nnext, the course (a copy of your own, to edit and run):  {args.prog} course my-course && cd my-course "
           f"&& jupyter lab")
+    return 130 if trainer.history.stopped else 0
 
 
 # --------------------------------------------------------------------------------------------------
@@ -225,14 +289,25 @@ def add_train_command(commands):
     p.add_argument("--text", required=True, help="a UTF-8 text file")
     p.add_argument("--out", default=os.path.join("runs", "text"),
                    help="folder for the checkpoint and figure (default %(default)s)")
-    p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    add_run_options(p)
     add_tokenizer_options(p)
     add_device_option(p)
     add_model_options(p, steps=1000, block_size=64, d_model=128, n_layer=4, n_head=4, batch_size=16, lr=2e-3)
     p.set_defaults(run=run_train)
 
 
+def add_run_options(p):
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run saved in --out, as it was set (a flag with another value is refused); "
+                        "--steps N above the steps it has run extends it: the learning rate's cosine is drawn "
+                        "again from where the run is to end at step N")
+    p.add_argument("--overwrite", action="store_true", help="replace the checkpoint in --out with a new run "
+                   "(without it, an existing one is refused)")
+
+
 def read_text(path):
+    if os.path.isdir(path):
+        raise MinilmError(f"--text {path} is a folder: give a text file")
     if not os.path.isfile(path):
         raise MinilmError(f"text file not found: {path}")
     try:
@@ -249,6 +324,8 @@ def run_train(args):
     from .model import GPT
 
     text = read_text(args.text)
+    checkpoint = check_run_folder(args, inputs=[args.text])
+    resume_to = resume_train(args, checkpoint) if args.resume else None
     tokenizer = text_tokenizer(args, text)
     tokens = np.array(tokenizer.encode(text), dtype=np.int32)
     train_tokens, val_tokens = split_tokens(tokens)
@@ -256,8 +333,106 @@ def run_train(args):
         raise MinilmError(f"{args.text} is too short ({len(tokens)} tokens) for --block-size {args.block_size}: "
                           f"use a longer text (at least {10 * (args.block_size + 1)} tokens) or a smaller --block-size")
     config, train_config = model_and_train_config(args, tokenizer.vocab_size)
+    check_fits_in_memory(config, args.batch_size)
     model = GPT(config, seed=args.seed, device=args.device)
-    train_and_report(model, train_tokens, val_tokens, train_config, args.out, tokenizer, resume=args.resume)
+    trainer = train_and_report(model, train_tokens, val_tokens, train_config, args.out, tokenizer, "train", resume_to)
+    return 130 if trainer.history.stopped else 0  # 130: stopped by Ctrl-C (saved), as a shell reports SIGINT
+
+
+def check_run_folder(args, inputs, replaces_own=None):
+    """The demo's and train's --out: a folder they can write model.npz and loss.png in, neither an input; a
+    checkpoint already there is replaced only with --resume or --overwrite (or, for replaces_own, when that
+    command wrote it). -> the checkpoint's path"""
+    from .checkpoint import read_meta
+
+    check_folder_output(args.out, "--out")
+    checkpoint = os.path.join(args.out, "model.npz")
+    for written in (checkpoint, os.path.join(args.out, "loss.png")):
+        check_file_output(written, "--out", inputs)
+    if not (getattr(args, "resume", False) or args.overwrite):
+        try:
+            own = replaces_own and read_meta(checkpoint).get("kind") == replaces_own
+        except MinilmError:  # not there, or not a checkpoint
+            own = False
+        if not own:
+            refuse_to_replace(checkpoint, "--out", "--resume to continue that run, --overwrite to replace it"
+                              if hasattr(args, "resume") else "--overwrite to replace it")
+    return checkpoint
+
+
+def resume_train(args, checkpoint):
+    """train --resume: the checkpoint must be a run of train (bytes or a BPE), set as the flags say. -> the step to
+    train to (see resume_to)"""
+    from .checkpoint import read_meta
+
+    meta = read_meta(checkpoint)
+    check_kind(checkpoint, meta, "train")
+    tokenizer = meta.get("tokenizer") or {}
+    if tokenizer.get("kind") not in ("byte", "bpe"):
+        raise MinilmError(f"{checkpoint} holds a {tokenizer.get('kind', 'tokenizer-less')}-level model, and train "
+                          "reads text as bytes or a BPE of them: resume it with the command that made it")
+    config, train_config = meta["config"], meta["train_config"]
+    stored = {"--block-size": config["block_size"], "--d-model": config["d_model"], "--n-layer": config["n_layer"],
+              "--n-head": config["n_head"], "--batch-size": train_config["batch_size"], "--lr": train_config["lr"],
+              "--seed": train_config["seed"], "--tokenizer": tokenizer["kind"]}
+    if tokenizer["kind"] == "bpe":
+        stored["--vocab-size"] = config["vocab_size"]
+    return resume_to(args, checkpoint, meta, stored)
+
+
+def check_kind(path, meta, kind):
+    """A checkpoint that another command's run wrote (the demo's, a fine-tuning) is not this command's to resume."""
+    stored = meta.get("kind") or ("finetune" if meta.get("model") == "LoRA" else None)
+    if stored not in (None, kind):
+        raise MinilmError(f"{path} is a checkpoint of {'the demo' if stored == 'demo' else stored}, not of {kind}: "
+                          f"resume it with the command that made it, or give another --out")
+
+
+def resume_to(args, path, meta, stored):
+    """--resume continues a run as it was set: a flag typed with another value than the run's (stored: flag ->
+    value) is refused, naming both; --steps may only extend the run. -> the step to train to"""
+    for flag, value in stored.items():
+        dest = flag[2:].replace("-", "_")
+        if dest in args.given and getattr(args, dest) != value:
+            raise MinilmError(f"{flag} {shown(getattr(args, dest))} conflicts with the run in {path}, which has "
+                              f"{flag} {shown(value)}: leave {flag} out to resume it, or start a new run with "
+                              "another --out")
+    planned, done = meta["train_config"]["steps"], meta.get("kept", {}).get("of", meta["step"])
+    steps = args.steps if "steps" in args.given else planned
+    if steps < planned:
+        raise MinilmError(f"--steps {steps} is fewer than the {planned} the run in {path} is set for: --resume "
+                          f"continues a run, or extends it with --steps above {done}")
+    if steps <= done:
+        raise MinilmError(f"the run in {path} has finished its {done} steps: give --steps N above {done} to "
+                          "extend it")
+    return steps
+
+
+def shown(value):
+    """A flag's value as it would be typed (None: not given, the default)."""
+    if value is None:
+        return "none"
+    if isinstance(value, (list, tuple)):
+        return " ".join(map(str, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def check_fits_in_memory(config, batch_size):
+    """Sizes whose training cannot fit in this machine's memory are refused before anything is made."""
+    from .memory import physical_memory, training_bytes
+
+    need, have = training_bytes(config, batch_size), physical_memory()
+    if have and need > have:
+        raise MinilmError(f"training a model of these sizes needs about {in_binary_units(need)} (weights, "
+                          f"gradients, AdamW's moments and the activations of a batch), and this machine has "
+                          f"{in_binary_units(have)}: give a smaller --d-model, --n-layer, --block-size or --batch-size")
+
+
+def in_binary_units(n_bytes):
+    """1.86 TiB, say: the largest unit (up to EiB) that leaves a number of 1 or more."""
+    units = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
+    power = min(len(units) - 1, max(0, int(math.log2(max(n_bytes, 1)) // 10)))
+    return f"{n_bytes / 2 ** (10 * power):.3g} {units[power]}"
 
 
 def add_tokenizer_options(parser):
@@ -291,7 +466,7 @@ def text_tokenizer(args, text):
 # finetune CKPT --data FILE.jsonl: teach a trained model to answer (the loss on the responses only)
 
 def add_finetune_command(commands):
-    from .finetune import ADAPTED
+    from .finetune import ADAPTED, EPOCHS, MIN_STEPS
 
     p = commands.add_parser("finetune", help="fine-tune a checkpoint on prompt/response pairs (full, or LoRA)",
                             description="Fine-tune a minilm checkpoint on a JSONL file of prompt/response pairs "
@@ -303,18 +478,22 @@ def add_finetune_command(commands):
     p.add_argument("--data", required=True, help='a JSONL file: {"prompt": ..., "response": ...} per line')
     p.add_argument("--out", default=os.path.join("runs", "finetune.npz"), help="the checkpoint to write "
                    "(a LoRA checkpoint holds the adapters and names its base; default %(default)s)")
-    p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    add_run_options(p)
     p.add_argument("--lora-rank", type=COUNT, default=None, help="train rank-R adapters, base frozen "
                    "(default: full fine-tuning)")
     p.add_argument("--lora-alpha", type=POSITIVE, default=None, help="adapter scale alpha / rank "
                    "(default 2 x rank)")
     p.add_argument("--lora-targets", nargs="+", default=list(ADAPTED),
                    help="the weights that carry adapters, by the end of their names (default %(default)s)")
-    p.add_argument("--steps", type=COUNT, default=200, help="optimizer steps (default %(default)s)")
+    p.add_argument("--steps", type=COUNT, default=None, help=f"optimizer steps (default: {EPOCHS} passes over the "
+                   f"training examples, at least {MIN_STEPS} steps; a long run learns small data by heart, and a "
+                   "held-out loss that rises while the training loss falls is said)")
     p.add_argument("--batch-size", type=COUNT, default=8, help="examples per step (default %(default)s)")
     p.add_argument("--lr", type=POSITIVE, default=None, help="peak learning rate (default 1e-3 with LoRA, "
                    "3e-4 for full fine-tuning: a trained model needs smaller steps than one from scratch)")
     p.add_argument("--seed", type=SEED, default=0, help="random seed of the batches and adapters (default 0)")
+    p.add_argument("--keep-last", action="store_true", help="write the last step's checkpoint (default: the step "
+                   "of the lowest held-out loss, measured 10 times as it trains and shown on the progress bar)")
     add_device_option(p)
     p.set_defaults(run=run_finetune)
 
@@ -323,18 +502,45 @@ def run_finetune(args):
     from .finetune import FinetuneSettings, base_name, finetune
 
     one_model_source(args)
+    base = base_name(args.checkpoint, args.pretrained)
+    check_file_output(args.out, "--out", inputs=[args.checkpoint, args.pretrained, args.data])
+    steps = resume_finetune(args, base) if args.resume else args.steps
+    if not (args.resume or args.overwrite):
+        refuse_to_replace(args.out, "--out", "--resume to continue that run, --overwrite to replace it")
     settings = FinetuneSettings(lora_rank=args.lora_rank, lora_alpha=args.lora_alpha, lora_targets=args.lora_targets,
-                                steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
-    _, _, result = finetune(base_name(args.checkpoint, args.pretrained), args.data, args.out, settings, args.resume,
-                            args.device)
+                                steps=steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                                keep_best=not args.keep_last)
+    _, tokenizer, result = finetune(base, args.data, args.out, settings, args.resume, args.device)
     note = " (interrupted: saved, run again with --resume to continue)" if result["stopped"] else ""
-    print(f"trained {result['steps']} steps{note}: loss {result['first_loss']:.3f} -> {result['last_loss']:.3f}; "
-          f"{result['tokens']:,} tokens in {result['seconds']:.0f} s")
+    print(f"trained {result['steps']} steps{note}: loss {result['first_loss']:.3f} -> {result['last_loss']:.3f} "
+          f"(the first step's, and the mean of the last 10); {result['tokens']:,} tokens in {result['seconds']:.0f} s")
     before, after = result["before"], result["after"]
     if before:
         print(f"held out: response loss {before['loss']:.3f} -> {after['loss']:.3f}, every response token the "
               f"most likely one in {before['exact']:.0%} -> {after['exact']:.0%} of the examples")
-    print(f"checkpoint: {args.out}  (try: python -m minilm sample {args.out} --prompt ...)")
+    if result["kept"] is not None:
+        print(f"kept step {result['kept']} of {result['steps']}, the lowest held-out loss (--keep-last keeps the "
+              "last step instead)")
+    talk = (f"chat {args.out} --say ..." if getattr(tokenizer, "chat_template", None)
+            else f"sample {args.out} --prompt ...")
+    print(f"checkpoint: {args.out}  (try: {args.prog} {talk})")
+    return 130 if result["stopped"] else 0
+
+
+def resume_finetune(args, base):
+    """finetune --resume: --out must hold a fine-tuning of this base, set as the flags say. -> the step to train to"""
+    from .checkpoint import lora_base, read_meta
+    from .lora import absolute
+
+    meta = read_meta(args.out)
+    check_kind(args.out, meta, "finetune")
+    lora, train_config = meta.get("lora") or {}, meta["train_config"]
+    if lora and lora_base(args.out, meta) != absolute(base):
+        raise MinilmError(f"the run in {args.out} adapts the base {lora_base(args.out, meta)}, not {base}: give that "
+                          "base to resume it, or start a new run with another --out")
+    stored = {"--lora-rank": lora.get("rank"), "--lora-alpha": lora.get("alpha"), "--lora-targets": lora.get("targets"),
+              "--batch-size": train_config["batch_size"], "--lr": train_config["lr"], "--seed": train_config["seed"]}
+    return resume_to(args, args.out, meta, stored)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -348,14 +554,20 @@ def add_merge_command(commands):
                                         "the base nor the adapters to load.")
     p.add_argument("checkpoint", help="a LoRA checkpoint written by finetune --lora-rank")
     p.add_argument("--out", required=True, help="the full checkpoint to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.set_defaults(run=run_merge)
 
 
 def run_merge(args):
-    from .checkpoint import model_meta, read_checkpoint, save_checkpoint
+    from .checkpoint import PRETRAINED, lora_base, model_meta, read_meta, save_checkpoint
 
-    if read_checkpoint(args.checkpoint)[1].get("model") != "LoRA":
+    meta = read_meta(args.checkpoint)
+    if meta.get("model") != "LoRA":
         raise MinilmError(f"{args.checkpoint} holds no LoRA adapters: it is already a full checkpoint")
+    base = lora_base(args.checkpoint, meta).removeprefix(PRETRAINED)
+    check_file_output(args.out, "--out", inputs=[args.checkpoint, base])
+    if not args.overwrite:
+        refuse_to_replace(args.out, "--out", "--overwrite to replace it")
     model, tokenizer = load_for_text(args.checkpoint)  # the adapters folded into the base's weights
     save_checkpoint(args.out, model.params, {**model_meta(model), "tokenizer": tokenizer.to_json()})
     print(f"merged {args.checkpoint} into {args.out} ({model.num_params():,} parameters)")
@@ -372,7 +584,8 @@ def add_sample_command(commands):
     add_pretrained_option(p, default=None)
     p.add_argument("--prompt", required=True, help="text to continue")
     p.add_argument("--max-new-tokens", type=COUNT, default=100, help="how many tokens to add (default %(default)s)")
-    p.add_argument("--temperature", type=NON_NEGATIVE, default=0.8, help="0 is greedy (default %(default)s)")
+    p.add_argument("--temperature", type=NON_NEGATIVE, default=0.8, help=f"0 is greedy, and so is any temperature "
+                   f"below {GREEDY_BELOW} (default %(default)s)")
     p.add_argument("--top-k", type=COUNT, default=None, help="sample only among the k most likely tokens")
     p.add_argument("--seed", type=SEED, default=None,
                    help="random seed (default: a fresh one each run, printed so that --seed SEED repeats the text)")
@@ -397,7 +610,8 @@ def load_for_text(path, device=None):
 
 
 def run_sample(args):
-    from .generate import generate
+    from .finetune import warn_unknown_words
+    from .generate import generate, without_eos
 
     one_model_source(args)
     if args.pretrained:
@@ -406,16 +620,19 @@ def run_sample(args):
     prompt = tokenizer.encode(args.prompt)
     if not prompt:
         raise MinilmError("the prompt is empty: give some text with --prompt")
+    warn_unknown_words(tokenizer, [args.prompt], "the prompt", say=lambda line: print(line, file=sys.stderr))
     prompt = prompt[-(model.config.block_size - 1):]  # keep room for at least one new token
     new = generate(model, prompt, args.max_new_tokens, args.temperature, args.top_k, tokenizer.eos_id, args.seed)
     sep = " " if tokenizer.kind == "word" else ""
-    print(args.prompt + sep + tokenizer.decode(new))
+    print(args.prompt + sep + tokenizer.decode(without_eos(new, tokenizer.eos_id)))
     print_seed(new.seed, args.temperature)
 
 
 def print_seed(seed, temperature, what="this text"):
     """Sampling's seed, on stderr, as the flag that draws the same again (greedy decoding has none)."""
-    if temperature > 0:
+    from .generate import samples
+
+    if samples(temperature):
         print(f"[seed {seed}: --seed {seed} gives {what} again]", file=sys.stderr)
 
 
@@ -470,7 +687,10 @@ def add_chat_command(commands):
                    help="say this instead of reading the keyboard (repeat for more turns)")
     p.add_argument("--system", default=None, help="a system message (default: the template's own)")
     p.add_argument("--max-new-tokens", type=COUNT, default=200, help="longest reply in tokens (default %(default)s)")
-    p.add_argument("--temperature", type=NON_NEGATIVE, default=0.2, help="0 is greedy (default %(default)s)")
+    p.add_argument("--temperature", type=NON_NEGATIVE, default=0.0, help=f"0 is greedy, and so is any temperature "
+                   f"below {GREEDY_BELOW} (default 0: the most likely reply. A 135M model's first token can be a "
+                   "near tie, 'The' 0.15 against 'L' 0.14 for 'What is the capital of France?', and a sampled 'L' "
+                   "starts a wrong answer; SmolLM2's model card samples at 0.2 with top-p 0.9)")
     p.add_argument("--top-k", type=COUNT, default=50,
                    help="sample only among the k most likely tokens (default %(default)s)")
     p.add_argument("--seed", type=SEED, default=None,
@@ -616,6 +836,7 @@ def train_study(args, study, path):
     """Train every point of the preset that the results file at path lacks; returns the results."""
     from .studies import runner
 
+    check_file_output(path, "--out")
     points = study.points(args.preset, args.device)
     store = runner.ResultsStore(path, study.name, args.preset, study.config(args.preset))
     print(f"{study.name} sweep '{args.preset}': {len(points) - len(store.points)} of {len(points)} points to train "

@@ -9,7 +9,7 @@ import numpy as np
 
 from .errors import MinilmError
 
-try:  # CuPy is optional: `pip install minilm[cuda12]` brings it.
+try:  # CuPy is optional: `pip install 'minilm-course[cuda12]'` brings it.
     import cupy as _cupy
 except Exception:  # ImportError, or a CuPy that cannot find its CUDA libraries
     _cupy = None
@@ -34,7 +34,7 @@ def get_xp(device=None):
     if device != "cuda":
         raise MinilmError(f"unknown device {device!r}: use 'cpu' or 'cuda'")
     if _cupy is None:
-        raise MinilmError("--device cuda needs CuPy: pip install 'minilm[cuda12]' (or [cuda13]) "
+        raise MinilmError("--device cuda needs CuPy: pip install 'minilm-course[cuda12]' (or [cuda13]) "
                           "on a machine with an NVIDIA GPU")
     try:
         count = _cupy.cuda.runtime.getDeviceCount()

@@ -14,7 +14,7 @@ import zipfile
 
 import numpy as np
 
-from .backend import to_numpy
+from .backend import get_xp, to_numpy
 from .encdec import EncoderClassifier, EncoderDecoder
 from .errors import MinilmError
 from .lora import LoRA
@@ -28,10 +28,15 @@ MODELS = {cls.__name__: cls for cls in (GPT, Llama, EncoderDecoder, EncoderClass
 
 
 def save_checkpoint(path, params, meta, extra_arrays=None):
-    """Atomically write params (dict name -> array), extra arrays and a JSON-able meta dict to path."""
+    """Atomically write params (dict name -> array), extra arrays and a JSON-able meta dict to path. Weights
+    that hold a NaN or an infinity are refused: a checkpoint that exists is never replaced by a broken one."""
     arrays = {f"param/{n}": to_numpy(a) for n, a in params.items()}
+    broken = nonfinite(arrays)
+    if broken:
+        raise MinilmError(f"not writing {path}: {len(broken)} weights hold NaN or infinite values "
+                          f"({broken[0][len('param/'):]} first)")
     arrays.update({n: to_numpy(a) for n, a in (extra_arrays or {}).items()})
-    arrays["__meta__"] = np.array(json.dumps({"format": FORMAT, **meta}))
+    arrays["__meta__"] = np.array(json.dumps({"format": FORMAT, **base_relative_to(meta, path)}))
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
@@ -46,13 +51,50 @@ def save_checkpoint(path, params, meta, extra_arrays=None):
         raise
 
 
+def base_relative_to(meta, path):
+    """A LoRA checkpoint names a base file by its path from the checkpoint's own folder, so that the two can move
+    together (a pretrained name, "pretrained:...", stays as it is; see lora_base)."""
+    lora = meta.get("lora")
+    if not lora or lora["base"].startswith(PRETRAINED):
+        return meta
+    try:
+        relative = os.path.relpath(lora["base"], os.path.dirname(os.path.abspath(path)))
+    except ValueError:  # on another drive (Windows): only the absolute path reaches it
+        return meta
+    return {**meta, "lora": {**lora, "base": relative}}
+
+
+def lora_base(path, meta):
+    """The base that the LoRA checkpoint at path names: a pretrained name, or a file resolved from the checkpoint's
+    folder (an absolute path, as older checkpoints hold, stays as it is)."""
+    base = meta["lora"]["base"]
+    if base.startswith(PRETRAINED):
+        return base
+    return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(path)), base))
+
+
+def nonfinite(arrays):
+    """The names of the arrays (dict name -> NumPy array) that hold a NaN or an infinity."""
+    return [name for name, a in arrays.items() if a.dtype.kind in "fc" and not np.isfinite(a).all()]
+
+
 def read_checkpoint(path):
     """-> (arrays: dict name -> NumPy array, meta: dict). One clear error for a missing or broken file."""
+    return read_arrays(path, None)
+
+
+def read_meta(path):
+    """A checkpoint's meta dict alone (its arrays are not read)."""
+    return read_arrays(path, ())[1]
+
+
+def read_arrays(path, names):
+    """-> (the arrays called names, or every array for None; the meta dict)."""
     if not os.path.isfile(path):
         raise MinilmError(f"checkpoint not found: {path}")
     try:
         with np.load(path, allow_pickle=False) as f:
-            arrays = {name: f[name] for name in f.files}
+            arrays = {name: f[name] for name in (f.files if names is None else [*names, "__meta__"])}
         meta = json.loads(str(arrays.pop("__meta__")))
     except (zipfile.BadZipFile, ValueError, KeyError, EOFError, OSError, json.JSONDecodeError) as e:
         raise MinilmError(f"checkpoint {path} is truncated or corrupt ({type(e).__name__}); "
@@ -74,6 +116,7 @@ def model_meta(model):
 def load_model(path, device=None):
     """-> (the model with the checkpoint's parameters, arrays, meta). The model's class is meta["model"]
     (a checkpoint written before the class was stored holds a GPT)."""
+    get_xp(device)  # a device that cannot be used is its own error, before the checkpoint is judged
     arrays, meta = read_checkpoint(path)
     if meta.get("model") == "LoRA":
         return load_lora(path, arrays, meta, device), arrays, meta
@@ -104,10 +147,16 @@ def load_base(base, device=None, block_size=None):
 def load_lora(path, arrays, meta, device=None):
     """A LoRA checkpoint holds the adapters and names its base: the base, adapted, with them (and the base's
     tokenizer, as base_tokenizer)."""
-    settings = meta["lora"]
-    pretrained = settings["base"].startswith(PRETRAINED)  # with the context it was tuned at
-    base, tokenizer = load_base(settings["base"], device, meta["config"]["block_size"] if pretrained else None)
-    lora = LoRA(base, settings["rank"], settings["alpha"], settings["targets"], base_path=settings["base"])
+    settings, base_path = meta["lora"], lora_base(path, meta)
+    pretrained = base_path.startswith(PRETRAINED)  # with the context it was tuned at
+    if not pretrained and not os.path.isfile(base_path):
+        raise MinilmError(f"the base of the LoRA checkpoint {path} is not found: {settings['base']} (from the "
+                          f"checkpoint's folder: {base_path}); put the base back there, or fine-tune again")
+    if not pretrained and os.path.samefile(base_path, path):
+        raise MinilmError(f"the LoRA checkpoint {path} names itself as its base: it was written over its base, "
+                          "which is lost; fine-tune again")
+    base, tokenizer = load_base(base_path, device, meta["config"]["block_size"] if pretrained else None)
+    lora = LoRA(base, settings["rank"], settings["alpha"], settings["targets"], base_path=base_path)
     lora.base_tokenizer = tokenizer
     adapters = params_of(arrays)
     if sorted(adapters) != sorted(lora.params):

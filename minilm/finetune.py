@@ -6,10 +6,12 @@ every weight trains (full fine-tuning) or the base stays frozen and low-rank ada
 
 This is what `python -m minilm finetune` runs. The last tenth of the file is held out: scored before the first
 step, as it trains, and after the last. The checkpoint holds the tokenizer, so `sample` and `chat` read it
-alone (a LoRA checkpoint also names its base, whose weights it does not copy).
+alone (a LoRA checkpoint also names its base, whose weights it does not copy). The command keeps the step of
+the lowest held-out loss (FinetuneSettings(keep_best=True)) and makes a few passes over the data (steps=None).
 """
+import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -21,6 +23,9 @@ from .lora import LoRA
 from .train import TrainConfig, Trainer
 
 ADAPTED = ("attn.w_qkv", "attn.w_proj", "mlp.w_fc", "mlp.w_proj")  # every matrix of a block
+# The length that follows the data: a few passes over the training examples. Measured in issue 40: on 27 pairs,
+# 60 LoRA steps of 8 drove the training loss to 0.002 while the held-out loss stopped at 0.72; 15 gave 0.48.
+EPOCHS, MIN_STEPS = 3, 10
 
 
 @dataclass
@@ -28,24 +33,55 @@ class FinetuneSettings:
     lora_rank: int | None = None   # None: full fine-tuning
     lora_alpha: float | None = None  # adapter scale alpha / rank; default 2 x rank
     lora_targets: tuple = ADAPTED
-    steps: int = 200
+    steps: int | None = 200        # None: EPOCHS passes over the training examples (at least MIN_STEPS)
     batch_size: int = 8
     lr: float | None = None        # default 1e-3 with LoRA, 3e-4 in full: a trained model needs smaller steps
     warmup_steps: int = 10
     evals: int = 10                # held-out evaluations as it trains (and one before the first step)
     context: int | None = None     # a pretrained Llama's longest row, if not its file's context length
     seed: int = 0                  # the batches' order and the adapters' start
+    keep_best: bool = False        # write the state of the lowest held-out loss, not the last (TrainConfig.keep_best)
 
     def train_config(self):
         return TrainConfig(steps=self.steps, batch_size=self.batch_size,
                            warmup_steps=min(self.warmup_steps, self.steps),
                            lr=self.lr or (1e-3 if self.lora_rank else 3e-4), weight_decay=0.0,
-                           eval_every=max(1, self.steps // self.evals), checkpoint_every=0, seed=self.seed)
+                           eval_every=max(1, self.steps // self.evals), checkpoint_every=0, seed=self.seed,
+                           keep_best=self.keep_best)
+
+
+def steps_for(n_examples, batch_size):
+    """EPOCHS passes over n_examples in batches of batch_size, and never fewer than MIN_STEPS steps."""
+    return max(MIN_STEPS, math.ceil(EPOCHS * n_examples / batch_size))
+
+
+def overfitting(history):
+    """One line when the held-out loss rose from its best while the training loss went on falling (the model
+    learns its training examples by heart), naming the step that generalized best; else None."""
+    if len(history.val_losses) < 3:
+        return None
+    best = int(np.argmin(history.val_losses))
+    best_step, best_loss, last_loss = history.val_steps[best], history.val_losses[best], history.val_losses[-1]
+    train_then = np.mean(history.losses[max(0, best_step - 10):best_step] or history.losses[:1])
+    if last_loss <= 1.05 * best_loss or np.mean(history.losses[-10:]) >= train_then:
+        return None
+    return (f"warning: the held-out loss rose from {best_loss:.3f} (step {best_step}) to {last_loss:.3f} while the "
+            f"training loss fell: the model is learning its training examples by heart; --steps {best_step} "
+            "would generalize better")
 
 
 def base_name(checkpoint=None, pretrained=None):
     """The base as minilm.checkpoint.load_base names it: a checkpoint's path or "pretrained:NAME"."""
     return checkpoint or PRETRAINED + pretrained
+
+
+def warn_unknown_words(tokenizer, texts, where, say=print):
+    """A word-level model reads a word outside its vocabulary as <unk>: say so once, with the count."""
+    unknown = getattr(tokenizer, "unknown_words", lambda text: [])
+    words = [w for text in texts for w in unknown(text)]
+    if words:
+        say(f"warning: {len(words)} words in {where} are not in the model's vocabulary ({len(set(words))} distinct, "
+            f"e.g. {words[0]!r}) and read as <unk>")
 
 
 def split_rows(examples, tokenizer, block_size):
@@ -63,19 +99,25 @@ def finetune(base, data, out, settings=None, resume=False, device=None, progress
     model, tokenizer = load_base(base, device, settings.context)
     if tokenizer is None:
         raise MinilmError(f"{base} holds no tokenizer, so the data cannot be encoded for it")
-    train_rows, val_rows = split_rows(read_jsonl(data), tokenizer, model.config.block_size)
+    examples = read_jsonl(data)
+    warn_unknown_words(tokenizer, [text for e in examples for text in (e.prompt, e.response)], data, say)
+    train_rows, val_rows = split_rows(examples, tokenizer, model.config.block_size)
     skipped = train_rows.skipped + (val_rows.skipped if val_rows else 0)
+    if settings.steps is None:  # the length follows the data
+        settings = replace(settings, steps=steps_for(len(train_rows.ids), settings.batch_size))
     say(f"{data}: {len(train_rows.ids)} training and {len(val_rows.ids) if val_rows else 0} held-out examples"
         + (f"; {skipped} skipped, longer than the context ({model.config.block_size + 1} tokens)" if skipped else ""))
     pad = getattr(tokenizer, "pad_id", 0)
     batches, validate = response_batches(train_rows, pad), response_loss(val_rows, pad_id=pad) if val_rows else None
     if resume:
         trainer = Trainer.resume(out, batches, validate, device=device)
+        trainer.config.steps = max(trainer.config.steps, settings.steps)  # extended: the cosine ends at the new last
     else:
         if settings.lora_rank is not None:
             model = LoRA(model, settings.lora_rank, settings.lora_alpha or 2.0 * settings.lora_rank,
                          settings.lora_targets, settings.seed, base_path=base)
         trainer = Trainer(model, batches, validate, settings.train_config(), out, tokenizer)
+        trainer.kind = "finetune"
     tuned = trainer.model
     frozen = tuned.base.num_params() if isinstance(tuned, LoRA) else 0
     say(f"training {tuned.num_params():,} parameters" + (
@@ -83,10 +125,14 @@ def finetune(base, data, out, settings=None, resume=False, device=None, progress
     before = validate(tuned) if validate else None
     start, first_step = time.perf_counter(), trainer.step
     history = trainer.run(progress=progress)
+    note = overfitting(history)
+    if note:
+        say(note)
     # this run's steps, token positions and seconds (a resumed run counts from where it resumed)
     return tuned, tokenizer, {"train_examples": len(train_rows.ids), "held_out": len(val_rows.ids) if val_rows else 0,
             "skipped": skipped, "trainable": tuned.num_params(), "frozen": frozen, "steps": trainer.step,
             "steps_run": trainer.step - first_step, "tokens": trainer.tokens_read,
             "seconds": time.perf_counter() - start, "first_loss": history.losses[0],
             "last_loss": float(np.mean(history.losses[-10:])), "stopped": history.stopped,
+            "kept": trainer.saved_step if trainer.saved_step != trainer.step else None,
             "before": before, "after": validate(tuned) if validate else None}

@@ -9,7 +9,9 @@ so we keep them (model.KVCache) and run the model on the new token only.
     out = complete(model, tokenizer, "Once upon a time")   # text in, text out, and tokens per second
 
 Sampling draws a fresh seed each call unless given one, and says which (so a text can be drawn again);
-greedy decoding (temperature 0) draws nothing and gives the same ids every time.
+greedy decoding (temperature 0) draws nothing and gives the same ids every time. A temperature below
+GREEDY_BELOW is greedy too: softmax(logits / 1e-320) overflows, and below 0.001 sampling already picks the most
+likely token unless two logits are within a hundredth of each other.
 """
 import contextlib
 import secrets
@@ -22,12 +24,19 @@ from .errors import MinilmError
 from .model import KVCache
 from .parallel import one_blas_thread
 
+GREEDY_BELOW = 1e-3  # a temperature below this decodes greedily, as 0 does
+
+
+def samples(temperature):
+    """Whether decoding at this temperature draws at random (else it is greedy)."""
+    return temperature >= GREEDY_BELOW
+
 
 def next_token(logits, temperature=1.0, top_k=None, rng=None):
-    """Pick a token id from one position's logits (V,): greedy when temperature == 0,
+    """Pick a token id from one position's logits (V,): greedy when temperature is 0 (or below GREEDY_BELOW),
     otherwise sample from softmax(logits / temperature), restricted to the top_k most likely."""
     logits = to_numpy(logits).astype(np.float64)
-    if temperature == 0:
+    if not samples(temperature):
         return int(np.argmax(logits))
     logits = logits / temperature
     if top_k is not None and top_k < len(logits):
@@ -69,7 +78,7 @@ def generate(model, prompt, max_new_tokens, temperature=1.0, top_k=None, eos_id=
         raise MinilmError(f"top_k must be at least 1, got {top_k}")
     if not use_cache and (kv_cache is not None or prompt_mask is not None):
         raise MinilmError("use_cache=False recomputes everything: it cannot continue a kv_cache or mask a prompt")
-    if seed is None and temperature > 0:
+    if seed is None and samples(temperature):
         seed = fresh_seed()
     rng = np.random.default_rng(seed)
     cache = kv_cache if kv_cache is not None else KVCache(model) if use_cache else None
@@ -92,6 +101,11 @@ def generate(model, prompt, max_new_tokens, temperature=1.0, top_k=None, eos_id=
     return new
 
 
+def without_eos(ids, eos_id):
+    """The ids without the <eos> that ended them: a marker for the model, not text for the reader."""
+    return ids[:-1] if eos_id is not None and len(ids) and ids[-1] == eos_id else ids
+
+
 def decoding_threads(model):
     """A with-block for generating one sequence on the CPU: BLAS held to one thread. Each new token is a
     matrix-vector product per layer, bound by memory, not arithmetic, so a second thread gains little; and
@@ -112,5 +126,5 @@ def complete(model, tokenizer, text, max_new_tokens=50, temperature=0.0, top_k=N
         start = time.perf_counter()
         new = generate(model, prompt, max_new_tokens, temperature, top_k, eos_id, seed)
         seconds = time.perf_counter() - start
-    return {"text": tokenizer.decode(new), "tokens": new, "seed": new.seed, "seconds": seconds,
+    return {"text": tokenizer.decode(without_eos(new, eos_id)), "tokens": new, "seed": new.seed, "seconds": seconds,
             "tokens_per_second": len(new) / seconds if seconds > 0 else float("inf")}

@@ -28,8 +28,8 @@ from .errors import MinilmError
 
 
 def absolute(base):
-    """A base's name with its file path made absolute ("pretrained:smollm2" stays as it is), so that the
-    checkpoint finds its base from any folder."""
+    """A base's name with its file path made absolute ("pretrained:smollm2" stays as it is), whatever folder the
+    LoRA is used from; minilm.checkpoint.save_checkpoint stores it relative to the checkpoint's own folder."""
     if base.startswith("pretrained:"):
         name = base[len("pretrained:"):]
         return "pretrained:" + (os.path.abspath(name) if os.path.exists(name) else name)
@@ -51,6 +51,12 @@ class LoRA:
         if not self.adapted:
             matrices = sorted({n.split(".", 2)[-1] for n, w in base.params.items() if w.ndim == 2})
             raise MinilmError(f"no weight of the model ends with {list(self.targets)}: choose targets among {matrices}")
+        smallest = min(self.adapted, key=lambda name: min(base.params[name].shape))
+        if rank > min(base.params[smallest].shape):
+            raise MinilmError(f"LoRA rank {rank} is larger than the matrix it adapts ({smallest} is "
+                              f"{' x '.join(map(str, base.params[smallest].shape))}), so it adds parameters and "
+                              f"nothing a full update could not do: choose a rank of "
+                              f"{min(base.params[smallest].shape)} or less")
         self.frozen = dict(base.params)  # the pretrained weights, never updated
         self.params = self._init_adapters(seed)
         self._merged_from, self._lock = None, threading.Lock()

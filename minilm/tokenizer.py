@@ -53,6 +53,10 @@ class WordTokenizer:
         """Each token's own text (to show where the token boundaries fall)."""
         return [self.words[int(i)] for i in ids]
 
+    def unknown_words(self, text):
+        """The words of text outside the vocabulary (encode reads each as <unk>)."""
+        return [w for w in text.split() if w not in self.ids]
+
     def to_json(self):
         return {"kind": self.kind, "words": self.words[3:]}
 

@@ -11,11 +11,14 @@ shifted by one (token_windows). What it evaluates on, `val`, is a function evalu
 metrics (numbers) with at least "loss", or a token array (the mean loss on the same windows every time).
 
 Nothing the user made is lost: checkpoints are written atomically; a NaN or infinite loss stops the run
-before the bad step is applied and keeps the last good checkpoint; Ctrl-C (or a Jupyter interrupt)
-finishes the current step, saves, and returns.
+before the bad step is applied and keeps the last good checkpoint (so does a NaN held-out loss, and weights
+that a finite loss left NaN or infinite are never saved); Ctrl-C (or a Jupyter interrupt)
+finishes the current step, saves, and returns. TrainConfig(keep_best=True) writes, at the end, the state of the
+lowest held-out loss rather than the last.
 """
 import contextlib
 import math
+import os
 import signal
 import threading
 import time
@@ -24,7 +27,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from . import layers, parallel
-from .checkpoint import load_model, model_meta, save_checkpoint
+from .backend import to_numpy
+from .checkpoint import load_model, model_meta, nonfinite, save_checkpoint
 from .memory import keep_freed_memory
 from .errors import MinilmError
 from .optim import AdamW, clip_grad_norm, lr_at
@@ -47,6 +51,9 @@ class TrainConfig:
     # How many pieces each batch is cut into across the CPU's cores (minilm/parallel.py). None: one per
     # core when the batch is big enough, the fastest; 1: never cut, the same float rounding on any machine.
     shards: int | None = None
+    # With a validation: the checkpoint a finished run writes is the state of its lowest held-out loss (the
+    # model in memory returns to it too), marked "kept" in the checkpoint; the last state is not written.
+    keep_best: bool = False
 
 
 class TrainingDiverged(MinilmError):
@@ -148,6 +155,8 @@ class Trainer:
         self.step = 0
         self.history = History()
         self.saved_step = None  # the step of the last checkpoint written
+        self.best = None  # keep_best: (the lowest held-out loss so far, and the params, meta, optimizer arrays then)
+        self.kind = None  # which command's run this is ("train", "finetune"), kept in the checkpoint
         self.tokens_read = 0  # token positions of the batches this Trainer stepped on (padding too: it costs the same)
         self._stop_requested = False
 
@@ -159,10 +168,7 @@ class Trainer:
         batch = self.batches(self.rng, cfg.batch_size)
         loss, grads = self._loss_and_grads(batch)
         if not math.isfinite(loss):
-            where = (f"the last good checkpoint (step {self.saved_step}) is kept at {self.checkpoint_path}"
-                     if self.saved_step is not None else "no checkpoint had been written yet")
-            raise TrainingDiverged(f"loss became {loss} at step {self.step}; stopped before applying it, {where}; "
-                                   f"lower the learning rate (now {cfg.lr}) or the gradient clip")
+            self._diverged(f"loss became {loss} at step {self.step}; stopped before applying it")
         clip_grad_norm(grads, cfg.grad_clip)
         self.optimizer.step(grads, lr=lr_at(self.step, cfg.lr, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio))
         self.step += 1
@@ -170,6 +176,17 @@ class Trainer:
         self.history.steps.append(self.step)
         self.history.losses.append(loss)
         return loss
+
+    def _diverged(self, what):
+        """Stop: what went wrong, which checkpoint is kept, and which setting to lower."""
+        path = self.checkpoint_path
+        where = (f"the last good checkpoint (step {self.saved_step}) is kept at {path}" if self.saved_step is not None
+                 else "nothing was written" + (f" ({path} is as it was)" if path and os.path.exists(path) else ""))
+        alpha = getattr(self.model, "alpha", None)  # a LoRA: its scale alpha / rank multiplies every update
+        lower = f"the learning rate (now {self.config.lr})" + (
+            f" or --lora-alpha (now {alpha:g}: the adapters' scale alpha / rank is {self.model.scale:g})"
+            if alpha is not None else " or the gradient clip")
+        raise TrainingDiverged(f"{what}, {where}; lower {lower}")
 
     def _loss_and_grads(self, batch):
         """model.loss_and_grads(*batch). A batch of token windows (idx, targets[, loss_mask]: the model
@@ -192,7 +209,7 @@ class Trainer:
         bar = tqdm(total=until, initial=self.step, disable=not progress, unit="step", dynamic_ncols=True)
         self.history.stopped = ""
         start, tokens_before = time.perf_counter(), self.tokens_read
-        with self._ctrl_c_stops_cleanly():
+        with self._ctrl_c_stops_cleanly(), contextlib.closing(bar):  # closed (its line ended) before any error
             while self.step < until and not self._stop_requested:
                 loss = self.train_step()
                 bar.update(1)
@@ -206,21 +223,38 @@ class Trainer:
                 bar.set_postfix(shown, refresh=False)
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                     self.save()
-        bar.close()
         if self._stop_requested:
             self.history.stopped = "interrupted"
             self._stop_requested = False
-        self.save()
+        if self.best is not None and self.step == cfg.steps and self.best[2]["step"] < self.step:
+            self._keep_best()
+        else:
+            self.save()
         return self.history
+
+    def _keep_best(self):
+        """Write the state of the lowest held-out loss as the run's checkpoint, and return the model to it."""
+        loss, params, meta, opt_arrays = self.best
+        meta["kept"] = {"step": meta["step"], "of": self.step, "loss": loss,
+                        "last_loss": self.history.val_losses[-1]}
+        if self.checkpoint_path is not None:
+            save_checkpoint(self.checkpoint_path, params, meta, opt_arrays)
+            self.saved_step = meta["step"]
+        for name, p in self.model.params.items():
+            p[...] = params[name]
 
     def evaluate(self):
         """Evaluate the model on val now and record it in the history. Returns the validation loss."""
         metrics = {name: float(value) for name, value in self.validate(self.model).items()}  # JSON-able
         if "loss" not in metrics:
             raise MinilmError(f"the evaluate function must return a dict with a \"loss\", got the keys {list(metrics)}")
+        if not math.isfinite(metrics["loss"]):
+            self._diverged(f"the held-out loss became {metrics['loss']} at step {self.step}")
         self.history.val_steps.append(self.step)
         self.history.val_losses.append(metrics["loss"])
         self.history.val_metrics.append(metrics)
+        if self.config.keep_best and (self.best is None or metrics["loss"] < self.best[0]):
+            self.best = (metrics["loss"], *self._state(copy=True))
         return metrics["loss"]
 
     @contextlib.contextmanager
@@ -241,13 +275,22 @@ class Trainer:
         path = path or self.checkpoint_path
         if path is None:
             return
+        save_checkpoint(path, *self._state())
+        self.saved_step = self.step
+
+    def _state(self, copy=False):
+        """What a checkpoint holds now: (params, meta, the optimizer's arrays); copies of the arrays if asked."""
+        if nonfinite({n: to_numpy(p) for n, p in self.model.params.items()}):
+            self._diverged(f"the weights became NaN or infinite by step {self.step}; not saved")
         opt_arrays, opt_meta = self.optimizer.state()
-        meta = {**model_meta(self.model), "train_config": asdict(self.config),
+        meta = {**model_meta(self.model), "kind": self.kind, "train_config": asdict(self.config),
                 "step": self.step, "optimizer": opt_meta, "rng": self.rng.bit_generator.state,
                 "history": asdict(self.history),
                 "tokenizer": None if self.tokenizer is None else self.tokenizer.to_json()}
-        save_checkpoint(path, self.model.params, meta, opt_arrays)
-        self.saved_step = self.step
+        params = self.model.params
+        if copy:
+            params, opt_arrays = ({n: a.copy() for n, a in arrays.items()} for arrays in (params, opt_arrays))
+        return params, meta, opt_arrays
 
     @classmethod
     def resume(cls, path, train, val=None, device=None):
@@ -260,6 +303,7 @@ class Trainer:
         trainer.rng.bit_generator.state = meta["rng"]
         trainer.step = trainer.saved_step = meta["step"]
         trainer.history = History(**meta["history"])
+        trainer.kind = meta.get("kind")
         return trainer
 
 

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from minilm import backend
+from minilm import MinilmError, backend
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -43,8 +43,8 @@ def test_train_on_a_text_file_then_resume(tmp_path):
             "--n-layer", "1", "--n-head", "2", "--batch-size", "4")
     first = minilm(*args, "--steps", "20")
     assert first.returncode == 0, first.stderr
-    again = minilm(*args, "--steps", "20", "--resume")
-    assert again.returncode == 0 and "trained 20 steps" in again.stdout
+    again = minilm(*args, "--steps", "30", "--resume")  # a finished run extended to 30 steps
+    assert again.returncode == 0 and "trained 30 steps" in again.stdout
 
 
 @pytest.mark.parametrize("args, fragment", [
@@ -82,7 +82,7 @@ def test_every_subcommand_has_help():
         assert result.returncode == 0 and "usage" in result.stdout
 
 
-def test_ctrl_c_saves_and_exits_cleanly(tmp_path):
+def test_ctrl_c_saves_and_exits_130(tmp_path):
     import signal
     import time
 
@@ -100,7 +100,7 @@ def test_ctrl_c_saves_and_exits_cleanly(tmp_path):
     time.sleep(2)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 0, stderr
+    assert proc.returncode == 130, stderr  # saved, but cut short: a script can tell
     assert "interrupted" in stdout and "Traceback" not in stderr
     step = read_checkpoint(os.path.join(out, "model.npz"))[1]["step"]
     assert 0 < step < 100000
@@ -179,3 +179,340 @@ def test_sample_prints_its_fresh_seed_and_the_seed_repeats_the_text(tmp_path):
     assert again.returncode == 0 and again.stdout == first.stdout and f"[seed {seeds[0]}:" in again.stderr
     greedy = minilm(*args[:-2], "--temperature", "0")
     assert greedy.returncode == 0 and "seed" not in greedy.stderr
+
+
+# --------------------------------------------------------------------------------------------------
+# Nothing lost, one line (docs/refusals.md): every refusal is one line and a non-zero exit, and a file that
+# existed is byte-identical afterwards
+
+def refused(capsys, *args, before_the_work=True):
+    """main(args) in this process refuses: exit 1, one line on stderr, and (before_the_work) nothing on stdout:
+    nothing was loaded, trained or graded. -> the line"""
+    from minilm.__main__ import main
+
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    assert code == 1 and err.count("\n") == 1 and err.startswith("minilm: error: "), err
+    assert out == "" or not before_the_work, out
+    return err.strip()
+
+
+def last_line_alone(err):
+    """An error printed after a progress bar: on a line of its own (the bar's line ended), and no traceback or
+    NumPy warning before it. -> the line"""
+    lines = err.split("\n")
+    assert lines[-1] == "" and lines[-2].startswith("minilm: error: "), err
+    assert "Traceback" not in err and "RuntimeWarning" not in err, err
+    return lines[-2]
+
+
+@pytest.fixture
+def tiny(tmp_path, monkeypatch):
+    """A word-level GPT checkpoint (base.npz) and 30 prompt/response pairs (pairs.jsonl) in its vocabulary."""
+    import json
+
+    from minilm import GPT, GPTConfig
+    from minilm.checkpoint import model_meta, save_checkpoint
+    from minilm.tokenizer import WordTokenizer
+
+    pairs = [(f"repeat after me : w{i} w{i + 1}", f"w{i} w{i + 1}") for i in range(30)]
+    tokenizer = WordTokenizer.build([p + " " + r for p, r in pairs])
+    gpt = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=16, n_layer=1, n_head=2, d_model=16))
+    save_checkpoint(str(tmp_path / "base.npz"), gpt.params, {**model_meta(gpt), "tokenizer": tokenizer.to_json()})
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps({"prompt": p, "response": r}) + "\n" for p, r in pairs))
+    monkeypatch.chdir(tmp_path)  # the commands below name their files as a user would, relative to here
+    return tmp_path
+
+
+def finetune_args(*more):
+    return ("finetune", "base.npz", "--data", "pairs.jsonl", "--steps", "2", "--batch-size", "4", *more)
+
+
+def text_file(folder):
+    (folder / "poem.txt").write_text("all that glisters is not gold; often have you heard that told.\n" * 40)
+    return "poem.txt"
+
+
+TINY_TRAIN = ("--block-size", "16", "--d-model", "16", "--n-layer", "1", "--n-head", "2", "--batch-size", "4")
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc (root may write anywhere else)")
+def test_an_output_that_cannot_be_written_is_refused_before_the_work(tiny, capsys):
+    (tiny / "a_file").write_text("mine")
+    (tiny / "a_folder").mkdir()
+    assert "cannot write --out /proc/x.npz" in refused(capsys, *finetune_args("--out", "/proc/x.npz"))
+    assert "is a file, not a folder" in refused(capsys, *finetune_args("--out", "a_file/x.npz"))
+    assert "--out a_folder is a folder" in refused(capsys, *finetune_args("--out", "a_folder"))
+    assert "--out a_file is a file" in refused(capsys, "train", "--text", text_file(tiny), "--out", "a_file")
+    assert "--csv a_folder is a folder" in refused(capsys, "grade", "a_folder", "--csv", "a_folder")
+    assert "cannot write the course to /proc/course" in refused(capsys, "course", "/proc/course")
+    assert "cannot write --out /proc/r.json" in refused(capsys, "glib", "--out", "/proc/r.json")
+    line = refused(capsys, *finetune_args("--data", "a_folder", "--out", "o.npz"))
+    assert "a_folder is a folder: give a JSONL file" in line
+    assert (tiny / "a_file").read_text() == "mine" and not os.path.exists("o.npz")
+
+
+def test_a_file_that_an_output_would_destroy_is_refused(tiny, capsys):
+    """The issue's data-loss cases: finetune onto its own base (which then named itself as its base) or its data,
+    an existing --out without --resume or --overwrite, grade --csv onto a file that is not its CSV."""
+    base, data = (tiny / "base.npz").read_bytes(), (tiny / "pairs.jsonl").read_bytes()
+    assert "is also an input" in refused(capsys, *finetune_args("--lora-rank", "4", "--out", "base.npz"))
+    assert "is also an input" in refused(capsys, *finetune_args("--out", "./pairs.jsonl"))
+    (tiny / "precious.npz").write_bytes(base)
+    line = refused(capsys, *finetune_args("--out", "precious.npz"))
+    assert "precious.npz exists: give --resume to continue that run, --overwrite to replace it" in line
+    line = refused(capsys, "grade", "pairs.jsonl", "--csv", "precious.npz")
+    assert "not a class CSV that grade wrote" in line
+    os.makedirs("run")
+    (tiny / "run" / "model.npz").write_bytes(base)
+    assert "run/model.npz exists" in refused(capsys, "train", "--text", text_file(tiny), "--out", "run", *TINY_TRAIN)
+    assert "run/model.npz exists: give --overwrite" in refused(capsys, "--out", "run")  # the demo: not its own
+    for path, before in (("base.npz", base), ("pairs.jsonl", data), ("precious.npz", base), ("run/model.npz", base)):
+        assert (tiny / path).read_bytes() == before, path
+
+
+def test_a_class_csv_that_grade_wrote_is_graded_again(tiny, capsys):
+    """grade --csv replaces its own CSV (grading a class again): the check lets it through to the grading."""
+    from minilm.__main__ import GRADER_CSV
+
+    (tiny / "class.csv").write_text(GRADER_CSV + ",feedback\n")
+    (tiny / "class").mkdir()
+    assert "no notebooks" in refused(capsys, "grade", "class", "--csv", "class.csv")  # the grader's own refusal
+
+
+def test_a_run_that_diverges_keeps_the_checkpoint_it_found(tiny):
+    """finetune --lr 1e30 --overwrite: the held-out loss becomes NaN, the run stops, and the checkpoint it would
+    have replaced is untouched (it used to be replaced by one that samples only <pad>). Run as a user runs it, so
+    that NumPy's warnings and the progress bar would show."""
+    (tiny / "precious.npz").write_bytes((tiny / "base.npz").read_bytes())
+    before = (tiny / "precious.npz").read_bytes()
+    result = minilm(*finetune_args("--lr", "1e30", "--steps", "1", "--out", "precious.npz", "--overwrite"), cwd=tiny)
+    line = last_line_alone(result.stderr)
+    assert result.returncode == 1 and "became nan" in line and "precious.npz is as it was" in line
+    assert (tiny / "precious.npz").read_bytes() == before
+    result = minilm(*finetune_args("--lora-rank", "4", "--lora-alpha", "1e308", "--out", "new.npz"), cwd=tiny)
+    line = last_line_alone(result.stderr)
+    assert result.returncode == 1 and "--lora-alpha (now 1e+308" in line and not os.path.exists(tiny / "new.npz")
+
+
+def test_data_whose_every_response_is_empty_is_refused(tiny, capsys):
+    (tiny / "empty.jsonl").write_text('{"prompt": "say hi", "response": ""}\n{"prompt": "say yo", "response": " "}\n')
+    line = refused(capsys, *finetune_args("--data", "empty.jsonl", "--out", "o.npz"))
+    assert "every response in empty.jsonl is empty" in line and not os.path.exists("o.npz")
+
+
+@pytest.mark.skipif(backend._cupy is not None, reason="CuPy is installed here")
+def test_the_cuda_hint_names_the_distribution_even_with_a_checkpoint(tiny, capsys):
+    line = refused(capsys, "sample", "base.npz", "--prompt", "hi", "--device", "cuda")
+    assert "pip install 'minilm-course[cuda12]'" in line and "valid model" not in line
+
+
+def test_weights_that_are_not_finite_are_never_saved(tmp_path):
+    from minilm import GPT, GPTConfig
+    from minilm.checkpoint import save_checkpoint
+
+    gpt = GPT(GPTConfig(vocab_size=5, block_size=4, n_layer=1, n_head=1, d_model=4))
+    gpt.params["h.0.mlp.w_fc"][0, 0] = float("inf")
+    with pytest.raises(MinilmError, match="not writing .* 1 weights hold NaN or infinite values \\(h.0.mlp.w_fc"):
+        save_checkpoint(str(tmp_path / "m.npz"), gpt.params, {})
+    assert os.listdir(tmp_path) == []
+
+
+def test_file_system_errors_and_memory_are_one_line(monkeypatch, capsys):
+    """main() turns an OSError (a folder where a file should be, a full disk, no permission) or a MemoryError
+    raised anywhere in a command into one line."""
+    from minilm import __main__ as cli
+
+    def fails(error):
+        def run(args):
+            raise error
+        return run
+
+    monkeypatch.setattr(cli, "run_merge", fails(PermissionError(13, "Permission denied", "out.npz")))
+    assert refused(capsys, "merge", "a.npz", "--out", "b.npz") == "minilm: error: Permission denied: out.npz"
+    monkeypatch.setattr(cli, "run_merge", fails(MemoryError()))
+    assert "out of memory" in refused(capsys, "merge", "a.npz", "--out", "b.npz")
+
+
+def test_sizes_that_cannot_fit_are_refused_with_the_estimate(tiny, capsys):
+    line = refused(capsys, "train", "--text", text_file(tiny), "--out", "big", "--d-model", "1000000000")
+    assert "needs about" in line and "EiB" in line and "this machine has" in line and "--d-model" in line
+    assert not os.path.exists("big")
+
+
+def test_a_lora_rank_larger_than_its_matrix_is_refused(tiny, capsys):
+    line = refused(capsys, *finetune_args("--lora-rank", "100000", "--out", "o.npz"), before_the_work=False)
+    assert "LoRA rank 100000 is larger than the matrix it adapts" in line and "rank of 16 or less" in line
+
+
+def test_a_temperature_below_the_floor_is_greedy(tiny, capsys):
+    from minilm.__main__ import main
+
+    args = ("sample", "base.npz", "--prompt", "repeat after me : w1", "--max-new-tokens", "4")
+    assert main([*args, "--temperature", "0"]) == 0
+    greedy = capsys.readouterr()
+    assert main([*args, "--temperature", "1e-320"]) == 0
+    tiny_t = capsys.readouterr()
+    assert tiny_t.out == greedy.out and "seed" not in tiny_t.err
+    assert "below 0.001" in main_help(capsys, "sample") and "below 0.001" in main_help(capsys, "chat")
+
+
+def test_a_first_chat_is_greedy_by_default():
+    """chat's default is the model's most likely reply (a sampled first token of a near tie started a wrong
+    answer to 'What is the capital of France?'); --help says why and what the model card samples with."""
+    from minilm.__main__ import build_parser
+
+    assert build_parser().parse_args(["chat"]).temperature == 0
+    assert "SmolLM2's model card samples at 0.2" in " ".join(minilm("chat", "--help").stdout.split())
+
+
+def main_help(capsys, command):
+    from minilm.__main__ import main
+
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_unknown_words_are_warned_about_once_with_the_count(tiny, capsys):
+    from minilm.__main__ import main
+
+    assert main(["sample", "base.npz", "--prompt", "repeat after me : zz qq zz", "--temperature", "0",
+                 "--max-new-tokens", "2"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning") == 1 and "3 words in the prompt are not in the model's vocabulary (2 distinct" in err
+
+
+def test_resume_refuses_what_conflicts_and_extends_with_more_steps(tiny, capsys):
+    from minilm.__main__ import main
+    from minilm.checkpoint import read_meta
+
+    text = text_file(tiny)
+    train = ("train", "--text", text, "--out", "run", *TINY_TRAIN)
+    assert main([*train, "--steps", "4"]) == 0
+    capsys.readouterr()
+    finished = (tiny / "run" / "model.npz").read_bytes()
+    assert "finished its 4 steps: give --steps N above 4" in refused(capsys, *train, "--resume")
+    line = refused(capsys, *train, "--resume", "--steps", "8", "--d-model", "32")
+    assert "--d-model 32 conflicts with the run in run/model.npz, which has --d-model 16" in line
+    assert "--steps 3 is fewer than the 4" in refused(capsys, *train, "--resume", "--steps", "3")
+    assert (tiny / "run" / "model.npz").read_bytes() == finished
+    assert main([*train, "--resume", "--steps", "6"]) == 0 and "trained 6 steps" in capsys.readouterr().out
+    assert read_meta("run/model.npz")["step"] == 6
+    assert main(finetune_args("--lora-rank", "2", "--out", "ft.npz", "--keep-last")) == 0  # extended from its end
+    capsys.readouterr()
+    line = refused(capsys, *finetune_args("--lora-rank", "4", "--out", "ft.npz", "--resume", "--steps", "3"))
+    assert "--lora-rank 4 conflicts with the run in ft.npz, which has --lora-rank 2" in line
+    assert main(finetune_args("--out", "ft.npz", "--resume", "--steps", "3")) == 0
+    assert "trained 3 steps" in capsys.readouterr().out and read_meta("ft.npz")["step"] == 3
+    assert "--steps N above" in main_help(capsys, "finetune") and "cosine" in main_help(capsys, "train")
+
+
+def test_resume_refuses_a_checkpoint_of_another_kind(tiny, capsys):
+    """train --resume on a fine-tuning's checkpoint, or on a word-level one (the demo's), and finetune --resume on
+    train's: one line each, the file untouched."""
+    from minilm.__main__ import main
+
+    assert main(finetune_args("--out", "ft.npz")) == 0
+    capsys.readouterr()
+    os.makedirs("tuned")
+    os.makedirs("words")
+    (tiny / "tuned" / "model.npz").write_bytes((tiny / "ft.npz").read_bytes())
+    (tiny / "words" / "model.npz").write_bytes((tiny / "base.npz").read_bytes())
+    train = ("train", "--text", text_file(tiny), "--resume", "--steps", "9", *TINY_TRAIN)
+    assert "is a checkpoint of finetune, not of train" in refused(capsys, *train, "--out", "tuned")
+    assert "holds a word-level model" in refused(capsys, *train, "--out", "words")
+    assert main([*train[:-len(TINY_TRAIN) - 3], "--out", "run", "--steps", "2", *TINY_TRAIN]) == 0
+    capsys.readouterr()
+    assert "is a checkpoint of train, not of finetune" in refused(
+        capsys, *finetune_args("--out", "run/model.npz", "--resume", "--steps", "5"))
+    assert (tiny / "words" / "model.npz").read_bytes() == (tiny / "base.npz").read_bytes()
+
+
+def test_sample_prints_no_eos_and_finetune_suggests_sample_for_a_plain_model(tiny, capsys):
+    """A model whose every next token is <eos> (its final norm's output set to <eos>'s embedding, which the output
+    layer shares) samples an empty continuation: the <eos> that ended it is not text."""
+    from minilm.__main__ import main
+    from minilm.checkpoint import read_checkpoint, save_checkpoint
+
+    arrays, meta = read_checkpoint("base.npz")
+    arrays["param/ln_f.w"][:] = 0
+    arrays["param/ln_f.b"][:] = 10 * arrays["param/wte"][2]  # <eos> is id 2
+    save_checkpoint("eos.npz", {name[6:]: a for name, a in arrays.items()}, meta)
+    assert main(["sample", "eos.npz", "--prompt", "repeat after me", "--temperature", "0"]) == 0
+    assert capsys.readouterr().out == "repeat after me \n"
+    assert main(finetune_args("--out", "ft.npz")) == 0
+    assert "(try: python -m minilm sample ft.npz --prompt ...)" in capsys.readouterr().out
+
+
+def test_the_refusals_are_documented_for_every_command_that_replaces_a_file():
+    """docs/refusals.md names every command that takes --overwrite or --resume, and those flags."""
+    import argparse
+
+    from minilm.__main__ import build_parser
+
+    text = open(os.path.join(ROOT, "docs", "refusals.md")).read()
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    replacing = [name for name, p in commands.items()
+                 if any({"--overwrite", "--resume"} & set(a.option_strings) for a in p._actions)]
+    assert sorted(replacing) == ["finetune", "merge", "train"]
+    assert all(f"`{name}" in text for name in replacing) and "`--overwrite`" in text and "`--resume`" in text
+    assert "refusals.md" in open(os.path.join(ROOT, "docs", "commands.md")).read()
+
+
+def test_a_lora_checkpoint_moves_with_its_base_and_a_missing_base_is_named(tiny, capsys):
+    """The base is stored relative to the LoRA checkpoint's folder: the two moved together still load; the
+    checkpoint moved alone says that its base is missing (not 'checkpoint not found')."""
+    import shutil
+
+    from minilm.__main__ import main
+    from minilm.checkpoint import read_meta
+
+    assert main(finetune_args("--lora-rank", "2", "--out", "ft/lora.npz")) == 0
+    capsys.readouterr()
+    assert read_meta("ft/lora.npz")["lora"]["base"] == os.path.join("..", "base.npz")
+    shutil.copytree(tiny, tiny.parent / (tiny.name + "_moved"))
+    moved = tiny.parent / (tiny.name + "_moved")
+    sample = ("sample", str(moved / "ft" / "lora.npz"), "--prompt", "repeat after me", "--temperature", "0")
+    assert main(list(sample)) == 0 and capsys.readouterr().out.startswith("repeat after me")
+    os.remove(moved / "base.npz")
+    line = refused(capsys, *sample)
+    assert f"the base of the LoRA checkpoint {moved / 'ft' / 'lora.npz'} is not found: ../base.npz" in line
+
+
+def test_finetune_length_follows_the_data_and_overfitting_is_said(tiny, capsys):
+    """Without --steps, finetune makes EPOCHS passes over its training examples (27 here, in batches of 4); a
+    held-out loss that rises from its best while the training loss falls is one line naming the best step."""
+    from minilm.__main__ import main
+    from minilm.finetune import EPOCHS, overfitting
+    from minilm.train import History
+
+    args = [a for a in finetune_args("--out", "ft.npz") if a not in ("--steps", "2")]
+    assert main(args) == 0
+    assert f"trained {-(-EPOCHS * 27 // 4)} steps" in capsys.readouterr().out
+    falling = [3.0 - 0.1 * i for i in range(30)]
+    rising = History(steps=list(range(1, 31)), losses=falling, val_steps=[10, 20, 30], val_losses=[1.0, 0.6, 0.9])
+    assert "rose from 0.600 (step 20) to 0.900 while the training loss fell" in overfitting(rising)
+    assert "--steps 20 would generalize better" in overfitting(rising)
+    assert overfitting(History(steps=list(range(1, 31)), losses=falling, val_steps=[10, 20, 30],
+                               val_losses=[1.0, 0.7, 0.6])) is None
+
+
+def test_finetune_keeps_the_step_of_the_lowest_held_out_loss_unless_asked_for_the_last(tiny, capsys):
+    """Two runs alike: --keep-last writes step 20; by default the checkpoint is the step whose held-out loss (in
+    the last run's history) was lowest, and the summary says which step it kept."""
+    import numpy as np
+
+    from minilm.__main__ import main
+    from minilm.checkpoint import read_meta
+
+    args = finetune_args("--steps", "20", "--lr", "3e-2")
+    assert main([*args, "--out", "last.npz", "--keep-last"]) == 0
+    last = read_meta("last.npz")
+    assert last["step"] == 20 and "kept" not in last and "kept step" not in capsys.readouterr().out
+    assert main([*args, "--out", "best.npz"]) == 0
+    history, best = last["history"], read_meta("best.npz")
+    best_step = history["val_steps"][int(np.argmin(history["val_losses"]))]
+    assert best["step"] == best_step
+    if best_step < 20:
+        assert best["kept"]["of"] == 20 and f"kept step {best_step} of 20" in capsys.readouterr().out

@@ -134,9 +134,10 @@ def test_finetune_trains_adapters_that_sample_and_resume_read(tmp_path, capsys):
     before, after = (float(x) for x in text.split("response loss ")[1].split(",")[0].split(" -> "))
     assert after < before - 0.3
     lora, _, meta = load_model(out)
-    assert meta["lora"]["base"] == base and meta["lora"]["rank"] == 8 and meta["tokenizer"]
+    assert meta["lora"]["base"] == "base.npz" and meta["lora"]["rank"] == 8 and meta["tokenizer"]  # beside it
     assert all(np.array_equal(lora.frozen[k], gpt.params[k]) for k in gpt.params)  # the base never moved
-    assert main(args + ["--resume"]) == 0 and "trained 150 steps" in capsys.readouterr().out  # nothing left
+    assert main(args + ["--resume"]) == 1 and "finished its 150 steps" in capsys.readouterr().err  # nothing left
+    assert main(args + ["--resume", "--steps", "155"]) == 0 and "trained 155 steps" in capsys.readouterr().out
     assert main(["sample", out, "--prompt", "repeat after me : w1 w2 w3 .", "--temperature", "0",
                  "--max-new-tokens", "4"]) == 0
     assert capsys.readouterr().out.startswith("repeat after me : w1 w2 w3 . ")
@@ -211,7 +212,7 @@ def test_a_fine_tuned_chat_model_chats_and_a_word_model_says_it_cannot(tmp_path,
     out = str(tmp_path / "chat.npz")
     assert main(["finetune", "--pretrained", gguf, "--data", str(data), "--lora-rank", "2", "--steps", "5",
                  "--out", out]) == 0
-    capsys.readouterr()
+    assert f"(try: python -m minilm chat {out} --say ...)" in capsys.readouterr().out  # a chat model: chat
     assert main(["chat", out, "--say", "repeat after me : w1 w2 w3 .", "--temperature", "0",
                  "--max-new-tokens", "3"]) == 0
     assert "chat.npz> " in capsys.readouterr().out

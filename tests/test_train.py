@@ -246,3 +246,26 @@ def test_checkpoint_never_unpickles(tmp_path):
     np.savez(path, __meta__=np.array([{"format": "x"}], dtype=object))  # an object array needs pickle
     with pytest.raises(MinilmError, match="truncated or corrupt"):
         load_model(path)
+
+
+def test_keep_best_writes_the_state_of_the_lowest_held_out_loss(tmp_path):
+    """With keep_best, a finished run's checkpoint is its state at the lowest held-out loss (step 4 of 8 here),
+    marked "kept", and the model in memory returns to it; a resumed run goes on from that state."""
+    from dataclasses import replace
+
+    losses = iter([3.0, 1.0, 2.0, 2.5])  # evaluations at steps 2, 4, 6, 8
+    snapshots = {}
+
+    def validate(model):
+        snapshots[len(snapshots) * 2 + 2] = {n: p.copy() for n, p in model.params.items()}
+        return {"loss": next(losses)}
+
+    path = str(tmp_path / "run.npz")
+    config = replace(CONFIG, steps=8, eval_every=2, keep_best=True)
+    trainer = Trainer(small_model(), tokens(), validate, config, checkpoint_path=path)
+    trainer.run(progress=False)
+    arrays, meta = read_checkpoint(path)
+    assert meta["step"] == 4 and meta["kept"] == {"step": 4, "of": 8, "loss": 1.0, "last_loss": 2.5}
+    assert all(np.array_equal(arrays[f"param/{n}"], snapshots[4][n]) for n in snapshots[4])
+    assert all(np.array_equal(trainer.model.params[n], snapshots[4][n]) for n in snapshots[4])
+    assert trainer.saved_step == 4 and Trainer.resume(path, tokens()).step == 4

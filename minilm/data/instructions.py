@@ -36,12 +36,17 @@ def read_jsonl(path):
             lines = f.read().splitlines()
     except FileNotFoundError:
         raise MinilmError(f"no data file at {path}: give a JSONL file of prompt/response pairs") from None
+    except IsADirectoryError:
+        raise MinilmError(f"{path} is a folder: give a JSONL file of prompt/response pairs") from None
     except UnicodeDecodeError:
         raise MinilmError(f"{path} is not UTF-8 text: give a JSONL file of prompt/response pairs") from None
     examples = [example_of(line, path, number) for number, line in enumerate(lines, 1) if line.strip()]
     if not examples:
         raise MinilmError(f"{path} holds no examples: write one JSON object per line, e.g. "
                           '{"prompt": "...", "response": "..."}')
+    if not any(e.response.strip() for e in examples):
+        raise MinilmError(f"every response in {path} is empty, so there is nothing to learn: give each prompt the "
+                          "response the model should answer")
     return examples
 
 
