@@ -1,5 +1,5 @@
 """Lesson 07's toy (minilm/studies/instruct.py): pre-train a glib size as its preset does, tune it on the
-instruction pairs, probe before and after; the preset is the one docs/lesson07_toy_design.md wrote down."""
+instruction pairs, probe before and after; the preset is the one docs/lab/lesson07_toy_design.md wrote down."""
 import json
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Teaching the instruction (lesson 07's toy, docs/lesson07_toy_design.md): instruction-tune the glib models
+"""Teaching the instruction (lesson 07's toy, docs/lab/lesson07_toy_design.md): instruction-tune the glib models
 at the dip and read lesson 04's probes before and after.
 
 A point pre-trains one size of a glib preset exactly as that preset does (minilm.studies.glib.train_point),
@@ -41,7 +41,7 @@ class InstructConfig:
 
 PRESETS = {
     "lesson07": InstructConfig(base="full", d_model=96, seeds=[0, 1, 2, 3, 4]),  # the design's
-    # The second design (docs/lesson07_toy_design.md, "The second design"), after the first failed: rows begin
+    # The second design (docs/lab/lesson07_toy_design.md, "The second design"), after the first failed: rows begin
     # with <eos> as the stream's examples do (minilm.data.instructions), every pair read about once, and half of
     # each batch rehearses the pre-training stream. Seed 0 is where it was found; seeds 1-4 test it.
     "lesson07b": InstructConfig(base="full", d_model=96, seeds=[0, 1, 2, 3, 4], pairs=16000, steps=1000,

@@ -1,7 +1,7 @@
-"""The seed-0 table of docs/lesson07_toy_design.md ("Why, on seed 0 only"): glib full's d96, seed 0, pre-trained
+"""The seed-0 table of docs/lab/lesson07_toy_design.md ("Why, on seed 0 only"): glib full's d96, seed 0, pre-trained
 once as the glib study trains it, then tuned in five ways from the same weights and probed after each.
 
-    python docs/lesson07_seed0.py        (about 5 minutes on one core; writes lessons/results/instruct_seed0.json)
+    python docs/lab/lesson07_seed0.py        (about 5 minutes on one core; writes lessons/results/instruct_seed0.json)
 
 Each row prints lesson 04's probes on the 20 most exposed quotes, then the share of the 400 training pairs and of
 400 fresh pairs (same non-probe quotes, new draws) whose answer is the most likely next word. "without <eos>"
