@@ -101,6 +101,14 @@ def test_grade_report_counts_graded_checks_and_explains_failures(cells):
     assert "Traceback" not in report and "\x1b[" not in report
 
 
+
+def test_a_notebook_that_did_not_run_is_one_line_not_one_per_check():
+    message = "did not run: the notebook ran past its 5 s time limit (an endless loop?)"
+    results = [grader.CellResult("nb.ipynb", n, f"Check {n}", n > 0, False, message) for n in range(6)]
+    assert grader.grade_report(results).splitlines()[1:] == [f"  FAIL all 5 graded checks: {message}",
+                                                            "GRADE: 0/5 graded checks passed"]
+
+
 # ---- the committed notebooks are what the generator makes, and nothing lets a check off the hook
 
 def test_committed_notebooks_equal_what_the_generator_makes():

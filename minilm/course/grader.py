@@ -141,6 +141,9 @@ def grade_report(results):
     for notebook, rs in by_notebook.items():
         graded = [r for r in rs if r.graded]
         lines.append(f"{relative_name(notebook)}: {sum(r.passed for r in graded)}/{len(graded)} graded checks passed")
+        if len({(r.passed, r.message) for r in rs}) == 1 and not rs[0].passed:  # the notebook itself did not run
+            lines.append(f"  FAIL all {len(graded)} graded checks: {rs[0].message}")
+            continue
         for r in rs:
             if r.graded and not r.passed:
                 lines.append(f"  FAIL {r.title or f'cell {r.cell}'}: {r.message}")
