@@ -13,9 +13,9 @@ from the layer's input x and output gradient as scale x^T (dout B^T) and scale (
 and never the (C_in, C_out) matrix dW'. So a LoRA step skips the weight-gradient products of the whole model
 (about a third of a step's matrix arithmetic), and no layer's forward pass changes.
 
-A LoRA keeps the Model contract (params, forward, loss_and_grads, config, xp), so the Trainer, AdamW and
-the batch cut across cores work unchanged; its params are the adapters alone, which is how the optimizer
-trains only them.
+A LoRA keeps the Model contract (params, forward, loss_and_grads, config, xp, and the pass _forward and
+_backward that minilm.objectives' losses run, DPO's among them), so the Trainer, AdamW and the batch cut across
+cores work unchanged; its params are the adapters alone, which is how the optimizer trains only them.
 """
 import os
 import threading
@@ -106,7 +106,20 @@ class LoRA:
         and for none of a frozen weight's (the base's grad_rules, set by _merge)."""
         self._merge()
         loss, grads = self.base.loss_and_grads(*batch)
-        return loss, {name: grads[name] for name in self.params}
+        return loss, self._adapters(grads)
+
+    def _forward(self, *inputs):
+        """The base's forward pass with its cache, on the merged weights: with _backward, the pass that a loss
+        written outside the model uses (minilm.objectives: DPO, policy gradient) on an adapted model too."""
+        self._merge()
+        return self.base._forward(*inputs)
+
+    def _backward(self, dlogits, cache):
+        """The base's backward pass from the logits' gradient -> the adapters' gradients."""
+        return self._adapters(self.base._backward(dlogits, cache))
+
+    def _adapters(self, grads):
+        return {name: grads[name] for name in self.params}
 
     def _merge(self):
         """Point the base model at W + scale A B, and its backward pass at the adapters, when they changed

@@ -40,6 +40,30 @@ def test_the_adapters_gradients_match_finite_differences(rng, targets):
     assert max(errors.values()) < 1e-6, errors
 
 
+
+def test_dpo_through_the_adapters_matches_finite_differences_and_leaves_the_reference(rng):
+    """DPO (minilm.objectives) runs the LoRA's own pass (_forward, _backward): the adapters' gradients against
+    finite differences, the reference (the base's weights before the adapters) bit for bit as it was."""
+    from minilm import objectives
+
+    gpt = roughen(small_gpt(), rng, 0.1)
+    reference = GPT(gpt.config, params={k: v.copy() for k, v in gpt.params.items()})
+    lora = LoRA(gpt, rank=2, alpha=4, targets=("attn.w_qkv", "mlp.w_proj"), seed=1)
+    for name in lora.params:
+        lora.params[name][...] = rng.standard_normal(lora.params[name].shape) * 0.3
+    idx, targets = batch(rng, n=4)
+    loss_mask = np.arange(8)[None, :] >= rng.integers(1, 7, (4, 1))  # each row's response, from a random start
+    before = {k: p.copy() for k, p in reference.params.items()}
+
+    def loss_and_grads():
+        return objectives.dpo_loss_and_grads(lora, reference, idx, targets, loss_mask, beta=0.5)
+
+    _, grads = loss_and_grads()
+    assert list(grads) == list(lora.params)
+    errors = check_grads(lambda: loss_and_grads()[0], lora.params, grads)
+    assert max(errors.values()) < 1e-6, errors
+    assert all(np.array_equal(reference.params[k], before[k]) for k in before)
+
 def every_mask():
     """A model under each mask the engine has: (name, model, forward's inputs, loss_and_grads's batch)."""
     from minilm.encdec import EncDecConfig, EncoderClassifier, EncoderConfig, EncoderDecoder
