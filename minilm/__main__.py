@@ -3,6 +3,7 @@
     python -m minilm                         train a small model on a synthetic corpus and show what it learned
     python -m minilm train --text FILE       train a byte-level model on any text file (--tokenizer bpe: on BPE tokens)
     python -m minilm finetune CKPT --data F  fine-tune on prompt/response pairs, fully or with LoRA (--lora-rank R)
+    python -m minilm score CKPT --data F     which side of each preference pair the model prefers (log p margins)
     python -m minilm sample CKPT --prompt P  continue a prompt with a trained model
     python -m minilm sample --pretrained smollm2 --prompt P   ... or with a real pretrained model (lesson 06)
     python -m minilm chat                    talk to SmolLM2-135M-Instruct, one KV cache across turns (lesson 06)
@@ -132,8 +133,8 @@ def build_parser(prog=None):
     add_demo_options(parser)
     parser.set_defaults(run=run_demo)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=Parser)
-    for register in (add_train_command, add_finetune_command, add_merge_command, add_sample_command,
-                     add_chat_command):
+    for register in (add_train_command, add_finetune_command, add_merge_command, add_score_command,
+                     add_sample_command, add_chat_command):
         register(commands)
     add_tokenize_command(commands)
     for study in all_studies():
@@ -472,10 +473,13 @@ def add_finetune_command(commands):
                             description="Fine-tune a minilm checkpoint on a JSONL file of prompt/response pairs "
                                         "(or conversations): the loss counts only the response tokens. With "
                                         "--lora-rank the base weights stay frozen and low-rank adapters train; "
-                                        "the last tenth of the examples is held out and scored as it trains.")
+                                        "the last tenth of the examples is held out and scored as it trains. "
+                                        "With --objective dpo the data are preference pairs and the loss is DPO's "
+                                        "against a frozen copy of the starting model.")
     p.add_argument("checkpoint", nargs="?", help="the model to start from: a .npz checkpoint with its tokenizer")
     add_pretrained_option(p, default=None)
-    p.add_argument("--data", required=True, help='a JSONL file: {"prompt": ..., "response": ...} per line')
+    p.add_argument("--data", required=True, help='a JSONL file: {"prompt": ..., "response": ...} per line (with '
+                   '--objective dpo: {"prompt": ..., "chosen": ..., "rejected": ...})')
     p.add_argument("--out", default=os.path.join("runs", "finetune.npz"), help="the checkpoint to write "
                    "(a LoRA checkpoint holds the adapters and names its base; default %(default)s)")
     add_run_options(p)
@@ -494,6 +498,12 @@ def add_finetune_command(commands):
     p.add_argument("--seed", type=SEED, default=0, help="random seed of the batches and adapters (default 0)")
     p.add_argument("--keep-last", action="store_true", help="write the last step's checkpoint (default: the step "
                    "of the lowest held-out loss, measured 10 times as it trains and shown on the progress bar)")
+    p.add_argument("--objective", choices=("mle", "dpo"), default="mle", help="mle: maximum likelihood on "
+                   'prompt/response examples; dpo: DPO on preference pairs ({"prompt", "chosen", "rejected"} per '
+                   "line) against a frozen copy of the starting model (default %(default)s)")
+    p.add_argument("--beta", type=POSITIVE, default=0.1, help="DPO's beta, the scale of its implicit reward "
+                   "beta (log p - log p_ref): smaller lets the model go further from where it started "
+                   "(default %(default)s)")
     add_device_option(p)
     p.set_defaults(run=run_finetune)
 
@@ -505,17 +515,23 @@ def run_finetune(args):
     base = base_name(args.checkpoint, args.pretrained)
     check_file_output(args.out, "--out", inputs=[args.checkpoint, args.pretrained, args.data])
     steps = resume_finetune(args, base) if args.resume else args.steps
+    if "beta" in args.given and args.objective != "dpo":
+        raise MinilmError("--beta is DPO's: give --objective dpo with it (and preference pairs as --data)")
     if not (args.resume or args.overwrite):
         refuse_to_replace(args.out, "--out", "--resume to continue that run, --overwrite to replace it")
     settings = FinetuneSettings(lora_rank=args.lora_rank, lora_alpha=args.lora_alpha, lora_targets=args.lora_targets,
                                 steps=steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                                keep_best=not args.keep_last)
+                                keep_best=not args.keep_last, objective=args.objective, beta=args.beta)
     _, tokenizer, result = finetune(base, args.data, args.out, settings, args.resume, args.device)
     note = " (interrupted: saved, run again with --resume to continue)" if result["stopped"] else ""
     print(f"trained {result['steps']} steps{note}: loss {result['first_loss']:.3f} -> {result['last_loss']:.3f} "
           f"(the first step's, and the mean of the last 10); {result['tokens']:,} tokens in {result['seconds']:.0f} s")
     before, after = result["before"], result["after"]
-    if before:
+    if before and args.objective == "dpo":
+        print(f"held out: DPO loss {before['loss']:.3f} -> {after['loss']:.3f}, the chosen response the likelier in "
+              f"{before['preferred']:.0%} -> {after['preferred']:.0%} of the pairs (score {args.out} --data ... "
+              "lists them)")
+    elif before:
         print(f"held out: response loss {before['loss']:.3f} -> {after['loss']:.3f}, every response token the "
               f"most likely one in {before['exact']:.0%} -> {after['exact']:.0%} of the examples")
     if result["kept"] is not None:
@@ -538,9 +554,13 @@ def resume_finetune(args, base):
     if lora and lora_base(args.out, meta) != absolute(base):
         raise MinilmError(f"the run in {args.out} adapts the base {lora_base(args.out, meta)}, not {base}: give that "
                           "base to resume it, or start a new run with another --out")
+    objective = meta.get("objective") or {"name": "mle"}
     stored = {"--lora-rank": lora.get("rank"), "--lora-alpha": lora.get("alpha"), "--lora-targets": lora.get("targets"),
-              "--batch-size": train_config["batch_size"], "--lr": train_config["lr"], "--seed": train_config["seed"]}
-    return resume_to(args, args.out, meta, stored)
+              "--batch-size": train_config["batch_size"], "--lr": train_config["lr"], "--seed": train_config["seed"],
+              "--objective": objective["name"], "--beta": objective.get("beta")}
+    steps = resume_to(args, args.out, meta, stored)
+    args.objective, args.beta = objective["name"], objective.get("beta", args.beta)  # the run's own, as it was set
+    return steps
 
 
 # --------------------------------------------------------------------------------------------------
@@ -571,6 +591,46 @@ def run_merge(args):
     model, tokenizer = load_for_text(args.checkpoint)  # the adapters folded into the base's weights
     save_checkpoint(args.out, model.params, {**model_meta(model), "tokenizer": tokenizer.to_json()})
     print(f"merged {args.checkpoint} into {args.out} ({model.num_params():,} parameters)")
+
+
+# --------------------------------------------------------------------------------------------------
+# score CKPT --data PAIRS.jsonl: which response of each preference pair the model finds the likelier
+
+def add_score_command(commands):
+    p = commands.add_parser("score", help="which side of each preference pair a model prefers (log p margins)",
+                            description="For each prompt/chosen/rejected pair of a JSONL file, the margin log "
+                                        "p(chosen) - log p(rejected) of the two responses under the model (the "
+                                        "prompt's tokens not counted), one line per pair; the last line counts the "
+                                        "pairs whose chosen response the model finds the likelier.")
+    p.add_argument("checkpoint", nargs="?", help="a .npz checkpoint with its tokenizer (a LoRA checkpoint too)")
+    add_pretrained_option(p, default=None)
+    p.add_argument("--data", required=True, help='a JSONL file: {"prompt": ..., "chosen": ..., "rejected": ...} '
+                   "per line")
+    add_device_option(p)
+    p.set_defaults(run=run_score)
+
+
+def run_score(args):
+    from .data.preferences import encode_pairs, read_pairs
+    from .evaluate import pair_margins
+    from .finetune import warn_unknown_words
+
+    one_model_source(args)
+    pairs = read_pairs(args.data)  # bad data is refused before the model loads
+    model, tokenizer = (load_pretrained_verbosely(args) if args.pretrained
+                        else load_for_text(args.checkpoint, args.device))
+    warn_unknown_words(tokenizer, [text for p in pairs for text in (p.prompt, p.chosen, p.rejected)], args.data,
+                       say=lambda line: print(line, file=sys.stderr))
+    rows = encode_pairs(pairs, tokenizer, model.config.block_size)
+    if rows.skipped:
+        print(f"warning: {rows.skipped} pairs not scored, a side longer than the context "
+              f"({model.config.block_size + 1} tokens)", file=sys.stderr)
+    margins = pair_margins(model, rows, pad_id=getattr(tokenizer, "pad_id", 0))
+    for i, margin in zip(rows.kept, margins):
+        print(f"pair {i + 1}: {margin:+.3f}  {pairs[i].prompt[:50]!r}: {pairs[i].chosen[:30]!r} over "
+              f"{pairs[i].rejected[:30]!r}")
+    print(f"mean margin {margins.mean():+.3f} nats (log p(chosen) - log p(rejected), the responses' tokens only)")
+    print(f"preferred: {int((margins > 0).sum())}/{len(margins)}")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -29,10 +29,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import layers
+from . import layers, objectives
 from .backend import to_numpy
 from .data import toyworld
 from .data.instructions import batch_of
+from .data.preferences import preference_batch
 from .errors import MinilmError
 
 CONTEXT = "context"
@@ -193,4 +194,27 @@ def response_loss(rows, batch_size=32, pad_id=0):
     def evaluate(model):
         nll, tokens, exact = response_scores(model, rows, batch_size, pad_id)
         return {"loss": float(nll.sum() / tokens.sum()), "exact": float(exact.mean())}
+    return evaluate
+
+
+def pair_margins(model, pair_rows, batch_size=16, pad_id=0):
+    """log p(chosen) - log p(rejected) of each pair's responses under the model (minilm.data.preferences'
+    PairRows; objectives.preference_margins), batch_size pairs at a time: (N,) float64"""
+    margins = []
+    for start in range(0, len(pair_rows), batch_size):
+        batch = preference_batch(pair_rows, np.arange(start, min(start + batch_size, len(pair_rows))), pad_id)
+        margins.append(to_numpy(objectives.preference_margins(model, *map(model.xp.asarray, batch))))
+    return np.concatenate(margins).astype(np.float64)
+
+
+def preference_loss(pair_rows, batch_size=16, pad_id=0):
+    """The evaluate function of held-out pairs under DPO: evaluate(dpo: an objectives.DPO) -> {"loss": the DPO
+    loss on the pairs, "preferred": the share of pairs whose chosen response the policy finds the likelier, as
+    `score` counts it}. DPO's implicit reward margin is beta (m - m_ref), m the policy's margin, m_ref the
+    reference's: Bradley-Terry on it is the DPO loss (objectives.dpo_forward)."""
+    def evaluate(dpo):
+        margins = pair_margins(dpo.policy, pair_rows, batch_size, pad_id)  # (N,)
+        reference = pair_margins(dpo.reference, pair_rows, batch_size, pad_id)
+        loss, _ = objectives.preference_loss_forward(dpo.beta * margins, dpo.beta * reference)
+        return {"loss": float(loss), "preferred": float((margins > 0).mean())}
     return evaluate

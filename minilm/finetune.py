@@ -4,6 +4,10 @@ every weight trains (full fine-tuning) or the base stays frozen and low-rank ada
     model, tokenizer, result = finetune("pretrained:smollm2", "pairs.jsonl", "run.npz", FinetuneSettings(lora_rank=8))
     result["before"], result["after"]   # the held-out responses' loss and exact match, before and after
 
+With objective="dpo" the data are preference pairs (minilm/data/preferences.py: prompt, chosen, rejected) and
+the loss is DPO's (minilm/objectives.py) against a frozen copy of the starting model, the reference; the
+held-out pairs are scored by that loss and by the share whose chosen response the model finds the likelier.
+
 This is what `python -m minilm finetune` runs. The last tenth of the file is held out: scored before the first
 step, as it trains, and after the last. The checkpoint holds the tokenizer, so `sample` and `chat` read it
 alone (a LoRA checkpoint also names its base, whose weights it does not copy). The command keeps the step of
@@ -15,11 +19,14 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from .backend import device_name
 from .checkpoint import PRETRAINED, load_base
 from .data.instructions import encode, read_jsonl, response_batches
+from .data.preferences import PairRows, encode_pairs, preference_batches, read_pairs
 from .errors import MinilmError
-from .evaluate import response_loss
+from .evaluate import preference_loss, response_loss
 from .lora import LoRA
+from .objectives import DPO
 from .train import TrainConfig, Trainer
 
 ADAPTED = ("attn.w_qkv", "attn.w_proj", "mlp.w_fc", "mlp.w_proj")  # every matrix of a block
@@ -41,6 +48,8 @@ class FinetuneSettings:
     context: int | None = None     # a pretrained Llama's longest row, if not its file's context length
     seed: int = 0                  # the batches' order and the adapters' start
     keep_best: bool = False        # write the state of the lowest held-out loss, not the last (TrainConfig.keep_best)
+    objective: str = "mle"         # "mle": maximum likelihood on prompt/response examples; "dpo": DPO on pairs
+    beta: float = 0.1              # DPO's beta: how far from the reference the implicit reward lets the policy go
 
     def train_config(self):
         return TrainConfig(steps=self.steps, batch_size=self.batch_size,
@@ -84,11 +93,38 @@ def warn_unknown_words(tokenizer, texts, where, say=print):
             f"e.g. {words[0]!r}) and read as <unk>")
 
 
-def split_rows(examples, tokenizer, block_size):
+def split_rows(examples, tokenizer, block_size, encoder=encode):
     """(training rows, held-out rows or None): the last tenth of the examples is held out."""
     held = max(1, len(examples) // 10) if len(examples) > 1 else 0
-    train = encode(examples[:len(examples) - held], tokenizer, block_size)
-    return train, encode(examples[len(examples) - held:], tokenizer, block_size) if held else None
+    train = encoder(examples[:len(examples) - held], tokenizer, block_size)
+    return train, encoder(examples[len(examples) - held:], tokenizer, block_size) if held else None
+
+
+def read_data(data, objective, tokenizer, block_size, say=print):
+    """The objective's examples in the file data, the last tenth held out -> (training rows, held-out rows or
+    None, the Trainer's batch function, its evaluate function or None). "mle": prompt/response examples, scored
+    by their responses' loss; "dpo": prompt/chosen/rejected pairs, scored by the DPO loss (minilm.evaluate)."""
+    dpo = objective == "dpo"
+    examples = read_pairs(data) if dpo else read_jsonl(data)
+    sides = ("prompt", "chosen", "rejected") if dpo else ("prompt", "response")
+    warn_unknown_words(tokenizer, [getattr(e, side) for e in examples for side in sides], data, say)
+    train, held = split_rows(examples, tokenizer, block_size, encode_pairs if dpo else encode)
+    pad = getattr(tokenizer, "pad_id", 0)
+    batches, scores = (preference_batches, preference_loss) if dpo else (response_batches, response_loss)
+    return train, held, batches(train, pad), scores(held, pad_id=pad) if held else None
+
+
+def count(rows):
+    """How many examples (Rows) or pairs (PairRows) were encoded; 0 for None."""
+    return 0 if rows is None else len(rows) if isinstance(rows, PairRows) else len(rows.ids)
+
+
+def reference_of(policy, base, device=None, context=None):
+    """DPO's reference, the starting model, frozen: a LoRA's base weights as a model of their own (a LoRA never
+    writes them), or the base loaded again (full fine-tuning writes into the policy's weights)."""
+    if isinstance(policy, LoRA):
+        return type(policy.base)(policy.config, device=device_name(policy.xp), params=dict(policy.frozen))
+    return load_base(base, device, context)[0]
 
 
 def finetune(base, data, out, settings=None, resume=False, device=None, progress=True, say=print):
@@ -96,19 +132,17 @@ def finetune(base, data, out, settings=None, resume=False, device=None, progress
     -> (the tuned model, its tokenizer, a dict of what happened: examples, parameters, steps, tokens read,
     seconds, the held-out scores before and after)"""
     settings = settings or FinetuneSettings()
+    dpo = settings.objective == "dpo"
     model, tokenizer = load_base(base, device, settings.context)
     if tokenizer is None:
         raise MinilmError(f"{base} holds no tokenizer, so the data cannot be encoded for it")
-    examples = read_jsonl(data)
-    warn_unknown_words(tokenizer, [text for e in examples for text in (e.prompt, e.response)], data, say)
-    train_rows, val_rows = split_rows(examples, tokenizer, model.config.block_size)
+    train_rows, val_rows, batches, validate = read_data(data, settings.objective, tokenizer, model.config.block_size,
+                                                        say)
     skipped = train_rows.skipped + (val_rows.skipped if val_rows else 0)
     if settings.steps is None:  # the length follows the data
-        settings = replace(settings, steps=steps_for(len(train_rows.ids), settings.batch_size))
-    say(f"{data}: {len(train_rows.ids)} training and {len(val_rows.ids) if val_rows else 0} held-out examples"
+        settings = replace(settings, steps=steps_for(count(train_rows), settings.batch_size))
+    say(f"{data}: {count(train_rows)} training and {count(val_rows)} held-out {'pairs' if dpo else 'examples'}"
         + (f"; {skipped} skipped, longer than the context ({model.config.block_size + 1} tokens)" if skipped else ""))
-    pad = getattr(tokenizer, "pad_id", 0)
-    batches, validate = response_batches(train_rows, pad), response_loss(val_rows, pad_id=pad) if val_rows else None
     if resume:
         trainer = Trainer.resume(out, batches, validate, device=device)
         trainer.config.steps = max(trainer.config.steps, settings.steps)  # extended: the cosine ends at the new last
@@ -118,21 +152,24 @@ def finetune(base, data, out, settings=None, resume=False, device=None, progress
                          settings.lora_targets, settings.seed, base_path=base)
         trainer = Trainer(model, batches, validate, settings.train_config(), out, tokenizer)
         trainer.kind = "finetune"
-    tuned = trainer.model
+    tuned = trainer.model  # the model that trains: a plain one, or a LoRA around one
+    if dpo:  # the Trainer steps the policy's own params (the optimizer's, the checkpoint's), by DPO's loss
+        trainer.model = DPO(tuned, reference_of(tuned, base, device, settings.context), settings.beta)
     frozen = tuned.base.num_params() if isinstance(tuned, LoRA) else 0
     say(f"training {tuned.num_params():,} parameters" + (
-        f" (LoRA rank {tuned.rank} on {len(tuned.adapted)} weights; the base's {frozen:,} frozen)" if frozen else ""))
-    before = validate(tuned) if validate else None
+        f" (LoRA rank {tuned.rank} on {len(tuned.adapted)} weights; the base's {frozen:,} frozen)" if frozen else "")
+        + (f", by DPO (beta {settings.beta:g}) against a frozen copy of {base}" if dpo else ""))
+    before = validate(trainer.model) if validate else None
     start, first_step = time.perf_counter(), trainer.step
     history = trainer.run(progress=progress)
     note = overfitting(history)
     if note:
         say(note)
     # this run's steps, token positions and seconds (a resumed run counts from where it resumed)
-    return tuned, tokenizer, {"train_examples": len(train_rows.ids), "held_out": len(val_rows.ids) if val_rows else 0,
+    return tuned, tokenizer, {"train_examples": count(train_rows), "held_out": count(val_rows),
             "skipped": skipped, "trainable": tuned.num_params(), "frozen": frozen, "steps": trainer.step,
             "steps_run": trainer.step - first_step, "tokens": trainer.tokens_read,
             "seconds": time.perf_counter() - start, "first_loss": history.losses[0],
             "last_loss": float(np.mean(history.losses[-10:])), "stopped": history.stopped,
             "kept": trainer.saved_step if trainer.saved_step != trainer.step else None,
-            "before": before, "after": validate(tuned) if validate else None}
+            "before": before, "after": validate(trainer.model) if validate else None}

@@ -217,7 +217,8 @@ class DPO:
         return self.policy.forward(*inputs)
 
     def checkpoint_meta(self):
-        return self.policy.checkpoint_meta()
+        """The policy's, and the objective it is tuned by (what `finetune --resume` checks its flags against)."""
+        return {**self.policy.checkpoint_meta(), "objective": {"name": "dpo", "beta": self.beta}}
 
 
 def preference_margins(model, idx, targets, loss_mask):

@@ -66,6 +66,9 @@ def example_of(line, path, number):
             before = tuple({"role": m.get("role", "user"), "content": m["content"]} for m in messages[:-1])
             return Example(f"{prompt}\n{messages[-1].get('role', 'assistant')}:", " " + messages[-1]["content"],
                            before)
+    if isinstance(item, dict) and "chosen" in item and "rejected" in item:
+        raise MinilmError(f'{where} is a preference pair ("chosen", "rejected"), not a prompt/response example: '
+                          "tune on pairs with finetune --objective dpo")
     raise MinilmError(f'{where} needs "prompt" and "response" strings, or "messages" (two or more, each with '
                       f'"content"): got {line[:60]!r}')
 

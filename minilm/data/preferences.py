@@ -47,6 +47,9 @@ def pair_of(line, where):
         item = json.loads(line)
     except json.JSONDecodeError as e:
         raise MinilmError(f"{where} is not JSON ({e.msg}): write one JSON object per line") from None
+    if isinstance(item, dict) and "response" in item and not any(side in item for side in SIDES):
+        raise MinilmError(f'{where} is a prompt/response example, not a preference pair ("chosen", "rejected"): '
+                          "fine-tune on examples by maximum likelihood, finetune without --objective dpo")
     if not (isinstance(item, dict) and all(isinstance(item.get(k), str) for k in ("prompt", *SIDES))):
         raise MinilmError(f'{where} needs "prompt", "chosen" and "rejected" strings: got {line[:60]!r}')
     if item["chosen"] == item["rejected"]:
@@ -56,10 +59,11 @@ def pair_of(line, where):
 
 @dataclass
 class PairRows:
-    """The pairs as two Rows, chosen and rejected, row i of each the same pair; skipped: pairs whose either side
-    is longer than the context."""
+    """The pairs as two Rows, chosen and rejected, row i of each the same pair; kept: each row's pair, by its
+    place in the pairs given; skipped: pairs whose either side is longer than the context."""
     chosen: Rows
     rejected: Rows
+    kept: list
     skipped: int
 
     def __len__(self):
@@ -75,7 +79,7 @@ def encode_pairs(pairs, tokenizer, block_size):
         raise MinilmError(f"every one of the {len(pairs)} pairs has a side longer than the context ({block_size + 1} "
                           "tokens) or empty: shorten them or use a model with a longer context")
     chosen, rejected = (Rows([side[i][0] for i in kept], [side[i][1] for i in kept], 0) for side in sides)
-    return PairRows(chosen, rejected, len(pairs) - len(kept))
+    return PairRows(chosen, rejected, kept, len(pairs) - len(kept))
 
 
 def encode_all(examples, tokenizer, block_size):
