@@ -208,7 +208,8 @@ def last_line_alone(err):
 
 @pytest.fixture
 def tiny(tmp_path, monkeypatch):
-    """A word-level GPT checkpoint (base.npz) and 30 prompt/response pairs (pairs.jsonl) in its vocabulary."""
+    """A word-level GPT checkpoint (base.npz), 30 prompt/response pairs (pairs.jsonl) in its vocabulary, and 30
+    preference pairs of the same prompts (prefs.jsonl)."""
     import json
 
     from minilm import GPT, GPTConfig
@@ -220,6 +221,8 @@ def tiny(tmp_path, monkeypatch):
     gpt = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=16, n_layer=1, n_head=2, d_model=16))
     save_checkpoint(str(tmp_path / "base.npz"), gpt.params, {**model_meta(gpt), "tokenizer": tokenizer.to_json()})
     (tmp_path / "pairs.jsonl").write_text("".join(json.dumps({"prompt": p, "response": r}) + "\n" for p, r in pairs))
+    (tmp_path / "prefs.jsonl").write_text("".join(  # preference pairs: the words in order over the words swapped
+        json.dumps({"prompt": p, "chosen": r, "rejected": " ".join(r.split()[::-1])}) + "\n" for p, r in pairs))
     monkeypatch.chdir(tmp_path)  # the commands below name their files as a user would, relative to here
     return tmp_path
 
@@ -516,3 +519,84 @@ def test_finetune_keeps_the_step_of_the_lowest_held_out_loss_unless_asked_for_th
     assert best["step"] == best_step
     if best_step < 20:
         assert best["kept"]["of"] == 20 and f"kept step {best_step} of 20" in capsys.readouterr().out
+
+
+# ---- score and finetune --objective dpo (issue 43)
+
+def scored(capsys, checkpoint):
+    """score CHECKPOINT --data prefs.jsonl -> (each pair's margin, the preferred count on the last line)"""
+    from minilm.__main__ import main
+
+    assert main(["score", checkpoint, "--data", "prefs.jsonl"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    margins = [line.split(":")[1].split()[0] for line in lines if line.startswith("pair ")]  # signed: "+0.000"
+    assert len(margins) == 30 and lines[-1].startswith("preferred: ") and lines[-1].endswith("/30")
+    assert int(lines[-1].split()[1].split("/")[0]) == sum(m.startswith("+") for m in margins)
+    return [float(m) for m in margins], int(lines[-1].split()[1].split("/")[0])
+
+
+DPO_ARGS = ("--data", "prefs.jsonl", "--objective", "dpo", "--beta", "1", "--steps", "60", "--lr", "1e-2",
+            "--batch-size", "8", "--keep-last")
+
+
+@pytest.mark.parametrize("lora", [(), ("--lora-rank", "2")], ids=["full", "lora"])
+def test_dpo_raises_the_preferred_count_that_score_reports_and_leaves_the_base(tiny, capsys, lora):
+    """score's margins on the base, then after DPO on the same pairs: the count of pairs whose chosen response
+    is the likelier rises (measured: 0/30 -> 18/30 in full, 0/30 -> 13/30 with LoRA),
+    the base's file is unchanged, and --resume continues the run by DPO without being told."""
+    import numpy as np
+
+    from minilm.__main__ import main
+    from minilm.checkpoint import read_meta
+
+    base = (tiny / "base.npz").read_bytes()
+    margins, preferred = scored(capsys, "base.npz")
+    assert main(["finetune", "base.npz", *DPO_ARGS, *lora, "--out", "dpo.npz"]) == 0
+    out = capsys.readouterr().out
+    assert "by DPO (beta 1) against a frozen copy of base.npz" in out and "held out: DPO loss 0.693 -> " in out
+    tuned, preferred_after = scored(capsys, "dpo.npz")
+    assert preferred_after >= preferred + 10 and np.mean(tuned) > np.mean(margins)
+    assert (tiny / "base.npz").read_bytes() == base
+    assert read_meta("dpo.npz")["objective"] == {"name": "dpo", "beta": 1.0}
+    assert main(["finetune", "base.npz", "--data", "prefs.jsonl", *lora, "--out", "dpo.npz", "--resume",
+                 "--steps", "64"]) == 0
+    assert "held out: DPO loss" in capsys.readouterr().out and read_meta("dpo.npz")["step"] == 64
+    line = refused(capsys, "finetune", "base.npz", "--data", "prefs.jsonl", *lora, "--out", "dpo.npz", "--resume",
+                   "--steps", "70", "--objective", "mle")
+    assert "--objective mle conflicts with the run in dpo.npz, which has --objective dpo" in line
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (("score", "base.npz", "--data", "missing.jsonl"), "no data file at missing.jsonl"),
+    (("score", "base.npz", "--data", "bad.jsonl"), "bad.jsonl, line 2 is not JSON"),
+    (("score", "base.npz", "--data", "same.jsonl"), "same.jsonl, line 1: chosen and rejected are the same response"),
+    (("score", "--data", "prefs.jsonl"), "give either a checkpoint or --pretrained NAME"),
+    (("finetune", "base.npz", "--data", "bad.jsonl", "--objective", "dpo"), "bad.jsonl, line 2 is not JSON"),
+    (("finetune", "base.npz", "--data", "same.jsonl", "--objective", "dpo"), "chosen and rejected are the same"),
+    (("finetune", "base.npz", "--data", "pairs.jsonl", "--objective", "dpo"),
+     "pairs.jsonl, line 1 is a prompt/response example, not a preference pair"),
+    (("finetune", "base.npz", "--data", "prefs.jsonl"), 'line 1 is a preference pair ("chosen", "rejected"), not a '
+                                                        "prompt/response example: tune on pairs with finetune "
+                                                        "--objective dpo"),
+    (("finetune", "base.npz", "--data", "pairs.jsonl", "--beta", "0.5"), "--beta is DPO's: give --objective dpo"),
+])
+def test_bad_preference_input_is_one_line_and_touches_no_file(tiny, capsys, args, fragment):
+    """Each refused with one line and exit 1, and an existing --out (replaceable: --overwrite) left as it was."""
+    (tiny / "bad.jsonl").write_text('{"prompt": "a", "chosen": "w1", "rejected": "w2"}\n{"prompt": "a"\n')
+    (tiny / "same.jsonl").write_text('{"prompt": "a", "chosen": "w1", "rejected": "w1"}\n')
+    (tiny / "out.npz").write_bytes(b"kept")
+    inputs = {name: (tiny / name).read_bytes() for name in ("base.npz", "bad.jsonl", "same.jsonl", "prefs.jsonl")}
+    more = ("--out", "out.npz", "--overwrite", "--steps", "2") if args[0] == "finetune" else ()
+    assert fragment in refused(capsys, *args, *more, before_the_work=False)
+    assert (tiny / "out.npz").read_bytes() == b"kept"
+    assert all((tiny / name).read_bytes() == data for name, data in inputs.items())
+
+
+def test_a_beta_of_zero_is_refused_where_it_is_parsed(tiny, capsys):
+    from minilm.__main__ import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["finetune", "base.npz", "--data", "prefs.jsonl", "--objective", "dpo", "--beta", "0"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1 and "argument --beta: give a number above 0" in err
+    assert not os.path.exists(tiny / "runs")
