@@ -3,6 +3,7 @@
     python -m minilm                         train a small model on a synthetic corpus and show what it learned
     python -m minilm train --text FILE       train a byte-level model on any text file (--tokenizer bpe: on BPE tokens)
     python -m minilm finetune CKPT --data F  fine-tune on prompt/response pairs, fully or with LoRA (--lora-rank R)
+    python -m minilm reward CKPT --data F    train a reward model on preference pairs (Bradley-Terry)
     python -m minilm score CKPT --data F     which side of each preference pair the model prefers (log p margins)
     python -m minilm sample CKPT --prompt P  continue a prompt with a trained model
     python -m minilm sample --pretrained smollm2 --prompt P   ... or with a real pretrained model (lesson 06)
@@ -86,6 +87,7 @@ def given_flags(argv):
     parser = build_parser()
     parsers = [parser]
     for p in parsers:
+        p._defaults.clear()  # a command's own settings (reward's objective) are not typed either
         for action in p._actions:
             action.default = argparse.SUPPRESS
             if isinstance(action, argparse._SubParsersAction):
@@ -133,8 +135,8 @@ def build_parser(prog=None):
     add_demo_options(parser)
     parser.set_defaults(run=run_demo)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=Parser)
-    for register in (add_train_command, add_finetune_command, add_merge_command, add_score_command,
-                     add_sample_command, add_chat_command):
+    for register in (add_train_command, add_finetune_command, add_reward_command, add_merge_command,
+                     add_score_command, add_sample_command, add_chat_command):
         register(commands)
     add_tokenize_command(commands)
     for study in all_studies():
@@ -467,7 +469,7 @@ def text_tokenizer(args, text):
 # finetune CKPT --data FILE.jsonl: teach a trained model to answer (the loss on the responses only)
 
 def add_finetune_command(commands):
-    from .finetune import ADAPTED, EPOCHS, MIN_STEPS
+    from .finetune import ADAPTED
 
     p = commands.add_parser("finetune", help="fine-tune a checkpoint on prompt/response pairs (full, or LoRA)",
                             description="Fine-tune a minilm checkpoint on a JSONL file of prompt/response pairs "
@@ -476,19 +478,33 @@ def add_finetune_command(commands):
                                         "the last tenth of the examples is held out and scored as it trains. "
                                         "With --objective dpo the data are preference pairs and the loss is DPO's "
                                         "against a frozen copy of the starting model.")
-    p.add_argument("checkpoint", nargs="?", help="the model to start from: a .npz checkpoint with its tokenizer")
-    add_pretrained_option(p, default=None)
-    p.add_argument("--data", required=True, help='a JSONL file: {"prompt": ..., "response": ...} per line (with '
-                   '--objective dpo: {"prompt": ..., "chosen": ..., "rejected": ...})')
-    p.add_argument("--out", default=os.path.join("runs", "finetune.npz"), help="the checkpoint to write "
-                   "(a LoRA checkpoint holds the adapters and names its base; default %(default)s)")
-    add_run_options(p)
+    add_tuning_options(p, data='a JSONL file: {"prompt": ..., "response": ...} per line (with --objective dpo: '
+                               '{"prompt": ..., "chosen": ..., "rejected": ...})',
+                       out="finetune.npz", what="(a LoRA checkpoint holds the adapters and names its base)")
     p.add_argument("--lora-rank", type=COUNT, default=None, help="train rank-R adapters, base frozen "
                    "(default: full fine-tuning)")
     p.add_argument("--lora-alpha", type=POSITIVE, default=None, help="adapter scale alpha / rank "
                    "(default 2 x rank)")
     p.add_argument("--lora-targets", nargs="+", default=list(ADAPTED),
                    help="the weights that carry adapters, by the end of their names (default %(default)s)")
+    p.add_argument("--objective", choices=("mle", "dpo"), default="mle", help="mle: maximum likelihood on "
+                   'prompt/response examples; dpo: DPO on preference pairs ({"prompt", "chosen", "rejected"} per '
+                   "line) against a frozen copy of the starting model (default %(default)s)")
+    p.add_argument("--beta", type=POSITIVE, default=0.1, help="DPO's beta, the scale of its implicit reward "
+                   "beta (log p - log p_ref): smaller lets the model go further from where it started "
+                   "(default %(default)s)")
+
+
+def add_tuning_options(p, data, out, what):
+    """What finetune and reward share: the model to start from, the data, the checkpoint, the run's length."""
+    from .finetune import EPOCHS, MIN_STEPS
+
+    p.add_argument("checkpoint", nargs="?", help="the model to start from: a .npz checkpoint with its tokenizer")
+    add_pretrained_option(p, default=None)
+    p.add_argument("--data", required=True, help=data)
+    p.add_argument("--out", default=os.path.join("runs", out), help=f"the checkpoint to write {what} "
+                   "(default %(default)s)")
+    add_run_options(p)
     p.add_argument("--steps", type=COUNT, default=None, help=f"optimizer steps (default: {EPOCHS} passes over the "
                    f"training examples, at least {MIN_STEPS} steps; a long run learns small data by heart, and a "
                    "held-out loss that rises while the training loss falls is said)")
@@ -498,14 +514,20 @@ def add_finetune_command(commands):
     p.add_argument("--seed", type=SEED, default=0, help="random seed of the batches and adapters (default 0)")
     p.add_argument("--keep-last", action="store_true", help="write the last step's checkpoint (default: the step "
                    "of the lowest held-out loss, measured 10 times as it trains and shown on the progress bar)")
-    p.add_argument("--objective", choices=("mle", "dpo"), default="mle", help="mle: maximum likelihood on "
-                   'prompt/response examples; dpo: DPO on preference pairs ({"prompt", "chosen", "rejected"} per '
-                   "line) against a frozen copy of the starting model (default %(default)s)")
-    p.add_argument("--beta", type=POSITIVE, default=0.1, help="DPO's beta, the scale of its implicit reward "
-                   "beta (log p - log p_ref): smaller lets the model go further from where it started "
-                   "(default %(default)s)")
     add_device_option(p)
     p.set_defaults(run=run_finetune)
+
+
+def add_reward_command(commands):
+    p = commands.add_parser("reward", help="train a reward model on preference pairs (Bradley-Terry)",
+                            description="Train a reward model: the model given, read by a scalar reward head at "
+                                        "each response's last position, on a JSONL file of prompt/chosen/rejected "
+                                        "pairs by the Bradley-Terry loss -log sigmoid(r(chosen) - r(rejected)). "
+                                        "The last tenth of the pairs is held out: the share it ranks right is "
+                                        "its accuracy. `score` reads the checkpoint: the reward margins per pair.")
+    add_tuning_options(p, data='a JSONL file: {"prompt": ..., "chosen": ..., "rejected": ...} per line',
+                       out="reward.npz", what="(the model and its reward head)")
+    p.set_defaults(objective="reward", lora_rank=None, lora_alpha=None, lora_targets=None, beta=None)
 
 
 def run_finetune(args):
@@ -527,7 +549,10 @@ def run_finetune(args):
     print(f"trained {result['steps']} steps{note}: loss {result['first_loss']:.3f} -> {result['last_loss']:.3f} "
           f"(the first step's, and the mean of the last 10); {result['tokens']:,} tokens in {result['seconds']:.0f} s")
     before, after = result["before"], result["after"]
-    if before and args.objective == "dpo":
+    if before and args.objective == "reward":
+        print(f"held out: Bradley-Terry loss {before['loss']:.3f} -> {after['loss']:.3f}, pairs ranked right (the "
+              f"chosen response rewarded higher) {before['accuracy']:.0%} -> {after['accuracy']:.0%}")
+    elif before and args.objective == "dpo":
         print(f"held out: DPO loss {before['loss']:.3f} -> {after['loss']:.3f}, the chosen response the likelier in "
               f"{before['preferred']:.0%} -> {after['preferred']:.0%} of the pairs (score {args.out} --data ... "
               "lists them)")
@@ -537,7 +562,8 @@ def run_finetune(args):
     if result["kept"] is not None:
         print(f"kept step {result['kept']} of {result['steps']}, the lowest held-out loss (--keep-last keeps the "
               "last step instead)")
-    talk = (f"chat {args.out} --say ..." if getattr(tokenizer, "chat_template", None)
+    talk = (f"score {args.out} --data PAIRS.jsonl" if args.objective == "reward"
+            else f"chat {args.out} --say ..." if getattr(tokenizer, "chat_template", None)
             else f"sample {args.out} --prompt ...")
     print(f"checkpoint: {args.out}  (try: {args.prog} {talk})")
     return 130 if result["stopped"] else 0
@@ -549,12 +575,12 @@ def resume_finetune(args, base):
     from .lora import absolute
 
     meta = read_meta(args.out)
-    check_kind(args.out, meta, "finetune")
+    check_kind(args.out, meta, "reward" if args.objective == "reward" else "finetune")
     lora, train_config = meta.get("lora") or {}, meta["train_config"]
     if lora and lora_base(args.out, meta) != absolute(base):
         raise MinilmError(f"the run in {args.out} adapts the base {lora_base(args.out, meta)}, not {base}: give that "
                           "base to resume it, or start a new run with another --out")
-    objective = meta.get("objective") or {"name": "mle"}
+    objective = meta.get("objective") or {"name": "reward" if meta.get("model") == "RewardModel" else "mle"}
     stored = {"--lora-rank": lora.get("rank"), "--lora-alpha": lora.get("alpha"), "--lora-targets": lora.get("targets"),
               "--batch-size": train_config["batch_size"], "--lr": train_config["lr"], "--seed": train_config["seed"],
               "--objective": objective["name"], "--beta": objective.get("beta")}
@@ -601,7 +627,8 @@ def add_score_command(commands):
                             description="For each prompt/chosen/rejected pair of a JSONL file, the margin log "
                                         "p(chosen) - log p(rejected) of the two responses under the model (the "
                                         "prompt's tokens not counted), one line per pair; the last line counts the "
-                                        "pairs whose chosen response the model finds the likelier.")
+                                        "pairs whose chosen response the model finds the likelier. A reward model "
+                                        "(from `reward`) gives its reward margin r(chosen) - r(rejected) instead.")
     p.add_argument("checkpoint", nargs="?", help="a .npz checkpoint with its tokenizer (a LoRA checkpoint too)")
     add_pretrained_option(p, default=None)
     p.add_argument("--data", required=True, help='a JSONL file: {"prompt": ..., "chosen": ..., "rejected": ...} '
@@ -614,6 +641,7 @@ def run_score(args):
     from .data.preferences import encode_pairs, read_pairs
     from .evaluate import pair_margins
     from .finetune import warn_unknown_words
+    from .reward import RewardModel
 
     one_model_source(args)
     pairs = read_pairs(args.data)  # bad data is refused before the model loads
@@ -629,7 +657,9 @@ def run_score(args):
     for i, margin in zip(rows.kept, margins):
         print(f"pair {i + 1}: {margin:+.3f}  {pairs[i].prompt[:50]!r}: {pairs[i].chosen[:30]!r} over "
               f"{pairs[i].rejected[:30]!r}")
-    print(f"mean margin {margins.mean():+.3f} nats (log p(chosen) - log p(rejected), the responses' tokens only)")
+    what = ("(r(chosen) - r(rejected), the reward model's scores)" if isinstance(model, RewardModel)
+            else "nats (log p(chosen) - log p(rejected), the responses' tokens only)")
+    print(f"mean margin {margins.mean():+.3f} {what}")
     print(f"preferred: {int((margins > 0).sum())}/{len(margins)}")
 
 

@@ -14,6 +14,7 @@ import zipfile
 
 import numpy as np
 
+from . import reward
 from .backend import get_xp, to_numpy
 from .encdec import EncoderClassifier, EncoderDecoder
 from .errors import MinilmError
@@ -120,6 +121,8 @@ def load_model(path, device=None):
     arrays, meta = read_checkpoint(path)
     if meta.get("model") == "LoRA":
         return load_lora(path, arrays, meta, device), arrays, meta
+    if meta.get("model") == "RewardModel":
+        return load_reward_model(path, arrays, meta, device), arrays, meta
     cls = MODELS.get(meta.get("model", "GPT"))
     if cls is None:
         raise MinilmError(f"checkpoint {path} holds a {meta['model']}, "
@@ -165,6 +168,21 @@ def load_lora(path, arrays, meta, device=None):
     for name, p in lora.params.items():
         p[...] = lora.xp.asarray(adapters[name])
     return lora
+
+
+def load_reward_model(path, arrays, meta, device=None):
+    """A reward model's checkpoint: its decoder (of the class it names) and the reward head's arrays."""
+    params = params_of(arrays)
+    head = {name: params.pop(name, None) for name in reward.HEAD}
+    cls = MODELS.get(meta.get("decoder"))
+    if cls is None or any(a is None for a in head.values()):
+        raise MinilmError(f"checkpoint {path} does not hold a valid reward model (a decoder and "
+                          f"{' and '.join(reward.HEAD)})")
+    try:
+        decoder = cls(cls.config_class(**meta["config"]), device=device, params=params)
+    except (MinilmError, TypeError) as e:
+        raise MinilmError(f"checkpoint {path} does not hold a valid reward model: {e}") from None
+    return reward.RewardModel(decoder, {name: decoder.xp.asarray(a) for name, a in head.items()})
 
 
 def load_params_into(model, path):

@@ -35,6 +35,7 @@ from .data import toyworld
 from .data.instructions import batch_of
 from .data.preferences import preference_batch
 from .errors import MinilmError
+from .reward import RewardModel
 
 CONTEXT = "context"
 EOS = toyworld.EOS
@@ -199,12 +200,21 @@ def response_loss(rows, batch_size=32, pad_id=0):
 
 def pair_margins(model, pair_rows, batch_size=16, pad_id=0):
     """log p(chosen) - log p(rejected) of each pair's responses under the model (minilm.data.preferences'
-    PairRows; objectives.preference_margins), batch_size pairs at a time: (N,) float64"""
+    PairRows; a reward model's r(chosen) - r(rejected)), batch_size pairs at a time: (N,) float64"""
     margins = []
     for start in range(0, len(pair_rows), batch_size):
         batch = preference_batch(pair_rows, np.arange(start, min(start + batch_size, len(pair_rows))), pad_id)
-        margins.append(to_numpy(objectives.preference_margins(model, *map(model.xp.asarray, batch))))
+        margins.append(to_numpy(batch_margins(model, *batch)))
     return np.concatenate(margins).astype(np.float64)
+
+
+def batch_margins(model, idx, targets, loss_mask):
+    """A preference batch -> (B/2,) how far the model prefers each chosen response: log p(chosen) - log
+    p(rejected) for a language model, r(chosen) - r(rejected) for a reward model."""
+    if isinstance(model, RewardModel):
+        r = model.rewards(idx, loss_mask)  # (B,)
+        return r[:len(r) // 2] - r[len(r) // 2:]
+    return objectives.preference_margins(model, *map(model.xp.asarray, (idx, targets, loss_mask)))
 
 
 def preference_loss(pair_rows, batch_size=16, pad_id=0):
@@ -217,4 +227,14 @@ def preference_loss(pair_rows, batch_size=16, pad_id=0):
         reference = pair_margins(dpo.reference, pair_rows, batch_size, pad_id)
         loss, _ = objectives.preference_loss_forward(dpo.beta * margins, dpo.beta * reference)
         return {"loss": float(loss), "preferred": float((margins > 0).mean())}
+    return evaluate
+
+
+def reward_accuracy(pair_rows, batch_size=16, pad_id=0):
+    """The evaluate function of held-out pairs for a reward model: evaluate(model: a RewardModel) -> {"loss": the
+    Bradley-Terry loss on the pairs, "accuracy": the share of pairs whose chosen response gets the higher reward}."""
+    def evaluate(model):
+        margins = pair_margins(model, pair_rows, batch_size, pad_id)  # (N,) r(chosen) - r(rejected)
+        loss, _ = objectives.preference_loss_forward(margins, np.zeros_like(margins))
+        return {"loss": float(loss), "accuracy": float((margins > 0).mean())}
     return evaluate

@@ -7,6 +7,8 @@ every weight trains (full fine-tuning) or the base stays frozen and low-rank ada
 With objective="dpo" the data are preference pairs (minilm/data/preferences.py: prompt, chosen, rejected) and
 the loss is DPO's (minilm/objectives.py) against a frozen copy of the starting model, the reference; the
 held-out pairs are scored by that loss and by the share whose chosen response the model finds the likelier.
+With objective="reward" the same pairs train a reward model (minilm/reward.py: the model read by a reward head)
+by Bradley-Terry, and the held-out pairs are scored by that loss and the share it ranks right (`reward`).
 
 This is what `python -m minilm finetune` runs. The last tenth of the file is held out: scored before the first
 step, as it trains, and after the last. The checkpoint holds the tokenizer, so `sample` and `chat` read it
@@ -24,9 +26,10 @@ from .checkpoint import PRETRAINED, load_base
 from .data.instructions import encode, read_jsonl, response_batches
 from .data.preferences import PairRows, encode_pairs, preference_batches, read_pairs
 from .errors import MinilmError
-from .evaluate import preference_loss, response_loss
+from .evaluate import preference_loss, response_loss, reward_accuracy
 from .lora import LoRA
 from .objectives import DPO
+from .reward import RewardModel
 from .train import TrainConfig, Trainer
 
 ADAPTED = ("attn.w_qkv", "attn.w_proj", "mlp.w_fc", "mlp.w_proj")  # every matrix of a block
@@ -48,7 +51,8 @@ class FinetuneSettings:
     context: int | None = None     # a pretrained Llama's longest row, if not its file's context length
     seed: int = 0                  # the batches' order and the adapters' start
     keep_best: bool = False        # write the state of the lowest held-out loss, not the last (TrainConfig.keep_best)
-    objective: str = "mle"         # "mle": maximum likelihood on prompt/response examples; "dpo": DPO on pairs
+    objective: str = "mle"         # "mle": maximum likelihood on prompt/response examples; "dpo": DPO on pairs;
+                                   # "reward": a reward model (the decoder and a reward head) by Bradley-Terry
     beta: float = 0.1              # DPO's beta: how far from the reference the implicit reward lets the policy go
 
     def train_config(self):
@@ -103,14 +107,16 @@ def split_rows(examples, tokenizer, block_size, encoder=encode):
 def read_data(data, objective, tokenizer, block_size, say=print):
     """The objective's examples in the file data, the last tenth held out -> (training rows, held-out rows or
     None, the Trainer's batch function, its evaluate function or None). "mle": prompt/response examples, scored
-    by their responses' loss; "dpo": prompt/chosen/rejected pairs, scored by the DPO loss (minilm.evaluate)."""
-    dpo = objective == "dpo"
-    examples = read_pairs(data) if dpo else read_jsonl(data)
-    sides = ("prompt", "chosen", "rejected") if dpo else ("prompt", "response")
+    by their responses' loss; "dpo" and "reward": prompt/chosen/rejected pairs, scored by the DPO loss or the
+    reward model's Bradley-Terry loss (minilm.evaluate)."""
+    pairs = objective != "mle"
+    examples = read_pairs(data) if pairs else read_jsonl(data)
+    sides = ("prompt", "chosen", "rejected") if pairs else ("prompt", "response")
     warn_unknown_words(tokenizer, [getattr(e, side) for e in examples for side in sides], data, say)
-    train, held = split_rows(examples, tokenizer, block_size, encode_pairs if dpo else encode)
+    train, held = split_rows(examples, tokenizer, block_size, encode_pairs if pairs else encode)
     pad = getattr(tokenizer, "pad_id", 0)
-    batches, scores = (preference_batches, preference_loss) if dpo else (response_batches, response_loss)
+    batches = preference_batches if pairs else response_batches
+    scores = {"mle": response_loss, "dpo": preference_loss, "reward": reward_accuracy}[objective]
     return train, held, batches(train, pad), scores(held, pad_id=pad) if held else None
 
 
@@ -133,6 +139,8 @@ def finetune(base, data, out, settings=None, resume=False, device=None, progress
     seconds, the held-out scores before and after)"""
     settings = settings or FinetuneSettings()
     dpo = settings.objective == "dpo"
+    if settings.objective == "reward" and settings.lora_rank is not None:
+        raise MinilmError("a reward model trains its whole decoder and its head: LoRA is not offered for it")
     model, tokenizer = load_base(base, device, settings.context)
     if tokenizer is None:
         raise MinilmError(f"{base} holds no tokenizer, so the data cannot be encoded for it")
@@ -141,7 +149,8 @@ def finetune(base, data, out, settings=None, resume=False, device=None, progress
     skipped = train_rows.skipped + (val_rows.skipped if val_rows else 0)
     if settings.steps is None:  # the length follows the data
         settings = replace(settings, steps=steps_for(count(train_rows), settings.batch_size))
-    say(f"{data}: {count(train_rows)} training and {count(val_rows)} held-out {'pairs' if dpo else 'examples'}"
+    say(f"{data}: {count(train_rows)} training and {count(val_rows)} held-out "
+        f"{'examples' if settings.objective == 'mle' else 'pairs'}"
         + (f"; {skipped} skipped, longer than the context ({model.config.block_size + 1} tokens)" if skipped else ""))
     if resume:
         trainer = Trainer.resume(out, batches, validate, device=device)
@@ -150,15 +159,18 @@ def finetune(base, data, out, settings=None, resume=False, device=None, progress
         if settings.lora_rank is not None:
             model = LoRA(model, settings.lora_rank, settings.lora_alpha or 2.0 * settings.lora_rank,
                          settings.lora_targets, settings.seed, base_path=base)
+        if settings.objective == "reward":
+            model = RewardModel(model)
         trainer = Trainer(model, batches, validate, settings.train_config(), out, tokenizer)
-        trainer.kind = "finetune"
+        trainer.kind = "reward" if settings.objective == "reward" else "finetune"
     tuned = trainer.model  # the model that trains: a plain one, or a LoRA around one
     if dpo:  # the Trainer steps the policy's own params (the optimizer's, the checkpoint's), by DPO's loss
         trainer.model = DPO(tuned, reference_of(tuned, base, device, settings.context), settings.beta)
     frozen = tuned.base.num_params() if isinstance(tuned, LoRA) else 0
     say(f"training {tuned.num_params():,} parameters" + (
         f" (LoRA rank {tuned.rank} on {len(tuned.adapted)} weights; the base's {frozen:,} frozen)" if frozen else "")
-        + (f", by DPO (beta {settings.beta:g}) against a frozen copy of {base}" if dpo else ""))
+        + (f", by DPO (beta {settings.beta:g}) against a frozen copy of {base}" if dpo else "")
+        + (", the model and a reward head, by Bradley-Terry on the pairs" if settings.objective == "reward" else ""))
     before = validate(trainer.model) if validate else None
     start, first_step = time.perf_counter(), trainer.step
     history = trainer.run(progress=progress)
