@@ -27,6 +27,10 @@ CAUSAL_TRIL = "return np.tril(np.ones((T_q, T_k), dtype=bool), k=T_k - T_q)"
 CACHE_MASK = "masks.causal_mask(q_new.shape[2], k.shape[2])"
 LORA_OUT = "out = x @ W + scale * (down @ B)  #"
 DECODE_STEP = "logits = model.forward(next_token, kv_cache=cache)"
+BPE_TIE = "pair = min(counts, key=lambda p: (-counts[p], p))  # the most frequent"
+BPE_RANK = "pair = min(zip(ids, ids[1:]), key=lambda p: ranks.get(p, len(merges)))  # the pair learned first"
+BPE_LOOP = ("while len(ids) > 1:\n        " + BPE_RANK + "\n        if pair not in ranks:\n"
+            "            break  # no pair left has a merge\n        ids = merge(ids, pair, 256 + ranks[pair])")
 
 MUTATIONS = [
     # 01: softmax and cross-entropy
@@ -124,4 +128,31 @@ MUTATIONS = [
              {"backward": "dx misses the path through the adapters"}),
     Mutation("08_lora", "lora-dB-without-scale", "dB = scale * down.T @ dout  #", "dB = down.T @ dout  #",
              {"backward": "gradient w.r.t. B", "chain_through_the_product": "gradient w.r.t. B"}),
+    # 10: byte-pair encoding
+    Mutation("10_bpe", "bpe-counts-across-chunk-boundaries", "for ids in chunks:  # each chunk on its own",
+             "for ids in [[i for chunk in chunks for i in chunk]]:  # all the chunks as one sequence",
+             {"within_chunks": "counts pairs across chunk boundaries", "ten_steps": "occurs inside no chunk"}),
+    Mutation("10_bpe", "bpe-counts-overlapping-pairs-twice",
+             "            if pair == previous and pair[0] == pair[1]:\n"
+             "                previous = None  # a a a: this (a, a) overlaps the one just counted\n"
+             "                continue\n", "",
+             {"runs_of_one_id": "counts overlapping pairs twice"}),
+    Mutation("10_bpe", "bpe-merge-keeps-the-second-id", "i += 2  # both ids of the pair are used up", "i += 1",
+             {"left_to_right": "keeps the second id of each pair it replaces"}),
+    Mutation("10_bpe", "bpe-tie-goes-to-the-first-seen-pair", BPE_TIE,
+             "pair = max(counts, key=counts.get)  # the most frequent",
+             {"most_frequent_pair": "a tie goes to the smaller pair of ids", "ten_steps": "a tie goes to the smaller pair"}),
+    Mutation("10_bpe", "bpe-tie-goes-to-the-larger-pair", BPE_TIE,
+             "pair = max(counts, key=lambda p: (counts[p], p))  # the most frequent",
+             {"most_frequent_pair": "a tie goes to the smaller pair of ids"}),
+    Mutation("10_bpe", "bpe-encode-merges-the-leftmost-pair", BPE_RANK,
+             "pair = next((p for p in zip(ids, ids[1:]) if p in ranks), None)  # the first pair that has a merge",
+             {"lowest_rank_first": "merges the leftmost pair that has a merge"}),
+    Mutation("10_bpe", "bpe-encode-merges-the-first-pairs-only", BPE_LOOP,
+             "for pair in sorted(set(zip(ids, ids[1:])) & ranks.keys(), key=ranks.get):  # the chunk's pairs, by rank\n"
+             "        ids = merge(ids, pair, 256 + ranks[pair])",
+             {"again_after_each_merge": "look at the pairs again after every merge", "new_text": "look at the pairs again"}),
+    Mutation("10_bpe", "bpe-encode-returns-after-one-merge", "ids = merge(ids, pair, 256 + ranks[pair])\n    return ids",
+             "return merge(ids, pair, 256 + ranks[pair])\n    return ids",
+             {"again_after_each_merge": "look at the pairs again after every merge"}),
 ]

@@ -69,6 +69,19 @@ def test_kv_cache_bugs_fail_on_every_run(tmp_path, name):
             assert expect in check.problem(getattr(check.module, check_name))
 
 
+def test_encoding_each_merge_once_in_learned_order_passes(tmp_path):
+    """Exercise 10's question: for merges learned by merge steps, applying each merge once in the order learned
+    gives the tokens of merging by rank, so the checks must pass it (a right answer is never failed)."""
+    from exercise_mutations import BPE_LOOP, Mutation
+    in_order = Mutation("10_bpe", "bpe-encode-each-merge-once-in-order", BPE_LOOP,
+                        "for rank, pair in enumerate(merges):  # each merge once, in the order learned\n"
+                        "        ids = merge(ids, pair, 256 + rank)", {})
+    source = tmp_path / "10_bpe.py"
+    source.write_text(in_order.source())
+    check = namespace(source)["check"]
+    assert [check.problem(c) for c in check.module.PARTS["encode_chunk"]] == ["", "", ""]
+
+
 @pytest.mark.parametrize("stem", STEMS)
 def test_checks_draw_from_fixed_seeds(stem):
     """Unseeded randomness would let a wrong answer pass on a lucky run."""

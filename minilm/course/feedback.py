@@ -187,3 +187,60 @@ def attention_problem(sees, mask, name="attention"):
     """'' if the keys that change each query's output are exactly the ones its mask allows."""
     problem = mask_problem(sees, mask, name)
     return problem.replace(f"{name}: ", f"{name}: the output at ", 1)
+
+
+# --------------------------------------------------------------------------------------------------
+# Wrong tokens, in words (byte-pair encoding)
+
+def shown(ids):
+    """A list of ids as it prints, with numpy's integers as plain numbers."""
+    return [int(i) if isinstance(i, (int, np.integer)) else i for i in ids]
+
+
+def ids_problem(call, got, expected, mistakes=()):
+    """'' if got, a sequence of ids, is expected; else the mistake it matches ((description, ids) pairs, as for
+    mismatch), or both lists."""
+    if got is None:
+        return f"{call} returned None: did you forget to return it?"
+    if not isinstance(got, (list, tuple, np.ndarray)):
+        return f"{call} must return a list of ids"
+    got = shown(np.asarray(got).reshape(-1) if isinstance(got, np.ndarray) else got)
+    if got == list(expected):
+        return ""
+    for description, wrong in mistakes:
+        if got == list(wrong):
+            return f"{call} {description}"
+    return f"{call} must give {shown(expected)}, got {got}"
+
+
+def counts_problem(name, got, expected, mistakes=()):
+    """'' if got, a dict {key: count}, holds expected's counts (a key counted 0 times may be left out); else the
+    mistake it matches ((description, dict) pairs), or the first key counted wrong."""
+    if got is None:
+        return f"{name} is None: did you forget to return it?"
+    if type(got) is not dict:
+        return f"{name} must be a plain dict {{(a, b): count}}: wrap a Counter or a defaultdict in dict(...)"
+    wrong = [key for key in sorted(set(got) | set(expected), key=str) if got.get(key, 0) != expected.get(key, 0)]
+    if not wrong:
+        return ""
+    for description, counts in mistakes:
+        if all(got.get(key, 0) == counts.get(key, 0) for key in set(got) | set(counts)):
+            return f"{name} {description}"
+    key = wrong[0]
+    return f"{name} counts the pair {key} {got.get(key, 0)} times, but it occurs {expected.get(key, 0)} times"
+
+
+def pair_problem(what, got, expected, counts):
+    """'' if got is the pair expected, the most frequent of counts ({pair: count} of the chunks); else why not:
+    a tie broken the other way, a pair that spans two chunks, or one less frequent."""
+    got = tuple(shown(got)) if isinstance(got, (list, tuple, np.ndarray)) else got
+    if got == expected:
+        return ""
+    if got in counts and counts[got] == counts[expected]:
+        return (f"{what} is {got}, which ties with {expected} at {counts[expected]} occurrences: a tie goes to the "
+                f"smaller pair of ids, {expected} (the smallest (-count, pair), as train_bpe_plain picks)")
+    if got not in counts:
+        return (f"{what} is {got}, a pair that occurs inside no chunk: does your count cross a chunk's edge? "
+                f"The most frequent pair is {expected}")
+    run = " (in a run a a a, the pair (a, a) counts once)" if got[0] == got[1] else ""
+    return f"{what} is {got}, which occurs {counts[got]} times{run}, but {expected} occurs {counts[expected]} times"
