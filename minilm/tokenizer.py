@@ -266,10 +266,9 @@ class BPETokenizer:
         self.eos_id, self.bos_id, self.chat_template = eos_id, bos_id, chat_template
         self.vocab_size = len(self.tokens)
         self.index = {t: i for i, t in enumerate(self.tokens)}  # bytes -> id (a later repeat wins, as in a dict)
-        missing = [b for b in range(256) if bytes([b]) not in self.index]
-        if missing:
-            raise MinilmError(f"not a byte-level BPE vocabulary: no token for the byte {missing[0]:#04x}")
-        self.byte_ids = [self.index[bytes([b])] for b in range(256)]
+        # A real vocabulary may lack a byte that text seldom holds (SmolLM2 has no token for 21 of them, control
+        # bytes and bytes UTF-8 never uses): encoding drops it, and merges its neighbours, as `tokenizers` does.
+        self.byte_ids = [self.index.get(bytes([b])) for b in range(256)]  # None: no token for the byte
         self.ranks = self.rank_merges()  # (a, b) -> (rank, the id it makes)
         self.special_ids = {self.tokens[i].decode("utf-8", errors="replace"): i for i in self.special}
         longest_first = "|".join(map(re.escape, sorted(self.special_ids, key=len, reverse=True)))
@@ -326,18 +325,23 @@ class BPETokenizer:
         return ids
 
     def encode_chunk(self, chunk):
-        """One chunk -> its ids: its bytes, then merge the pair of lowest rank, repeat (a chunk met before: cached)."""
+        """One chunk -> its ids: its bytes (a byte without a token dropped), then merge the pair of lowest rank,
+        repeat (a chunk met before: cached)."""
         if chunk not in self.cache:
-            ids = [self.byte_ids[b] for b in chunk.encode("utf-8")]
-            while len(ids) > 1:
-                pair = min(zip(ids, ids[1:]), key=lambda p: self.ranks.get(p, NO_MERGE))
-                if pair not in self.ranks:
-                    break
-                ids = merge(ids, pair, self.ranks[pair][1])
+            ids = self.merge_by_rank([self.byte_ids[b] for b in chunk.encode("utf-8") if self.byte_ids[b] is not None])
             if len(self.cache) >= CACHE_SIZE:
                 self.cache.clear()
             self.cache[chunk] = ids
         return self.cache[chunk]
+
+    def merge_by_rank(self, ids):
+        """Merge the pair of lowest rank until no pair has a merge."""
+        while len(ids) > 1:
+            pair = min(zip(ids, ids[1:]), key=lambda p: self.ranks.get(p, NO_MERGE))
+            if pair not in self.ranks:
+                break
+            ids = merge(ids, pair, self.ranks[pair][1])
+        return ids
 
     def decode(self, ids):
         return b"".join(self.tokens[int(i)] for i in ids).decode("utf-8", errors="replace")
