@@ -19,13 +19,13 @@ from .backend import get_xp, to_numpy
 from .encdec import EncoderClassifier, EncoderDecoder
 from .errors import MinilmError
 from .lora import LoRA
-from .model import GPT, Llama, check_param_shapes
+from .model import GPT, Llama, ModifiedGPT, check_param_shapes
 from .pretrained import load_pretrained
 from .tokenizer import tokenizer_from_json
 
 FORMAT = "minilm-checkpoint-1"
 # the classes a checkpoint can hold
-MODELS = {cls.__name__: cls for cls in (GPT, Llama, EncoderDecoder, EncoderClassifier)}
+MODELS = {cls.__name__: cls for cls in (GPT, Llama, ModifiedGPT, EncoderDecoder, EncoderClassifier)}
 
 
 def save_checkpoint(path, params, meta, extra_arrays=None):

@@ -173,13 +173,14 @@ class Adapters:
 
 
 def linear_grads(dout, cache, w_name, b_name=None, rules=None):
-    """linear_backward with its gradients named: -> dx, {w_name: dw, b_name: db}. Where rules (weight name ->
+    """linear_backward with its gradients named: -> dx, {w_name: dw, b_name: db} (db where the layer has a
+    bias). Where rules (weight name ->
     rule) has a rule for w_name, the weight and its bias are not trained: the gradients are the rule's, made
     from the layer's x and dout (from_inputs), under w_name + "." (none for FROZEN)."""
     rule = (rules or {}).get(w_name)
     if rule is None:
         dx, dw, db = linear_backward(dout, cache)
-        return dx, {w_name: dw} if b_name is None else {w_name: dw, b_name: db}
+        return dx, {w_name: dw} if db is None else {w_name: dw, b_name: db}
     dx, _, _ = linear_backward(dout, cache, weight_grads=False)
     x, w, _ = cache
     grads = rule.from_inputs(x.reshape(-1, w.shape[0]), dout.reshape(-1, w.shape[1]))  # (N, C_in), (N, C_out)
@@ -433,17 +434,18 @@ class SelfAttentionCache(NamedTuple):
 
 
 def self_attention_forward(x, p, mask, n_head, kv_cache=None):
-    """x: (B, T, C); p: dict with w_qkv (C, 3C), b_qkv, w_proj (C, C), b_proj -> out: (B, T, C)
+    """x: (B, T, C); p: dict with w_qkv (C, 3C), b_qkv, w_proj (C, C), b_proj (the biases may be left out)
+    -> out: (B, T, C)
 
     kv_cache (generation only): a KVLayerCache that holds the keys and values of earlier positions;
     the new ones are appended and the queries attend over all of them.
     """
-    qkv, qkv_cache = linear_forward(x, p["w_qkv"], p["b_qkv"])  # (B, T, 3C)
+    qkv, qkv_cache = linear_forward(x, p["w_qkv"], p.get("b_qkv"))  # (B, T, 3C)
     q, k, v = (split_heads(part, n_head) for part in _thirds(qkv))  # each (B, nh, T, hs)
     if kv_cache is not None:
         k, v = kv_cache.append(k, v)  # (B, nh, T_past + T, hs)
     y, att_cache = attention_forward(q, k, v, mask)
-    out, proj_cache = linear_forward(merge_heads(y), p["w_proj"], p["b_proj"])
+    out, proj_cache = linear_forward(merge_heads(y), p["w_proj"], p.get("b_proj"))
     return out, SelfAttentionCache(qkv_cache, att_cache, proj_cache)
 
 
@@ -500,10 +502,11 @@ def _thirds(qkv):
 # The MLP: expand to 4C, GELU, project back to C.
 
 def mlp_forward(x, p):
-    """x: (B, T, C); p: dict with w_fc (C, 4C), b_fc, w_proj (4C, C), b_proj -> out: (B, T, C)"""
-    h, fc_cache = linear_forward(x, p["w_fc"], p["b_fc"])  # (B, T, 4C)
+    """x: (B, T, C); p: dict with w_fc (C, 4C), b_fc, w_proj (4C, C), b_proj (the biases may be left out)
+    -> out: (B, T, C)"""
+    h, fc_cache = linear_forward(x, p["w_fc"], p.get("b_fc"))  # (B, T, 4C)
     a, gelu_cache = gelu_forward(h)
-    out, proj_cache = linear_forward(a, p["w_proj"], p["b_proj"])
+    out, proj_cache = linear_forward(a, p["w_proj"], p.get("b_proj"))
     return out, (fc_cache, gelu_cache, proj_cache)
 
 
@@ -696,20 +699,21 @@ def silu_backward(dout, cache):
 
 def swiglu_forward(x, p):
     """x: (B, T, C); p: dict with w_fc (C, 2F): the gate's and the up projection's weights side by side
-    (one GEMM), w_proj (F, C) -> out = (silu(x Wg) * (x Wu)) Wd: (B, T, C). No biases."""
-    h, fc_cache = linear_forward(x, p["w_fc"])  # (B, T, 2F)
+    (one GEMM), w_proj (F, C), and biases b_fc, b_proj where the model has them (Llama's has none)
+    -> out = (silu(x Wg) * (x Wu)) Wd: (B, T, C)."""
+    h, fc_cache = linear_forward(x, p["w_fc"], p.get("b_fc"))  # (B, T, 2F)
     gate, up = _halves(h)  # (B, T, F) each
     a, silu_cache = silu_forward(gate)
-    out, proj_cache = linear_forward(a * up, p["w_proj"])  # the gate decides, channel by channel, how much of up passes
+    out, proj_cache = linear_forward(a * up, p["w_proj"], p.get("b_proj"))  # the gate decides, channel by channel, how much of up passes
     return out, (fc_cache, silu_cache, a, up, proj_cache)
 
 
 def swiglu_backward(dout, cache, rules=None):
     """dout: (B, T, C) -> dx: (B, T, C), grads: dict with the keys of p (or as rules say: linear_grads)"""
     fc_cache, silu_cache, a, up, proj_cache = cache
-    dg, g_proj = linear_grads(dout, proj_cache, "w_proj", rules=rules)  # (B, T, F)
+    dg, g_proj = linear_grads(dout, proj_cache, "w_proj", "b_proj", rules)  # (B, T, F)
     dh = xp_of(dout).concatenate([silu_backward(dg * up, silu_cache), dg * a], axis=-1)  # (B, T, 2F): dgate, dup
-    dx, g_fc = linear_grads(dh, fc_cache, "w_fc", rules=rules)
+    dx, g_fc = linear_grads(dh, fc_cache, "w_fc", "b_fc", rules)
     return dx, {**g_fc, **g_proj}
 
 
@@ -722,28 +726,29 @@ def swiglu_backward(dout, cache, rules=None):
 
 class GroupedAttentionCache(NamedTuple):
     qkv: Any  # the fused projection's linear cache
-    rope: Any  # (cos, sin) of the T positions
+    rope: Any  # (cos, sin) of the T positions, or None (no rotation)
     attention: AttentionCache  # of the grouped view: att is (B, nkv, group, Tq, Tk)
     proj: Any  # the output projection's linear cache
 
 
 def grouped_attention_forward(x, p, mask, n_head, n_kv_head, rope, kv_cache=None):
     """x: (B, T, C); p: dict with w_qkv (C, (nh + 2 nkv) hs) (queries, keys, values side by side) and
-    w_proj (nh hs, C); mask: bool, broadcastable to (B, nh, T, T_k); rope: (cos, sin) of these T positions;
-    kv_cache: a KVLayerCache of n_kv_head heads (generation only) -> out: (B, T, C)"""
+    w_proj (nh hs, C), and biases b_qkv, b_proj where the model has them (Llama's has none); mask: bool,
+    broadcastable to (B, nh, T, T_k); rope: (cos, sin) of these T positions, or None (positions enter
+    elsewhere); kv_cache: a KVLayerCache of n_kv_head heads (generation only) -> out: (B, T, C)"""
     B, T, _ = x.shape
     hs = p["w_proj"].shape[0] // n_head
     group = n_head // n_kv_head
-    qkv, qkv_cache = linear_forward(x, p["w_qkv"])  # (B, T, (nh + 2 nkv) hs)
+    qkv, qkv_cache = linear_forward(x, p["w_qkv"], p.get("b_qkv"))  # (B, T, (nh + 2 nkv) hs)
     q, k, v = _split_sizes(qkv, [n_head * hs, n_kv_head * hs, n_kv_head * hs])
-    q, _ = rope_forward(split_heads(q, n_head), *rope)  # (B, nh, T, hs), rotated by position
-    k, _ = rope_forward(split_heads(k, n_kv_head), *rope)  # (B, nkv, T, hs)
-    v = split_heads(v, n_kv_head)
+    q, k, v = split_heads(q, n_head), split_heads(k, n_kv_head), split_heads(v, n_kv_head)  # (B, nh|nkv, T, hs)
+    if rope is not None:  # queries and keys rotated by position
+        q, k = rope_forward(q, *rope)[0], rope_forward(k, *rope)[0]
     if kv_cache is not None:
         k, v = kv_cache.append(k, v)  # (B, nkv, T_past + T, hs): keys are cached already rotated
     y, att_cache = attention_forward(q.reshape(B, n_kv_head, group, T, hs), k[:, :, None], v[:, :, None],
                                      _group_mask(mask, n_kv_head, group))  # (B, nkv, group, T, hs)
-    out, proj_cache = linear_forward(merge_heads(y.reshape(B, n_head, T, hs)), p["w_proj"])
+    out, proj_cache = linear_forward(merge_heads(y.reshape(B, n_head, T, hs)), p["w_proj"], p.get("b_proj"))
     return out, GroupedAttentionCache(qkv_cache, rope, att_cache, proj_cache)
 
 
@@ -751,14 +756,15 @@ def grouped_attention_backward(dout, cache, rules=None):
     """dout: (B, T, C) -> dx: (B, T, C), grads: dict with the keys of p (or as rules say: linear_grads)"""
     qkv_cache, rope, att_cache, proj_cache = cache
     B, n_kv_head, group, T, hs = att_cache.q.shape
-    dy, g_proj = linear_grads(dout, proj_cache, "w_proj", rules=rules)
+    dy, g_proj = linear_grads(dout, proj_cache, "w_proj", "b_proj", rules)
     dy = split_heads(dy, n_kv_head * group).reshape(B, n_kv_head, group, T, hs)
     dq, dk, dv = attention_backward(dy, att_cache)  # dk, dv: (B, nkv, group, T, hs), one per query head
     dk, dv = dk.sum(axis=2), dv.sum(axis=2)  # a shared key gets the gradients of every query head that read it
-    dq = rope_backward(dq.reshape(B, n_kv_head * group, T, hs), rope)
-    dk = rope_backward(dk, rope)
+    dq = dq.reshape(B, n_kv_head * group, T, hs)
+    if rope is not None:
+        dq, dk = rope_backward(dq, rope), rope_backward(dk, rope)
     dqkv = xp_of(dout).concatenate([merge_heads(dq), merge_heads(dk), merge_heads(dv)], axis=-1)
-    dx, g_qkv = linear_grads(dqkv, qkv_cache, "w_qkv", rules=rules)
+    dx, g_qkv = linear_grads(dqkv, qkv_cache, "w_qkv", "b_qkv", rules)
     return dx, {**g_qkv, **g_proj}
 
 

@@ -494,6 +494,154 @@ class Llama(GPT):
 
 
 # --------------------------------------------------------------------------------------------------
+# The modern modifications one at a time (the architecture study, docs/lab/architecture_study_design.md):
+# GPT's pass with five switches, each turning one of GPT-2's choices into the Llama family's. Every switch
+# off, it is GPT; every switch on, it is Llama: the same parameters from the same seed, the same numbers.
+#
+#   rmsnorm   RMSNorm (no mean, no shift) in place of LayerNorm
+#   swiglu    the gated MLP, hidden width d_ff, in place of GELU's 4C
+#   rope      queries and keys rotated by position, in place of a table of position vectors
+#   bias      False: no bias in any linear layer (LayerNorm keeps its shift)
+#   n_kv_head fewer key/value heads than query heads (grouped-query attention)
+
+
+@dataclass
+class ModifiedConfig:
+    vocab_size: int
+    block_size: int
+    n_layer: int = 2
+    n_head: int = 4
+    d_model: int = 64
+    rmsnorm: bool = False
+    swiglu: bool = False
+    rope: bool = False
+    bias: bool = True
+    n_kv_head: int | None = None  # None: n_head, every query head its own keys and values
+    d_ff: int | None = None  # the SwiGLU's hidden width; None: 8C/3 up to a multiple of 8 (about GELU's parameters)
+    rope_base: float = 10000.0
+    norm_eps: float = 1e-5
+    dtype: str = "float32"
+    attention_window: int | None = None
+
+    def __post_init__(self):
+        self.n_kv_head = self.n_head if self.n_kv_head is None else self.n_kv_head
+        self.d_ff = -(-8 * self.d_model // 24) * 8 if self.d_ff is None else self.d_ff
+        check_config(self, ("vocab_size", "block_size", "n_layer", "n_head", "n_kv_head", "d_model", "d_ff")
+                     + (("attention_window",) if self.attention_window is not None else ()))
+        if self.n_head % self.n_kv_head:
+            raise MinilmError(f"n_head ({self.n_head}) must be a multiple of n_kv_head ({self.n_kv_head})")
+        if self.rope and (self.d_model // self.n_head) % 2:
+            raise MinilmError("RoPE rotates pairs of channels: the head size d_model / n_head "
+                              f"({self.d_model // self.n_head}) must be even")
+
+    def to_dict(self):
+        return asdict(self)
+
+
+def modified_param_shapes(config):
+    """name -> shape of every parameter, in the order the forward pass uses them: GPT's names where a part is
+    GPT-2's, Llama's where it is the Llama family's (so that init_params draws the same numbers as each)."""
+    C, V = config.d_model, config.vocab_size
+    kv = config.n_kv_head * (C // config.n_head)  # the width of the keys (and of the values)
+    hidden = config.d_ff if config.swiglu else 4 * C
+    shapes = {"wte": (V, C)} if config.rope else {"wte": (V, C), "wpe": (config.block_size, C)}
+    for i in range(config.n_layer):
+        block = {**_norm_shapes(config, "1"), "attn.w_qkv": (C, C + 2 * kv), "attn.b_qkv": (C + 2 * kv,),
+                 "attn.w_proj": (C, C), "attn.b_proj": (C,), **_norm_shapes(config, "2"),
+                 "mlp.w_fc": (C, 2 * hidden if config.swiglu else hidden), "mlp.b_fc": (2 * hidden if config.swiglu
+                                                                             else hidden,),
+                 "mlp.w_proj": (hidden, C), "mlp.b_proj": (C,)}
+        shapes.update(add_prefix({name: shape for name, shape in block.items()
+                                  if config.bias or ".b_" not in name}, f"h.{i}."))
+    shapes.update(_norm_shapes(config, "f"))
+    return shapes
+
+
+def _norm_shapes(config, which):
+    """A norm's parameters: RMSNorm's gain norm_{which}.w, or LayerNorm's gain and shift ln_{which}.w, .b"""
+    C = config.d_model
+    return {f"norm_{which}.w": (C,)} if config.rmsnorm else {f"ln_{which}.w": (C,), f"ln_{which}.b": (C,)}
+
+
+def _norm_forward(x, p, which, config):
+    if config.rmsnorm:
+        return layers.rmsnorm_forward(x, p[f"norm_{which}.w"], config.norm_eps)
+    return layers.layernorm_forward(x, p[f"ln_{which}.w"], p[f"ln_{which}.b"], config.norm_eps)
+
+
+def _norm_backward(dx, cache, which, config):
+    """-> dx, the norm's gradients by name"""
+    if config.rmsnorm:
+        dx, dw = layers.rmsnorm_backward(dx, cache)
+        return dx, {f"norm_{which}.w": dw}
+    dx, dw, db = layers.layernorm_backward(dx, cache)
+    return dx, {f"ln_{which}.w": dw, f"ln_{which}.b": db}
+
+
+def modified_block_forward(x, params, prefix, mask, config, rope, kv_cache=None):
+    """x: (B, T, C) -> x: (B, T, C), cache. rope: (cos, sin) of the T positions x holds, or None."""
+    p = sub_params(params, prefix)
+    h, norm1 = _norm_forward(x, p, "1", config)
+    a, attn = layers.grouped_attention_forward(h, sub_params(p, "attn."), mask, config.n_head, config.n_kv_head,
+                                               rope, kv_cache)
+    x = x + a  # residual
+    h, norm2 = _norm_forward(x, p, "2", config)
+    m, mlp = (layers.swiglu_forward if config.swiglu else layers.mlp_forward)(h, sub_params(p, "mlp."))
+    return x + m, BlockCache(norm1, attn, norm2, mlp)
+
+
+def modified_block_backward(dx, cache, prefix, config, rules=None):
+    """dx: (B, T, C) -> dx: (B, T, C), grads of this block's params (full names); rules as block_backward's"""
+    norm1, attn, norm2, mlp = cache
+    rules = sub_params(rules or {}, prefix)
+    mlp_backward = layers.swiglu_backward if config.swiglu else layers.mlp_backward
+    dh, g_mlp = mlp_backward(dx, mlp, sub_params(rules, "mlp."))
+    dh, g_norm2 = _norm_backward(dh, norm2, "2", config)
+    dx = dx + dh
+    da, g_attn = layers.grouped_attention_backward(dx, attn, sub_params(rules, "attn."))
+    da, g_norm1 = _norm_backward(da, norm1, "1", config)
+    dx = dx + da
+    grads = {**g_norm1, **g_norm2, **add_prefix(g_attn, "attn."), **add_prefix(g_mlp, "mlp.")}
+    return dx, add_prefix(grads, prefix)
+
+
+class ModifiedGPT(GPT):
+    """GPT with any of the Llama family's five changes switched on (ModifiedConfig): the architecture study's
+    model. ModifiedGPT(ModifiedConfig(V, T)) is GPT; with rmsnorm, swiglu, rope, bias=False and fewer
+    key/value heads it is Llama (tests/test_model.py checks both, bit for bit)."""
+    config_class = ModifiedConfig
+
+    def __init__(self, config, seed=0, device=None, params=None):
+        super().__init__(config, seed, device, params)
+        hs = config.d_model // config.n_head
+        self.rope_cos, self.rope_sin = (layers.rope_tables(hs, np.arange(config.block_size), config.rope_base,
+                                                           self.xp, config.dtype) if config.rope else (None, None))
+
+    def param_shapes(self):
+        return modified_param_shapes(self.config)
+
+    def _embed(self, idx, pos0):
+        return Llama._embed(self, idx, pos0) if self.config.rope else super()._embed(idx, pos0)
+
+    def _embed_backward(self, dx, emb):
+        return Llama._embed_backward(self, dx, emb) if self.config.rope else super()._embed_backward(dx, emb)
+
+    def _block_forward(self, x, prefix, mask, layer_cache, pos0):
+        T = x.shape[1]
+        rope = (self.rope_cos[pos0:pos0 + T], self.rope_sin[pos0:pos0 + T]) if self.config.rope else None
+        return modified_block_forward(x, self.params, prefix, mask, self.config, rope, layer_cache)
+
+    def _block_backward(self, dx, cache, prefix):
+        return modified_block_backward(dx, cache, prefix, self.config, self.grad_rules)
+
+    def _final_norm(self, x):
+        return _norm_forward(x, self.params, "f", self.config)
+
+    def _final_norm_backward(self, dx, cache):
+        return _norm_backward(dx, cache, "f", self.config)
+
+
+# --------------------------------------------------------------------------------------------------
 # The KV cache: during generation, the keys and values of earlier positions never change (a causal
 # model's past cannot see the future), so we keep them and compute only the new token's.
 
