@@ -704,7 +704,8 @@ def swiglu_forward(x, p):
     h, fc_cache = linear_forward(x, p["w_fc"], p.get("b_fc"))  # (B, T, 2F)
     gate, up = _halves(h)  # (B, T, F) each
     a, silu_cache = silu_forward(gate)
-    out, proj_cache = linear_forward(a * up, p["w_proj"], p.get("b_proj"))  # the gate decides, channel by channel, how much of up passes
+    # the gate decides, channel by channel, how much of up passes
+    out, proj_cache = linear_forward(a * up, p["w_proj"], p.get("b_proj"))
     return out, (fc_cache, silu_cache, a, up, proj_cache)
 
 

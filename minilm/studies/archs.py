@@ -59,14 +59,15 @@ PRESETS = {"default": (400, 3),  # the lesson's comparison
            "ci": (2, 1)}         # the code path in seconds
 
 
-def build_variant(variant, shape, run, vocab_size, seed=0, dtype="float32", device=None):
-    """An EncoderDecoder with the variant's switches on; the target positions are numbered after the input's
-    in every variant, so that the rows differ only in the four structures."""
-    if variant not in VARIANTS:
-        raise MinilmError(f"unknown variant {variant!r}: choose from {', '.join(VARIANTS)}")
+def build_variant(variant, shape, run, vocab_size, seed=0, dtype="float32", device=None, variants=VARIANTS):
+    """An EncoderDecoder with the variant's switches on (variants: name -> switches; the lecture's table, or
+    another study's rows); the target positions are numbered after the input's in every variant, so that the
+    rows differ only in the four structures."""
+    if variant not in variants:
+        raise MinilmError(f"unknown variant {variant!r}: choose from {', '.join(variants)}")
     config = EncDecConfig(vocab_size=vocab_size, block_size=shape.n_input + shape.n_target, n_layer=run.n_layer,
                           n_head=run.n_head, d_model=run.d_model, dtype=dtype, targets_after_input=True,
-                          **{name: name in VARIANTS[variant] for name in SWITCHES})
+                          **{name: name in variants[variant] for name in SWITCHES})
     return EncoderDecoder(config, seed=seed, device=device)
 
 
@@ -81,14 +82,14 @@ def evaluate(model, batch):
             "token_accuracy": float(right.mean()), "exact_match": float(right.all(axis=1).mean())}
 
 
-def train_variant(variant, shape_name, run, seed=0, until=None, device=None):
-    """Train one variant on one shape of data from scratch, with minilm.train's Trainer (the seed draws the
-    training examples). until: stop after that many steps (the schedule is still the full run's, so the
-    losses match the first steps of a full run).
+def train_variant(variant, shape_name, run, seed=0, until=None, device=None, variants=VARIANTS):
+    """Train one variant (of variants, as build_variant's) on one shape of data from scratch, with minilm.train's
+    Trainer (the seed draws the training examples). until: stop after that many steps (the schedule is still
+    the full run's, so the losses match the first steps of a full run).
     Returns (record, model): a JSON-able record of the variant, shape, seed, parameter count, history and
     final evaluation; and the trained model."""
     shape, tok = task.SHAPES[shape_name], task.tokenizer()
-    model = build_variant(variant, shape, run, tok.vocab_size, seed, device=device)
+    model = build_variant(variant, shape, run, tok.vocab_size, seed, device=device, variants=variants)
     held_out = task.make_batch(tok, shape, run.eval_size, np.random.default_rng(10_000 + seed))
 
     def batches(rng, batch_size):  # -> the arguments of model.loss_and_grads

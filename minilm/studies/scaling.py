@@ -20,7 +20,7 @@ from .stats import training_flops
 from ..data import toyworld
 from ..errors import MinilmError
 from ..evaluate import evaluate, fact_recall, kl_to_statistics, ngram_statistics
-from ..model import GPT, GPTConfig
+from ..model import GPT, GPTConfig, ModifiedConfig, ModifiedGPT
 from ..tokenizer import WordTokenizer
 from ..train import train_sweep_point
 
@@ -110,12 +110,15 @@ class World:
         self.countries = np.array([self.tokenizer.encode(country)[0] for country, _ in self.facts])
 
 
-def train_run(config, run, world, device=None, progress=False):
-    """Train one model of the sweep and measure it. Returns the run's record (a JSON-able dict)."""
+def train_run(config, run, world, device=None, progress=False, changes=None):
+    """Train one model of the sweep and measure it. Returns the run's record (a JSON-able dict).
+    changes: the run's GPT with these of the Llama family's changes (ModifiedConfig's switches; the
+    architecture study's arms) instead of lesson 03's plain GPT."""
     corpus = int(config.tokens * run.data_fraction)  # this run's slice of the training corpus
     gpt = GPTConfig(vocab_size=world.tokenizer.vocab_size, block_size=config.block_size,
                     n_layer=run.n_layer, n_head=run.n_head, d_model=run.d_model)
-    model = GPT(gpt, seed=run.seed, device=device)
+    model = (ModifiedGPT(ModifiedConfig(**gpt.to_dict(), **changes), seed=run.seed, device=device) if changes
+             else GPT(gpt, seed=run.seed, device=device))
     steps = max(1, corpus // (config.batch_size * config.block_size))
     _, seconds = train_sweep_point(model, world.train_tokens[:corpus + 1], steps, config.batch_size, config.lr,
                                    run.seed, progress=progress)
