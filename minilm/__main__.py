@@ -469,7 +469,7 @@ def text_tokenizer(args, text):
 # finetune CKPT --data FILE.jsonl: teach a trained model to answer (the loss on the responses only)
 
 def add_finetune_command(commands):
-    from .finetune import ADAPTED
+    from .finetune import ADAPTED, FinetuneSettings
 
     p = commands.add_parser("finetune", help="fine-tune a checkpoint on prompt/response pairs (full, or LoRA)",
                             description="Fine-tune a minilm checkpoint on a JSONL file of prompt/response pairs "
@@ -477,9 +477,13 @@ def add_finetune_command(commands):
                                         "--lora-rank the base weights stay frozen and low-rank adapters train; "
                                         "the last tenth of the examples is held out and scored as it trains. "
                                         "With --objective dpo the data are preference pairs and the loss is DPO's "
-                                        "against a frozen copy of the starting model.")
+                                        "against a frozen copy of the starting model. With --objective pg the data "
+                                        "are prompts: each step samples answers from the model, a reward model "
+                                        "(--reward) scores them, and the step is the policy gradient with each "
+                                        "prompt's mean reward as the baseline and a KL penalty to the start.")
     add_tuning_options(p, data='a JSONL file: {"prompt": ..., "response": ...} per line (with --objective dpo: '
-                               '{"prompt": ..., "chosen": ..., "rejected": ...})',
+                               '{"prompt": ..., "chosen": ..., "rejected": ...}; with --objective pg: '
+                               '{"prompt": ...})',
                        out="finetune.npz", what="(a LoRA checkpoint holds the adapters and names its base)")
     p.add_argument("--lora-rank", type=COUNT, default=None, help="train rank-R adapters, base frozen "
                    "(default: full fine-tuning)")
@@ -487,12 +491,22 @@ def add_finetune_command(commands):
                    "(default 2 x rank)")
     p.add_argument("--lora-targets", nargs="+", default=list(ADAPTED),
                    help="the weights that carry adapters, by the end of their names (default %(default)s)")
-    p.add_argument("--objective", choices=("mle", "dpo"), default="mle", help="mle: maximum likelihood on "
+    p.add_argument("--objective", choices=("mle", "dpo", "pg"), default="mle", help="mle: maximum likelihood on "
                    'prompt/response examples; dpo: DPO on preference pairs ({"prompt", "chosen", "rejected"} per '
-                   "line) against a frozen copy of the starting model (default %(default)s)")
-    p.add_argument("--beta", type=POSITIVE, default=0.1, help="DPO's beta, the scale of its implicit reward "
-                   "beta (log p - log p_ref): smaller lets the model go further from where it started "
+                   "line) against a frozen copy of the starting model; pg: policy gradient on answers sampled to "
+                   '{"prompt": ...} lines, scored by --reward (default %(default)s)')
+    p.add_argument("--beta", type=POSITIVE, default=FinetuneSettings.beta, help="DPO's beta, the scale of its "
+                   "implicit reward beta (log p - log p_ref): smaller lets the model go further from where it started "
                    "(default %(default)s)")
+    pg = p.add_argument_group("policy gradient (--objective pg)")
+    pg.add_argument("--reward", dest="reward_model", metavar="RM_CKPT", default=None,
+                    help="the reward model that scores the sampled answers: a checkpoint of `reward`")
+    pg.add_argument("--group-size", type=number(int, 2), default=FinetuneSettings.group_size,
+                    help="answers sampled per prompt; their mean reward is each one's baseline (default %(default)s)")
+    pg.add_argument("--kl-coef", type=NON_NEGATIVE, default=FinetuneSettings.kl_coef,
+                    help="the weight of the KL penalty to the starting model (default %(default)s)")
+    pg.add_argument("--max-new-tokens", type=COUNT, default=FinetuneSettings.max_new_tokens,
+                    help="the longest answer sampled, in tokens (default %(default)s)")
 
 
 def add_tuning_options(p, data, out, what):
@@ -527,7 +541,8 @@ def add_reward_command(commands):
                                         "its accuracy. `score` reads the checkpoint: the reward margins per pair.")
     add_tuning_options(p, data='a JSONL file: {"prompt": ..., "chosen": ..., "rejected": ...} per line',
                        out="reward.npz", what="(the model and its reward head)")
-    p.set_defaults(objective="reward", lora_rank=None, lora_alpha=None, lora_targets=None, beta=None)
+    p.set_defaults(objective="reward", lora_rank=None, lora_alpha=None, lora_targets=None, beta=None,
+                   reward_model=None, group_size=None, kl_coef=None, max_new_tokens=None)
 
 
 def run_finetune(args):
@@ -535,21 +550,30 @@ def run_finetune(args):
 
     one_model_source(args)
     base = base_name(args.checkpoint, args.pretrained)
-    check_file_output(args.out, "--out", inputs=[args.checkpoint, args.pretrained, args.data])
+    check_file_output(args.out, "--out", inputs=[args.checkpoint, args.pretrained, args.data, args.reward_model])
     steps = resume_finetune(args, base) if args.resume else args.steps
     if "beta" in args.given and args.objective != "dpo":
         raise MinilmError("--beta is DPO's: give --objective dpo with it (and preference pairs as --data)")
+    for flag, dest in PG_DESTS.items():
+        if dest in args.given and args.objective != "pg":
+            raise MinilmError(f"{flag} is policy gradient's: give --objective pg with it (and prompts as --data)")
     if not (args.resume or args.overwrite):
         refuse_to_replace(args.out, "--out", "--resume to continue that run, --overwrite to replace it")
     settings = FinetuneSettings(lora_rank=args.lora_rank, lora_alpha=args.lora_alpha, lora_targets=args.lora_targets,
                                 steps=steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                                keep_best=not args.keep_last, objective=args.objective, beta=args.beta)
+                                keep_best=not args.keep_last, objective=args.objective, beta=args.beta,
+                                reward_model=args.reward_model, group_size=args.group_size, kl_coef=args.kl_coef,
+                                max_new_tokens=args.max_new_tokens)
     _, tokenizer, result = finetune(base, args.data, args.out, settings, args.resume, args.device)
     note = " (interrupted: saved, run again with --resume to continue)" if result["stopped"] else ""
     print(f"trained {result['steps']} steps{note}: loss {result['first_loss']:.3f} -> {result['last_loss']:.3f} "
           f"(the first step's, and the mean of the last 10); {result['tokens']:,} tokens in {result['seconds']:.0f} s")
-    before, after = result["before"], result["after"]
-    if before and args.objective == "reward":
+    before, after, measured = result["before"], result["after"], result["measured"]
+    if args.objective == "pg" and measured:
+        (reward_first, reward_last), (kl_first, kl_last) = measured["reward"], measured["kl"]
+        print(f"sampled answers: mean reward {reward_first:.3f} -> {reward_last:.3f}, KL to the starting model "
+              f"{kl_first:.4f} -> {kl_last:.4f} (the first 10 steps' means, and the last 10's)")
+    elif before and args.objective == "reward":
         print(f"held out: Bradley-Terry loss {before['loss']:.3f} -> {after['loss']:.3f}, pairs ranked right (the "
               f"chosen response rewarded higher) {before['accuracy']:.0%} -> {after['accuracy']:.0%}")
     elif before and args.objective == "dpo":
@@ -583,10 +607,17 @@ def resume_finetune(args, base):
     objective = meta.get("objective") or {"name": "reward" if meta.get("model") == "RewardModel" else "mle"}
     stored = {"--lora-rank": lora.get("rank"), "--lora-alpha": lora.get("alpha"), "--lora-targets": lora.get("targets"),
               "--batch-size": train_config["batch_size"], "--lr": train_config["lr"], "--seed": train_config["seed"],
-              "--objective": objective["name"], "--beta": objective.get("beta")}
+              "--objective": objective["name"], "--beta": objective.get("beta"),
+              "--group-size": objective.get("group_size"), "--kl-coef": objective.get("kl_coef")}
     steps = resume_to(args, args.out, meta, stored)
     args.objective, args.beta = objective["name"], objective.get("beta", args.beta)  # the run's own, as it was set
+    args.group_size = objective.get("group_size", args.group_size)
+    args.kl_coef = objective.get("kl_coef", args.kl_coef)
     return steps
+
+
+PG_DESTS = {"--reward": "reward_model", "--group-size": "group_size", "--kl-coef": "kl_coef",
+            "--max-new-tokens": "max_new_tokens"}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -97,9 +97,10 @@ class LoRA:
         """The trainable parameters: the adapters."""
         return int(sum(a.size for a in self.params.values()))
 
-    def forward(self, *inputs):
+    def forward(self, *inputs, **options):
+        """The base's forward pass on the merged weights (with its options: a mask, a KV cache to generate with)."""
         self._merge()
-        return self.base.forward(*inputs)
+        return self.base.forward(*inputs, **options)
 
     def loss_and_grads(self, *batch):
         """The base model's loss and backward pass on the merged weights, asked for the adapters' gradients

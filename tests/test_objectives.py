@@ -314,3 +314,66 @@ def test_dpo_on_adapters_reads_a_reference_that_shares_the_bases_untouched_weigh
     assert all(np.array_equal(tuned.frozen[k], p) for k, p in gpt.params.items())
     assert any(np.abs(p).max() > 0 for k, p in tuned.params.items() if k.endswith("lora_b"))
     assert abs(result["before"]["loss"] - math.log(2)) < 1e-6  # the policy starts as its reference
+
+
+# ---- policy gradient through the Trainer: answers sampled from the policy (minilm.rollouts)
+
+class SaysGlib:
+    """A verifier in the place of a reward model: reward 1 for an answer that holds the word glib, else 0."""
+
+    def __init__(self, tok):
+        self.glib = tok.encode("glib")[0]
+
+    def rewards(self, idx, loss_mask):
+        return ((idx == self.glib) & (np.roll(loss_mask, -1, axis=1) > 0)).any(axis=1).astype(float)
+
+
+def policy_gradient_run(tmp_path, steps, checkpoint="pg.npz"):
+    from minilm.data.instructions import encode_prompts
+    from minilm.rollouts import Rollouts
+
+    pairs, tok = pair_data(tmp_path)
+    config = GPTConfig(vocab_size=tok.vocab_size, block_size=12, n_layer=1, n_head=2, d_model=16)
+    rollouts = Rollouts(SaysGlib(tok), encode_prompts([p.prompt for p in pairs], tok, 12), group_size=4,
+                        max_new_tokens=3, eos_id=tok.eos_id)
+    rollouts.policy, reference = GPT(config, seed=0), GPT(config, seed=0)
+    trainer = Trainer(objectives.PolicyGradient(rollouts.policy, reference, group_size=4, kl_coef=0.1), rollouts,
+                      config=TrainConfig(steps=steps, batch_size=4, lr=1e-2, warmup_steps=2, eval_every=0),
+                      checkpoint_path=str(tmp_path / checkpoint), tokenizer=tok)
+    return trainer, rollouts, reference, tok
+
+
+def test_rollouts_lay_out_each_prompts_group_of_sampled_answers_in_consecutive_rows(tmp_path):
+    trainer, rollouts, _, tok = policy_gradient_run(tmp_path, steps=1)
+    idx, targets, loss_mask, rewards = rollouts(np.random.default_rng(0), 2)
+    assert idx.shape == targets.shape == loss_mask.shape and rewards.shape == (8,) and len(idx) == 8
+    starts = loss_mask.argmax(axis=1)  # the position that predicts the answer's first token: the prompt's last
+    for group in (idx[:4], idx[4:]):
+        assert (group[:, :starts[0] + 1] == group[0, :starts[0] + 1]).all()  # one prompt per group
+    assert tok.decode(idx[0, 1:starts[0] + 1]).startswith("repeat after me :")
+    assert set(rewards) <= {0.0, 1.0} and (loss_mask.sum(axis=1) >= 1).all()
+
+
+def test_policy_gradient_through_the_trainer_raises_the_reward_and_keeps_the_reference(tmp_path):
+    """The verifier rewards answers that say glib: their share among the sampled answers rises, while the
+    reference is bit for bit the model it was (measured: 0.19 of the first 10 steps' answers, 0.74 of the last 10's)."""
+    trainer, _, reference, _ = policy_gradient_run(tmp_path, steps=40)
+    before = {k: p.copy() for k, p in reference.params.items()}
+    history = trainer.run(progress=False)
+    rewards = [m["reward"] for m in history.step_metrics]
+    assert len(rewards) == 40 and np.mean(rewards[-10:]) > np.mean(rewards[:10]) + 0.3
+    assert all(np.array_equal(reference.params[k], before[k]) for k in before)
+    assert history.step_metrics[0]["kl"] < 1e-6 < history.step_metrics[-1]["kl"]  # it starts as its reference
+
+
+def test_a_resumed_policy_gradient_run_samples_what_the_whole_run_would_have(tmp_path):
+    whole, _, _, _ = policy_gradient_run(tmp_path, steps=4, checkpoint="whole.npz")
+    whole.run(progress=False)
+    half, rollouts, reference, _ = policy_gradient_run(tmp_path, steps=4, checkpoint="half.npz")
+    half.run(until=2, progress=False)
+    resumed = Trainer.resume(str(tmp_path / "half.npz"), rollouts)
+    rollouts.policy = resumed.model
+    resumed.model = objectives.PolicyGradient(resumed.model, reference, group_size=4, kl_coef=0.1)
+    resumed.run(progress=False)
+    assert resumed.history.step_metrics == whole.history.step_metrics
+    assert all(np.allclose(resumed.model.params[k], p, rtol=1e-5, atol=1e-7) for k, p in whole.model.params.items())
