@@ -469,7 +469,8 @@ def text_tokenizer(args, text):
 # finetune CKPT --data FILE.jsonl: teach a trained model to answer (the loss on the responses only)
 
 def add_finetune_command(commands):
-    from .finetune import ADAPTED, FinetuneSettings
+    from .finetune import FinetuneSettings
+    from .lora import ADAPTED, default_alpha
 
     p = commands.add_parser("finetune", help="fine-tune a checkpoint on prompt/response pairs (full, or LoRA)",
                             description="Fine-tune a minilm checkpoint on a JSONL file of prompt/response pairs "
@@ -488,7 +489,7 @@ def add_finetune_command(commands):
     p.add_argument("--lora-rank", type=COUNT, default=None, help="train rank-R adapters, base frozen "
                    "(default: full fine-tuning)")
     p.add_argument("--lora-alpha", type=POSITIVE, default=None, help="adapter scale alpha / rank "
-                   "(default 2 x rank)")
+                   f"(default {default_alpha(1):g} x rank)")
     p.add_argument("--lora-targets", nargs="+", default=list(ADAPTED),
                    help="the weights that carry adapters, by the end of their names (default %(default)s)")
     p.add_argument("--objective", choices=("mle", "dpo", "pg"), default="mle", help="mle: maximum likelihood on "
@@ -511,7 +512,7 @@ def add_finetune_command(commands):
 
 def add_tuning_options(p, data, out, what):
     """What finetune and reward share: the model to start from, the data, the checkpoint, the run's length."""
-    from .finetune import EPOCHS, MIN_STEPS
+    from .finetune import EPOCHS, LR, MIN_STEPS
 
     p.add_argument("checkpoint", nargs="?", help="the model to start from: a .npz checkpoint with its tokenizer")
     add_pretrained_option(p, default=None)
@@ -523,8 +524,9 @@ def add_tuning_options(p, data, out, what):
                    f"training examples, at least {MIN_STEPS} steps; a long run learns small data by heart, and a "
                    "held-out loss that rises while the training loss falls is said)")
     p.add_argument("--batch-size", type=COUNT, default=8, help="examples per step (default %(default)s)")
-    p.add_argument("--lr", type=POSITIVE, default=None, help="peak learning rate (default 1e-3 with LoRA, "
-                   "3e-4 for full fine-tuning: a trained model needs smaller steps than one from scratch)")
+    p.add_argument("--lr", type=POSITIVE, default=None, help=f"peak learning rate (default {LR['lora']:g} with "
+                   f"LoRA, {LR['full']:g} for full fine-tuning: a trained model needs smaller steps than one from "
+                   "scratch)")
     p.add_argument("--seed", type=SEED, default=0, help="random seed of the batches and adapters (default 0)")
     p.add_argument("--keep-last", action="store_true", help="write the last step's checkpoint (default: the step "
                    "of the lowest held-out loss, measured 10 times as it trains and shown on the progress bar)")
@@ -546,10 +548,9 @@ def add_reward_command(commands):
 
 
 def run_finetune(args):
-    from .finetune import FinetuneSettings, base_name, finetune
+    from .finetune import FinetuneSettings, finetune
 
-    one_model_source(args)
-    base = base_name(args.checkpoint, args.pretrained)
+    base = base_of(args)
     check_file_output(args.out, "--out", inputs=[args.checkpoint, args.pretrained, args.data, args.reward_model])
     steps = resume_finetune(args, base) if args.resume else args.steps
     if "beta" in args.given and args.objective != "dpo":
@@ -595,15 +596,14 @@ def run_finetune(args):
 
 def resume_finetune(args, base):
     """finetune --resume: --out must hold a fine-tuning of this base, set as the flags say. -> the step to train to"""
-    from .checkpoint import lora_base, read_meta
-    from .lora import absolute
+    from .checkpoint import read_meta, stored_base
 
     meta = read_meta(args.out)
     check_kind(args.out, meta, "reward" if args.objective == "reward" else "finetune")
     lora, train_config = meta.get("lora") or {}, meta["train_config"]
-    if lora and lora_base(args.out, meta) != absolute(base):
-        raise MinilmError(f"the run in {args.out} adapts the base {lora_base(args.out, meta)}, not {base}: give that "
-                          "base to resume it, or start a new run with another --out")
+    if lora and stored_base(args.out, meta) != base.absolute():
+        raise MinilmError(f"the run in {args.out} adapts the base {stored_base(args.out, meta)}, not {base}: give "
+                          "that base to resume it, or start a new run with another --out")
     objective = meta.get("objective") or {"name": "reward" if meta.get("model") == "RewardModel" else "mle"}
     stored = {"--lora-rank": lora.get("rank"), "--lora-alpha": lora.get("alpha"), "--lora-targets": lora.get("targets"),
               "--batch-size": train_config["batch_size"], "--lr": train_config["lr"], "--seed": train_config["seed"],
@@ -636,17 +636,16 @@ def add_merge_command(commands):
 
 
 def run_merge(args):
-    from .checkpoint import PRETRAINED, lora_base, model_meta, read_meta, save_checkpoint
+    from .checkpoint import load_for_text, read_meta, save_checkpoint, stored_base
 
     meta = read_meta(args.checkpoint)
     if meta.get("model") != "LoRA":
         raise MinilmError(f"{args.checkpoint} holds no LoRA adapters: it is already a full checkpoint")
-    base = lora_base(args.checkpoint, meta).removeprefix(PRETRAINED)
-    check_file_output(args.out, "--out", inputs=[args.checkpoint, base])
+    check_file_output(args.out, "--out", inputs=[args.checkpoint, str(stored_base(args.checkpoint, meta))])
     if not args.overwrite:
         refuse_to_replace(args.out, "--out", "--overwrite to replace it")
     model, tokenizer = load_for_text(args.checkpoint)  # the adapters folded into the base's weights
-    save_checkpoint(args.out, model.params, {**model_meta(model), "tokenizer": tokenizer.to_json()})
+    save_checkpoint(args.out, model.params, {**model.checkpoint_meta(), "tokenizer": tokenizer.to_json()})
     print(f"merged {args.checkpoint} into {args.out} ({model.num_params():,} parameters)")
 
 
@@ -669,6 +668,7 @@ def add_score_command(commands):
 
 
 def run_score(args):
+    from .checkpoint import load_for_text
     from .data.preferences import encode_pairs, read_pairs
     from .evaluate import pair_margins
     from .finetune import warn_unknown_words
@@ -714,23 +714,8 @@ def add_sample_command(commands):
     p.set_defaults(run=run_sample)
 
 
-def load_for_text(path, device=None):
-    """A checkpoint's model and tokenizer, ready to generate: a LoRA checkpoint's adapters are folded into
-    its base's weights, and its tokenizer is the base's when the checkpoint holds none (a pretrained base)."""
-    from .checkpoint import load_model
-    from .tokenizer import tokenizer_from_json
-
-    model, _, meta = load_model(path, device=device)
-    tokenizer = tokenizer_from_json(meta["tokenizer"]) if meta.get("tokenizer") else None
-    if meta.get("model") == "LoRA":
-        tokenizer = tokenizer or model.base_tokenizer
-        model = model.merged()  # a plain model of W + scale A B, with its KV cache
-    if tokenizer is None:
-        raise MinilmError(f"{path} holds no tokenizer, so its text cannot be decoded")
-    return model, tokenizer
-
-
 def run_sample(args):
+    from .checkpoint import load_for_text
     from .finetune import warn_unknown_words
     from .generate import generate, without_eos
 
@@ -770,6 +755,14 @@ def one_model_source(args):
     """A command that starts from a model takes a checkpoint or --pretrained NAME, exactly one of them."""
     if (args.checkpoint is None) == (args.pretrained is None):
         raise MinilmError("give either a checkpoint or --pretrained NAME (smollm2, a .gguf file or a GPT-2 folder)")
+
+
+def base_of(args):
+    """The model a command starts from, as the one record every loader takes: CKPT or --pretrained NAME."""
+    from .base import Base
+
+    one_model_source(args)
+    return Base(checkpoint=args.checkpoint, pretrained=args.pretrained)
 
 
 def load_pretrained_verbosely(args):
@@ -824,6 +817,7 @@ def add_chat_command(commands):
 
 def run_chat(args):
     from .chat import Chat
+    from .checkpoint import load_for_text
     from .generate import fresh_seed
 
     if args.checkpoint:

@@ -1,7 +1,8 @@
 """Fine-tuning a trained model on prompt/response pairs: the loss counts the response tokens only, and either
 every weight trains (full fine-tuning) or the base stays frozen and low-rank adapters train (LoRA).
 
-    model, tokenizer, result = finetune("pretrained:smollm2", "pairs.jsonl", "run.npz", FinetuneSettings(lora_rank=8))
+    model, tokenizer, result = finetune(Base(pretrained="smollm2"), "pairs.jsonl", "run.npz",
+                                        FinetuneSettings(lora_rank=8))
     result["before"], result["after"]   # the held-out responses' loss and exact match, before and after
 
 With objective="dpo" the data are preference pairs (minilm/data/preferences.py: prompt, chosen, rejected) and
@@ -28,31 +29,33 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .backend import device_name
-from .checkpoint import PRETRAINED, load_base, load_model
+from .checkpoint import load_base, load_model
 from .data.instructions import encode, encode_prompts, read_jsonl, read_prompts, response_batches
 from .data.preferences import PairRows, encode_pairs, preference_batches, read_pairs
 from .errors import MinilmError
 from .evaluate import preference_loss, response_loss, reward_accuracy
-from .lora import LoRA
+from .lora import ADAPTED, LoRA
 from .objectives import DPO, PolicyGradient
 from .reward import RewardModel
 from .rollouts import Rollouts
 from .train import TrainConfig, Trainer
 
-ADAPTED = ("attn.w_qkv", "attn.w_proj", "mlp.w_fc", "mlp.w_proj")  # every matrix of a block
 # The length that follows the data: a few passes over the training examples. Measured in issue 40: on 27 pairs,
 # 60 LoRA steps of 8 drove the training loss to 0.002 while the held-out loss stopped at 0.72; 15 gave 0.48.
 EPOCHS, MIN_STEPS = 3, 10
+# The peak learning rate unless one is given: a trained model needs smaller steps than one from scratch, and
+# adapters, which start at zero, larger ones than every weight.
+LR = {"lora": 1e-3, "full": 3e-4}
 
 
 @dataclass
 class FinetuneSettings:
     lora_rank: int | None = None   # None: full fine-tuning
-    lora_alpha: float | None = None  # adapter scale alpha / rank; default 2 x rank
+    lora_alpha: float | None = None  # adapter scale alpha / rank; None: minilm.lora.default_alpha
     lora_targets: tuple = ADAPTED
     steps: int | None = 200        # None: EPOCHS passes over the training examples (at least MIN_STEPS)
     batch_size: int = 8
-    lr: float | None = None        # default 1e-3 with LoRA, 3e-4 in full: a trained model needs smaller steps
+    lr: float | None = None        # None: LR[lora or full]
     warmup_steps: int = 10
     evals: int = 10                # held-out evaluations as it trains (and one before the first step)
     context: int | None = None     # a pretrained Llama's longest row, if not its file's context length
@@ -69,7 +72,7 @@ class FinetuneSettings:
     def train_config(self):
         return TrainConfig(steps=self.steps, batch_size=self.batch_size,
                            warmup_steps=min(self.warmup_steps, self.steps),
-                           lr=self.lr or (1e-3 if self.lora_rank else 3e-4), weight_decay=0.0,
+                           lr=self.lr or LR["lora" if self.lora_rank else "full"], weight_decay=0.0,
                            eval_every=max(1, self.steps // self.evals), checkpoint_every=0, seed=self.seed,
                            keep_best=self.keep_best)
 
@@ -92,11 +95,6 @@ def overfitting(history):
     return (f"warning: the held-out loss rose from {best_loss:.3f} (step {best_step}) to {last_loss:.3f} while the "
             f"training loss fell: the model is learning its training examples by heart; --steps {best_step} "
             "would generalize better")
-
-
-def base_name(checkpoint=None, pretrained=None):
-    """The base as minilm.checkpoint.load_base names it: a checkpoint's path or "pretrained:NAME"."""
-    return checkpoint or PRETRAINED + pretrained
 
 
 def warn_unknown_words(tokenizer, texts, where, say=print):
@@ -179,7 +177,7 @@ def pg_batches(settings, reward, prompts, tokenizer, block_size):
 
 
 def finetune(base, data, out, settings=None, resume=False, device=None, progress=True, say=print):
-    """Fine-tune the model named base (see base_name) on the JSONL file data; write the checkpoint out.
+    """Fine-tune the model base (a minilm.base.Base) on the JSONL file data; write the checkpoint out.
     -> (the tuned model, its tokenizer, a dict of what happened: examples, parameters, steps, tokens read,
     seconds, the held-out scores before and after)"""
     settings = settings or FinetuneSettings()
@@ -205,8 +203,8 @@ def finetune(base, data, out, settings=None, resume=False, device=None, progress
         trainer.config.steps = max(trainer.config.steps, settings.steps)  # extended: the cosine ends at the new last
     else:
         if settings.lora_rank is not None:
-            model = LoRA(model, settings.lora_rank, settings.lora_alpha or 2.0 * settings.lora_rank,
-                         settings.lora_targets, settings.seed, base_path=base)
+            model = LoRA(model, settings.lora_rank, settings.lora_alpha, settings.lora_targets, settings.seed,
+                         source=base, tokenizer=tokenizer)
         if settings.objective == "reward":
             model = RewardModel(model)
         trainer = Trainer(model, batches, validate, settings.train_config(), out, tokenizer)

@@ -28,7 +28,7 @@ import numpy as np
 
 from . import layers, parallel
 from .backend import to_numpy
-from .checkpoint import load_model, model_meta, nonfinite, save_checkpoint
+from .checkpoint import load_model, nonfinite, save_checkpoint
 from .memory import keep_freed_memory
 from .errors import MinilmError, NotFinite
 from .optim import AdamW, clip_grad_norm, lr_at
@@ -291,10 +291,10 @@ class Trainer:
         if nonfinite({n: to_numpy(p) for n, p in self.model.params.items()}):
             self._diverged(f"the weights became NaN or infinite by step {self.step}; not saved")
         opt_arrays, opt_meta = self.optimizer.state()
-        meta = {**model_meta(self.model), "kind": self.kind, "train_config": asdict(self.config),
+        meta = {"tokenizer": None if self.tokenizer is None else self.tokenizer.to_json(),  # or the model's own
+                **self.model.checkpoint_meta(), "kind": self.kind, "train_config": asdict(self.config),
                 "step": self.step, "optimizer": opt_meta, "rng": self.rng.bit_generator.state,
-                "history": asdict(self.history),
-                "tokenizer": None if self.tokenizer is None else self.tokenizer.to_json()}
+                "history": asdict(self.history)}
         params = self.model.params
         if copy:
             params, opt_arrays = ({n: a.copy() for n, a in arrays.items()} for arrays in (params, opt_arrays))

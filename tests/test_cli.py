@@ -213,13 +213,13 @@ def tiny(tmp_path, monkeypatch):
     import json
 
     from minilm import GPT, GPTConfig
-    from minilm.checkpoint import model_meta, save_checkpoint
+    from minilm.checkpoint import save_checkpoint
     from minilm.tokenizer import WordTokenizer
 
     pairs = [(f"repeat after me : w{i} w{i + 1}", f"w{i} w{i + 1}") for i in range(30)]
     tokenizer = WordTokenizer.build([p + " " + r for p, r in pairs])
     gpt = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=16, n_layer=1, n_head=2, d_model=16))
-    save_checkpoint(str(tmp_path / "base.npz"), gpt.params, {**model_meta(gpt), "tokenizer": tokenizer.to_json()})
+    save_checkpoint(str(tmp_path / "base.npz"), gpt.params, {**gpt.checkpoint_meta(), "tokenizer": tokenizer.to_json()})
     (tmp_path / "pairs.jsonl").write_text("".join(json.dumps({"prompt": p, "response": r}) + "\n" for p, r in pairs))
     (tmp_path / "prefs.jsonl").write_text("".join(  # preference pairs: the words in order over the words swapped
         json.dumps({"prompt": p, "chosen": r, "rejected": " ".join(r.split()[::-1])}) + "\n" for p, r in pairs))
@@ -473,7 +473,7 @@ def test_a_lora_checkpoint_moves_with_its_base_and_a_missing_base_is_named(tiny,
 
     assert main(finetune_args("--lora-rank", "2", "--out", "ft/lora.npz")) == 0
     capsys.readouterr()
-    assert read_meta("ft/lora.npz")["lora"]["base"] == os.path.join("..", "base.npz")
+    assert read_meta("ft/lora.npz")["lora"]["base"] == {"checkpoint": os.path.join("..", "base.npz")}
     shutil.copytree(tiny, tiny.parent / (tiny.name + "_moved"))
     moved = tiny.parent / (tiny.name + "_moved")
     sample = ("sample", str(moved / "ft" / "lora.npz"), "--prompt", "repeat after me", "--temperature", "0")
@@ -654,10 +654,10 @@ def rule_pairs(folder, n=90, seed=0):
 
 def answers_with_w1(checkpoint, samples=60):
     """How many of `samples` answers the model samples to one prompt hold the rewarded word w1."""
-    from minilm.checkpoint import load_base
+    from minilm.checkpoint import load_for_text
     from minilm.generate import generate
 
-    model, tokenizer = load_base(checkpoint)
+    model, tokenizer = load_for_text(checkpoint)
     prompt = [tokenizer.eos_id] + tokenizer.encode("repeat after me : w7 w8")
     w1 = tokenizer.encode("w1")[0]
     return sum(w1 in generate(model, prompt, 16, 1.0, eos_id=tokenizer.eos_id, seed=s) for s in range(samples))
@@ -706,12 +706,14 @@ def test_policy_gradient_with_lora_leaves_the_base_weights_bit_for_bit(tiny):
     """On adapters, the reference is the base's own frozen arrays: after the run they are the checkpoint's."""
     import numpy as np
 
+    from minilm.base import Base
     from minilm.checkpoint import load_model
     from minilm.finetune import FinetuneSettings, finetune
 
     random_reward_model(tiny)
     settings = FinetuneSettings(objective="pg", reward_model="rm.npz", lora_rank=2, steps=3, batch_size=2, lr=1e-2)
-    tuned, _, result = finetune("base.npz", "pairs.jsonl", "pg.npz", settings, progress=False, say=lambda line: None)
+    tuned, _, result = finetune(Base(checkpoint="base.npz"), "pairs.jsonl", "pg.npz", settings, progress=False,
+                                say=lambda line: None)
     base = load_model("base.npz")[0]
     assert all(np.array_equal(tuned.frozen[k], p) for k, p in base.params.items())
     assert any(np.abs(p).max() > 0 for k, p in tuned.params.items() if k.endswith("lora_b"))
@@ -736,14 +738,14 @@ def random_reward_model(folder, name="rm.npz", words=None):
     written without training; with words, one whose tokenizer holds those words instead of the model's."""
     import numpy as np
 
-    from minilm.checkpoint import load_model, model_meta, read_meta, save_checkpoint
+    from minilm.checkpoint import load_model, read_meta, save_checkpoint
     from minilm.reward import RewardModel
 
     decoder = load_model(str(folder / "base.npz"))[0]
     rm = RewardModel(decoder, {"reward.w": np.random.default_rng(0).standard_normal(decoder.config.d_model),
                                "reward.b": np.zeros(1)})
     tokenizer = read_meta(str(folder / "base.npz"))["tokenizer"]
-    save_checkpoint(str(folder / name), rm.params, {**model_meta(rm), "tokenizer": {**tokenizer, "words": words}
+    save_checkpoint(str(folder / name), rm.params, {**rm.checkpoint_meta(), "tokenizer": {**tokenizer, "words": words}
                                                     if words else tokenizer})
 
 

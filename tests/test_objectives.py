@@ -277,7 +277,7 @@ def test_dpo_through_the_trainer_raises_the_chosen_margin_and_keeps_the_referenc
 def test_a_reward_model_is_the_reward_loss_at_its_last_response_positions_and_round_trips(rng, tmp_path, name):
     """RewardModel reads each row where its loss mask ends; its loss and gradients are reward_loss_and_grads'
     there (checked above by finite differences), and its checkpoint loads as the same scorer."""
-    from minilm.checkpoint import model_meta, save_checkpoint
+    from minilm.checkpoint import save_checkpoint
     from minilm.reward import HEAD, RewardModel, last_positions
 
     decoder = roughen(MODELS[name](), rng, 0.1)
@@ -293,7 +293,7 @@ def test_a_reward_model_is_the_reward_loss_at_its_last_response_positions_and_ro
     assert loss == expected[0] and set(grads) == set(decoder.params) | set(HEAD)
     assert all(np.array_equal(grads[k], expected[1][k]) for k in grads)
     assert all(rm.params[k] is p for k, p in decoder.params.items())  # a step on rm.params moves the decoder
-    save_checkpoint(str(tmp_path / "rm.npz"), rm.params, model_meta(rm))
+    save_checkpoint(str(tmp_path / "rm.npz"), rm.params, rm.checkpoint_meta())
     loaded = load_model(str(tmp_path / "rm.npz"))[0]
     assert type(loaded) is RewardModel and type(loaded.decoder) is type(decoder)
     assert np.array_equal(loaded.rewards(idx, loss_mask), rm.rewards(idx, loss_mask))
@@ -302,14 +302,16 @@ def test_a_reward_model_is_the_reward_loss_at_its_last_response_positions_and_ro
 def test_dpo_on_adapters_reads_a_reference_that_shares_the_bases_untouched_weights(tmp_path):
     """finetune(objective="dpo", lora_rank=...) measures against the base's own frozen arrays: after training
     they are the base checkpoint's, bit for bit, while the adapters moved."""
-    from minilm.checkpoint import model_meta, save_checkpoint
+    from minilm.checkpoint import save_checkpoint
+    from minilm.base import Base
     from minilm.finetune import FinetuneSettings, finetune
 
     pairs, tok = pair_data(tmp_path)
     gpt = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=1, n_head=2, d_model=16))
-    save_checkpoint(str(tmp_path / "base.npz"), gpt.params, {**model_meta(gpt), "tokenizer": tok.to_json()})
+    save_checkpoint(str(tmp_path / "base.npz"), gpt.params, {**gpt.checkpoint_meta(), "tokenizer": tok.to_json()})
     settings = FinetuneSettings(objective="dpo", beta=0.5, lora_rank=2, steps=10, batch_size=4, lr=1e-2)
-    tuned, _, result = finetune(str(tmp_path / "base.npz"), str(tmp_path / "pairs.jsonl"), str(tmp_path / "dpo.npz"),
+    tuned, _, result = finetune(Base(checkpoint=str(tmp_path / "base.npz")), str(tmp_path / "pairs.jsonl"),
+                                str(tmp_path / "dpo.npz"),
                                 settings, progress=False, say=lambda line: None)
     assert all(np.array_equal(tuned.frozen[k], p) for k, p in gpt.params.items())
     assert any(np.abs(p).max() > 0 for k, p in tuned.params.items() if k.endswith("lora_b"))
