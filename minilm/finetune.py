@@ -1,7 +1,7 @@
 """Fine-tuning a trained model on prompt/response pairs: the loss counts the response tokens only, and either
 every weight trains (full fine-tuning) or the base stays frozen and low-rank adapters train (LoRA).
 
-    model, tokenizer, result = finetune(Base(pretrained="smollm2"), "pairs.jsonl", "run.npz",
+    model, tokenizer, result = finetune(Base(pretrained="smollm2"), "pairs.jsonl", "run.npz",   # minilm.base
                                         FinetuneSettings(lora_rank=8))
     result["before"], result["after"]   # the held-out responses' loss and exact match, before and after
 
@@ -15,10 +15,11 @@ policy as it is (minilm/rollouts.py), the reward model at settings.reward_model 
 policy gradient with each group's mean reward as its baseline and a KL penalty to the frozen starting model
 (minilm.objectives.PolicyGradient); nothing is held out, and each step's mean reward and KL are recorded.
 
-This is what `python -m minilm finetune` runs. The last tenth of the file is held out: scored before the first
-step, as it trains, and after the last. The checkpoint holds the tokenizer, so `sample` and `chat` read it
-alone (a LoRA checkpoint also names its base, whose weights it does not copy). The command keeps the step of
-the lowest held-out loss (FinetuneSettings(keep_best=True)) and makes a few passes over the data (steps=None).
+This is what `python -m minilm finetune` runs. The last tenth of a file of examples or pairs is held out: scored
+before the first step, as it trains, and after the last. The checkpoint holds the tokenizer, so `sample` and
+`chat` read it alone (a LoRA checkpoint also names its base, whose weights it does not copy). The command keeps
+the step of the lowest held-out loss (FinetuneSettings(keep_best=True)) and makes a few passes over the data
+(steps=None).
 """
 import json
 import math
@@ -62,7 +63,8 @@ class FinetuneSettings:
     seed: int = 0                  # the batches' order and the adapters' start
     keep_best: bool = False        # write the state of the lowest held-out loss, not the last (TrainConfig.keep_best)
     objective: str = "mle"         # "mle": maximum likelihood on prompt/response examples; "dpo": DPO on pairs;
-                                   # "reward": a reward model (the decoder and a reward head) by Bradley-Terry
+                                   # "reward": a reward model (the decoder and a reward head) by Bradley-Terry;
+                                   # "pg": policy gradient on sampled answers, scored by reward_model
     beta: float = 0.1              # DPO's beta: how far from the reference the implicit reward lets the policy go
     reward_model: str | None = None  # "pg": the reward model's checkpoint (from `reward`) that scores the answers
     group_size: int = 4            # "pg": answers sampled per prompt; their mean reward is each one's baseline
