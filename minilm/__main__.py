@@ -608,11 +608,12 @@ def resume_finetune(args, base):
     stored = {"--lora-rank": lora.get("rank"), "--lora-alpha": lora.get("alpha"), "--lora-targets": lora.get("targets"),
               "--batch-size": train_config["batch_size"], "--lr": train_config["lr"], "--seed": train_config["seed"],
               "--objective": objective["name"], "--beta": objective.get("beta"),
-              "--group-size": objective.get("group_size"), "--kl-coef": objective.get("kl_coef")}
+              "--group-size": objective.get("group_size"), "--kl-coef": objective.get("kl_coef"),
+              "--max-new-tokens": objective.get("max_new_tokens")}
     steps = resume_to(args, args.out, meta, stored)
     args.objective, args.beta = objective["name"], objective.get("beta", args.beta)  # the run's own, as it was set
-    args.group_size = objective.get("group_size", args.group_size)
-    args.kl_coef = objective.get("kl_coef", args.kl_coef)
+    for flag in ("group_size", "kl_coef", "max_new_tokens"):
+        setattr(args, flag, objective.get(flag, getattr(args, flag)))
     return steps
 
 

@@ -215,9 +215,8 @@ def finetune(base, data, out, settings=None, resume=False, device=None, progress
     if dpo:  # the Trainer steps the policy's own params (the optimizer's, the checkpoint's), by DPO's loss
         trainer.model = DPO(tuned, reference_of(tuned, base, device, settings.context), settings.beta)
     if pg:  # ... or by policy gradient on answers the policy samples
-        trainer.model = PolicyGradient(tuned, reference_of(tuned, base, device, settings.context),
-                                       settings.group_size, settings.kl_coef)
-        batches.policy = tuned
+        trainer.model = PolicyGradient(tuned, reference_of(tuned, base, device, settings.context), batches,
+                                       settings.kl_coef)
     frozen = tuned.base.num_params() if isinstance(tuned, LoRA) else 0
     say(f"training {tuned.num_params():,} parameters" + (
         f" (LoRA rank {tuned.rank} on {len(tuned.adapted)} weights; the base's {frozen:,} frozen)" if frozen else "")

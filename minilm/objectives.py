@@ -235,21 +235,25 @@ class DPO:
 
 
 class PolicyGradient:
-    """The policy as the Trainer sees it when it is tuned by policy gradient on answers sampled from it
-    (minilm.rollouts): the policy's own parameters, and loss_and_grads on a batch of rollouts, each prompt's
-    group_size answers in consecutive rows with their rewards (N,). A row's advantage is its reward minus its
-    group's mean; the KL penalty (kl_coef) is to the reference, the starting model, read and never trained.
+    """The policy as the Trainer sees it when it is tuned by policy gradient on answers sampled from it: the
+    policy's own parameters, and loss_and_grads on a batch of its rollouts (minilm.rollouts.Rollouts, which it
+    binds to the policy: they sample from it), each prompt's group_size answers in consecutive rows with their
+    rewards (N,). A row's advantage is its reward minus its group's mean; the KL penalty (kl_coef) is to the
+    reference, the starting model, read and never trained.
 
-        trainer = Trainer(PolicyGradient(policy, reference, group_size=4), Rollouts(...), config=...)
+        rollouts = Rollouts(reward_model, prompts, group_size=4, max_new_tokens=16)
+        trainer = Trainer(PolicyGradient(policy, reference, rollouts, kl_coef=0.05), rollouts, config=...)
 
     measured: the last batch's mean reward and KL to the reference (the Trainer shows and records them)."""
     reads_token_stream = False
 
-    def __init__(self, policy, reference, group_size, kl_coef=0.0):
-        if group_size < 2:
-            raise MinilmError(f"a group needs 2 answers or more to have a baseline (its mean), got {group_size}")
-        self.policy, self.reference, self.group_size, self.kl_coef = policy, reference, group_size, kl_coef
+    def __init__(self, policy, reference, rollouts, kl_coef=0.0):
+        if rollouts.group_size < 2:
+            raise MinilmError(f"a group needs 2 answers or more to have a baseline (its mean), got "
+                              f"{rollouts.group_size}")
+        self.policy, self.reference, self.rollouts, self.kl_coef = policy, reference, rollouts, kl_coef
         self.params, self.config, self.xp = policy.params, policy.config, policy.xp
+        rollouts.policy = policy
         self.measured = {}
 
     def loss_and_grads(self, idx, targets, loss_mask, rewards):
@@ -257,7 +261,8 @@ class PolicyGradient:
         idx, targets, loss_mask, rewards = (xp.asarray(a) for a in (idx, targets, loss_mask, rewards))
         ref_logp = token_logprob_forward(self.reference.forward(idx), targets)[0]  # (N, T)
         loss, grads, logp = policy_gradient_pass(self.policy, idx, targets, loss_mask,
-                                                 group_advantages(rewards, self.group_size), ref_logp, self.kl_coef)
+                                                 group_advantages(rewards, self.rollouts.group_size), ref_logp,
+                                                 self.kl_coef)
         mask = loss_mask.astype(logp.dtype)
         self.measured = {"reward": float(rewards.mean()), "kl": float(kl_estimate(logp, ref_logp, mask))}
         return loss, grads
@@ -267,8 +272,9 @@ class PolicyGradient:
 
     def checkpoint_meta(self):
         """The policy's, and the objective it is tuned by (what `finetune --resume` checks its flags against)."""
-        return {**self.policy.checkpoint_meta(),
-                "objective": {"name": "pg", "group_size": self.group_size, "kl_coef": self.kl_coef}}
+        return {**self.policy.checkpoint_meta(), "objective": {
+            "name": "pg", "group_size": self.rollouts.group_size, "kl_coef": self.kl_coef,
+            "max_new_tokens": self.rollouts.max_new_tokens}}
 
 
 def preference_margins(model, idx, targets, loss_mask):

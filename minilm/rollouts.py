@@ -2,7 +2,7 @@
 model (minilm/reward.py).
 
     batches = Rollouts(reward_model, prompt_rows, group_size=4, max_new_tokens=16, eos_id=tokenizer.eos_id)
-    batches.policy = policy                                       # the model that samples: the one being trained
+    PolicyGradient(policy, reference, batches)                    # binds them to the policy, which they sample from
     idx, targets, loss_mask, rewards = batches(rng, batch_size)   # batch_size prompts x group_size answers
 
 A step draws batch_size prompts and samples group_size answers to each from the policy as it is now, at
@@ -27,7 +27,7 @@ class Rollouts:
     def __init__(self, reward_model, prompts, group_size, max_new_tokens, eos_id=None, pad_id=0):
         self.reward_model, self.prompts, self.group_size = reward_model, prompts, group_size
         self.max_new_tokens, self.eos_id, self.pad_id = max_new_tokens, eos_id, pad_id
-        self.policy = None  # the model being trained, set once it is made (wrapped in LoRA, or resumed)
+        self.policy = None  # the model being trained: minilm.objectives.PolicyGradient binds it
 
     def __call__(self, rng, batch_size):
         rows = Rows([], [], 0)

@@ -691,15 +691,16 @@ def test_policy_gradient_raises_the_reward_and_the_rule_it_learned_and_resumes(t
     assert answers_with_w1("pg.npz") >= answers_with_w1("base.npz") + 15
     assert (tiny / "base.npz").read_bytes() == base
     meta = read_meta("pg.npz")
-    assert meta["objective"] == {"name": "pg", "group_size": 4, "kl_coef": 0.05}
+    assert meta["objective"] == {"name": "pg", "group_size": 4, "kl_coef": 0.05, "max_new_tokens": 16}
     assert len(meta["history"]["step_metrics"]) == 20 and np.isfinite(meta["history"]["step_metrics"][-1]["kl"])
     assert main(["finetune", "base.npz", "--reward", "rm.npz", "--data", "pairs.jsonl", "--out", "pg.npz",
                  "--resume", "--steps", "22"]) == 0
     assert "sampled answers: mean reward" in capsys.readouterr().out
     assert read_meta("pg.npz")["step"] == 22 and len(read_meta("pg.npz")["history"]["step_metrics"]) == 22
-    line = refused(capsys, "finetune", "base.npz", *PG_ARGS, "--out", "pg.npz", "--resume", "--steps", "30",
-                   "--group-size", "3")
-    assert "--group-size 3 conflicts with the run in pg.npz, which has --group-size 4" in line
+    for flag, value, stored in (("--group-size", "3", "4"), ("--max-new-tokens", "8", "16")):
+        line = refused(capsys, "finetune", "base.npz", *PG_ARGS, "--out", "pg.npz", "--resume", "--steps", "30",
+                       flag, value)
+        assert f"{flag} {value} conflicts with the run in pg.npz, which has {flag} {stored}" in line
 
 
 def test_policy_gradient_with_lora_leaves_the_base_weights_bit_for_bit(tiny):

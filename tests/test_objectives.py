@@ -321,13 +321,16 @@ def test_dpo_on_adapters_reads_a_reference_that_shares_the_bases_untouched_weigh
 # ---- policy gradient through the Trainer: answers sampled from the policy (minilm.rollouts)
 
 class SaysGlib:
-    """A verifier in the place of a reward model: reward 1 for an answer that holds the word glib, else 0."""
+    """A verifier in the place of a reward model: reward 1 for an answer that says glib, else 0. Like a reward
+    model it reads the rows' inputs idx, which hold each answer but its last token (at the positions one after
+    the loss mask's)."""
 
     def __init__(self, tok):
         self.glib = tok.encode("glib")[0]
 
     def rewards(self, idx, loss_mask):
-        return ((idx == self.glib) & (np.roll(loss_mask, -1, axis=1) > 0)).any(axis=1).astype(float)
+        answer = np.roll(loss_mask, 1, axis=1) > 0  # (N, T): the answer's tokens among the inputs
+        return ((idx == self.glib) & answer).any(axis=1).astype(float)
 
 
 def policy_gradient_run(tmp_path, steps, checkpoint="pg.npz"):
@@ -338,8 +341,8 @@ def policy_gradient_run(tmp_path, steps, checkpoint="pg.npz"):
     config = GPTConfig(vocab_size=tok.vocab_size, block_size=12, n_layer=1, n_head=2, d_model=16)
     rollouts = Rollouts(SaysGlib(tok), encode_prompts([p.prompt for p in pairs], tok, 12), group_size=4,
                         max_new_tokens=3, eos_id=tok.eos_id)
-    rollouts.policy, reference = GPT(config, seed=0), GPT(config, seed=0)
-    trainer = Trainer(objectives.PolicyGradient(rollouts.policy, reference, group_size=4, kl_coef=0.1), rollouts,
+    reference = GPT(config, seed=0)
+    trainer = Trainer(objectives.PolicyGradient(GPT(config, seed=0), reference, rollouts, kl_coef=0.1), rollouts,
                       config=TrainConfig(steps=steps, batch_size=4, lr=1e-2, warmup_steps=2, eval_every=0),
                       checkpoint_path=str(tmp_path / checkpoint), tokenizer=tok)
     return trainer, rollouts, reference, tok
@@ -358,7 +361,7 @@ def test_rollouts_lay_out_each_prompts_group_of_sampled_answers_in_consecutive_r
 
 def test_policy_gradient_through_the_trainer_raises_the_reward_and_keeps_the_reference(tmp_path):
     """The verifier rewards answers that say glib: their share among the sampled answers rises, while the
-    reference is bit for bit the model it was (measured: 0.19 of the first 10 steps' answers, 0.74 of the last 10's)."""
+    reference is bit for bit the model it was (measured: 0.31 of the first 10 steps' answers, 0.96 of the last 10's)."""
     trainer, _, reference, _ = policy_gradient_run(tmp_path, steps=40)
     before = {k: p.copy() for k, p in reference.params.items()}
     history = trainer.run(progress=False)
@@ -374,8 +377,7 @@ def test_a_resumed_policy_gradient_run_samples_what_the_whole_run_would_have(tmp
     half, rollouts, reference, _ = policy_gradient_run(tmp_path, steps=4, checkpoint="half.npz")
     half.run(until=2, progress=False)
     resumed = Trainer.resume(str(tmp_path / "half.npz"), rollouts)
-    rollouts.policy = resumed.model
-    resumed.model = objectives.PolicyGradient(resumed.model, reference, group_size=4, kl_coef=0.1)
+    resumed.model = objectives.PolicyGradient(resumed.model, reference, rollouts, kl_coef=0.1)
     resumed.run(progress=False)
     assert resumed.history.step_metrics == whole.history.step_metrics
     assert all(np.allclose(resumed.model.params[k], p, rtol=1e-5, atol=1e-7) for k, p in whole.model.params.items())
