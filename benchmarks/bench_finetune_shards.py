@@ -17,8 +17,7 @@ from bench_train import alternate
 from common import CONFIGS, machine_and_blas, model_config
 
 from minilm import GPT, parallel
-from minilm.finetune import ADAPTED
-from minilm.lora import LoRA
+from minilm.lora import ADAPTED, LoRA
 from minilm.pretrained import load_pretrained
 
 

@@ -26,9 +26,8 @@ from bench_train import alternate
 from common import machine_and_blas
 
 from minilm import parallel
-from minilm.finetune import ADAPTED
 from minilm.gradcheck import relative_error
-from minilm.lora import LoRA
+from minilm.lora import ADAPTED, LoRA
 from minilm.pretrained import load_pretrained
 
 

@@ -469,7 +469,8 @@ def text_tokenizer(args, text):
 # finetune CKPT --data FILE.jsonl: teach a trained model to answer (the loss on the responses only)
 
 def add_finetune_command(commands):
-    from .finetune import ADAPTED
+    from .finetune import FinetuneSettings
+    from .lora import ADAPTED, default_alpha
 
     p = commands.add_parser("finetune", help="fine-tune a checkpoint on prompt/response pairs (full, or LoRA)",
                             description="Fine-tune a minilm checkpoint on a JSONL file of prompt/response pairs "
@@ -477,27 +478,41 @@ def add_finetune_command(commands):
                                         "--lora-rank the base weights stay frozen and low-rank adapters train; "
                                         "the last tenth of the examples is held out and scored as it trains. "
                                         "With --objective dpo the data are preference pairs and the loss is DPO's "
-                                        "against a frozen copy of the starting model.")
+                                        "against a frozen copy of the starting model. With --objective pg the data "
+                                        "are prompts: each step samples answers from the model, a reward model "
+                                        "(--reward) scores them, and the step is the policy gradient with each "
+                                        "prompt's mean reward as the baseline and a KL penalty to the start.")
     add_tuning_options(p, data='a JSONL file: {"prompt": ..., "response": ...} per line (with --objective dpo: '
-                               '{"prompt": ..., "chosen": ..., "rejected": ...})',
+                               '{"prompt": ..., "chosen": ..., "rejected": ...}; with --objective pg: '
+                               '{"prompt": ...})',
                        out="finetune.npz", what="(a LoRA checkpoint holds the adapters and names its base)")
     p.add_argument("--lora-rank", type=COUNT, default=None, help="train rank-R adapters, base frozen "
                    "(default: full fine-tuning)")
     p.add_argument("--lora-alpha", type=POSITIVE, default=None, help="adapter scale alpha / rank "
-                   "(default 2 x rank)")
+                   f"(default {default_alpha(1):g} x rank)")
     p.add_argument("--lora-targets", nargs="+", default=list(ADAPTED),
                    help="the weights that carry adapters, by the end of their names (default %(default)s)")
-    p.add_argument("--objective", choices=("mle", "dpo"), default="mle", help="mle: maximum likelihood on "
+    p.add_argument("--objective", choices=("mle", "dpo", "pg"), default="mle", help="mle: maximum likelihood on "
                    'prompt/response examples; dpo: DPO on preference pairs ({"prompt", "chosen", "rejected"} per '
-                   "line) against a frozen copy of the starting model (default %(default)s)")
-    p.add_argument("--beta", type=POSITIVE, default=0.1, help="DPO's beta, the scale of its implicit reward "
-                   "beta (log p - log p_ref): smaller lets the model go further from where it started "
+                   "line) against a frozen copy of the starting model; pg: policy gradient on answers sampled to "
+                   '{"prompt": ...} lines, scored by --reward (default %(default)s)')
+    p.add_argument("--beta", type=POSITIVE, default=FinetuneSettings.beta, help="DPO's beta, the scale of its "
+                   "implicit reward beta (log p - log p_ref): smaller lets the model go further from where it started "
                    "(default %(default)s)")
+    pg = p.add_argument_group("policy gradient (--objective pg)")
+    pg.add_argument("--reward", dest="reward_model", metavar="RM_CKPT", default=None,
+                    help="the reward model that scores the sampled answers: a checkpoint of `reward`")
+    pg.add_argument("--group-size", type=number(int, 2), default=FinetuneSettings.group_size,
+                    help="answers sampled per prompt; their mean reward is each one's baseline (default %(default)s)")
+    pg.add_argument("--kl-coef", type=NON_NEGATIVE, default=FinetuneSettings.kl_coef,
+                    help="the weight of the KL penalty to the starting model (default %(default)s)")
+    pg.add_argument("--max-new-tokens", type=COUNT, default=FinetuneSettings.max_new_tokens,
+                    help="the longest answer sampled, in tokens (default %(default)s)")
 
 
 def add_tuning_options(p, data, out, what):
     """What finetune and reward share: the model to start from, the data, the checkpoint, the run's length."""
-    from .finetune import EPOCHS, MIN_STEPS
+    from .finetune import EPOCHS, LR, MIN_STEPS
 
     p.add_argument("checkpoint", nargs="?", help="the model to start from: a .npz checkpoint with its tokenizer")
     add_pretrained_option(p, default=None)
@@ -509,8 +524,9 @@ def add_tuning_options(p, data, out, what):
                    f"training examples, at least {MIN_STEPS} steps; a long run learns small data by heart, and a "
                    "held-out loss that rises while the training loss falls is said)")
     p.add_argument("--batch-size", type=COUNT, default=8, help="examples per step (default %(default)s)")
-    p.add_argument("--lr", type=POSITIVE, default=None, help="peak learning rate (default 1e-3 with LoRA, "
-                   "3e-4 for full fine-tuning: a trained model needs smaller steps than one from scratch)")
+    p.add_argument("--lr", type=POSITIVE, default=None, help=f"peak learning rate (default {LR['lora']:g} with "
+                   f"LoRA, {LR['full']:g} for full fine-tuning: a trained model needs smaller steps than one from "
+                   "scratch)")
     p.add_argument("--seed", type=SEED, default=0, help="random seed of the batches and adapters (default 0)")
     p.add_argument("--keep-last", action="store_true", help="write the last step's checkpoint (default: the step "
                    "of the lowest held-out loss, measured 10 times as it trains and shown on the progress bar)")
@@ -527,29 +543,38 @@ def add_reward_command(commands):
                                         "its accuracy. `score` reads the checkpoint: the reward margins per pair.")
     add_tuning_options(p, data='a JSONL file: {"prompt": ..., "chosen": ..., "rejected": ...} per line',
                        out="reward.npz", what="(the model and its reward head)")
-    p.set_defaults(objective="reward", lora_rank=None, lora_alpha=None, lora_targets=None, beta=None)
+    p.set_defaults(objective="reward", lora_rank=None, lora_alpha=None, lora_targets=None, beta=None,
+                   reward_model=None, group_size=None, kl_coef=None, max_new_tokens=None)
 
 
 def run_finetune(args):
-    from .finetune import FinetuneSettings, base_name, finetune
+    from .finetune import FinetuneSettings, finetune
 
-    one_model_source(args)
-    base = base_name(args.checkpoint, args.pretrained)
-    check_file_output(args.out, "--out", inputs=[args.checkpoint, args.pretrained, args.data])
+    base = base_of(args)
+    check_file_output(args.out, "--out", inputs=[args.checkpoint, args.pretrained, args.data, args.reward_model])
     steps = resume_finetune(args, base) if args.resume else args.steps
     if "beta" in args.given and args.objective != "dpo":
         raise MinilmError("--beta is DPO's: give --objective dpo with it (and preference pairs as --data)")
+    for flag, dest in PG_DESTS.items():
+        if dest in args.given and args.objective != "pg":
+            raise MinilmError(f"{flag} is policy gradient's: give --objective pg with it (and prompts as --data)")
     if not (args.resume or args.overwrite):
         refuse_to_replace(args.out, "--out", "--resume to continue that run, --overwrite to replace it")
     settings = FinetuneSettings(lora_rank=args.lora_rank, lora_alpha=args.lora_alpha, lora_targets=args.lora_targets,
                                 steps=steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                                keep_best=not args.keep_last, objective=args.objective, beta=args.beta)
+                                keep_best=not args.keep_last, objective=args.objective, beta=args.beta,
+                                reward_model=args.reward_model, group_size=args.group_size, kl_coef=args.kl_coef,
+                                max_new_tokens=args.max_new_tokens)
     _, tokenizer, result = finetune(base, args.data, args.out, settings, args.resume, args.device)
     note = " (interrupted: saved, run again with --resume to continue)" if result["stopped"] else ""
     print(f"trained {result['steps']} steps{note}: loss {result['first_loss']:.3f} -> {result['last_loss']:.3f} "
           f"(the first step's, and the mean of the last 10); {result['tokens']:,} tokens in {result['seconds']:.0f} s")
-    before, after = result["before"], result["after"]
-    if before and args.objective == "reward":
+    before, after, measured = result["before"], result["after"], result["measured"]
+    if args.objective == "pg" and measured:
+        (reward_first, reward_last), (kl_first, kl_last) = measured["reward"], measured["kl"]
+        print(f"sampled answers: mean reward {reward_first:.3f} -> {reward_last:.3f}, KL to the starting model "
+              f"{kl_first:.4f} -> {kl_last:.4f} (the first 10 steps' means, and the last 10's)")
+    elif before and args.objective == "reward":
         print(f"held out: Bradley-Terry loss {before['loss']:.3f} -> {after['loss']:.3f}, pairs ranked right (the "
               f"chosen response rewarded higher) {before['accuracy']:.0%} -> {after['accuracy']:.0%}")
     elif before and args.objective == "dpo":
@@ -571,22 +596,29 @@ def run_finetune(args):
 
 def resume_finetune(args, base):
     """finetune --resume: --out must hold a fine-tuning of this base, set as the flags say. -> the step to train to"""
-    from .checkpoint import lora_base, read_meta
-    from .lora import absolute
+    from .checkpoint import read_meta, stored_base
 
     meta = read_meta(args.out)
     check_kind(args.out, meta, "reward" if args.objective == "reward" else "finetune")
     lora, train_config = meta.get("lora") or {}, meta["train_config"]
-    if lora and lora_base(args.out, meta) != absolute(base):
-        raise MinilmError(f"the run in {args.out} adapts the base {lora_base(args.out, meta)}, not {base}: give that "
-                          "base to resume it, or start a new run with another --out")
+    if lora and stored_base(args.out, meta) != base.absolute():
+        raise MinilmError(f"the run in {args.out} adapts the base {stored_base(args.out, meta)}, not {base}: give "
+                          "that base to resume it, or start a new run with another --out")
     objective = meta.get("objective") or {"name": "reward" if meta.get("model") == "RewardModel" else "mle"}
     stored = {"--lora-rank": lora.get("rank"), "--lora-alpha": lora.get("alpha"), "--lora-targets": lora.get("targets"),
               "--batch-size": train_config["batch_size"], "--lr": train_config["lr"], "--seed": train_config["seed"],
-              "--objective": objective["name"], "--beta": objective.get("beta")}
+              "--objective": objective["name"], "--beta": objective.get("beta"),
+              "--group-size": objective.get("group_size"), "--kl-coef": objective.get("kl_coef"),
+              "--max-new-tokens": objective.get("max_new_tokens")}
     steps = resume_to(args, args.out, meta, stored)
     args.objective, args.beta = objective["name"], objective.get("beta", args.beta)  # the run's own, as it was set
+    for flag in ("group_size", "kl_coef", "max_new_tokens"):
+        setattr(args, flag, objective.get(flag, getattr(args, flag)))
     return steps
+
+
+PG_DESTS = {"--reward": "reward_model", "--group-size": "group_size", "--kl-coef": "kl_coef",
+            "--max-new-tokens": "max_new_tokens"}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -605,17 +637,16 @@ def add_merge_command(commands):
 
 
 def run_merge(args):
-    from .checkpoint import PRETRAINED, lora_base, model_meta, read_meta, save_checkpoint
+    from .checkpoint import load_for_text, read_meta, save_checkpoint, stored_base
 
     meta = read_meta(args.checkpoint)
     if meta.get("model") != "LoRA":
         raise MinilmError(f"{args.checkpoint} holds no LoRA adapters: it is already a full checkpoint")
-    base = lora_base(args.checkpoint, meta).removeprefix(PRETRAINED)
-    check_file_output(args.out, "--out", inputs=[args.checkpoint, base])
+    check_file_output(args.out, "--out", inputs=[args.checkpoint, str(stored_base(args.checkpoint, meta))])
     if not args.overwrite:
         refuse_to_replace(args.out, "--out", "--overwrite to replace it")
     model, tokenizer = load_for_text(args.checkpoint)  # the adapters folded into the base's weights
-    save_checkpoint(args.out, model.params, {**model_meta(model), "tokenizer": tokenizer.to_json()})
+    save_checkpoint(args.out, model.params, {**model.checkpoint_meta(), "tokenizer": tokenizer.to_json()})
     print(f"merged {args.checkpoint} into {args.out} ({model.num_params():,} parameters)")
 
 
@@ -638,6 +669,7 @@ def add_score_command(commands):
 
 
 def run_score(args):
+    from .checkpoint import load_for_text
     from .data.preferences import encode_pairs, read_pairs
     from .evaluate import pair_margins
     from .finetune import warn_unknown_words
@@ -683,23 +715,8 @@ def add_sample_command(commands):
     p.set_defaults(run=run_sample)
 
 
-def load_for_text(path, device=None):
-    """A checkpoint's model and tokenizer, ready to generate: a LoRA checkpoint's adapters are folded into
-    its base's weights, and its tokenizer is the base's when the checkpoint holds none (a pretrained base)."""
-    from .checkpoint import load_model
-    from .tokenizer import tokenizer_from_json
-
-    model, _, meta = load_model(path, device=device)
-    tokenizer = tokenizer_from_json(meta["tokenizer"]) if meta.get("tokenizer") else None
-    if meta.get("model") == "LoRA":
-        tokenizer = tokenizer or model.base_tokenizer
-        model = model.merged()  # a plain model of W + scale A B, with its KV cache
-    if tokenizer is None:
-        raise MinilmError(f"{path} holds no tokenizer, so its text cannot be decoded")
-    return model, tokenizer
-
-
 def run_sample(args):
+    from .checkpoint import load_for_text
     from .finetune import warn_unknown_words
     from .generate import generate, without_eos
 
@@ -739,6 +756,14 @@ def one_model_source(args):
     """A command that starts from a model takes a checkpoint or --pretrained NAME, exactly one of them."""
     if (args.checkpoint is None) == (args.pretrained is None):
         raise MinilmError("give either a checkpoint or --pretrained NAME (smollm2, a .gguf file or a GPT-2 folder)")
+
+
+def base_of(args):
+    """The model a command starts from, as the one record every loader takes: CKPT or --pretrained NAME."""
+    from .base import Base
+
+    one_model_source(args)
+    return Base(checkpoint=args.checkpoint, pretrained=args.pretrained)
 
 
 def load_pretrained_verbosely(args):
@@ -793,6 +818,7 @@ def add_chat_command(commands):
 
 def run_chat(args):
     from .chat import Chat
+    from .checkpoint import load_for_text
     from .generate import fresh_seed
 
     if args.checkpoint:

@@ -16,10 +16,11 @@ import numpy as np
 
 from . import reward
 from .backend import get_xp, to_numpy
+from .base import Base
 from .encdec import EncoderClassifier, EncoderDecoder
 from .errors import MinilmError
 from .lora import LoRA
-from .model import GPT, Llama, ModifiedGPT, check_param_shapes
+from .model import GPT, Llama, ModifiedGPT
 from .pretrained import load_pretrained
 from .tokenizer import tokenizer_from_json
 
@@ -54,24 +55,28 @@ def save_checkpoint(path, params, meta, extra_arrays=None):
 
 def base_relative_to(meta, path):
     """A LoRA checkpoint names a base file by its path from the checkpoint's own folder, so that the two can move
-    together (a pretrained name, "pretrained:...", stays as it is; see lora_base)."""
+    together (a pretrained name stays as it is; see stored_base)."""
     lora = meta.get("lora")
-    if not lora or lora["base"].startswith(PRETRAINED):
+    if not lora:
         return meta
-    try:
-        relative = os.path.relpath(lora["base"], os.path.dirname(os.path.abspath(path)))
-    except ValueError:  # on another drive (Windows): only the absolute path reaches it
-        return meta
-    return {**meta, "lora": {**lora, "base": relative}}
+    base = Base.from_json(lora["base"], os.getcwd())
+    return {**meta, "lora": {**lora, "base": base.to_json(os.path.dirname(os.path.abspath(path)))}}
 
 
-def lora_base(path, meta):
-    """The base that the LoRA checkpoint at path names: a pretrained name, or a file resolved from the checkpoint's
-    folder (an absolute path, as older checkpoints hold, stays as it is)."""
-    base = meta["lora"]["base"]
-    if base.startswith(PRETRAINED):
-        return base
-    return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(path)), base))
+def stored_base(path, meta):
+    """The Base that the LoRA checkpoint at path names, a file resolved from the checkpoint's folder (an absolute
+    path stays as it is). A checkpoint written before a base was a record holds a string: legacy_base reads it."""
+    stored = meta["lora"]["base"]
+    if isinstance(stored, str):
+        stored = legacy_base(stored)
+    return Base.from_json(stored, os.path.dirname(os.path.abspath(path)))
+
+
+def legacy_base(text):
+    """The one reader of the string that older LoRA checkpoints stored for their base: "pretrained:NAME", or a
+    checkpoint's path -> the record Base.to_json writes."""
+    prefix = "pretrained:"
+    return {"pretrained": text[len(prefix):]} if text.startswith(prefix) else {"checkpoint": text}
 
 
 def nonfinite(arrays):
@@ -109,11 +114,6 @@ def params_of(arrays):
     return {name[len("param/"):]: a for name, a in arrays.items() if name.startswith("param/")}
 
 
-def model_meta(model):
-    """What a checkpoint needs to rebuild the model (the model says: Model.checkpoint_meta)."""
-    return model.checkpoint_meta()
-
-
 def load_model(path, device=None):
     """-> (the model with the checkpoint's parameters, arrays, meta). The model's class is meta["model"]
     (a checkpoint written before the class was stored holds a GPT)."""
@@ -134,36 +134,33 @@ def load_model(path, device=None):
     return model, arrays, meta
 
 
-PRETRAINED = "pretrained:"  # a base named "pretrained:NAME" is minilm.pretrained.load_pretrained(NAME)
-
-
 def load_base(base, device=None, block_size=None):
-    """The model a fine-tuning starts from, by name: a minilm checkpoint's path, or "pretrained:NAME" (smollm2,
-    a .gguf file or a GPT-2 folder; block_size as minilm.pretrained.load_pretrained takes it).
+    """The model a fine-tuning starts from: base, a minilm.base.Base, names a minilm checkpoint or a pretrained
+    model (smollm2, a .gguf file or a GPT-2 folder; block_size as minilm.pretrained.load_pretrained takes it).
     -> (model, tokenizer or None)"""
-    if base.startswith(PRETRAINED):
-        return load_pretrained(base[len(PRETRAINED):], device=device, block_size=block_size)
-    model, _, meta = load_model(base, device=device)
+    if base.pretrained is not None:
+        return load_pretrained(base.pretrained, device=device, block_size=block_size)
+    model, _, meta = load_model(base.checkpoint, device=device)
     return model, tokenizer_from_json(meta["tokenizer"]) if meta.get("tokenizer") else None
 
 
 def load_lora(path, arrays, meta, device=None):
-    """A LoRA checkpoint holds the adapters and names its base: the base, adapted, with them (and the base's
-    tokenizer, as base_tokenizer)."""
-    settings, base_path = meta["lora"], lora_base(path, meta)
-    pretrained = base_path.startswith(PRETRAINED)  # with the context it was tuned at
-    if not pretrained and not os.path.isfile(base_path):
-        raise MinilmError(f"the base of the LoRA checkpoint {path} is not found: {settings['base']} (from the "
-                          f"checkpoint's folder: {base_path}); put the base back there, or fine-tune again")
-    if not pretrained and os.path.samefile(base_path, path):
+    """A LoRA checkpoint holds the adapters and names its base: the base, adapted, with them (and with the base's
+    tokenizer, the LoRA's own)."""
+    settings, base = meta["lora"], stored_base(path, meta)
+    pretrained = base.pretrained is not None  # with the context it was tuned at
+    if not pretrained and not os.path.isfile(base.checkpoint):
+        named = base.to_json(os.path.dirname(os.path.abspath(path)))["checkpoint"]  # as the checkpoint names it
+        raise MinilmError(f"the base of the LoRA checkpoint {path} is not found: {named} (from the "
+                          f"checkpoint's folder: {base}); put the base back there, or fine-tune again")
+    if not pretrained and os.path.samefile(base.checkpoint, path):
         raise MinilmError(f"the LoRA checkpoint {path} names itself as its base: it was written over its base, "
                           "which is lost; fine-tune again")
-    base, tokenizer = load_base(base_path, device, meta["config"]["block_size"] if pretrained else None)
-    lora = LoRA(base, settings["rank"], settings["alpha"], settings["targets"], base_path=base_path)
-    lora.base_tokenizer = tokenizer
+    model, tokenizer = load_base(base, device, meta["config"]["block_size"] if pretrained else None)
+    lora = LoRA(model, settings["rank"], settings["alpha"], settings["targets"], source=base, tokenizer=tokenizer)
     adapters = params_of(arrays)
     if sorted(adapters) != sorted(lora.params):
-        raise MinilmError(f"checkpoint {path} does not hold the adapters of its base {settings['base']}: "
+        raise MinilmError(f"checkpoint {path} does not hold the adapters of its base {base}: "
                           "was the base checkpoint replaced? Train the adapters again")
     for name, p in lora.params.items():
         p[...] = lora.xp.asarray(adapters[name])
@@ -185,19 +182,14 @@ def load_reward_model(path, arrays, meta, device=None):
     return reward.RewardModel(decoder, {name: decoder.xp.asarray(a) for name, a in head.items()})
 
 
-def load_params_into(model, path):
-    """Copy a checkpoint's parameters into an existing model whose config must match. -> (arrays, meta)"""
-    arrays, meta = read_checkpoint(path)
-    ours = model.config.to_dict()
-    diffs = [f"{k} {meta['config'].get(k)!r} vs {v!r}" for k, v in ours.items() if meta["config"].get(k) != v]
-    if diffs:
-        raise MinilmError(f"checkpoint {path} does not match this model's config ({'; '.join(diffs)}): "
-                          "build the model from the checkpoint instead")
-    params = params_of(arrays)
-    try:
-        check_param_shapes(params, model.param_shapes())
-    except MinilmError as e:
-        raise MinilmError(f"checkpoint {path}: {e}") from None
-    for name, p in model.params.items():
-        p[...] = model.xp.asarray(params[name])
-    return arrays, meta
+def load_for_text(path, device=None):
+    """A checkpoint's model and tokenizer, ready to generate: a LoRA checkpoint's adapters are folded into
+    its base's weights, and its tokenizer is the base's when the checkpoint holds none."""
+    model, _, meta = load_model(path, device=device)
+    tokenizer = tokenizer_from_json(meta["tokenizer"]) if meta.get("tokenizer") else None
+    if isinstance(model, LoRA):
+        tokenizer = tokenizer or model.tokenizer
+        model = model.merged()  # a plain model of W + scale A B, with its KV cache
+    if tokenizer is None:
+        raise MinilmError(f"{path} holds no tokenizer, so its text cannot be decoded")
+    return model, tokenizer

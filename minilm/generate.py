@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from .backend import to_numpy
-from .errors import MinilmError
+from .errors import MinilmError, NotFinite
 from .model import KVCache
 from .parallel import one_blas_thread
 
@@ -36,6 +36,8 @@ def next_token(logits, temperature=1.0, top_k=None, rng=None):
     """Pick a token id from one position's logits (V,): greedy when temperature is 0 (or below GREEDY_BELOW),
     otherwise sample from softmax(logits / temperature), restricted to the top_k most likely."""
     logits = to_numpy(logits).astype(np.float64)
+    if not np.isfinite(logits).all():
+        raise NotFinite("the model's logits are NaN or infinite, so no token can be drawn")
     if not samples(temperature):
         return int(np.argmax(logits))
     logits = logits / temperature

@@ -1,8 +1,11 @@
 """LoRA on a whole model: train low-rank adapters, keep every pretrained weight frozen.
 
-    lora = LoRA(model, rank=8, alpha=16, targets=("attn.w_qkv",))   # adapters on those weights
+    lora = LoRA(model, rank=8)                                       # adapters on every matrix of each block
+    lora = LoRA(model, rank=8, alpha=4, targets=("attn.w_qkv",))     # ... or on those weights, at scale 4 / 8
     Trainer(lora, train_tokens, val_tokens, TrainConfig(...)).run()  # AdamW sees only the adapters
     tuned = lora.merged()                                            # a plain model of W + scale A B
+
+By default the adapters sit on every matrix of a block (ADAPTED) at scale alpha / rank = 2 (alpha = 2 x rank).
 
 A LoRA layer computes x W + scale (x A) B = x (W + scale A B) (minilm.layers.lora_forward), so the adapted
 model is the base model run on merged weights W' = W + scale A B. Its gradients come from the base model's
@@ -16,8 +19,9 @@ and never the (C_in, C_out) matrix dW'. So a LoRA step skips the weight-gradient
 A LoRA keeps the Model contract (params, forward, loss_and_grads, config, xp, and the pass _forward and
 _backward that minilm.objectives' losses run, DPO's among them), so the Trainer, AdamW and the batch cut across
 cores work unchanged; its params are the adapters alone, which is how the optimizer trains only them.
+A LoRA made from a base that was loaded (minilm.finetune, minilm.checkpoint.load_lora) knows where it came from
+(source, a minilm.base.Base) and its tokenizer: its checkpoint names the base and holds the tokenizer.
 """
-import os
 import threading
 
 import numpy as np
@@ -26,25 +30,23 @@ from . import layers
 from .backend import device_name
 from .errors import MinilmError
 
+ADAPTED = ("attn.w_qkv", "attn.w_proj", "mlp.w_fc", "mlp.w_proj")  # every matrix of a block
 
-def absolute(base):
-    """A base's name with its file path made absolute ("pretrained:smollm2" stays as it is), whatever folder the
-    LoRA is used from; minilm.checkpoint.save_checkpoint stores it relative to the checkpoint's own folder."""
-    if base.startswith("pretrained:"):
-        name = base[len("pretrained:"):]
-        return "pretrained:" + (os.path.abspath(name) if os.path.exists(name) else name)
-    return os.path.abspath(base)
+
+def default_alpha(rank):
+    """alpha = 2 x rank: the adapters' update is scaled by alpha / rank = 2 at every rank."""
+    return 2.0 * rank
 
 
 class LoRA:
     """Adapters A (C_in, r) and B (r, C_out) on every base weight whose name ends with one of targets."""
 
-    def __init__(self, base, rank=8, alpha=16.0, targets=("attn.w_qkv", "attn.w_proj"), seed=0, base_path=None):
+    def __init__(self, base, rank=8, alpha=None, targets=ADAPTED, seed=0, source=None, tokenizer=None):
         if not isinstance(rank, int) or rank < 1:
             raise MinilmError(f"the LoRA rank must be a whole number of 1 or more, got {rank!r}")
+        alpha = default_alpha(rank) if alpha is None else alpha
         self.base, self.rank, self.alpha, self.targets = base, rank, float(alpha), tuple(targets)
-        self.base_path = base_path  # where the base came from (a checkpoint, or "pretrained:NAME"): its checkpoint
-        self.base_tokenizer = None  # names it, and minilm.checkpoint.load_lora sets the base's tokenizer here
+        self.source, self.tokenizer = source, tokenizer  # where the base came from (a Base), and its tokenizer
         self.scale = self.alpha / rank
         self.adapted = [name for name, w in base.params.items()
                         if w.ndim == 2 and any(name.endswith(t) for t in self.targets)]
@@ -87,19 +89,21 @@ class LoRA:
 
     def checkpoint_meta(self):
         """The base's configuration, and what rebuilds the adapters around it (minilm.checkpoint.load_lora)."""
-        if self.base_path is None:
-            raise MinilmError("a LoRA checkpoint names its base checkpoint: give LoRA(..., base_path=PATH)")
-        return {"model": "LoRA", "config": self.config.to_dict(),
-                "lora": {"base": absolute(self.base_path), "rank": self.rank, "alpha": self.alpha,
+        if self.source is None:
+            raise MinilmError("a LoRA checkpoint names its base: give LoRA(..., source=Base(checkpoint=PATH))")
+        meta = {"model": "LoRA", "config": self.config.to_dict(),
+                "lora": {"base": self.source.absolute().to_json(), "rank": self.rank, "alpha": self.alpha,
                          "targets": list(self.targets)}}
+        return meta | ({"tokenizer": self.tokenizer.to_json()} if self.tokenizer is not None else {})
 
     def num_params(self, non_embedding=False):
         """The trainable parameters: the adapters."""
         return int(sum(a.size for a in self.params.values()))
 
-    def forward(self, *inputs):
+    def forward(self, *inputs, **options):
+        """The base's forward pass on the merged weights (with its options: a mask, a KV cache to generate with)."""
         self._merge()
-        return self.base.forward(*inputs)
+        return self.base.forward(*inputs, **options)
 
     def loss_and_grads(self, *batch):
         """The base model's loss and backward pass on the merged weights, asked for the adapters' gradients

@@ -123,9 +123,15 @@ def policy_gradient_forward(logp, loss_mask, advantages, ref_logp=None, kl_coef=
     mask = loss_mask.astype(logp.dtype)
     loss = -(advantages * sequence_logprob(logp, mask)).mean()
     if ref_logp is not None and kl_coef:
-        diff = ref_logp - logp  # (N, T)
-        loss = loss + kl_coef * ((xp_of(logp).exp(diff) - diff - 1) * mask).sum() / mask.sum()
+        loss = loss + kl_coef * kl_estimate(logp, ref_logp, mask)
     return loss, (logp, mask, advantages, ref_logp, kl_coef)
+
+
+def kl_estimate(logp, ref_logp, mask):
+    """KL(pi || pi_ref) estimated on the sampled tokens: the mean over the mask's positions of
+    exp(ref - logp) - (ref - logp) - 1, never negative (logp, ref_logp, mask: (N, T))."""
+    diff = ref_logp - logp  # (N, T)
+    return ((xp_of(logp).exp(diff) - diff - 1) * mask).sum() / mask.sum()
 
 
 def policy_gradient_backward(cache):
@@ -165,11 +171,18 @@ def policy_gradient_loss_and_grads(policy, idx, targets, loss_mask, advantages, 
     ref_logp = None
     if reference is not None and kl_coef:
         ref_logp = token_logprob_forward(reference.forward(idx), targets)[0]
+    loss, grads, _ = policy_gradient_pass(policy, idx, targets, loss_mask, advantages, ref_logp, kl_coef)
+    return loss, grads
+
+
+def policy_gradient_pass(policy, idx, targets, loss_mask, advantages, ref_logp=None, kl_coef=0.0):
+    """The policy's forward and backward pass under the policy-gradient loss, the reference's token
+    log-probabilities ref_logp (N, T) given -> (loss, grads, the policy's token log-probabilities (N, T))."""
     logits, cache = policy._forward(idx)
     logp, logp_cache = token_logprob_forward(logits, targets)
     loss, pg_cache = policy_gradient_forward(logp, loss_mask, advantages, ref_logp, kl_coef)
     dlogits = token_logprob_backward(policy_gradient_backward(pg_cache), logp_cache)
-    return float(loss), policy._backward(dlogits, cache)
+    return float(loss), policy._backward(dlogits, cache), logp
 
 
 def rewards(model, w, b, idx, last):
@@ -219,6 +232,49 @@ class DPO:
     def checkpoint_meta(self):
         """The policy's, and the objective it is tuned by (what `finetune --resume` checks its flags against)."""
         return {**self.policy.checkpoint_meta(), "objective": {"name": "dpo", "beta": self.beta}}
+
+
+class PolicyGradient:
+    """The policy as the Trainer sees it when it is tuned by policy gradient on answers sampled from it: the
+    policy's own parameters, and loss_and_grads on a batch of its rollouts (minilm.rollouts.Rollouts, which it
+    binds to the policy: they sample from it), each prompt's group_size answers in consecutive rows with their
+    rewards (N,). A row's advantage is its reward minus its group's mean; the KL penalty (kl_coef) is to the
+    reference, the starting model, read and never trained.
+
+        rollouts = Rollouts(reward_model, prompts, group_size=4, max_new_tokens=16)
+        trainer = Trainer(PolicyGradient(policy, reference, rollouts, kl_coef=0.05), rollouts, config=...)
+
+    measured: the last batch's mean reward and KL to the reference (the Trainer shows and records them)."""
+    reads_token_stream = False
+
+    def __init__(self, policy, reference, rollouts, kl_coef=0.0):
+        if rollouts.group_size < 2:
+            raise MinilmError(f"a group needs 2 answers or more to have a baseline (its mean), got "
+                              f"{rollouts.group_size}")
+        self.policy, self.reference, self.rollouts, self.kl_coef = policy, reference, rollouts, kl_coef
+        self.params, self.config, self.xp = policy.params, policy.config, policy.xp
+        rollouts.policy = policy
+        self.measured = {}
+
+    def loss_and_grads(self, idx, targets, loss_mask, rewards):
+        xp = self.xp
+        idx, targets, loss_mask, rewards = (xp.asarray(a) for a in (idx, targets, loss_mask, rewards))
+        ref_logp = token_logprob_forward(self.reference.forward(idx), targets)[0]  # (N, T)
+        loss, grads, logp = policy_gradient_pass(self.policy, idx, targets, loss_mask,
+                                                 group_advantages(rewards, self.rollouts.group_size), ref_logp,
+                                                 self.kl_coef)
+        mask = loss_mask.astype(logp.dtype)
+        self.measured = {"reward": float(rewards.mean()), "kl": float(kl_estimate(logp, ref_logp, mask))}
+        return loss, grads
+
+    def forward(self, *inputs):
+        return self.policy.forward(*inputs)
+
+    def checkpoint_meta(self):
+        """The policy's, and the objective it is tuned by (what `finetune --resume` checks its flags against)."""
+        return {**self.policy.checkpoint_meta(), "objective": {
+            "name": "pg", "group_size": self.rollouts.group_size, "kl_coef": self.kl_coef,
+            "max_new_tokens": self.rollouts.max_new_tokens}}
 
 
 def preference_margins(model, idx, targets, loss_mask):

@@ -28,9 +28,9 @@ import numpy as np
 
 from . import layers, parallel
 from .backend import to_numpy
-from .checkpoint import load_model, model_meta, nonfinite, save_checkpoint
+from .checkpoint import load_model, nonfinite, save_checkpoint
 from .memory import keep_freed_memory
-from .errors import MinilmError
+from .errors import MinilmError, NotFinite
 from .optim import AdamW, clip_grad_norm, lr_at
 from .tokenizer import tokenizer_from_json
 
@@ -134,6 +134,7 @@ class History:
     val_steps: list = field(default_factory=list)
     val_losses: list = field(default_factory=list)
     val_metrics: list = field(default_factory=list)  # everything each evaluation measured (a dict with "loss")
+    step_metrics: list = field(default_factory=list)  # what a model measured at each step besides its loss
     stopped: str = ""  # "", "interrupted"
 
 
@@ -165,7 +166,10 @@ class Trainer:
     def train_step(self):
         """One AdamW step on one random batch. Returns the loss before the step."""
         cfg = self.config
-        batch = self.batches(self.rng, cfg.batch_size)
+        try:
+            batch = self.batches(self.rng, cfg.batch_size)
+        except NotFinite as e:  # a batch sampled from the model itself (minilm.rollouts)
+            self._diverged(f"{e} at step {self.step}")
         loss, grads = self._loss_and_grads(batch)
         if not math.isfinite(loss):
             self._diverged(f"loss became {loss} at step {self.step}; stopped before applying it")
@@ -175,6 +179,8 @@ class Trainer:
         self.tokens_read += int(np.size(batch[0]))  # batch[0]: the input ids, (B, T)
         self.history.steps.append(self.step)
         self.history.losses.append(loss)
+        if getattr(self.model, "measured", None):  # a model that measures more than its loss (PolicyGradient)
+            self.history.step_metrics.append(dict(self.model.measured))
         return loss
 
     def _diverged(self, what):
@@ -182,9 +188,10 @@ class Trainer:
         path = self.checkpoint_path
         where = (f"the last good checkpoint (step {self.saved_step}) is kept at {path}" if self.saved_step is not None
                  else "nothing was written" + (f" ({path} is as it was)" if path and os.path.exists(path) else ""))
-        alpha = getattr(self.model, "alpha", None)  # a LoRA: its scale alpha / rank multiplies every update
+        trained = getattr(self.model, "policy", self.model)  # DPO's and PolicyGradient's model is their policy
+        alpha = getattr(trained, "alpha", None)  # a LoRA: its scale alpha / rank multiplies every update
         lower = f"the learning rate (now {self.config.lr})" + (
-            f" or --lora-alpha (now {alpha:g}: the adapters' scale alpha / rank is {self.model.scale:g})"
+            f" or --lora-alpha (now {alpha:g}: the adapters' scale alpha / rank is {trained.scale:g})"
             if alpha is not None else " or the gradient clip")
         raise TrainingDiverged(f"{what}, {where}; lower {lower}")
 
@@ -218,6 +225,7 @@ class Trainer:
                 last = self.step == cfg.steps
                 if cfg.eval_every and self.validate is not None and (self.step % cfg.eval_every == 0 or last):
                     self.evaluate()
+                shown.update({name: f"{value:.3f}" for name, value in getattr(self.model, "measured", {}).items()})
                 if self.history.val_losses:
                     shown["val"] = f"{self.history.val_losses[-1]:.3f}"
                 bar.set_postfix(shown, refresh=False)
@@ -283,10 +291,10 @@ class Trainer:
         if nonfinite({n: to_numpy(p) for n, p in self.model.params.items()}):
             self._diverged(f"the weights became NaN or infinite by step {self.step}; not saved")
         opt_arrays, opt_meta = self.optimizer.state()
-        meta = {**model_meta(self.model), "kind": self.kind, "train_config": asdict(self.config),
+        meta = {"tokenizer": None if self.tokenizer is None else self.tokenizer.to_json(),  # or the model's own
+                **self.model.checkpoint_meta(), "kind": self.kind, "train_config": asdict(self.config),
                 "step": self.step, "optimizer": opt_meta, "rng": self.rng.bit_generator.state,
-                "history": asdict(self.history),
-                "tokenizer": None if self.tokenizer is None else self.tokenizer.to_json()}
+                "history": asdict(self.history)}
         params = self.model.params
         if copy:
             params, opt_arrays = ({n: a.copy() for n, a in arrays.items()} for arrays in (params, opt_arrays))

@@ -213,13 +213,13 @@ def tiny(tmp_path, monkeypatch):
     import json
 
     from minilm import GPT, GPTConfig
-    from minilm.checkpoint import model_meta, save_checkpoint
+    from minilm.checkpoint import save_checkpoint
     from minilm.tokenizer import WordTokenizer
 
     pairs = [(f"repeat after me : w{i} w{i + 1}", f"w{i} w{i + 1}") for i in range(30)]
     tokenizer = WordTokenizer.build([p + " " + r for p, r in pairs])
     gpt = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=16, n_layer=1, n_head=2, d_model=16))
-    save_checkpoint(str(tmp_path / "base.npz"), gpt.params, {**model_meta(gpt), "tokenizer": tokenizer.to_json()})
+    save_checkpoint(str(tmp_path / "base.npz"), gpt.params, {**gpt.checkpoint_meta(), "tokenizer": tokenizer.to_json()})
     (tmp_path / "pairs.jsonl").write_text("".join(json.dumps({"prompt": p, "response": r}) + "\n" for p, r in pairs))
     (tmp_path / "prefs.jsonl").write_text("".join(  # preference pairs: the words in order over the words swapped
         json.dumps({"prompt": p, "chosen": r, "rejected": " ".join(r.split()[::-1])}) + "\n" for p, r in pairs))
@@ -473,7 +473,7 @@ def test_a_lora_checkpoint_moves_with_its_base_and_a_missing_base_is_named(tiny,
 
     assert main(finetune_args("--lora-rank", "2", "--out", "ft/lora.npz")) == 0
     capsys.readouterr()
-    assert read_meta("ft/lora.npz")["lora"]["base"] == os.path.join("..", "base.npz")
+    assert read_meta("ft/lora.npz")["lora"]["base"] == {"checkpoint": os.path.join("..", "base.npz")}
     shutil.copytree(tiny, tiny.parent / (tiny.name + "_moved"))
     moved = tiny.parent / (tiny.name + "_moved")
     sample = ("sample", str(moved / "ft" / "lora.npz"), "--prompt", "repeat after me", "--temperature", "0")
@@ -630,3 +630,157 @@ def test_reward_trains_a_reward_model_that_score_reads_and_resume_continues(tiny
     assert "rm.npz is a checkpoint of reward, not of finetune" in line and (tiny / "rm.npz").read_bytes() == kept
     assert "line 1 is a prompt/response example" in refused(capsys, "reward", "base.npz", "--data", "pairs.jsonl",
                                                             before_the_work=False)
+
+
+# ---- finetune --objective pg: policy gradient on sampled answers, scored by a reward model (issue 43)
+
+def rule_pairs(folder, n=90, seed=0):
+    """Preference pairs that a rule labels: the chosen answer holds the word w1, the rejected one does not (three
+    random words each, in the tiny model's vocabulary) -> the file's name."""
+    import json
+
+    import numpy as np
+
+    rng, words = np.random.default_rng(seed), [f"w{i}" for i in range(2, 31)]
+    lines = []
+    for k in range(n):
+        chosen, rejected = list(rng.choice(words, 3)), list(rng.choice(words, 3))
+        chosen[rng.integers(3)] = "w1"
+        lines.append(json.dumps({"prompt": f"repeat after me : w{k % 30} w{k % 30 + 1}", "chosen": " ".join(chosen),
+                                 "rejected": " ".join(rejected)}))
+    (folder / "rule.jsonl").write_text("\n".join(lines) + "\n")
+    return "rule.jsonl"
+
+
+def answers_with_w1(checkpoint, samples=60):
+    """How many of `samples` answers the model samples to one prompt hold the rewarded word w1."""
+    from minilm.checkpoint import load_for_text
+    from minilm.generate import generate
+
+    model, tokenizer = load_for_text(checkpoint)
+    prompt = [tokenizer.eos_id] + tokenizer.encode("repeat after me : w7 w8")
+    w1 = tokenizer.encode("w1")[0]
+    return sum(w1 in generate(model, prompt, 16, 1.0, eos_id=tokenizer.eos_id, seed=s) for s in range(samples))
+
+
+PG_ARGS = ("--objective", "pg", "--reward", "rm.npz", "--data", "pairs.jsonl", "--steps", "20", "--lr", "1e-2")
+
+
+def test_policy_gradient_raises_the_reward_and_the_rule_it_learned_and_resumes(tiny, capsys):
+    """A reward model learned from pairs a rule labels (the answer holds w1), then policy gradient on the prompts of
+    pairs.jsonl: the mean reward of the sampled answers rises (measured: -2.2 -> 0.6 over 30 steps at lr 1e-2),
+    so does the share of answers that hold w1 (15/100 -> 66/100), the KL to the start grows from 0, the base's file
+    is unchanged, and --resume goes on as the run was set."""
+    import re
+
+    import numpy as np
+
+    from minilm.__main__ import main
+    from minilm.checkpoint import read_meta
+
+    base = (tiny / "base.npz").read_bytes()
+    assert main(["reward", "base.npz", "--data", rule_pairs(tiny), "--steps", "80", "--lr", "1e-2", "--keep-last",
+                 "--out", "rm.npz"]) == 0
+    assert "-> 100%" in capsys.readouterr().out  # the held-out pairs ranked right
+    assert main(["finetune", "base.npz", *PG_ARGS, "--out", "pg.npz"]) == 0
+    out = capsys.readouterr().out
+    assert "by policy gradient on 4 sampled answers per prompt scored by rm.npz (KL penalty 0.05" in out
+    first, last, kl_first, kl_last = map(float, re.search(
+        r"mean reward (\S+) -> (\S+), KL to the starting model (\S+) -> (\S+) ", out).groups())
+    assert last > first + 1 and kl_last > kl_first >= 0
+    assert answers_with_w1("pg.npz") >= answers_with_w1("base.npz") + 15
+    assert (tiny / "base.npz").read_bytes() == base
+    meta = read_meta("pg.npz")
+    assert meta["objective"] == {"name": "pg", "group_size": 4, "kl_coef": 0.05, "max_new_tokens": 16}
+    assert len(meta["history"]["step_metrics"]) == 20 and np.isfinite(meta["history"]["step_metrics"][-1]["kl"])
+    assert main(["finetune", "base.npz", "--reward", "rm.npz", "--data", "pairs.jsonl", "--out", "pg.npz",
+                 "--resume", "--steps", "22"]) == 0
+    assert "sampled answers: mean reward" in capsys.readouterr().out
+    assert read_meta("pg.npz")["step"] == 22 and len(read_meta("pg.npz")["history"]["step_metrics"]) == 22
+    for flag, value, stored in (("--group-size", "3", "4"), ("--max-new-tokens", "8", "16")):
+        line = refused(capsys, "finetune", "base.npz", *PG_ARGS, "--out", "pg.npz", "--resume", "--steps", "30",
+                       flag, value)
+        assert f"{flag} {value} conflicts with the run in pg.npz, which has {flag} {stored}" in line
+
+
+def test_policy_gradient_with_lora_leaves_the_base_weights_bit_for_bit(tiny):
+    """On adapters, the reference is the base's own frozen arrays: after the run they are the checkpoint's."""
+    import numpy as np
+
+    from minilm.base import Base
+    from minilm.checkpoint import load_model
+    from minilm.finetune import FinetuneSettings, finetune
+
+    random_reward_model(tiny)
+    settings = FinetuneSettings(objective="pg", reward_model="rm.npz", lora_rank=2, steps=3, batch_size=2, lr=1e-2)
+    tuned, _, result = finetune(Base(checkpoint="base.npz"), "pairs.jsonl", "pg.npz", settings, progress=False,
+                                say=lambda line: None)
+    base = load_model("base.npz")[0]
+    assert all(np.array_equal(tuned.frozen[k], p) for k, p in base.params.items())
+    assert any(np.abs(p).max() > 0 for k, p in tuned.params.items() if k.endswith("lora_b"))
+    assert result["steps"] == 3 and set(result["measured"]) == {"reward", "kl"}
+
+
+def test_a_policy_gradient_run_that_diverges_keeps_the_checkpoint_it_found(tiny):
+    """--lr 1e30: after one step the policy's logits are no longer finite, no answer can be sampled, and the run
+    stops with one line; the checkpoint it would have replaced is untouched. Run as a user runs it."""
+    random_reward_model(tiny)
+    (tiny / "precious.npz").write_bytes((tiny / "base.npz").read_bytes())
+    before = (tiny / "precious.npz").read_bytes()
+    result = minilm("finetune", "base.npz", "--objective", "pg", "--reward", "rm.npz", "--data", "pairs.jsonl",
+                    "--steps", "3", "--lr", "1e30", "--out", "precious.npz", "--overwrite", cwd=tiny)
+    line = last_line_alone(result.stderr)
+    assert result.returncode == 1 and "NaN or infinite" in line and "precious.npz is as it was" in line
+    assert (tiny / "precious.npz").read_bytes() == before
+
+
+def random_reward_model(folder, name="rm.npz", words=None):
+    """rm.npz: a reward model of the tiny model whose head is drawn at random (so answers get different rewards),
+    written without training; with words, one whose tokenizer holds those words instead of the model's."""
+    import numpy as np
+
+    from minilm.checkpoint import load_model, read_meta, save_checkpoint
+    from minilm.reward import RewardModel
+
+    decoder = load_model(str(folder / "base.npz"))[0]
+    rm = RewardModel(decoder, {"reward.w": np.random.default_rng(0).standard_normal(decoder.config.d_model),
+                               "reward.b": np.zeros(1)})
+    tokenizer = read_meta(str(folder / "base.npz"))["tokenizer"]
+    save_checkpoint(str(folder / name), rm.params, {**rm.checkpoint_meta(), "tokenizer": {**tokenizer, "words": words}
+                                                    if words else tokenizer})
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (("--reward", "missing.npz"), "--reward missing.npz: no such checkpoint; train a reward model with `reward`"),
+    (("--reward", "base.npz"), "--reward base.npz holds a GPT, not a reward model: train one with `reward`"),
+    (("--reward", "other.npz"), "--reward other.npz reads another tokenizer than the model it is to score"),
+    ((), "give --reward RM_CKPT, a checkpoint of `reward`"),
+    (("--reward", "rm.npz", "--data", "texts.jsonl"), 'texts.jsonl, line 1 needs a "prompt" string'),
+    (("--reward", "rm.npz", "--data", "missing.jsonl"), "no data file at missing.jsonl"),
+])
+def test_bad_policy_gradient_input_is_one_line_and_touches_no_file(tiny, capsys, args, fragment):
+    """Each refused with one line and exit 1, and an existing --out left as it was."""
+    random_reward_model(tiny)
+    rm = (tiny / "rm.npz").read_bytes()
+    random_reward_model(tiny, "other.npz", words=["another", "vocabulary"])
+    (tiny / "texts.jsonl").write_text('{"text": "w1 w2"}\n')
+    (tiny / "out.npz").write_bytes(b"kept")
+    data = ("--data", "pairs.jsonl") if "--data" not in args else ()
+    line = refused(capsys, "finetune", "base.npz", "--objective", "pg", *data, *args, "--out", "out.npz",
+                   "--overwrite", "--steps", "2", before_the_work=False)
+    assert fragment in line
+    assert (tiny / "out.npz").read_bytes() == b"kept" and (tiny / "rm.npz").read_bytes() == rm
+
+
+def test_policy_gradient_flags_are_checked_where_they_are_parsed_and_refused_without_pg(tiny, capsys):
+    from minilm.__main__ import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["finetune", "base.npz", "--objective", "pg", "--reward", "rm.npz", "--data", "pairs.jsonl",
+              "--group-size", "1"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1 and "argument --group-size: give a whole number of 2" in err
+    for flag in (("--group-size", "3"), ("--kl-coef", "0.1"), ("--reward", "rm.npz"), ("--max-new-tokens", "4")):
+        line = refused(capsys, *finetune_args(*flag, "--out", "o.npz"))
+        assert f"{flag[0]} is policy gradient's: give --objective pg with it" in line
+    assert not os.path.exists(tiny / "o.npz")

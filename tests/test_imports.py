@@ -133,3 +133,27 @@ def test_each_fused_layer_names_the_kernel_behind_it():
     assert layers.masked_softmax.kernel is kernels.masked_softmax
     assert optim.adamw_update.kernel is kernels.adamw_update
     assert "minilm.layers" not in graph()["minilm.kernels"]
+
+
+def string_constants_by_function(path):
+    """(the name of the function a string constant sits in, or None at a module's top, the string) of every
+    string constant of a module, docstrings included."""
+    found = []
+
+    def visit(node, function):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.Constant) and isinstance(child.value, str):
+                found.append((function, child.value))
+            visit(child, child.name if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) else function)
+
+    visit(ast.parse(path.read_text()), None)
+    return found
+
+
+def test_no_module_below_the_cli_parses_a_model_reference_from_a_string():
+    """A base travels as a record (minilm.base.Base) from the command line down: no module spells the old
+    "pretrained:NAME" string, but the one converter that reads it from older checkpoints at the loading edge."""
+    spelled = {(module_name(p), function) for p in PACKAGE.rglob("*.py") if module_name(p) != "minilm.__main__"
+               for function, text in string_constants_by_function(p) if "pretrained:" in text}
+    assert spelled == {("minilm.checkpoint", "legacy_base")}
+    assert not any("pretrained:" in text for _, text in string_constants_by_function(PACKAGE / "__main__.py"))

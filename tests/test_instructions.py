@@ -108,12 +108,12 @@ def test_fine_tuning_teaches_a_model_to_follow_the_instruction(tuning):
 
 def base_checkpoint(tmp_path, examples):
     """A small word-level GPT saved with its tokenizer, as the demo and train save theirs."""
-    from minilm.checkpoint import model_meta, save_checkpoint
+    from minilm.checkpoint import save_checkpoint
 
     tok = WordTokenizer.build([e.prompt + " " + e.response for e in examples])
     gpt = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=16, n_layer=2, n_head=2, d_model=32))
     path = tmp_path / "base.npz"
-    save_checkpoint(str(path), gpt.params, {**model_meta(gpt), "tokenizer": tok.to_json()})
+    save_checkpoint(str(path), gpt.params, {**gpt.checkpoint_meta(), "tokenizer": tok.to_json()})
     return str(path), gpt
 
 
@@ -134,7 +134,8 @@ def test_finetune_trains_adapters_that_sample_and_resume_read(tmp_path, capsys):
     before, after = (float(x) for x in text.split("response loss ")[1].split(",")[0].split(" -> "))
     assert after < before - 0.3
     lora, _, meta = load_model(out)
-    assert meta["lora"]["base"] == "base.npz" and meta["lora"]["rank"] == 8 and meta["tokenizer"]  # beside it
+    assert meta["lora"]["base"] == {"checkpoint": "base.npz"}  # beside it
+    assert meta["lora"]["rank"] == 8 and meta["tokenizer"]
     assert all(np.array_equal(lora.frozen[k], gpt.params[k]) for k in gpt.params)  # the base never moved
     assert main(args + ["--resume"]) == 1 and "finished its 150 steps" in capsys.readouterr().err  # nothing left
     assert main(args + ["--resume", "--steps", "155"]) == 0 and "trained 155 steps" in capsys.readouterr().out
@@ -187,7 +188,7 @@ def test_finetune_tunes_a_pretrained_llama_whose_checkpoint_holds_its_tokenizer(
     assert tokenizer_from_json(meta["tokenizer"]).encode(prompt) == load_pretrained(gguf)[1].encode(prompt)
     assert type(model.base if tuning == "lora" else model).__name__ == "Llama"
     if tuning == "lora":
-        assert meta["lora"]["base"] == "pretrained:" + gguf
+        assert meta["lora"]["base"] == {"pretrained": gguf}
         merged_path = str(tmp_path / "merged.npz")
         assert main(["merge", out, "--out", merged_path]) == 0  # one full checkpoint: W + scale A B
         merged, _, merged_meta = load_model(merged_path)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from minilm import layers, masks
-from minilm.checkpoint import load_model, model_meta, save_checkpoint
+from minilm.checkpoint import load_model, save_checkpoint
 from minilm.errors import MinilmError
 from minilm.generate import generate
 from minilm.gradcheck import check_grads, check_layer
@@ -176,7 +176,7 @@ def test_trains_through_the_trainer_on_a_token_array(tmp_path, rng):
 def test_checkpoint_rebuilds_a_llama(tmp_path, rng):
     model = roughen(tiny_llama(dtype="float32", tie_embeddings=False), rng, 0.1)
     path = str(tmp_path / "llama.npz")
-    save_checkpoint(path, model.params, model_meta(model))
+    save_checkpoint(path, model.params, model.checkpoint_meta())
     loaded, _, meta = load_model(path)
     assert type(loaded) is Llama and meta["model"] == "Llama" and loaded.config == model.config
     idx = rng.integers(0, V, (1, TT))

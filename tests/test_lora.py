@@ -1,5 +1,7 @@
 """LoRA on a whole model (minilm/lora.py): the adapters' gradients against finite differences in float64,
 the frozen weights untouched by training, and the merged model equal to the adapted one."""
+import os
+
 import numpy as np
 import pytest
 
@@ -186,16 +188,17 @@ def test_bad_settings_are_one_line():
 def test_a_lora_run_resumed_from_its_checkpoint_ends_where_an_unbroken_run_ends(tmp_path):
     """Stopped at step 10 and resumed from the LoRA checkpoint (the adapters, the optimizer's moments, the
     batch order), 20 steps give the unbroken run's adapters exactly; the base is read again from its file."""
-    from minilm.checkpoint import model_meta, save_checkpoint
+    from minilm.base import Base
+    from minilm.checkpoint import save_checkpoint
 
     base_path = str(tmp_path / "base.npz")
     gpt = small_gpt(dtype="float32")
-    save_checkpoint(base_path, gpt.params, model_meta(gpt))
+    save_checkpoint(base_path, gpt.params, gpt.checkpoint_meta())
     tokens = np.tile(np.arange(13), 40)
     config = TrainConfig(steps=20, batch_size=4, lr=1e-2, warmup_steps=2, eval_every=0, checkpoint_every=0, shards=1)
 
     def adapters(steps_then_resume):
-        model = LoRA(small_gpt(dtype="float32"), rank=2, alpha=4, base_path=base_path)
+        model = LoRA(small_gpt(dtype="float32"), rank=2, alpha=4, source=Base(checkpoint=base_path))
         path = str(tmp_path / f"lora_{steps_then_resume}.npz")
         trainer = Trainer(model, tokens, None, config, path)
         trainer.run(until=steps_then_resume, progress=False)
@@ -207,3 +210,31 @@ def test_a_lora_run_resumed_from_its_checkpoint_ends_where_an_unbroken_run_ends(
 
     unbroken, resumed = adapters(20), adapters(10)
     assert sorted(unbroken) == sorted(resumed) and all(np.array_equal(unbroken[k], resumed[k]) for k in unbroken)
+
+
+def test_a_lora_checkpoint_of_the_old_kind_names_its_base_by_a_string_and_still_loads(tmp_path):
+    """Older LoRA checkpoints stored their base as a string ("pretrained:NAME", or a checkpoint's path from the
+    LoRA's folder): the one converter at the loading edge reads it as the record that checkpoints now hold."""
+    import json
+
+    from minilm.base import Base
+    from minilm.checkpoint import legacy_base, load_model, read_checkpoint, save_checkpoint, stored_base
+
+    assert legacy_base("pretrained:smollm2") == {"pretrained": "smollm2"} == Base(pretrained="smollm2").to_json()
+    assert legacy_base("../base.npz") == {"checkpoint": "../base.npz"}
+    gpt = small_gpt(dtype="float32")
+    os.makedirs(tmp_path / "ft")
+    save_checkpoint(str(tmp_path / "base.npz"), gpt.params, gpt.checkpoint_meta())
+    lora = LoRA(gpt, rank=2, source=Base(checkpoint=str(tmp_path / "base.npz")))
+    for p in lora.params.values():
+        p[...] = 0.1
+    save_checkpoint(str(tmp_path / "ft" / "lora.npz"), lora.params, lora.checkpoint_meta())
+    arrays, meta = read_checkpoint(str(tmp_path / "ft" / "lora.npz"))
+    assert meta["lora"]["base"] == {"checkpoint": os.path.join("..", "base.npz")}
+    old = {**meta, "lora": {**meta["lora"], "base": os.path.join("..", "base.npz")}}  # as older checkpoints held it
+    np.savez(str(tmp_path / "ft" / "old.npz"), **{k: v for k, v in arrays.items()},
+             __meta__=np.array(json.dumps(old)))
+    old_path = str(tmp_path / "ft" / "old.npz")
+    loaded = load_model(old_path)[0]
+    assert loaded.source == Base(checkpoint=str(tmp_path / "base.npz")) == stored_base(old_path, old)
+    assert all(np.array_equal(loaded.params[k], p) for k, p in lora.params.items())

@@ -277,7 +277,7 @@ def test_dpo_through_the_trainer_raises_the_chosen_margin_and_keeps_the_referenc
 def test_a_reward_model_is_the_reward_loss_at_its_last_response_positions_and_round_trips(rng, tmp_path, name):
     """RewardModel reads each row where its loss mask ends; its loss and gradients are reward_loss_and_grads'
     there (checked above by finite differences), and its checkpoint loads as the same scorer."""
-    from minilm.checkpoint import model_meta, save_checkpoint
+    from minilm.checkpoint import save_checkpoint
     from minilm.reward import HEAD, RewardModel, last_positions
 
     decoder = roughen(MODELS[name](), rng, 0.1)
@@ -293,7 +293,7 @@ def test_a_reward_model_is_the_reward_loss_at_its_last_response_positions_and_ro
     assert loss == expected[0] and set(grads) == set(decoder.params) | set(HEAD)
     assert all(np.array_equal(grads[k], expected[1][k]) for k in grads)
     assert all(rm.params[k] is p for k, p in decoder.params.items())  # a step on rm.params moves the decoder
-    save_checkpoint(str(tmp_path / "rm.npz"), rm.params, model_meta(rm))
+    save_checkpoint(str(tmp_path / "rm.npz"), rm.params, rm.checkpoint_meta())
     loaded = load_model(str(tmp_path / "rm.npz"))[0]
     assert type(loaded) is RewardModel and type(loaded.decoder) is type(decoder)
     assert np.array_equal(loaded.rewards(idx, loss_mask), rm.rewards(idx, loss_mask))
@@ -302,15 +302,82 @@ def test_a_reward_model_is_the_reward_loss_at_its_last_response_positions_and_ro
 def test_dpo_on_adapters_reads_a_reference_that_shares_the_bases_untouched_weights(tmp_path):
     """finetune(objective="dpo", lora_rank=...) measures against the base's own frozen arrays: after training
     they are the base checkpoint's, bit for bit, while the adapters moved."""
-    from minilm.checkpoint import model_meta, save_checkpoint
+    from minilm.checkpoint import save_checkpoint
+    from minilm.base import Base
     from minilm.finetune import FinetuneSettings, finetune
 
     pairs, tok = pair_data(tmp_path)
     gpt = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=1, n_head=2, d_model=16))
-    save_checkpoint(str(tmp_path / "base.npz"), gpt.params, {**model_meta(gpt), "tokenizer": tok.to_json()})
+    save_checkpoint(str(tmp_path / "base.npz"), gpt.params, {**gpt.checkpoint_meta(), "tokenizer": tok.to_json()})
     settings = FinetuneSettings(objective="dpo", beta=0.5, lora_rank=2, steps=10, batch_size=4, lr=1e-2)
-    tuned, _, result = finetune(str(tmp_path / "base.npz"), str(tmp_path / "pairs.jsonl"), str(tmp_path / "dpo.npz"),
+    tuned, _, result = finetune(Base(checkpoint=str(tmp_path / "base.npz")), str(tmp_path / "pairs.jsonl"),
+                                str(tmp_path / "dpo.npz"),
                                 settings, progress=False, say=lambda line: None)
     assert all(np.array_equal(tuned.frozen[k], p) for k, p in gpt.params.items())
     assert any(np.abs(p).max() > 0 for k, p in tuned.params.items() if k.endswith("lora_b"))
     assert abs(result["before"]["loss"] - math.log(2)) < 1e-6  # the policy starts as its reference
+
+
+# ---- policy gradient through the Trainer: answers sampled from the policy (minilm.rollouts)
+
+class SaysGlib:
+    """A verifier in the place of a reward model: reward 1 for an answer that says glib, else 0. Like a reward
+    model it reads the rows' inputs idx, which hold each answer but its last token (at the positions one after
+    the loss mask's)."""
+
+    def __init__(self, tok):
+        self.glib = tok.encode("glib")[0]
+
+    def rewards(self, idx, loss_mask):
+        answer = np.roll(loss_mask, 1, axis=1) > 0  # (N, T): the answer's tokens among the inputs
+        return ((idx == self.glib) & answer).any(axis=1).astype(float)
+
+
+def policy_gradient_run(tmp_path, steps, checkpoint="pg.npz"):
+    from minilm.data.instructions import encode_prompts
+    from minilm.rollouts import Rollouts
+
+    pairs, tok = pair_data(tmp_path)
+    config = GPTConfig(vocab_size=tok.vocab_size, block_size=12, n_layer=1, n_head=2, d_model=16)
+    rollouts = Rollouts(SaysGlib(tok), encode_prompts([p.prompt for p in pairs], tok, 12), group_size=4,
+                        max_new_tokens=3, eos_id=tok.eos_id)
+    reference = GPT(config, seed=0)
+    trainer = Trainer(objectives.PolicyGradient(GPT(config, seed=0), reference, rollouts, kl_coef=0.1), rollouts,
+                      config=TrainConfig(steps=steps, batch_size=4, lr=1e-2, warmup_steps=2, eval_every=0),
+                      checkpoint_path=str(tmp_path / checkpoint), tokenizer=tok)
+    return trainer, rollouts, reference, tok
+
+
+def test_rollouts_lay_out_each_prompts_group_of_sampled_answers_in_consecutive_rows(tmp_path):
+    trainer, rollouts, _, tok = policy_gradient_run(tmp_path, steps=1)
+    idx, targets, loss_mask, rewards = rollouts(np.random.default_rng(0), 2)
+    assert idx.shape == targets.shape == loss_mask.shape and rewards.shape == (8,) and len(idx) == 8
+    starts = loss_mask.argmax(axis=1)  # the position that predicts the answer's first token: the prompt's last
+    for group in (idx[:4], idx[4:]):
+        assert (group[:, :starts[0] + 1] == group[0, :starts[0] + 1]).all()  # one prompt per group
+    assert tok.decode(idx[0, 1:starts[0] + 1]).startswith("repeat after me :")
+    assert set(rewards) <= {0.0, 1.0} and (loss_mask.sum(axis=1) >= 1).all()
+
+
+def test_policy_gradient_through_the_trainer_raises_the_reward_and_keeps_the_reference(tmp_path):
+    """The verifier rewards answers that say glib: their share among the sampled answers rises, while the
+    reference is bit for bit the model it was (measured: 0.31 of the first 10 steps' answers, 0.96 of the last 10's)."""
+    trainer, _, reference, _ = policy_gradient_run(tmp_path, steps=40)
+    before = {k: p.copy() for k, p in reference.params.items()}
+    history = trainer.run(progress=False)
+    rewards = [m["reward"] for m in history.step_metrics]
+    assert len(rewards) == 40 and np.mean(rewards[-10:]) > np.mean(rewards[:10]) + 0.3
+    assert all(np.array_equal(reference.params[k], before[k]) for k in before)
+    assert history.step_metrics[0]["kl"] < 1e-6 < history.step_metrics[-1]["kl"]  # it starts as its reference
+
+
+def test_a_resumed_policy_gradient_run_samples_what_the_whole_run_would_have(tmp_path):
+    whole, _, _, _ = policy_gradient_run(tmp_path, steps=4, checkpoint="whole.npz")
+    whole.run(progress=False)
+    half, rollouts, reference, _ = policy_gradient_run(tmp_path, steps=4, checkpoint="half.npz")
+    half.run(until=2, progress=False)
+    resumed = Trainer.resume(str(tmp_path / "half.npz"), rollouts)
+    resumed.model = objectives.PolicyGradient(resumed.model, reference, rollouts, kl_coef=0.1)
+    resumed.run(progress=False)
+    assert resumed.history.step_metrics == whole.history.step_metrics
+    assert all(np.allclose(resumed.model.params[k], p, rtol=1e-5, atol=1e-7) for k, p in whole.model.params.items())

@@ -6,7 +6,7 @@ import pytest
 
 from minilm import GPT, GPTConfig, MinilmError
 from minilm.studies import archs
-from minilm.checkpoint import load_model, load_params_into, read_checkpoint, save_checkpoint
+from minilm.checkpoint import load_model, read_checkpoint, save_checkpoint
 from minilm.data import seq2seq as task
 from minilm.encdec import EncDecConfig, EncoderClassifier, EncoderConfig, EncoderDecoder
 from minilm.model import Model
@@ -231,14 +231,6 @@ def test_truncated_or_corrupt_checkpoint_is_one_clear_error(tmp_path, damage):
 def test_missing_checkpoint(tmp_path):
     with pytest.raises(MinilmError, match="not found"):
         load_model(str(tmp_path / "nope.npz"))
-
-
-def test_checkpoint_with_a_different_config_is_refused(tmp_path):
-    path = str(tmp_path / "m.npz")
-    big = small_model(d_model=32)
-    save_checkpoint(path, big.params, {"config": big.config.to_dict()})
-    with pytest.raises(MinilmError, match="does not match.*d_model 32 vs 16"):
-        load_params_into(small_model(), path)
 
 
 def test_checkpoint_never_unpickles(tmp_path):

@@ -29,18 +29,25 @@ class Example:
     messages: tuple = ()  # a conversation's messages before the response, for a tokenizer's chat template
 
 
-def read_jsonl(path):
-    """The examples of a JSONL file, in order; one line that names the line number for a malformed one."""
+def jsonl_lines(path, what):
+    """(line number, line) of each non-blank line of a JSONL file; one line that says what to give (what: "a
+    JSONL file of prompt/response pairs") for a file that is missing, a folder or not UTF-8."""
     try:
         with open(path, encoding="utf-8") as f:
             lines = f.read().splitlines()
     except FileNotFoundError:
-        raise MinilmError(f"no data file at {path}: give a JSONL file of prompt/response pairs") from None
+        raise MinilmError(f"no data file at {path}: give {what}") from None
     except IsADirectoryError:
-        raise MinilmError(f"{path} is a folder: give a JSONL file of prompt/response pairs") from None
+        raise MinilmError(f"{path} is a folder: give {what}") from None
     except UnicodeDecodeError:
-        raise MinilmError(f"{path} is not UTF-8 text: give a JSONL file of prompt/response pairs") from None
-    examples = [example_of(line, path, number) for number, line in enumerate(lines, 1) if line.strip()]
+        raise MinilmError(f"{path} is not UTF-8 text: give {what}") from None
+    return [(number, line) for number, line in enumerate(lines, 1) if line.strip()]
+
+
+def read_jsonl(path):
+    """The examples of a JSONL file, in order; one line that names the line number for a malformed one."""
+    lines = jsonl_lines(path, "a JSONL file of prompt/response pairs")
+    examples = [example_of(line, path, number) for number, line in lines]
     if not examples:
         raise MinilmError(f"{path} holds no examples: write one JSON object per line, e.g. "
                           '{"prompt": "...", "response": "..."}')
@@ -53,10 +60,7 @@ def read_jsonl(path):
 def example_of(line, path, number):
     """One line's Example (a prompt/response object, or a conversation of messages)."""
     where = f"{path}, line {number}"
-    try:
-        item = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise MinilmError(f"{where} is not JSON ({e.msg}): write one JSON object per line") from None
+    item = parsed(line, where)
     if isinstance(item, dict) and isinstance(item.get("prompt"), str) and isinstance(item.get("response"), str):
         return Example(item["prompt"], item["response"])
     if isinstance(item, dict) and isinstance(item.get("messages"), list) and len(item["messages"]) >= 2:
@@ -71,6 +75,31 @@ def example_of(line, path, number):
                           "tune on pairs with finetune --objective dpo")
     raise MinilmError(f'{where} needs "prompt" and "response" strings, or "messages" (two or more, each with '
                       f'"content"): got {line[:60]!r}')
+
+
+def read_prompts(path):
+    """The prompts of a JSONL file, one {"prompt": ...} object per line (other keys, a response say, are not
+    read): what policy gradient samples answers to."""
+    prompts = [prompt_of(line, f"{path}, line {number}")
+               for number, line in jsonl_lines(path, 'a JSONL file of {"prompt": ...} objects')]
+    if not prompts:
+        raise MinilmError(f'{path} holds no prompts: write one JSON object per line, e.g. {{"prompt": "..."}}')
+    return prompts
+
+
+def parsed(line, where):
+    """A JSONL line's value; one line that names where it is (where: "FILE, line N") for one that is not JSON."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as e:
+        raise MinilmError(f"{where} is not JSON ({e.msg}): write one JSON object per line") from None
+
+
+def prompt_of(line, where):
+    item = parsed(line, where)
+    if not (isinstance(item, dict) and isinstance(item.get("prompt"), str) and item["prompt"].strip()):
+        raise MinilmError(f'{where} needs a "prompt" string, the text to answer: got {line[:60]!r}')
+    return item["prompt"]
 
 
 @dataclass
@@ -94,14 +123,8 @@ def encode(examples, tokenizer, block_size):
     and no chat template; see the module's docstring). A tokenizer with a chat template (a pretrained chat
     model's) gets the prompt in that template, and its response ends with <eos> where it has one."""
     ids, starts, skipped = [], [], 0
-    eos = [tokenizer.eos_id] if getattr(tokenizer, "eos_id", None) is not None else []
-    chat = getattr(tokenizer, "chat_template", None) is not None
-    begin = [] if chat else eos  # a stream-trained model met every example's first word after an <eos>
     for example in examples:
-        prompt_text, response_text = in_chat_template(tokenizer, example) if chat else (example.prompt,
-                                                                                        example.response)
-        prompt, response = tokenizer.encode(prompt_text), tokenizer.encode(response_text) + eos
-        prompt = begin + prompt if prompt else prompt
+        prompt, response = prompt_and_response(tokenizer, example)
         if not prompt or not response or len(prompt) + len(response) > block_size + 1:
             skipped += 1
             continue
@@ -111,6 +134,28 @@ def encode(examples, tokenizer, block_size):
         raise MinilmError(f"every one of the {len(examples)} examples is longer than the context "
                           f"({block_size + 1} tokens) or empty: shorten them or use a model with a longer context")
     return Rows(ids, starts, skipped)
+
+
+def prompt_and_response(tokenizer, example):
+    """The example's prompt and response token ids as a row lays them out (see encode)."""
+    eos = [tokenizer.eos_id] if getattr(tokenizer, "eos_id", None) is not None else []
+    chat = getattr(tokenizer, "chat_template", None) is not None
+    begin = [] if chat else eos  # a stream-trained model met every example's first word after an <eos>
+    prompt_text, response_text = in_chat_template(tokenizer, example) if chat else (example.prompt, example.response)
+    prompt, response = tokenizer.encode(prompt_text), tokenizer.encode(response_text) + eos
+    return (begin + prompt if prompt else prompt), response
+
+
+def encode_prompts(prompts, tokenizer, block_size):
+    """Prompts (strings) -> Rows whose responses are still to come: each row the prompt's tokens as encode lays
+    them out, its response starting where it ends. A prompt that leaves no room in the context for an answer
+    (block_size tokens or more), or is empty, is skipped and counted."""
+    encoded = [prompt_and_response(tokenizer, Example(prompt, ""))[0] for prompt in prompts]
+    ids = [np.array(p, dtype=np.int64) for p in encoded if 0 < len(p) < block_size]
+    if not ids:
+        raise MinilmError(f"every one of the {len(prompts)} prompts leaves no room for an answer in the context "
+                          f"({block_size} tokens) or is empty: shorten them or use a model with a longer context")
+    return Rows(ids, [len(row) for row in ids], len(prompts) - len(ids))
 
 
 def batch_of(rows, picks, pad_id=0, length=None):

@@ -8,13 +8,12 @@ the loss mask on the response), so a pair is two rows of the same prompt. A pref
 2B rows, the chosen rows first and then their rejected rows in the same order, padded to one length: the layout
 minilm.objectives' preference losses read.
 """
-import json
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import MinilmError
-from .instructions import Example, Rows, batch_of, encode
+from .instructions import Example, Rows, batch_of, encode, jsonl_lines, parsed
 
 SIDES = ("chosen", "rejected")
 
@@ -28,14 +27,8 @@ class Pair:
 
 def read_pairs(path):
     """The pairs of a JSONL file, in order; a malformed line is one error that names its number."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except (FileNotFoundError, IsADirectoryError):
-        raise MinilmError(f"no data file at {path}: give a JSONL file of prompt/chosen/rejected objects") from None
-    except UnicodeDecodeError:
-        raise MinilmError(f"{path} is not UTF-8 text: give a JSONL file of prompt/chosen/rejected objects") from None
-    pairs = [pair_of(line, f"{path}, line {number}") for number, line in enumerate(lines, 1) if line.strip()]
+    lines = jsonl_lines(path, "a JSONL file of prompt/chosen/rejected objects")
+    pairs = [pair_of(line, f"{path}, line {number}") for number, line in lines]
     if not pairs:
         raise MinilmError(f'{path} holds no pairs: write one JSON object per line, e.g. {{"prompt": "...", '
                           '"chosen": "...", "rejected": "..."}')
@@ -43,10 +36,7 @@ def read_pairs(path):
 
 
 def pair_of(line, where):
-    try:
-        item = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise MinilmError(f"{where} is not JSON ({e.msg}): write one JSON object per line") from None
+    item = parsed(line, where)
     if isinstance(item, dict) and "response" in item and not any(side in item for side in SIDES):
         raise MinilmError(f'{where} is a prompt/response example, not a preference pair ("chosen", "rejected"): '
                           "fine-tune on examples by maximum likelihood, finetune without --objective dpo")

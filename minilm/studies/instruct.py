@@ -16,8 +16,7 @@ import numpy as np
 from . import glib, glib_report, runner
 from .stats import paired_bootstrap, percentile_interval
 from ..data.instructions import batch_of, encode
-from ..finetune import ADAPTED
-from ..lora import LoRA
+from ..lora import ADAPTED, LoRA
 from ..train import TrainConfig, Trainer, windows_at
 
 ARMS = ("full", "lora")

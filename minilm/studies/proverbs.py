@@ -24,7 +24,8 @@ from ..data.glib import REPEAT_PHRASES
 from ..data.instructions import Example, encode
 from ..errors import MinilmError
 from ..evaluate import response_scores
-from ..finetune import FinetuneSettings, base_name, finetune
+from ..base import Base
+from ..finetune import FinetuneSettings, finetune
 from ..pretrained import load_pretrained
 
 ARMS = ("base", "full", "lora")
@@ -85,7 +86,7 @@ def measure(point):
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "pairs.jsonl")
         proverbs.write_jsonl(path, train, held)
-        tuned, tokenizer, result = finetune(base_name(pretrained=config.base), path, os.path.join(folder, "run.npz"),
+        tuned, tokenizer, result = finetune(Base(pretrained=config.base), path, os.path.join(folder, "run.npz"),
                                             settings, device=device, progress=False, say=lambda *_: None)
     return {"arm": arm, **result, "scores": rule_scores(tuned, tokenizer, held)}
 
