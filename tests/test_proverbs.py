@@ -72,3 +72,33 @@ def test_lesson_07s_committed_run_follows_the_rule_it_measured():
     hits, repeat = study.follows(base), np.array(base["repeat"])
     assert len(hits) == 72 and 0.3 < hits.mean() < 0.7
     assert abs(hits[repeat].mean() - hits[~repeat].mean()) > 0.5  # one half of the rule, not the pairing
+
+
+def test_a_preference_file_pairs_the_rules_answer_with_the_other_halfs(tmp_path):
+    from minilm.data.preferences import read_pairs
+    train, held = (proverbs.pairs(s, n) for s, n in zip(proverbs.split(), (4, 1)))
+    path = tmp_path / "pairs.jsonl"
+    written = proverbs.write_jsonl(path, train, held, preference=True)
+    pairs = read_pairs(path)
+    assert len(pairs) == 10 * len(held) and [p.prompt for p in pairs] == [e.prompt for e in written + held]
+    assert all(p.chosen == e.response and p.rejected == proverbs.rival(e) != e.response
+               for p, e in zip(pairs, written + held))
+
+
+def test_the_dpo_arm_tunes_by_preference_on_the_tiny_llama_and_reports(tmp_path):
+    """The ci-dpo preset: LoRA adapters tuned by DPO against the frozen base, on the committed tiny Llama; the
+    held-out DPO scores before the first step are the untuned policy's (loss log 2: policy = reference)."""
+    pytest.importorskip("gguf")
+    from minilm.__main__ import main
+
+    out = tmp_path / "proverbs_ci_dpo.json"
+    assert main(["proverbs", "--preset", "ci-dpo", "--out", str(out), "--quiet"]) == 0
+    results = runner.load_results(out, "proverbs")
+    dpo = results["points"]["dpo"]
+    assert list(results["points"]) == ["dpo"] and dpo["steps"] == 4 and 0 < dpo["trainable"] < dpo["frozen"]
+    assert dpo["before"]["loss"] == pytest.approx(np.log(2), abs=1e-9) and dpo["after"]["loss"] != dpo["before"]["loss"]
+    assert dpo["tokens"] >= 4 * 2 * 2 * 40 and dpo["peak_mib"] > 0 and dpo["beta"] == study.BETA
+    # DPO's held-out "preferred" and the report's rule share are the same comparison of the same two rows
+    assert dpo["after"]["preferred"] == pytest.approx(study.follows(dpo["scores"]).mean())
+    text = study.report(results)
+    assert "dpo " in text and "4 steps" in text and "pairs preferred" in text
