@@ -88,9 +88,7 @@ def status_mib(field):
 
 def peak_child(args):
     """Run --steps steps of one library (--memory-child: minilm, pytorch, or lora: minilm's LoRA at lesson 07's
-    rank 8 on every matrix of a block) and print the resident memory before them and the
-    peak during them, in MiB. Loading the GGUF file peaks far above either (its dequantization), so the peak
-    is reset after the load (writing 5 to /proc/self/clear_refs resets VmHWM, Linux only)."""
+    rank 8 on every matrix of a block) and print the resident memory before them and the peak during them."""
     model, tokenizer = load_pretrained(args.model, block_size=args.context)
     idx, targets, mask = batch(tokenizer, model.config.block_size, args.batch_size)
     if args.memory_child == "pytorch":
@@ -99,49 +97,69 @@ def peak_child(args):
     else:
         step = minilm_step(LoRA(model, rank=8, alpha=16.0, targets=ADAPTED) if args.memory_child == "lora" else model,
                            idx, targets, mask)
+    print_peak(step, args.steps)
+
+
+def print_peak(step, steps):
+    """Run step() steps times; print the resident memory before the steps and the peak during them, in MiB.
+    Loading the GGUF file peaks far above either (its dequantization), so the peak is reset first (writing 5 to
+    /proc/self/clear_refs resets VmHWM, Linux only)."""
     gc.collect()
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
     before = status_mib("VmRSS")
-    for _ in range(args.steps):
+    for _ in range(steps):
         step()
     print(before, status_mib("VmHWM"))
 
 
-def peak_mib(args, peer):
+def peak_mib(args, peer, script=__file__, flags=None):
+    """(resident MiB before the steps, peak MiB during them) of a fresh process running `script --memory-child
+    peer`; flags: the script's own options (default this script's --batch-size)."""
     context = ["--context", str(args.context)] if args.context else []
-    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--model", args.model, *context, "--batch-size",
-                          str(args.batch_size), "--steps", str(args.steps), "--memory-child", peer],
+    flags = ["--batch-size", str(args.batch_size)] if flags is None else flags
+    out = subprocess.run([sys.executable, os.path.abspath(script), "--model", args.model, *context, *flags,
+                          "--steps", str(args.steps), "--memory-child", peer],
                          capture_output=True, text=True, check=True)
     before, peak = (float(x) for x in out.stdout.strip().splitlines()[-1].split())
     return before, peak
 
 
-def compare_peaks(args, peers, names):
+def compare_peaks(args, peers, names, script=__file__, flags=None):
     """Two peers' resident memory (peak_mib: each in a fresh process), printed side by side with their ratio."""
-    (held_a, peak_a), (held_b, peak_b) = (peak_mib(args, peer) for peer in peers)
+    (held_a, peak_a), (held_b, peak_b) = (peak_mib(args, peer, script, flags) for peer in peers)
     a, b = names
     print(f"resident memory, each in a fresh process: before the steps {a} {held_a:.0f} MiB, {b} {held_b:.0f} "
           f"MiB; peak during {args.steps} steps {a} {peak_a:.0f} MiB, {b} {peak_b:.0f} MiB, "
           f"{a}/{b} = {peak_a / peak_b:.2f}x")
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_common_options(parser, children):
+    """The options bench_finetune.py and bench_dpo.py share; children: what --memory-child may run."""
     parser.add_argument("--model", default="smollm2", help="what minilm.pretrained.load_pretrained reads")
     parser.add_argument("--context", type=int, default=None, help="a longer context than the file's (the tiny "
                         "test Llama needs 128)")
-    parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps", type=int, default=2, help="steps of each memory child")
-    parser.add_argument("--memory-child", choices=("minilm", "pytorch", "lora"), help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.memory_child:
-        return peak_child(args)
+    parser.add_argument("--memory-child", choices=children, help=argparse.SUPPRESS)
+
+
+def print_machine():
+    """The machine, its BLAS, PyTorch's version and threads, and the float32 GEMM peak."""
     import torch
     print(machine_and_blas())
     print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads; float32 GEMM peak "
           f"{gemm_peak() / 1e9:.0f} GFLOP/s")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_common_options(parser, children=("minilm", "pytorch", "lora"))
+    parser.add_argument("--batch-size", type=int, default=8)
+    args = parser.parse_args()
+    if args.memory_child:
+        return peak_child(args)
+    print_machine()
     model, (idx, targets, mask), torch_model = peers(args)
     print(f"batch: {idx.shape[0]} rows x {idx.shape[1]} positions, {int(mask.sum())} answer tokens in the loss")
     dloss, dgrad = check_same(model, torch_model, idx, targets, mask)

@@ -31,6 +31,12 @@ BPE_TIE = "pair = min(counts, key=lambda p: (-counts[p], p))  # the most frequen
 BPE_RANK = "pair = min(zip(ids, ids[1:]), key=lambda p: ranks.get(p, len(merges)))  # the pair learned first"
 BPE_LOOP = ("while len(ids) > 1:\n        " + BPE_RANK + "\n        if pair not in ranks:\n"
             "            break  # no pair left has a merge\n        ids = merge(ids, pair, 256 + ranks[pair])")
+DPO_SUM = "return (logp * loss_mask).sum(axis=1)  # the response's positions only"
+DPO_LOG_SOFTMAX = "log_probs = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))  # log softmax, never log 0"
+DPO_MARGIN = "margin = beta * ((policy_chosen - ref_chosen) - (policy_rejected - ref_rejected))  # (N,) implicit rewards"
+DPO_LOSS = "return float(np.logaddexp(0, -margin).mean())  #"
+DPO_D_CHOSEN = "d_chosen = -beta * weight / len(margin)  #"
+DPO_D_LOGITS = "return weight[..., None] * (onehot - probs)  #"
 
 MUTATIONS = [
     # 01: softmax and cross-entropy
@@ -155,4 +161,37 @@ MUTATIONS = [
     Mutation("10_bpe", "bpe-encode-returns-after-one-merge", "ids = merge(ids, pair, 256 + ranks[pair])\n    return ids",
              "return merge(ids, pair, 256 + ranks[pair])\n    return ids",
              {"again_after_each_merge": "look at the pairs again after every merge"}),
+    # 09: DPO
+    Mutation("09_dpo", "dpo-sequence-counts-the-prompt", DPO_SUM, "return logp.sum(axis=1)  # every position",
+             {"response_only": "counts the prompt's (and the padding's) positions"}),
+    Mutation("09_dpo", "dpo-sequence-averages-the-response", DPO_SUM,
+             "return (logp * loss_mask).sum(axis=1) / loss_mask.sum(axis=1)  # per token",
+             {"response_only": "averages over the response's positions"}),
+    Mutation("09_dpo", "dpo-sequence-log-of-softmax", DPO_LOG_SOFTMAX,
+             "log_probs = np.log(np.exp(shifted) / np.exp(shifted).sum(axis=-1, keepdims=True))  # log of softmax",
+             {"large_logits": "log(softmax) meets log 0"}),
+    Mutation("09_dpo", "dpo-loss-sign-error", DPO_LOSS, "return float(np.logaddexp(0, margin).mean())  #",
+             {"loss_value": "has a sign error", "loss_limits": "has a sign error"}),
+    Mutation("09_dpo", "dpo-loss-without-the-reference", DPO_MARGIN,
+             "margin = beta * (policy_chosen - policy_rejected)  # (N,) implicit rewards",
+             {"loss_value": "leaves out the reference", "loss_limits": "it must be log 2"}),
+    Mutation("09_dpo", "dpo-loss-beta-outside-the-sigmoid", DPO_MARGIN + "\n    " + DPO_LOSS,
+             "margin = (policy_chosen - ref_chosen) - (policy_rejected - ref_rejected)\n"
+             "    return float(beta * np.logaddexp(0, -margin).mean())  #",
+             {"loss_value": "multiplies the loss by beta"}),
+    Mutation("09_dpo", "dpo-loss-log-of-sigmoid", DPO_LOSS, "return float(-np.log(1 / (1 + np.exp(-margin))).mean())  #",
+             {"loss_limits": "overflows for a pair far in the wrong order"}),
+    Mutation("09_dpo", "dpo-grads-sign-error", DPO_D_CHOSEN, "d_chosen = beta * weight / len(margin)  #",
+             {"gradient": "has a sign error", "gradient_at_the_start": "must be -0.0375"}),
+    Mutation("09_dpo", "dpo-grads-without-beta", DPO_D_CHOSEN, "d_chosen = -weight / len(margin)  #",
+             {"gradient": "leaves out beta", "gradient_at_the_start": "with the policy equal to the reference"}),
+    Mutation("09_dpo", "dpo-grads-weighted-by-sigmoid-of-the-margin", "weight = np.exp(-np.logaddexp(0, margin))",
+             "weight = np.exp(-np.logaddexp(0, -margin))", {"gradient": "weights each pair by sigmoid(m)"}),
+    Mutation("09_dpo", "dpo-grads-rejected-with-the-chosen-sign", "return d_chosen, -d_chosen",
+             "return d_chosen, d_chosen", {"gradient": "has the sign of d_chosen"}),
+    Mutation("09_dpo", "dpo-backward-gives-the-prompt-a-gradient", "weight = dseq[:, None] * loss_mask  #",
+             "weight = dseq[:, None] * np.ones_like(loss_mask)  #",
+             {"backward": "gives the prompt's (or the padding's) positions a gradient"}),
+    Mutation("09_dpo", "dpo-backward-sign-error", DPO_D_LOGITS, "return weight[..., None] * (probs - onehot)  #",
+             {"backward": "a sign error?"}),
 ]

