@@ -135,7 +135,8 @@ def test_lesson_08s_report_prints_the_committed_numbers_and_the_base_still_score
                           for p in ("lesson07", "lesson08"))
     assert main(["proverbs", "--preset", "lesson08", "--report"]) == 0
     printed = capsys.readouterr().out
-    assert study.lesson08_table() in printed and study.lesson08_table() == study.report(lesson08, lesson07)
+    table = study.lesson08_table(RESULTS)
+    assert table in printed and table == study.report(lesson08, lesson07)
     lines = {line.split()[0]: line for line in printed.splitlines()[1:]}
     dpo = lesson08["points"]["dpo"]
     for arm, record in (("base", lesson07["points"]["base"]), ("lora", lesson07["points"]["lora"]), ("dpo", dpo)):

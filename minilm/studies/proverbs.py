@@ -159,11 +159,9 @@ def arm_line(arm, record):
     return line
 
 
-def lesson08_table(folder=None):
-    """Lesson 08's before/after table: lesson 07's base and tuned arms beside the DPO arm, from the committed
-    results (lessons/results/proverbs_lesson07.json and proverbs_lesson08.json)."""
-    from ..course.paths import RESULTS
-    folder = folder or RESULTS
+def lesson08_table(folder):
+    """Lesson 08's before/after table: lesson 07's base and tuned arms beside the DPO arm, from the results in
+    folder (the committed ones: lessons/results/proverbs_lesson07.json and proverbs_lesson08.json)."""
     lesson07, lesson08 = (runner.load_results(os.path.join(folder, STUDY.results_file(p)), "proverbs")
                           for p in ("lesson07", "lesson08"))
     return report(lesson08, lesson07)
