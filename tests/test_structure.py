@@ -34,6 +34,29 @@ def test_byte_rows_spell_each_example_and_mark_its_answer_and_the_space_after_it
         assert task_ids[i, 0] == toyworld.TASKS.index(ex.task)
 
 
+def test_bpe_rows_are_each_examples_tokens_and_mark_the_answer_with_the_space_before_it():
+    """The three parts encoded apart give the tokens of the whole text (a part ends where a chunk does), and the
+    answer's tokens spell the space before it and the answer."""
+    exs = examples()
+    bpe = structure.BPETokenizer.trained(structure.text_of(toyworld.generate(toyworld.ToyworldConfig(), 2000)), 400)
+    idx, targets, task_ids, is_answer, valid = structure.bpe_rows(exs, bpe)
+    for i, ex in enumerate(exs):
+        whole = bpe.encode("\n" + ex.text + "\n")
+        assert idx[i, 0] == whole[0] and list(targets[i][valid[i]]) == whole[1:]
+        assert bpe.decode(targets[i][is_answer[i]]) == " " + " ".join(ex.answer)
+        assert task_ids[i, 0] == toyworld.TASKS.index(ex.task)
+
+
+def test_the_bpe_rungs_train_at_the_budgets_of_at_most_bpe_most_tokens():
+    config = structure.preset("lesson05")
+    bpe = [p for p in structure.plan(config) if p.rung.startswith("bpe")]
+    assert {p.rung for p in bpe} == {"bpe384", "bpe512"} and max(p.tokens for p in bpe) == config.bpe_most_tokens
+    assert len(bpe) == 2 * len(config.seeds) * sum(b[3] <= config.bpe_most_tokens for b in config.budgets)
+    assert structure.tokenizer_rungs(asdict(config)) == ("gpt", "bpe512", "bpe384", "bytes")  # most structure first
+    with pytest.raises(MinilmError, match="more than the 256 bytes"):
+        replace(config, bpe_vocab_sizes=[256])
+
+
 class Uniform:
     """A 'model' that gives every token the same probability: forward returns all-zero logits."""
     xp = np
@@ -202,7 +225,8 @@ def test_ci_preset_runs_resumes_a_lost_point_identically_and_reports(tmp_path, c
     assert main(["structure", "--preset", "ci", "--out", out, "--quiet"]) == 0
     again = load_results(out, "structure")["points"][lost]
     assert (again["bits_per_char"], again["tasks"]) == (kept["bits_per_char"], kept["tasks"])
-    assert "gpt vs window" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "gpt vs window" in printed and "bpe300 vs gpt" in printed and "bytes vs bpe300" in printed
 
 
 def test_the_committed_sweep_is_complete_and_is_the_lesson05_preset():
