@@ -634,3 +634,15 @@ def test_the_tokenizer_guess_and_question(results):
     lesson01 = nbformat.read(os.path.join(ROOT, "lessons", "01_next_token_loss.ipynb"), as_version=4)
     assert any("words      8 tokens: the|capital|of|<unk>|is|<unk>|<unk>|." in "".join(o.get("text", "") for o in c.outputs)
                for c in lesson01.cells if c.cell_type == "code")
+
+
+def test_the_course_map_reads_the_tokenizer_rungs_as_measured(results):
+    course = " ".join((paths.ROOT / "docs/course.md").read_text(encoding="utf-8").split())
+    curves = structure_report.tokenizer_ladder(results)
+    fifth = {rung: values.mean(axis=1)[4] for rung, (_, values) in curves.items()}
+    assert (f"at a million tokens, words {fifth['gpt']:.3f}, BPE 512 {fifth['bpe512']:.3f}, BPE 384 "
+            f"{fifth['bpe384']:.3f}, bytes {fifth['bytes']:.3f} bits per character") in course
+    before = float(re.search(r"The committed sweep took ([\d.]+) minutes of wall time", course).group(1))
+    total = results["wall_seconds"] / 60
+    assert f"another {total - before:.1f} minutes of wall time on one core ({total:.1f} in all)" in course
+    assert "All four predictions held" in course and "All four predictions held" in markdown_with("**What was measured.**")
