@@ -642,7 +642,8 @@ def test_the_course_map_reads_the_tokenizer_rungs_as_measured(results):
     fifth = {rung: values.mean(axis=1)[4] for rung, (_, values) in curves.items()}
     assert (f"at a million tokens, words {fifth['gpt']:.3f}, BPE 512 {fifth['bpe512']:.3f}, BPE 384 "
             f"{fifth['bpe384']:.3f}, bytes {fifth['bytes']:.3f} bits per character") in course
-    before = float(re.search(r"The committed sweep took ([\d.]+) minutes of wall time", course).group(1))
+    before = float(re.search(r"The committed sweep took ([\d.]+) minutes of wall time on 2 cores, one process "
+                             r"\(17 for five budgets", course).group(1))
     total = results["wall_seconds"] / 60
     assert f"another {total - before:.1f} minutes of wall time on one core ({total:.1f} in all)" in course
     assert "All four predictions held" in course and "All four predictions held" in markdown_with("**What was measured.**")
