@@ -647,3 +647,13 @@ def test_the_course_map_reads_the_tokenizer_rungs_as_measured(results):
     total = results["wall_seconds"] / 60
     assert f"another {total - before:.1f} minutes of wall time on one core ({total:.1f} in all)" in course
     assert "All four predictions held" in course and "All four predictions held" in markdown_with("**What was measured.**")
+
+
+def test_the_design_notes_outcome_table_is_the_committed_results(results):
+    note = (paths.ROOT / "docs/lab/lesson05_bpe_design.md").read_text(encoding="utf-8").split("## Outcome")[1]
+    rows = dict(re.findall(r"^\| (words \(`gpt`\)|BPE 512|BPE 384|bytes) \| ([\d.| ]+) \|$", note, re.M))
+    curves = structure_report.tokenizer_ladder(results)
+    for name, rung in (("words (`gpt`)", "gpt"), ("BPE 512", "bpe512"), ("BPE 384", "bpe384"), ("bytes", "bytes")):
+        assert [float(x) for x in rows[name].split("|")] == [round(v, 3) for v in curves[rung][1].mean(axis=1)[:5]]
+    assert "30 new points" in note and sum(r["rung"].startswith("bpe") for r in results["points"].values()) == 30
+    assert f"({sum(r['train_seconds'] for r in results['points'].values() if r['rung'].startswith('bpe')):,.0f} s of it training)" in note
