@@ -155,3 +155,74 @@ def test_the_gradient_question_and_its_worked_answer():
     assert "0.600 − 1 = −0.4" in answer and "0.300 − 0 = +0.3" in answer
     assert f"−log 0.9 = {-np.log(0.9):.3f} nats, down from {-np.log(0.6):.3f}" in answer
     assert f"to −{1 - 0.9:.1f}" in answer
+
+
+def token_lines(out):
+    """sentence -> {tokenizer: (count, pieces)} from §7's printout of the tokens each sentence becomes."""
+    found, sentence = {}, None
+    for line in out.splitlines():
+        row = re.match(r"^  (words|bytes|BPE \d+)\s+(\d+) tokens: (.*)$", line)
+        if row:
+            found[sentence][row.group(1)] = (int(row.group(2)), row.group(3).split("|"))
+        elif line.strip():
+            sentence = line.strip()
+            found[sentence] = {}
+    return found
+
+
+def test_the_tokens_a_sentence_becomes_and_the_guess():
+    """§7: the sentence as words (7), bytes (one per character) and BPE, an unknown word as <unk>; the guess line
+    with the placeholder and a filled-in guess."""
+    intro = " ".join(markdown_of(LESSON, "## 7. Tokens").split())
+    sentence = "the capital of azerbaijan is baku ."
+    tokens = token_lines(output_of(LESSON, "from minilm.tokenizer import BPETokenizer"))
+    known, novel = tokens[sentence], tokens["the capital of wakanda is birnin zana ."]
+    assert known["words"][0] == 7 and f"*{sentence}* is 7 tokens; as bytes, one per character" in intro
+    assert known["bytes"][0] == len(sentence)
+    assert known["words"][0] < known["BPE 384"][0] < known["bytes"][0]  # BPE between
+    assert [p.replace("␣", " ") for p in known["BPE 1024"][1]] == [" " * (i > 0) + w for i, w in enumerate(sentence.split())]
+    country = known["BPE 384"][1][3:known["BPE 384"][1].index("␣is")]  # the pieces of azerbaijan
+    assert "".join(country).replace("␣", "") == "azerbaijan" and max(len(p.replace("␣", "")) for p in country) <= 2
+    assert novel["words"][1].count("<unk>") == 3 and "<unk>" not in "".join(novel["BPE 1024"][1])
+    read = " ".join(markdown_of(LESSON, "Read the two printouts.").split())
+    assert "*wakanda*, *birnin* and *zana* are not among its words, and each becomes `<unk>`" in read
+    assert "spells *azerbaijan* in pieces of one or two letters, the 1024-token one has learned it whole" in read
+    out = output_of(LESSON, "print(guess.compare_number(my_token_guess")
+    assert out.startswith("no guess yet for the sentence's tokens under BPE 384")
+    assert f"(measured: {known['BPE 384'][0]})" in out.splitlines()[0]
+    assert "within a factor of 1.0" in guess.compare_number(known["BPE 384"][0], known["BPE 384"][0], "the tokens")
+
+
+def test_the_table_of_vocabulary_length_and_softmax_work():
+    """§7's table: tokens an example and the softmax's scores, as the paragraph beside it reads them."""
+    out = output_of(LESSON, "print(guess.compare_number(my_token_guess")
+    rows = {name: (int(v.replace(",", "")), float(n), int(s.replace(",", "")))
+            for name, v, n, s in re.findall(r"^(words|bytes|BPE \d+)\s+([\d,]+)\s+([\d.]+)\s+([\d,]+)$", out, re.M)}
+    assert set(rows) == {"words", "bytes", "BPE 384", "BPE 1024"}
+    for vocab, n, scores in rows.values():
+        assert abs(vocab * n - scores) <= vocab * 0.05 + 1  # scores = vocabulary x tokens (n rounded to 0.1)
+    read = " ".join(markdown_of(LESSON, "Read the two printouts.").split())
+    (_, words, _), (_, on_bytes, _) = rows["words"], rows["bytes"]
+    assert f"{on_bytes:.1f} tokens an example, {on_bytes / words:.1f} times the words' {words:.1f}" in read
+    assert min(rows, key=lambda r: rows[r][1]) == "words"  # "Words make the fewest tokens"
+    assert words < rows["BPE 384"][1] < on_bytes and words <= rows["BPE 1024"][1] < rows["BPE 384"][1]  # between
+    assert max(rows, key=lambda r: rows[r][2]) == "BPE 1024" and "writes the most" in read
+    assert abs(rows["BPE 1024"][1] / words - 1) < 0.1 and 1.6 < rows["BPE 1024"][0] / rows["words"][0] < 2  # "about
+    # as many tokens as words and nearly twice the vocabulary"
+
+
+def test_the_prefix_destroys_the_words_tokens_and_the_hyphen_suffix_keeps_them():
+    """§7's made-up prefix: the counts over toyworld's words, under the learner's BPE always and SmolLM2 where it
+    was installed when the lesson ran; the question's answer against the pieces printed."""
+    out = output_of(LESSON, "from minilm.errors import MinilmError")
+    counts = re.findall(r"^(your BPE 1024|SmolLM2): of (\d+) toyworld words, the word's own tokens survive in "
+                        r"(\d+) as zoW, (\d+) as zo-W, (\d+) as W-zo$", out, re.M)
+    assert counts and counts[0][0] == "your BPE 1024"
+    for _, n, prefix, hyphen_prefix, suffix in counts:
+        assert (int(prefix), int(hyphen_prefix), int(suffix)) == (0, 0, int(n)) and int(n) > 500
+    answer = " ".join(markdown_of(LESSON, "The prefix destroys the word's tokens.").split())
+    assert "the count of *zo-W* is 0 for both tokenizers" in answer and len(counts) == 2  # SmolLM2 ran
+    smol = out.split("SmolLM2\n")[1]
+    dog = re.search(r"zo-dog: (\S+)", smol).group(1).split("|")
+    assert dog == ["␣zo", "-", "dog"] and "SmolLM2 writes *␣zo-dog* as *␣zo*, *-* and *dog*" in answer
+    assert re.search(r"dog-zo: ␣dog\|", smol) and "␣dog" not in re.search(r"zodog: (\S+)", smol).group(1).split("|")

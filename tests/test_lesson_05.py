@@ -401,7 +401,8 @@ def test_what_to_try_next_and_the_context(results):
     vocab = WordTokenizer(toyworld.vocabulary(world)).vocab_size
     bigger = GPT(GPTConfig(vocab_size=vocab, block_size=config["block_size"], n_layer=4, n_head=4, d_model=128))
     flops = stats.training_flops(bigger.num_params(non_embedding=True), 4, 128, config["block_size"], vocab, 4_000_000)
-    assert round(flops, -13) == 2e13 and "4 layers of width 128 on 4 million tokens, about 2e13 FLOPs" in removed
+    next_steps = markdown_with("## What to try next")
+    assert round(flops, -13) == 2e13 and "4 layers of width 128 on 4 million tokens, about 2e13 FLOPs" in next_steps
 
 
 def test_the_first_screen_states_the_claim_and_the_verdict_of_the_results(results, curves, crossings):
@@ -546,3 +547,113 @@ def test_the_questions_worked_answers(results, curves):
         assert f"{rate:.1f}" in trend and f"{low:.1f} to {high:.1f}" in trend
     assert not any(lo <= 5 <= hi for _, (lo, hi) in late.values()) and "lies outside both intervals" in trend
     assert early["fp32"][1][0] <= 5 <= early["fp32"][1][1] and "Only the earlier decade" in trend
+
+
+# ----------------------------------------------------------------------------------------------------
+# §11: the tokenizer as structure (docs/lab/lesson05_bpe_design.md)
+
+def tokenizer_table(out):
+    """rung -> its row of numbers, for each row of §11's printout that starts with a rung or a gap's name."""
+    rows = re.findall(r"^\s*(gpt|bpe\d+|bytes|words ahead of bpe\d+|bpe\d+ ahead of bytes)\s+([\d. ]+)$", out, re.M)
+    return {name: [float(x) for x in values.split()] for name, values in rows}
+
+
+def test_the_tokenizer_rungs_are_as_described(results):
+    config = results["config"]
+    intro = markdown_with("## 11. The tokenizer as structure")
+    assert config["bpe_vocab_sizes"] == [384, 512] and "Two BPE rungs, of 384 and 512 tokens" in intro
+    assert config["bpe_text_bytes"] == 2_000_000 and "learned from the first 2 MB of the ladder's training text" in intro
+    bpe = [r for r in results["points"].values() if r["rung"].startswith("bpe")]
+    shapes = [tuple(b[:3]) for b in config["budgets"]]  # (layers, width, heads) of each budget
+    assert sorted({(r["n_layer"], r["d_model"], r["n_head"]) for r in bpe}) == shapes[:5]
+    assert "at the five smaller budgets" in intro and {r["seed"] for r in bpe} == set(config["seeds"])
+    seconds = {shape: sum(r["train_seconds"] for r in results["points"].values()
+                          if r["rung"] == "gpt" and (r["n_layer"], r["d_model"], r["n_head"]) == shape) for shape in shapes}
+    largest = shapes[-1]
+    assert seconds[largest] > sum(s for t, s in seconds.items() if t != largest)  # "longer than the other five together"
+    assert "for the word model it alone took longer to train than the other five together" in intro
+    assert "../docs/lab/lesson05_bpe_design.md" in intro and os.path.isfile(os.path.join(ROOT, "docs/lab/lesson05_bpe_design.md"))
+
+
+def test_characters_per_token_of_each_tokenizer(results):
+    """§11's "2.2 and 2.9 characters a token on the held-out examples, words 3.8": the ladder's own tokenizers on
+    its held-out rows (the BPEs re-learned on the training text, as the sweep learns them)."""
+    config = structure.StructureConfig(**results["config"])
+    world = structure.World(config)
+    per_token = {rung: world.characters.sum() / world.reading(rung)[2][4].sum() for rung in ("bpe384", "bpe512", "gpt")}
+    intro = markdown_with("## 11. The tokenizer as structure")
+    assert (f"({per_token['bpe384']:.1f} and {per_token['bpe512']:.1f} characters a token on the held-out examples, "
+            f"words {per_token['gpt']:.1f})") in intro
+    measured = markdown_with("**What was measured.** All four predictions held.")
+    assert 2 <= per_token["bpe384"] and per_token["bpe512"] <= 3  # "two to three times the text a byte model reads"
+    assert "a BPE model reads two to three times the text a byte model reads" in measured
+
+
+def test_what_the_tokenizer_rungs_measured(results):
+    """§11's table, each prediction's outcome and the paragraph beside them, against the committed results."""
+    out = printed("from minilm.tokenizer import WordTokenizer")
+    table = tokenizer_table(out)
+    curves = structure_report.tokenizer_ladder(results)
+    for rung in ("gpt", "bpe512", "bpe384", "bytes"):
+        assert table[rung] == [round(v, 3) for v in curves[rung][1].mean(axis=1)[:5]]
+    columns = np.array([table[rung] for rung in ("gpt", "bpe512", "bpe384", "bytes")])
+    assert (np.argsort(columns, axis=0) == np.arange(4)[:, None]).all()  # "At every budget the order is ..."
+    assert re.findall(r"^prediction (\d), .*: (held|FAILED)$", out, re.M) == [(str(k), "held") for k in range(1, 5)]
+    text = markdown_with("**What was measured.** All four predictions held.")
+    assert "At every budget the order is words, BPE 512, BPE 384, bytes" in text
+    ahead = [g for name in ("bpe512 ahead of bytes", "bpe384 ahead of bytes") for g in table[name][:4]]
+    assert min(ahead) > 0 and f"by {min(ahead):.1f} to {max(ahead):.1f} bits per character over the first four" in text
+    w512, w384 = table["words ahead of bpe512"], table["words ahead of bpe384"]
+    assert min(w512 + w384) > 0 and all(a < b for a, b in zip(table["bpe512"], table["bpe384"]))
+    assert (f"at a million tokens the words lead BPE 512 by {w512[-1]:.3f} bits per character ({w512[0]:.3f} at the "
+            f"smallest budget) and BPE 384 by {w384[-1]:.3f}") in text
+    assert (f"the BPEs' lead over bytes has fallen to {table['bpe512 ahead of bytes'][-1]:.3f} and "
+            f"{table['bpe384 ahead of bytes'][-1]:.3f}") in text
+    assert all(gap[-1] < max(gap[:-1]) for name, gap in table.items() if "ahead" in name)  # "the gaps close"
+    assert re.search(r"does not know: 0 in 3,000 examples", out)
+    assert "none of the 3,000 held-out examples holds a word the word tokenizer does not know" in text
+    crossings = structure_report.ladder_crossings(results, rungs=structure.tokenizer_rungs(results["config"]))
+    assert all(verdict == "does not overtake on these budgets" for _, verdict, *_ in crossings.values())  # no less
+    # structured rung passes a more structured one: predictions 1, 2 and 3 as the report reads them
+
+
+def test_the_tokenizer_guess_and_question(results):
+    out = printed("from minilm.tokenizer import WordTokenizer")
+    assert out.startswith("no guess yet for the tokenizers at the fifth budget")
+    assert "(measured: gpt, bpe512, bpe384, bytes)" in out.splitlines()[0]
+    order = ["gpt", "bpe512", "bpe384", "bytes"]
+    assert "no guess yet" not in guess.compare_order(order, order, "the tokenizers at the fifth budget")
+    table = tokenizer_table(out)
+    answer = markdown_with("**Question.** The word model wins at every budget.")
+    assert ("0 unknown words in 3,000 held-out examples" in answer
+            and f"the words' lead over BPE 512 from {table['words ahead of bpe512'][0]:.3f} to "
+                f"{table['words ahead of bpe512'][-1]:.3f} bits per character" in answer)
+    lead = table["bpe512 ahead of bytes"]
+    assert f"BPE 512's lead over bytes from {lead[0]:.3f} to {lead[-1]:.3f}" in answer
+    assert "*wakanda* is `<unk>` to it" in answer  # lesson 01 §7 prints it
+    lesson01 = nbformat.read(os.path.join(ROOT, "lessons", "01_next_token_loss.ipynb"), as_version=4)
+    assert any("words      8 tokens: the|capital|of|<unk>|is|<unk>|<unk>|." in "".join(o.get("text", "") for o in c.outputs)
+               for c in lesson01.cells if c.cell_type == "code")
+
+
+def test_the_course_map_reads_the_tokenizer_rungs_as_measured(results):
+    course = " ".join((paths.ROOT / "docs/course.md").read_text(encoding="utf-8").split())
+    curves = structure_report.tokenizer_ladder(results)
+    fifth = {rung: values.mean(axis=1)[4] for rung, (_, values) in curves.items()}
+    assert (f"at a million tokens, words {fifth['gpt']:.3f}, BPE 512 {fifth['bpe512']:.3f}, BPE 384 "
+            f"{fifth['bpe384']:.3f}, bytes {fifth['bytes']:.3f} bits per character") in course
+    before = float(re.search(r"The committed sweep took ([\d.]+) minutes of wall time on 2 cores, one process "
+                             r"\(17 for five budgets", course).group(1))
+    total = results["wall_seconds"] / 60
+    assert f"another {total - before:.1f} minutes of wall time on one core ({total:.1f} in all)" in course
+    assert "All four predictions held" in course and "All four predictions held" in markdown_with("**What was measured.**")
+
+
+def test_the_design_notes_outcome_table_is_the_committed_results(results):
+    note = (paths.ROOT / "docs/lab/lesson05_bpe_design.md").read_text(encoding="utf-8").split("## Outcome")[1]
+    rows = dict(re.findall(r"^\| (words \(`gpt`\)|BPE 512|BPE 384|bytes) \| ([\d.| ]+) \|$", note, re.M))
+    curves = structure_report.tokenizer_ladder(results)
+    for name, rung in (("words (`gpt`)", "gpt"), ("BPE 512", "bpe512"), ("BPE 384", "bpe384"), ("bytes", "bytes")):
+        assert [float(x) for x in rows[name].split("|")] == [round(v, 3) for v in curves[rung][1].mean(axis=1)[:5]]
+    assert "30 new points" in note and sum(r["rung"].startswith("bpe") for r in results["points"].values()) == 30
+    assert f"({sum(r['train_seconds'] for r in results['points'].values() if r['rung'].startswith('bpe')):,.0f} s of it training)" in note

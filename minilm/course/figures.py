@@ -373,22 +373,31 @@ def sizes_with_tables(results):
 # --------------------------------------------------------------------------------------------------
 # Structure vs scale (lesson 05): the ladder of methods on one compute axis
 
-def _ladder_axes(ax, results, metric, ylabel, higher_is_better=False, margin=0.0):
+def rung_colour(rung, results):
+    """One colour per rung in every figure: the ladder's four rungs C0-C3, then the BPE rungs (the larger
+    vocabulary first)."""
+    if rung in structure.RUNGS:
+        return f"C{structure.RUNGS.index(rung)}"
+    return f"C{3 + structure.tokenizer_rungs(results['config']).index(rung)}"  # after the word rung: C4, C5, ...
+
+
+def _ladder_axes(ax, results, metric, ylabel, higher_is_better=False, margin=0.0, rungs=structure.RUNGS):
     """Each rung's mean over seeds against training FLOPs (each seed a faint dot), the count model's best
     value held to the right (dotted: more counting stopped helping), and where each rung overtakes the one
     above it by more than margin (a vertical line in the overtaking rung's colour, its 95% interval over
     seeds shaded)."""
-    curves = structure_report.ladder(results, metric)
+    curves = structure_report.ladder(results, metric, rungs)
     right = max(c.max() for c, _ in curves.values()) * 1.5
-    for n, (rung, (compute, values)) in enumerate(curves.items()):
-        ax.plot(compute, values.mean(axis=1), "o-", color=f"C{n}", ms=4, label=structure.RUNG_NAMES[rung])
-        ax.plot(np.repeat(compute, values.shape[1]), values.ravel(), ".", color=f"C{n}", alpha=0.35, ms=4)
+    for rung, (compute, values) in curves.items():
+        colour = rung_colour(rung, results)
+        ax.plot(compute, values.mean(axis=1), "o-", color=colour, ms=4, label=structure.rung_name(rung))
+        ax.plot(np.repeat(compute, values.shape[1]), values.ravel(), ".", color=colour, alpha=0.35, ms=4)
         if rung == "ngram":  # the best the count models reached, held: more counting stopped helping
             best = values.max() if higher_is_better else values.min()
-            ax.plot([compute[np.argmax(values == best)], right], [best] * 2, ":", color=f"C{n}")
-    crossings = structure_report.ladder_crossings(results, metric, higher_is_better, margin)
+            ax.plot([compute[np.argmax(values == best)], right], [best] * 2, ":", color=colour)
+    crossings = structure_report.ladder_crossings(results, metric, higher_is_better, margin, rungs)
     for (a, b), (at, _, low, high, _) in crossings.items():
-        color = f"C{structure.RUNGS.index(b)}"  # the colour of the rung that overtakes
+        color = rung_colour(b, results)  # the colour of the rung that overtakes
         if at:
             ax.axvline(at, color=color, lw=0.8, ls="--")
             if low:
@@ -413,8 +422,21 @@ def structure_ladder(results, live=None):
     _ladder_axes(ax, results, structure_report.BITS, "held-out bits per character")
     if live:
         ax.plot(live["flops"], live["bits_per_char"], "*", ms=16, mec="black",
-                color=f"C{structure.RUNGS.index(live['rung'])}", label=f"your run: {live['rung']}, seed {live['seed']}")
+                color=rung_colour(live["rung"], results), label=f"your run: {live['rung']}, seed {live['seed']}")
     _log_bits(ax)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def tokenizer_ladder(results):
+    """The tokenizer as structure: held-out bits per character against training compute for the GPT on words
+    (cut by hand), on each BPE (cut as learned from counts) and on bytes (not cut), in the ladder's colours."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    _ladder_axes(ax, results, structure_report.BITS, "held-out bits per character",
+                 rungs=structure.tokenizer_rungs(results["config"]))
+    _log_bits(ax)
+    ax.set_title("the tokenizer as structure: words, learned BPE pieces, bytes", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

@@ -10,6 +10,10 @@ with even less picks up later still. The ladder, most structure first:
     gpt      the plain decoder-only GPT: any of the 64 words before may matter, the model finds out which
     bytes    the same GPT reading bytes: not even where words begin is given (the tokenizer is structure too)
 
+Between the word and the byte rungs, the tokenizer's own ladder: `bpe512`, `bpe384`, ... the same GPT reading
+the tokens of a byte-level BPE learned on the training text (minilm/tokenizer.py): a segmentation learned from
+counts rather than written by hand, coarser with more merges (tokenizer_rungs).
+
 Every rung reads the same toyworld text and is scored on the same held-out examples. Words and bytes
 cut the text differently, so the common unit is bits per character: -log2 p(the example's text, its end
 included) / its characters, the same quantity whatever the model predicts one step at a time. Compute
@@ -34,7 +38,7 @@ from ..evaluate import example_rows, token_scores
 from ..model import GPT, GPTConfig
 from ..ngram import NGram
 from .stats import training_flops
-from ..tokenizer import ByteTokenizer, WordTokenizer
+from ..tokenizer import BPETokenizer, ByteTokenizer, WordTokenizer
 from ..train import train_sweep_point
 
 RUNGS = ("ngram", "window", "gpt", "bytes")  # most structure first
@@ -64,10 +68,15 @@ class StructureConfig:
     n_eval: int = 3000     # held-out examples (lesson 03's, so its losses compare)
     world: dict = field(default_factory=dict)  # ToyworldConfig arguments
     corpus_seed: int = 0
+    bpe_vocab_sizes: list = field(default_factory=list)  # a BPE rung per vocabulary size (bpe384, ...)
+    bpe_text_bytes: int = 2_000_000  # the BPE learns its merges from the training text's first this many bytes
+    bpe_most_tokens: int = 0  # the BPE rungs train at the budgets of at most this many tokens (0: every budget)
 
     def __post_init__(self):
         if not self.budgets or not self.seeds or not self.ngram_tokens:
             raise MinilmError("a structure sweep needs at least one budget, one seed and one n-gram budget")
+        if any(v <= ByteTokenizer.vocab_size for v in self.bpe_vocab_sizes):
+            raise MinilmError(f"a BPE rung needs more than the 256 bytes as tokens (asked for {self.bpe_vocab_sizes})")
         if self.ngram_order not in self.ngram_orders:
             raise MinilmError(f"the ladder's n-gram order {self.ngram_order} must be one of ngram_orders "
                               f"{self.ngram_orders}")
@@ -80,10 +89,13 @@ PRESETS = {
         budgets=[[1, 16, 1, 62_500], [1, 24, 2, 125_000], [2, 32, 2, 250_000], [2, 48, 3, 500_000],
                  [3, 64, 4, 1_000_000], [3, 96, 4, 2_000_000]],
         seeds=[0, 1, 2], ngram_tokens=[3_000, 10_000, 30_000, 100_000, 300_000, 1_000_000, 3_000_000],
-        ngram_orders=[2, 3, 4, 5, 6]),
+        ngram_orders=[2, 3, 4, 5, 6],
+        # the BPE rungs (docs/lab/lesson05_bpe_design.md): 2.2 and 2.9 characters a token, words 3.8; the largest
+        # budget left out (it would have tripled their training time)
+        bpe_vocab_sizes=[384, 512], bpe_most_tokens=1_000_000),
     # the same code path in about a minute
     "ci": StructureConfig(budgets=[[1, 8, 1, 8_000], [1, 16, 1, 16_000]], seeds=[0, 1],
-                          ngram_tokens=[3_000, 30_000], ngram_orders=[2, 5], n_eval=300),
+                          ngram_tokens=[3_000, 30_000], ngram_orders=[2, 5], n_eval=300, bpe_vocab_sizes=[300]),
 }
 
 
@@ -108,11 +120,27 @@ class Point:
         return f"{self.rung}-L{self.n_layer}-d{self.d_model}-h{self.n_head}-t{self.tokens}-s{self.seed}"
 
 
+def bpe_rung(vocab_size):
+    return f"bpe{vocab_size}"
+
+
+def tokenizer_rungs(config):
+    """The tokenizer's ladder, most structure first: words (cut by hand), the BPEs (learned; more merges first),
+    bytes (not cut at all). config: a results file's configuration (a dict)."""
+    return ("gpt", *(bpe_rung(v) for v in sorted(config.get("bpe_vocab_sizes", []), reverse=True)), "bytes")
+
+
+def rung_name(rung):
+    return RUNG_NAMES.get(rung) or f"GPT on BPE, {rung[3:]} tokens"
+
+
 def plan(config):
-    """Every point: the count models first (seconds each), then each seed-round of the neural budgets."""
+    """Every point: the count models first (seconds each), then each seed-round of the neural budgets, the BPE
+    rungs at the budgets of at most bpe_most_tokens tokens."""
+    bpe = [bpe_rung(v) for v in config.bpe_vocab_sizes]
     points = [Point("ngram", t, order=n) for t in config.ngram_tokens for n in config.ngram_orders]
     points += [Point(rung, tokens, L, d, h, seed) for seed in config.seeds for L, d, h, tokens in config.budgets
-               for rung in NEURAL]
+               for rung in NEURAL + tuple(b for b in bpe if tokens <= (config.bpe_most_tokens or tokens))]
     return points
 
 
@@ -129,11 +157,43 @@ class World:
         most = max([b[3] for b in config.budgets] + config.ngram_tokens)
         examples = toyworld.generate(self.world, most // 8 + 1, seed=config.corpus_seed)  # >= 8 words each
         self.word_stream = toyworld.to_stream(examples, self.words)[0][:most + 1]
-        self.byte_stream = np.frombuffer(text_of(examples).encode("utf-8")[:most + 1], dtype=np.uint8).astype(np.int32)
+        self.text = text_of(examples).encode("utf-8")
+        self.byte_stream = np.frombuffer(self.text[:most + 1], dtype=np.uint8).astype(np.int32)
         self.eval_examples = toyworld.generate(self.world, config.n_eval, seed=config.corpus_seed, split="eval")
         self.word_rows = example_rows(self.eval_examples, self.words)
         self.byte_rows = byte_rows(self.eval_examples)
         self.characters = np.array([len(ex.text) + 1 for ex in self.eval_examples])  # (N,) text and its end
+        self.text_bytes, self.bpe_tokens, self.bpes = config.bpe_text_bytes, config.bpe_most_tokens or most, {}
+
+    def bpe(self, vocab_size):
+        """-> (the BPE of vocab_size tokens learned on the training text's first text_bytes bytes, the training
+        text's first tokens (as many as the BPE rungs' largest budget reads), the held-out examples as rows of
+        them), made once."""
+        if vocab_size not in self.bpes:
+            tokenizer = BPETokenizer.trained(self.text[:self.text_bytes].decode("utf-8", errors="ignore"), vocab_size)
+            stream = np.array(first_tokens(tokenizer, self.text, self.bpe_tokens + 1), dtype=np.int32)
+            self.bpes[vocab_size] = tokenizer, stream, bpe_rows(self.eval_examples, tokenizer)
+        return self.bpes[vocab_size]
+
+    def reading(self, rung):
+        """What a neural rung reads -> (its vocabulary size, the training stream, the held-out rows)."""
+        if rung == "bytes":
+            return ByteTokenizer.vocab_size, self.byte_stream, self.byte_rows
+        if rung.startswith("bpe"):
+            tokenizer, stream, rows = self.bpe(int(rung[3:]))
+            return tokenizer.vocab_size, stream, rows
+        return self.words.vocab_size, self.word_stream, self.word_rows
+
+
+def first_tokens(tokenizer, text, n, piece=1_000_000):
+    """The first n tokens of text (UTF-8 bytes of lines), encoded a piece of about `piece` bytes at a time, each
+    piece ending after a newline: no chunk of the pre-tokenizer spans a single newline before a word."""
+    ids, start = [], 0
+    while len(ids) < n and start < len(text):
+        end = text.find(b"\n", start + piece) + 1 or len(text)
+        ids += tokenizer.encode(text[start:end].decode("utf-8"))
+        start = end
+    return ids[:n]
 
 
 def text_of(examples):
@@ -145,18 +205,35 @@ def byte_rows(examples):
     """Each example as a row of bytes, newline text newline, right-padded; like evaluate.example_rows,
     (idx, targets, task_ids, is_answer, valid), all (N, T). The answer is its characters and the space
     after them: greedy decoding must write the word and end it."""
-    texts = ["\n" + ex.text + "\n" for ex in examples]
-    T = max(len(t) for t in texts) - 1
+    return token_rows(examples, ByteTokenizer().encode, space_first=False)
+
+
+def bpe_rows(examples, tokenizer):
+    """Each example as a row of BPE tokens, as byte_rows. The answer is the space before it and its characters:
+    a BPE token starts with the space before its word (" Paris"), so these are whole tokens."""
+    return token_rows(examples, tokenizer.encode, space_first=True)
+
+
+def token_rows(examples, encode, space_first):
+    """The rows of byte_rows and bpe_rows: each example's text cut in three (before its answer, the answer, after
+    it), each part encoded, the answer's tokens marked; with space_first the answer's part starts at the space
+    before it, else it ends with the character after it."""
+    parts = []
+    for ex in examples:
+        text = "\n" + ex.text + "\n"
+        start = len("\n" + " ".join(ex.prompt)) + (0 if space_first else 1)  # the answer's part begins
+        end = start + len(" ".join(ex.answer)) + 1
+        parts.append((encode(text[:start]), encode(text[start:end]), encode(text[end:])))
+    T = max(sum(map(len, p)) for p in parts) - 1
     rows = np.zeros((len(examples), T + 1), dtype=np.int32)
     task_ids = np.zeros((len(examples), T), dtype=np.int16)
     is_answer = np.zeros((len(examples), T), dtype=bool)
     valid = np.zeros((len(examples), T), dtype=bool)
-    for i, (ex, text) in enumerate(zip(examples, texts)):
-        rows[i, :len(text)] = list(text.encode("utf-8"))
-        start = len("\n" + " ".join(ex.prompt + ("",)))  # the answer's first character
-        end = start + len(" ".join(ex.answer)) + 1  # its last character, and the space that ends it
-        task = toyworld.TASKS.index(ex.task)
-        task_ids[i], is_answer[i, start - 1:end - 1], valid[i, :len(text) - 1] = task, True, True
+    for i, (ex, (before, answer, after)) in enumerate(zip(examples, parts)):
+        ids = before + answer + after
+        rows[i, :len(ids)] = ids
+        task_ids[i], is_answer[i, len(before) - 1:len(before) + len(answer) - 1] = toyworld.TASKS.index(ex.task), True
+        valid[i, :len(ids) - 1] = True
     return rows[:, :-1], rows[:, 1:], task_ids, is_answer, valid
 
 
@@ -192,20 +269,17 @@ def count_ngram(point, world):
 
 
 def train_gpt(config, point, world, device=None):
-    """Train one GPT of the ladder (windowed, plain, or on bytes) on point.tokens tokens and score it.
-    Every rung takes config.batch_tokens tokens a step, so a budget is the same number of steps for all."""
-    on_bytes = point.rung == "bytes"
-    block = config.byte_block_size if on_bytes else config.block_size
-    gpt = GPTConfig(vocab_size=ByteTokenizer.vocab_size if on_bytes else world.words.vocab_size, block_size=block,
-                    n_layer=point.n_layer, n_head=point.n_head, d_model=point.d_model,
-                    attention_window=config.window if point.rung == "window" else None)
+    """Train one GPT of the ladder (windowed, plain, on BPE tokens or on bytes) on point.tokens tokens and score
+    it. Every rung takes config.batch_tokens tokens a step, so a budget is the same number of steps for all."""
+    block = config.byte_block_size if point.rung == "bytes" else config.block_size
+    vocab_size, stream, rows = world.reading(point.rung)
+    gpt = GPTConfig(vocab_size=vocab_size, block_size=block, n_layer=point.n_layer, n_head=point.n_head,
+                    d_model=point.d_model, attention_window=config.window if point.rung == "window" else None)
     model = GPT(gpt, seed=point.seed, device=device)
     batch_size = config.batch_tokens // block
     steps = max(1, point.tokens // config.batch_tokens)
-    stream = world.byte_stream if on_bytes else world.word_stream
     _, seconds = train_sweep_point(model, stream[:point.tokens + 1], steps, batch_size, config.lr, point.seed)
     n, tokens = model.num_params(non_embedding=True), steps * config.batch_tokens
-    rows = world.byte_rows if on_bytes else world.word_rows
     return {"key": point.key, **asdict(point), "params": n, "tokens": tokens,
             "flops": training_flops(n, point.n_layer, point.d_model, block, gpt.vocab_size, tokens),
             **score(model, rows, world.characters), "train_seconds": round(seconds, 2)}
@@ -225,8 +299,9 @@ def measure(point):
 
 def measure_alone(config, point, device=None):
     """One point of the sweep on its own (a learner's live run): the same model, steps and held-out examples,
-    on a training text drawn for this point's tokens alone. The sweep draws one text for its largest budget
-    (a minute's work for lesson05) and toyworld draws a different text for a different length, so the run
+    on a training text drawn for this point's tokens alone (a BPE rung's tokenizer learns from it too). The
+    sweep draws one text for its largest budget (a minute's work for lesson05) and toyworld draws a different
+    text for a different length, so the run
     differs from the sweep's by that draw as well as by the CPU's rounding. BLAS runs on one thread: on these
     small matrices a second thread costs more than it gives, most of all on a busy machine."""
     alone = replace(config, budgets=[[point.n_layer, point.d_model, point.n_head, point.tokens]],

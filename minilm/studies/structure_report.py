@@ -2,6 +2,7 @@
 compute's price behind the thesis.
 
     ladder / rung_curve     each rung's metric against training compute, (budgets, seeds)
+    tokenizer_ladder        the same for words, the BPE rungs and bytes (the tokenizer as structure)
     crossing (+ interval)   the budget where a less structured rung overtakes a more structured one
     extrapolated_crossing   where it would, if each curve went on as its fitted power law
     law_misses              how far each neural rung's fitted law misses its own budgets
@@ -21,7 +22,7 @@ from ..data import toyworld
 from ..errors import MinilmError
 from .scaling_report import METRICS, curve
 from .stats import fit_power_law, found_interval, resample_seeds
-from .structure import RUNGS
+from .structure import RUNGS, tokenizer_rungs
 
 # ----------------------------------------------------------------------------------------------------
 # Reading the sweep: one curve per rung, and where two curves cross
@@ -48,9 +49,14 @@ def rung_curve(results, rung, metric=BITS, order=None):
     return curve(sorted(groups.values(), key=lambda g: g[0]["flops"]), metric)
 
 
-def ladder(results, metric=BITS):
+def ladder(results, metric=BITS, rungs=RUNGS):
     """rung -> (compute, per-seed values) for every rung, most structure first."""
-    return {rung: rung_curve(results, rung, metric) for rung in RUNGS}
+    return {rung: rung_curve(results, rung, metric) for rung in rungs}
+
+
+def tokenizer_ladder(results, metric=BITS):
+    """The tokenizer's ladder (structure.tokenizer_rungs): words, the BPE rungs, bytes -> ladder's curves."""
+    return ladder(results, metric, tokenizer_rungs(results["config"]))
 
 
 def crossing(compute_a, values_a, compute_b, values_b, higher_is_better=False, hold_a=False, margin=0.0):
@@ -258,13 +264,13 @@ def years_until(compute_now, compute_then, years_per_10x):
     return years_per_10x * math.log10(compute_then / compute_now)
 
 
-def ladder_crossings(results, metric=BITS, higher_is_better=False, margin=0.0):
+def ladder_crossings(results, metric=BITS, higher_is_better=False, margin=0.0, rungs=RUNGS):
     """(a, b) -> (compute, verdict, low, high, share) for each rung b below a on the ladder and each rung above
     it: where b overtakes a on this metric (by more than margin), measured, with a 95% interval over seeds."""
-    curves = ladder(results, metric)
+    curves = ladder(results, metric, rungs)
     out = {}
-    for i, a in enumerate(RUNGS):
-        for b in RUNGS[i + 1:]:
+    for i, a in enumerate(rungs):
+        for b in rungs[i + 1:]:
             kwargs = {"higher_is_better": higher_is_better, "hold_a": a == "ngram", "margin": margin}
             at, verdict = crossing(*curves[a], *curves[b], **kwargs)
             out[a, b] = (at, verdict, *crossing_interval(*curves[a], *curves[b], **kwargs))
@@ -273,22 +279,41 @@ def ladder_crossings(results, metric=BITS, higher_is_better=False, margin=0.0):
 
 def report(results):
     """The text `python -m minilm structure` prints: each rung's curve, the crossovers, the best rung per budget."""
-    curves = ladder(results)
     lines = [f"structure sweep {results.get('preset', '?')}: {len(results['points'])} points, "
              f"{results.get('wall_seconds', 0) / 60:.1f} min of wall time; held-out bits per character "
              f"(mean +- sd over seeds)"]
+    lines += curve_lines(ladder(results)) + crossing_lines(ladder_crossings(results))
+    for compute, here, there, extrapolated in dotted_line(results):
+        lines.append(f"best rung at {compute:.2g} FLOPs: {here}; at ten times that: {there}"
+                     + (" (read off the fitted laws)" if extrapolated else ""))
+    rungs = tokenizer_rungs(results["config"])
+    if len(rungs) > 2:
+        lines.append("the tokenizer as structure: words (cut by hand), BPE (cut as learned from counts), "
+                     "bytes (not cut)")
+        lines += curve_lines({rung: curve for rung, curve in tokenizer_ladder(results).items() if rung not in RUNGS})
+        lines += crossing_lines({pair: found for pair, found in ladder_crossings(results, rungs=rungs).items()
+                                 if pair != ("gpt", "bytes")})
+    return "\n".join(lines)
+
+
+def curve_lines(curves):
+    """Each rung's mean and spread over seeds at each of its budgets, one line a rung."""
+    lines = []
     for rung, (compute, values) in curves.items():
         cells = ", ".join(f"{c:.2g}: {v.mean():.3f}" + (f" +- {v.std(ddof=1):.3f}" if len(v) > 1 else "")
                           for c, v in zip(compute, values))
         lines.append(f"  {rung:<7} {cells}")
-    for (a, b), (at, verdict, low, high, share) in ladder_crossings(results).items():
+    return lines
+
+
+def crossing_lines(crossings):
+    """One line for each pair of ladder_crossings: where the less structured rung overtakes, or why not."""
+    lines = []
+    for (a, b), (at, verdict, low, high, share) in crossings.items():
         where = f"overtakes at {at:.2g} FLOPs" if at else verdict
         interval = f", 95% interval [{low:.2g}, {high:.2g}]" if low else ""
         lines.append(f"{b} vs {a}: {where}{interval} ({share:.0%} of seed resamples cross)")
-    for compute, here, there, extrapolated in dotted_line(results):
-        lines.append(f"best rung at {compute:.2g} FLOPs: {here}; at ten times that: {there}"
-                     + (" (read off the fitted laws)" if extrapolated else ""))
-    return "\n".join(lines)
+    return lines
 
 
 def task_gaps(results, more="window", less="gpt"):
@@ -305,8 +330,8 @@ def task_gaps(results, more="window", less="gpt"):
 STUDY = runner.Study(
     name="structure", help="structure vs scale: a ladder of methods on one compute axis (lesson 05)",
     description="Train the ladder (a Kneser-Ney n-gram, a GPT with windowed attention, the plain GPT, the GPT "
-                "on bytes) at every compute budget and seed on toyworld; write the results as JSON (resumable) "
-                "and print the crossovers.",
+                "on BPE tokens, the GPT on bytes) at every compute budget and seed on toyworld; write the results as "
+                "JSON (resumable) and print the crossovers.",
     presets=structure.PRESETS, default="lesson05", config=lambda name: asdict(structure.preset(name)),
     points=lambda name, device: structure.sweep_points(structure.preset(name), device),
     measure=structure.measure, report=report, committed=("lesson05",))
