@@ -28,7 +28,7 @@ from . import runner
 from .stats import paired_bootstrap, percentile_interval
 from .. import objectives
 from ..data import toyworld
-from ..data.instructions import Example, batch_of, encode
+from ..data.instructions import Example, batch_of, encode, response_batches
 from ..data.preferences import Pair, encode_pairs, preference_batches
 from ..finetune import ADAPTED
 from ..layers import softmax
@@ -212,17 +212,15 @@ def supervised(config, world, base, seed):
     held = world.eval_prompts
     held_rows = rows_of(held, [demonstration(p, rng, config.q) for p in held], tok, config.block_size)
     lora = adapters(config, base, seed)
-    trainer = Trainer(lora, _answer_batches(rows, tok.pad_id), lambda m: {"loss": masked_loss(m, held_rows, tok.pad_id)},
+
+    def held_loss(model):
+        return {"loss": masked_loss(model, held_rows, tok.pad_id)}
+
+    trainer = Trainer(lora, response_batches(rows, tok.pad_id), held_loss,
                       tuning(config, config.sft_steps, config.sft_lr, seed, config.eval_every))
     trainer.run(progress=False)
     kept = trainer.history.val_steps[int(np.argmin(trainer.history.val_losses))]
     return lora.merged(), kept
-
-
-def _answer_batches(rows, pad_id):
-    def batches(rng, batch_size):
-        return batch_of(rows, rng.integers(len(rows.ids), size=batch_size), pad_id)
-    return batches
 
 
 # ---- answers: one softmax per prompt
