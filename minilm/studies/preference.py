@@ -19,6 +19,7 @@ model's answer distribution is one softmax: its mass on the right set is exact, 
 
     python -m minilm preference --jobs 1     (lessons/results/preference_lesson08.json; resumable by seed)
 """
+import functools
 import zlib
 from dataclasses import asdict, dataclass, field
 
@@ -157,19 +158,25 @@ def preset(name):
 
 
 class World:
-    """The tokenizer, the pre-training stream and the held-out prompts of a configuration, made once."""
+    """The tokenizer, the held-out prompts and (made when first read) the pre-training stream of a configuration."""
 
     def __init__(self, config):
-        world = toyworld.ToyworldConfig()
-        self.tokenizer = WordTokenizer(sorted(set(toyworld.vocabulary(world)) | set(FORM_WORDS)))
+        self.config, self.toyworld = config, toyworld.ToyworldConfig()
+        self.tokenizer = WordTokenizer(sorted(set(toyworld.vocabulary(self.toyworld)) | set(FORM_WORDS)))
+        self.eval_prompts = draw_prompts(np.random.default_rng([config.corpus_seed, 9]), config.n_eval, "eval")
+
+    @functools.cached_property
+    def stream(self):
+        """toyworld's examples with form_share of them in the new form, shuffled, as one token stream."""
+        config = self.config
         tokens = config.pretrain_steps * config.batch_size * config.block_size + 1
         n = tokens // 8 + 1  # the shortest example has 8 tokens
         rng = np.random.default_rng([config.corpus_seed, 8])
-        examples = toyworld.generate(world, n, seed=config.corpus_seed)
+        examples = toyworld.generate(self.toyworld, n, seed=config.corpus_seed)
         forms = [form_example(p, rng) for p in draw_prompts(rng, round(n * config.form_share))]
-        mixed = [(examples + forms)[i] for i in rng.permutation(len(examples) + len(forms))]
-        self.stream = toyworld.to_stream(mixed, self.tokenizer)[0][:tokens]
-        self.eval_prompts = draw_prompts(np.random.default_rng([config.corpus_seed, 9]), config.n_eval, "eval")
+        pool = examples + forms
+        mixed = [pool[i] for i in rng.permutation(len(pool))]
+        return toyworld.to_stream(mixed, self.tokenizer)[0][:tokens]
 
 
 def pretrain(config, world, seed):
