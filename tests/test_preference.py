@@ -102,3 +102,20 @@ def test_the_lesson_preset_is_the_design_with_its_changes():
     assert (design.sft_steps, design.rm_steps, design.dpo_steps, design.pg_steps) == (600, 600, 300, 400)
     assert (design.group, design.kl_coef, design.log_every, design.lora_rank) == (8, 0.05, 25, 8)
     assert design.best_of == [1, 2, 4, 8, 16] and design.size == [3, 64, 4]
+
+
+def test_tuning_an_arm_leaves_the_model_it_starts_from_as_it_was():
+    """A LoRA points its base at the merged weights: each arm adapts a copy, so the base stays the base (it is
+    measured, and the reward model starts from it) and sft stays the frozen reference of DPO and policy gradient."""
+    config = preference.preset("ci")
+    world = preference.World(config)
+    base = preference.pretrain(config, world, 0)
+    x = np.array([[world.tokenizer.eos_id] + world.tokenizer.encode(world.eval_prompts[0].text)])
+    before = {name: w.copy() for name, w in base.params.items()}, base.forward(x)
+    sft, _ = preference.supervised(config, world, base, 0)
+    assert all(np.array_equal(base.params[name], w) for name, w in before[0].items())
+    assert np.array_equal(base.forward(x), before[1]) and not np.array_equal(sft.forward(x), before[1])
+    pairs = preference.sampled_pairs(sft, world.eval_prompts, world.tokenizer, np.random.default_rng(0), 20)
+    reference = sft.forward(x)
+    dpo = preference.direct_preference(config, world, sft, pairs, 0)
+    assert np.array_equal(sft.forward(x), reference) and not np.array_equal(dpo.forward(x), reference)

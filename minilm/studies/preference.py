@@ -194,9 +194,16 @@ def tuning(config, steps, lr, seed, eval_every=0):
                        keep_best=bool(eval_every))
 
 
+def copy_of(model):
+    """A model of the same class with copies of the weights."""
+    return type(model)(model.config, params={name: w.copy() for name, w in model.params.items()})
+
+
 def adapters(config, model, seed):
-    """LoRA on a model held in memory (the Trainer's keep_best copies its meta, which names the base)."""
-    return LoRA(model, config.lora_rank, config.lora_alpha, ADAPTED, seed, base_path="in memory (the study's)")
+    """LoRA on a copy of the model: a LoRA points its base at the merged weights, and the model it starts from
+    must stay as it is (measured as the base, read as the frozen reference). The Trainer's keep_best copies the
+    LoRA's meta, which names where its base came from: here, memory."""
+    return LoRA(copy_of(model), config.lora_rank, config.lora_alpha, ADAPTED, seed, base_path="in memory (the study's)")
 
 
 def rows_of(prompts, answers, tokenizer, block_size):
@@ -289,8 +296,7 @@ def sampled_pairs(model, prompts, tokenizer, rng, n_pairs):
 
 def train_reward_model(config, world, base, pairs, seed):
     """rm: a copy of the base's decoder with a reward head, trained by Bradley-Terry on the pairs."""
-    decoder = GPT(base.config, params={k: v.copy() for k, v in base.params.items()})
-    rm = RewardModel(decoder)
+    rm = RewardModel(copy_of(base))
     rows = encode_pairs(pairs, world.tokenizer, config.block_size)
     Trainer(rm, preference_batches(rows, world.tokenizer.pad_id),
             config=tuning(config, config.rm_steps, config.rm_lr, seed)).run(progress=False)
