@@ -119,3 +119,41 @@ def test_tuning_an_arm_leaves_the_model_it_starts_from_as_it_was():
     reference = sft.forward(x)
     dpo = preference.direct_preference(config, world, sft, pairs, 0)
     assert np.array_equal(sft.forward(x), reference) and not np.array_equal(dpo.forward(x), reference)
+
+
+@pytest.fixture(scope="module")
+def committed():
+    from minilm.checkpoint import load_model
+    from minilm.course.paths import RESULTS
+
+    results = runner.load_results(RESULTS / "preference_lesson08.json", "preference")
+    return results, load_model(RESULTS / "preference_base_seed0.npz")[0]
+
+
+def within_band_or_equal(value, record, seeds, floor=0.03):
+    """Equal to the record where the CPU and BLAS are the study's; else inside the seeds' band."""
+    from minilm.studies.stats import seed_band
+
+    center, half = seed_band(seeds, floor)
+    return value == pytest.approx(record, abs=1e-9) or abs(value - center) <= half
+
+
+def test_the_committed_base_is_seed_0s_and_sft_re_trained_from_it_lands_on_its_record(committed):
+    """The live run's base (docs/lab/lesson08_base.py) answers as seed 0's base did in the study, and sft re-trained
+    from it (the short point the lesson's live cell runs) lands on seed 0's record, or within the seeds' band."""
+    from minilm.course import lesson08
+    from minilm.parallel import one_blas_thread
+
+    results, base = committed
+    config = preference.preset("lesson08")
+    assert results["config"] == json.loads(json.dumps(preference.STUDY.config("lesson08")))
+    world = preference.World(config)
+    with one_blas_thread():
+        own = preference.answer_metrics(base, world.eval_prompts, world.tokenizer)
+        sft, kept = lesson08.live_sft(base, seed=0)
+    record = results["points"]["seed0"]
+    for arm, measured in (("base", own), ("sft", sft)):
+        for metric in ("right", "demonstrated"):
+            seeds = lesson08.quality(results, arm, metric)
+            assert within_band_or_equal(float(np.mean(measured[metric])), seeds[0], seeds), (arm, metric)
+    assert kept % config.eval_every == 0 and 0 < kept <= config.sft_steps

@@ -24,31 +24,39 @@ def verdict(results):
     """The true quality of every arm on the held-out prompts (bars: seed means; dots: seeds), against q."""
     q = results["config"]["q"]
     fig, ax = plt.subplots(figsize=(8, 3.6))
+    curves, steps = pg_curves(results)
     for i, arm in enumerate(ARMS):
         values = quality(results, arm)
         ax.bar(i, values.mean(), 0.6, color="#bbbbbb" if arm in ("base", "sft") else "#3b6fb6")
         ax.plot(np.full(len(values), i), values, "k.", ms=5)
+        if arm.startswith("pg"):  # the policy's best logged quality on the way (means of seeds)
+            peak = int(np.argmax(curves[arm, "right"]))
+            ax.plot(i, curves[arm, "right"][peak], "D", mfc="none", mec="#3b6fb6", ms=7,
+                    label="policy gradient's peak on the way" if arm == "pg" else None)
+            ax.annotate(f"step {steps[peak]}", (i, curves[arm, "right"][peak]), textcoords="offset points",
+                        xytext=(8, -3), fontsize=7, color="#3b6fb6")
     ax.axhline(q, color="#c0392b", ls="--", lw=1)
-    ax.text(len(ARMS) - 0.5, q + 0.01, f"the demonstrations: right {q:.0%} of the time", ha="right", va="bottom",
+    ax.text(-0.45, q + 0.01, f"the demonstrations: right {q:.0%} of the time", ha="left", va="bottom",
             color="#c0392b", fontsize=8)
     ax.set_xticks(range(len(ARMS)), list(ARMS.values()), fontsize=8)
     ax.set_ylabel("true quality: P(a right answer)\non held-out prompts (the rule)")
     ax.set_ylim(0, 1)
-    ax.set_title("imitation stays near its demonstrations; optimising a learned reward goes past them")
+    ax.legend(loc="upper right", fontsize=8)
+    ax.set_title("each objective's true quality (bars: means of seeds; dots: seeds)", fontsize=10)
     fig.tight_layout()
     return fig
 
 
 def narrowing(results):
     """Where base and sft put their mass: on the demonstrated word, on the other right words, on wrong answers."""
-    fig, ax = plt.subplots(figsize=(6, 3.2))
+    fig, ax = plt.subplots(figsize=(7.5, 3.2))
     for i, arm in enumerate(("base", "sft")):
         demo, other = quality(results, arm, "demonstrated").mean(), quality(results, arm, "other_right").mean()
         ax.barh(i, demo, color="#3b6fb6", label="the demonstrated word" if i == 0 else None)
         ax.barh(i, other, left=demo, color="#8fb3e0", label="the other right words" if i == 0 else None)
         ax.barh(i, 1 - demo - other, left=demo + other, color="#dddddd", label="wrong answers" if i == 0 else None)
     ax.set_yticks([0, 1], ["base (pre-trained)", "sft (maximum likelihood)"])
-    ax.set_xlabel("probability mass of the answer, mean over held-out prompts and seeds")
+    ax.set_xlabel("the answer's probability (means over held-out prompts and seeds)")
     ax.set_xlim(0, 1)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=3, fontsize=8, frameon=False)
     fig.tight_layout()
