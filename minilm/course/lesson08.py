@@ -94,17 +94,19 @@ def over_optimisation(results):
     """Gao et al.'s axes: the learned reward and the true quality against KL(policy || sft), both pg runs."""
     curves, _ = pg_curves(results)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    for arm, style in (("pg_no_kl", "o-"), ("pg", "s--")):
+    for arm, style, color in (("pg_no_kl", "o-", "#3b6fb6"), ("pg", "s--", "#e67e22")):
         label = "no KL penalty" if arm == "pg_no_kl" else "KL penalty 0.05"
-        axes[0].plot(curves[arm, "kl"], curves[arm, "reward"], style, ms=3, label=label)
-        axes[1].plot(curves[arm, "kl"], curves[arm, "right"], style, ms=3, label=label)
+        for ax, what in zip(axes, ("reward", "right")):
+            for r in seeds(results):  # each seed, thin
+                ax.plot(r[f"{arm}_log"]["kl"], r[f"{arm}_log"][what], "-", color=color, lw=0.7, alpha=0.35)
+            ax.plot(curves[arm, "kl"], curves[arm, what], style, color=color, ms=3, label=f"{label} (mean)")
     axes[0].set_ylabel("the learned reward\n(reward model's mean score)")
     axes[1].set_ylabel("the true quality (the rule)")
     for ax in axes:
         ax.set_xlabel("KL(policy || sft) of the answer, nats")
         ax.legend(fontsize=8)
     fig.suptitle("policy gradient against the reward model, logged every "
-                 f"{results['config']['log_every']} steps (means of seeds)", fontsize=10)
+                 f"{results['config']['log_every']} steps (thin: each seed)", fontsize=10)
     fig.tight_layout()
     return fig
 
