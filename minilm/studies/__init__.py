@@ -10,7 +10,7 @@ runner.Study; `python -m minilm` registers one command per entry of all_studies(
 
 def all_studies():
     """Every study, in the order of the lessons (imported when asked for: each pulls in the engine)."""
-    from . import (architecture, archs, glib_report, instruct, isoflop_report, proverbs, scaling_report,
-                   structure_report)
+    from . import (architecture, archs, glib_report, instruct, isoflop_report, preference, proverbs,
+                   scaling_report, structure_report)
     return (archs.STUDY, scaling_report.STUDY, isoflop_report.STUDY, glib_report.STUDY, structure_report.STUDY,
-            instruct.STUDY, proverbs.STUDY, architecture.STUDY)
+            instruct.STUDY, proverbs.STUDY, preference.STUDY, architecture.STUDY)
