@@ -262,7 +262,7 @@ class Trainer:
         self.history.val_losses.append(metrics["loss"])
         self.history.val_metrics.append(metrics)
         if self.config.keep_best and (self.best is None or metrics["loss"] < self.best[0]):
-            self.best = (metrics["loss"], *self._state(copy=True))
+            self.best = (metrics["loss"], *self._state(copy=True, to_write=self.checkpoint_path is not None))
         return metrics["loss"]
 
     @contextlib.contextmanager
@@ -286,13 +286,15 @@ class Trainer:
         save_checkpoint(path, *self._state())
         self.saved_step = self.step
 
-    def _state(self, copy=False):
-        """What a checkpoint holds now: (params, meta, the optimizer's arrays); copies of the arrays if asked."""
+    def _state(self, copy=False, to_write=True):
+        """What a checkpoint holds now: (params, meta, the optimizer's arrays); copies of the arrays if asked.
+        to_write=False: a snapshot kept in memory only (keep_best with no checkpoint path), whose meta leaves out
+        what rebuilds the model from a file (a LoRA of a model held in memory names no base to load)."""
         if nonfinite({n: to_numpy(p) for n, p in self.model.params.items()}):
             self._diverged(f"the weights became NaN or infinite by step {self.step}; not saved")
         opt_arrays, opt_meta = self.optimizer.state()
         meta = {"tokenizer": None if self.tokenizer is None else self.tokenizer.to_json(),  # or the model's own
-                **self.model.checkpoint_meta(), "kind": self.kind, "train_config": asdict(self.config),
+                **(self.model.checkpoint_meta() if to_write else {}), "kind": self.kind, "train_config": asdict(self.config),
                 "step": self.step, "optimizer": opt_meta, "rng": self.rng.bit_generator.state,
                 "history": asdict(self.history)}
         params = self.model.params

@@ -258,3 +258,29 @@ def test_the_course_map_row_states_what_the_lesson_measured(quality, report):
     assert (f"(true quality {quality['best-of-8'][0]:.2f}, {quality['DPO'][0]:.2f}, "
             f"{quality['policy gradient (KL 0.05)'][0]:.2f})") in row
     assert len(report) == 5 and f"(result: {sum(report.values())} of the 5 predictions written before training" in row
+
+
+def test_section_8_smollm2_tuned_by_preference():
+    """Every number of §8 from the table and the fix prompts' means the cell beside it prints."""
+    out = printed("from minilm.studies import proverbs")
+    arms = {m[0]: m for m in re.findall(r"^  (\w+)\s+(\d\.\d\d) \[.*?exact (\d\.\d\d) .*?loss (\d+\.\d\d) nats", out, re.M)}
+    fix = {a: tuple(map(float, v)) for a, *v in re.findall(
+        r"^  (\w+)\s+answer\s+([\d.]+)\s+rival\s+([\d.]+)\s+margin\s+([+-][\d.]+)$", out, re.M)}
+    told = markdown_with("DPO made SmolLM2 follow the rule on")
+    rule, exact, loss = (lambda arm: arms[arm][1]), (lambda arm: arms[arm][2]), (lambda arm: arms[arm][3])
+    assert f"on {rule('dpo')} of the held-out prompts, against {rule('lora')} for LoRA" in told
+    assert float(rule("dpo")) > float(rule("lora"))
+    assert f"only {exact('dpo')} of them (maximum likelihood {exact('lora')})" in told
+    assert f"costs {loss('dpo')} nats against {loss('lora')}" in told and float(loss("dpo")) > float(loss("lora"))
+    (base_answer, base_rival, base_margin), (dpo_answer, dpo_rival, dpo_margin) = fix["base"], fix["dpo"]
+    assert f"less* likely than in the base ({base_answer:.2f} → {dpo_answer:.2f} nats)" in told and dpo_answer > base_answer
+    assert f"fell much further ({base_rival:.2f} → {dpo_rival:.2f})" in told
+    assert dpo_rival - base_rival > dpo_answer - base_answer
+    assert re.search(r"took (\d+\.\d) minutes of steps .* peaked at ([\d,]+) MiB", told).groups() == \
+        re.search(r"tokens in (\d+\.\d) min, peak ([\d,]+) MiB", out).groups()
+    answer = markdown_with("The rival's lead over the rule's answer went from")
+    assert f"from {base_margin:+.2f} nats (the base) to {dpo_margin:+.2f} (DPO)".replace("-", "−") in answer
+    assert f"grew by {dpo_margin - base_margin:.2f} nats" in answer
+    assert f"rose* by {dpo_answer - base_answer:.2f} nats" in answer
+    assert f"more ({dpo_rival - base_rival:.2f} nats)" in answer and dpo_rival - base_rival > dpo_margin - base_margin
+    assert f"lowered its cost to {fix['lora'][0]:.2f} nats" in answer

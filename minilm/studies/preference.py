@@ -31,9 +31,8 @@ from .. import objectives
 from ..data import toyworld
 from ..data.instructions import Example, batch_of, encode, response_batches
 from ..data.preferences import Pair, encode_pairs, preference_batches
-from ..finetune import ADAPTED
 from ..layers import softmax
-from ..lora import LoRA
+from ..lora import ADAPTED, LoRA
 from ..model import GPT, GPTConfig
 from ..reward import RewardModel
 from ..tokenizer import WordTokenizer
@@ -201,9 +200,9 @@ def copy_of(model):
 
 def adapters(config, model, seed):
     """LoRA on a copy of the model: a LoRA points its base at the merged weights, and the model it starts from
-    must stay as it is (measured as the base, read as the frozen reference). The Trainer's keep_best copies the
-    LoRA's meta, which names where its base came from: here, memory."""
-    return LoRA(copy_of(model), config.lora_rank, config.lora_alpha, ADAPTED, seed, base_path="in memory (the study's)")
+    must stay as it is (measured as the base, read as the frozen reference). It is trained in memory (no
+    checkpoint), so it names no base (LoRA's source)."""
+    return LoRA(copy_of(model), config.lora_rank, config.lora_alpha, ADAPTED, seed)
 
 
 def rows_of(prompts, answers, tokenizer, block_size):
