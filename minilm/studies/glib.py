@@ -28,7 +28,8 @@ from .. import layers
 from ..backend import to_numpy
 from ..data.glib import LECTURE_PROMPT, REPEAT_PHRASES, GlibConfig, GlibCorpus, alter, instruction, other_words
 from ..model import GPT, GPTConfig
-from ..train import read_once, train_sweep_point
+from ..train import read_once
+from .runner import train_sweep_point
 
 BLOCK_SIZE = 48
 PROBES = ("A", "B", "C", "D")
