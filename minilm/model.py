@@ -28,8 +28,17 @@ from .errors import MinilmError
 DTYPES = ("float32", "float64")
 
 
+class Heads:
+    """What every model configuration's attention shares: d_model cut into n_head heads."""
+
+    @property
+    def head_size(self):
+        """hs = d_model // n_head: the width of one head's queries, keys and values."""
+        return self.d_model // self.n_head
+
+
 @dataclass
-class GPTConfig:
+class GPTConfig(Heads):
     vocab_size: int
     block_size: int  # the longest sequence the model can read (the number of position embeddings)
     n_layer: int = 2
@@ -363,7 +372,7 @@ class GPT(Model):
 
 
 @dataclass
-class LlamaConfig:
+class LlamaConfig(Heads):
     vocab_size: int
     block_size: int  # the longest sequence (RoPE has no table to outgrow; this sizes the KV cache)
     n_layer: int = 2
@@ -382,9 +391,9 @@ class LlamaConfig:
                      + (("attention_window",) if self.attention_window is not None else ()))
         if self.n_head % self.n_kv_head:
             raise MinilmError(f"n_head ({self.n_head}) must be a multiple of n_kv_head ({self.n_kv_head})")
-        if (self.d_model // self.n_head) % 2:
+        if self.head_size % 2:
             raise MinilmError("RoPE rotates pairs of channels: the head size d_model / n_head "
-                              f"({self.d_model // self.n_head}) must be even")
+                              f"({self.head_size}) must be even")
         if not self.rope_base > 1 or not self.norm_eps > 0:
             raise MinilmError("rope_base must be above 1 and norm_eps above 0, "
                               f"got {self.rope_base!r}, {self.norm_eps!r}")
@@ -409,8 +418,7 @@ def check_config(config, positive):
 def llama_param_shapes(config):
     """name -> shape of every parameter of a Llama-family model, in the order the forward pass uses them."""
     C, V, F = config.d_model, config.vocab_size, config.d_ff
-    hs = C // config.n_head
-    kv = config.n_kv_head * hs  # the width of the keys (and of the values)
+    kv = config.n_kv_head * config.head_size  # the width of the keys (and of the values)
     shapes = {"wte": (V, C)}
     for i in range(config.n_layer):
         shapes.update(add_prefix({"norm_1.w": (C,), "attn.w_qkv": (C, C + 2 * kv), "attn.w_proj": (C, C),
@@ -458,10 +466,9 @@ class Llama(GPT):
 
     def __init__(self, config, seed=0, device=None, params=None):
         super().__init__(config, seed, device, params)
-        hs = config.d_model // config.n_head
         # every position's rotation, made once: a forward pass slices the rows of its positions
-        self.rope_cos, self.rope_sin = layers.rope_tables(hs, np.arange(config.block_size), config.rope_base,
-                                                          self.xp, config.dtype)
+        self.rope_cos, self.rope_sin = layers.rope_tables(config.head_size, np.arange(config.block_size),
+                                                          config.rope_base, self.xp, config.dtype)
 
     def param_shapes(self):
         return llama_param_shapes(self.config)
@@ -519,9 +526,8 @@ class KVCache:
 
     def __init__(self, model, batch=1):
         cfg = model.config
-        hs = cfg.d_model // cfg.n_head
         kv_heads = getattr(cfg, "n_kv_head", cfg.n_head)  # grouped-query attention keeps fewer key/value heads
-        self.layers = [KVLayerCache(model.xp, batch, kv_heads, cfg.block_size, hs, cfg.dtype)
+        self.layers = [KVLayerCache(model.xp, batch, kv_heads, cfg.block_size, cfg.head_size, cfg.dtype)
                        for _ in range(cfg.n_layer)]
         self.length = 0
 
