@@ -177,7 +177,7 @@ class Model(ABC):
         check_param_shapes(params, shapes)
         self.params = {name: self.xp.asarray(params[name], dtype=config.dtype) for name in shapes}
         # What gradient loss_and_grads gives each weight: a name not here gets its own; layers.FROZEN none;
-        # layers.Adapters its adapters' (minilm.lora sets these). See _ruled.
+        # layers.Adapters its adapters' (minilm.lora sets these). See _apply_grad_rules.
         self.grad_rules = {}
 
     @abstractmethod
@@ -202,7 +202,7 @@ class Model(ABC):
         embeddings = ("wte", "wpe") if non_embedding else ()
         return int(sum(a.size for name, a in self.params.items() if name.rsplit(".", 1)[-1] not in embeddings))
 
-    def _ruled(self, grads):
+    def _apply_grad_rules(self, grads):
         """The gradients loss_and_grads returns, in the order of params: each weight's own, or what its rule
         makes of it (from_gradient). A pass that applied a rule on the way (GPT's linear layers, through
         layers.linear_grads) left no gradient of that weight, and the rule's under its own names instead."""
@@ -322,7 +322,7 @@ class GPT(Model):
         grads = self._trunk_backward(dx, cache)
         if head_trains:  # a head of its own, or wte, used twice: as the embedding and as the output head
             grads[head_name] = dhead if head_name == "w_head" else grads["wte"] + dhead.T
-        return self._ruled(grads)
+        return self._apply_grad_rules(grads)
 
     def _trunk_backward(self, dx, cache):
         """dx: (B, T, C), the gradient at the head's input (the final norm's output; minilm.objectives' reward
