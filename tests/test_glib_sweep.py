@@ -236,7 +236,7 @@ def test_the_long_report_compares_with_the_full_sweep_and_ends_with_the_verdict(
     assert "=== against the committed sweep 'full'" in run.stdout
     assert any(line.startswith("  arm to the largest size: ") for line in lines)
     beside = lines.index("=== beside the rule (these decide nothing) ===")
-    assert lines[beside - 2] == glib_report.what_a_u_needs(glib_report.top_curves(long_sweep))
+    assert lines[beside - 2] == glib_report.u_requirement_line(glib_report.top_curves(long_sweep))
     assert lines[beside + 1].startswith("  99% interval of min - largest: ")
 
 
@@ -290,14 +290,14 @@ def test_step_changes_pair_a_size_trained_longer_with_itself_on_the_presets_step
     assert glib_report.step_changes(made_up_curves([0.9, 0.1, 0.9]), "D") == []  # nothing trained longer
 
 
-def test_what_a_u_needs_reads_the_decomposition():
+def test_u_requirement_line_reads_the_decomposition():
     c = exact_curves(known=[0.0, 1.0, 1.0, 1.0], d_known=[0.0, 0.3, 0.4, 0.5])
-    line = glib_report.what_a_u_needs(c)
+    line = glib_report.u_requirement_line(c)
     u = glib_report.u_shape(c)
     target = u.means[u.minimum] + (u.diffs["largest"][2] - u.diffs["largest"][1]) / 2
     assert line.startswith(f"For a U the largest size needs D >= {target:.2f}") and "knowing 100% of the quotes" in line
     assert "grows +0.10 per 10x parameters" in line and "x the largest; an extrapolation" in line
-    flat = glib_report.what_a_u_needs(exact_curves(known=[0.0, 1.0, 1.0, 1.0], d_known=[0.0, 0.4, 0.3, 0.2]))
+    flat = glib_report.u_requirement_line(exact_curves(known=[0.0, 1.0, 1.0, 1.0], d_known=[0.0, 0.4, 0.3, 0.2]))
     assert "does not grow" in flat and "no size is predicted" in flat
 
 

@@ -314,7 +314,7 @@ def paired_changes(new, old, pairs, probe, n_boot=2000):
     return out
 
 
-def what_a_u_needs(c):
+def u_requirement_line(c):
     """What the sub-task curves say the largest size would need for the rule to call a U, as one line.
 
     The decomposition D = known * D(known) + (1 - known) * D(unknown) at the largest size, with D raised to
@@ -590,7 +590,7 @@ def report(results, baseline=None):
         return "\n".join(out + ["", f"U-shape: not tested (the rule needs three sizes or more: a smallest, a middle "
                                     f"and a largest; this sweep has {len(top.sizes)})"])
     u = u_shape(top)
-    out += ["", what_a_u_needs(top)] + beside_the_rule_lines(top, u) + ["", u.line]
+    out += ["", u_requirement_line(top)] + beside_the_rule_lines(top, u) + ["", u.line]
     return "\n".join(out)
 
 
