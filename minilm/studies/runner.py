@@ -59,9 +59,11 @@ class Study:
     into one results store and prints the report. A new study is one module that declares its STUDY,
     listed in minilm.studies.all_studies(); nothing else changes.
 
-    presets    preset name -> the preset; `config(name)` is what its results file records
-    points     (preset name, device) -> [(key, point)]; `measure(point)` trains one and returns its record
+    presets    the preset names (and what each names)
+    preset     preset name -> the preset (one clear line for a name it does not know)
+    sweep      (the preset, device) -> [(key, point)]; `measure(point)` trains one and returns its record
     report     (results, *baseline results) -> the text `--report` prints
+    record     the preset -> what its results file records as the configuration (its fields, by default)
     committed  the presets whose results the course keeps beside its lessons (the others go to runs/)
     baselines  preset -> the preset whose results its report compares it with
     """
@@ -70,12 +72,21 @@ class Study:
     description: str
     presets: dict
     default: str
-    config: Callable
-    points: Callable
+    preset: Callable
+    sweep: Callable
     measure: Callable
     report: Callable
+    record: Callable = asdict
     committed: tuple = ()
     baselines: dict = field(default_factory=dict)
+
+    def config(self, preset_name):
+        """What the preset's results file records as its configuration."""
+        return self.record(self.preset(preset_name))
+
+    def points(self, preset_name, device=None):
+        """The preset's points as (key, point) pairs for run_points."""
+        return self.sweep(self.preset(preset_name), device)
 
     def results_file(self, preset):
         """Where a preset's results live, as a file name: one name per study and preset."""
