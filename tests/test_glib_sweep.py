@@ -429,7 +429,7 @@ def left_arm_outside_the_band(lrd, long_sweep):
     for size in preset.sizes[:5]:
         keys = [glib_sweep.point_key("main", size, seed) for seed in preset.seeds]
         seeds = [long_sweep["points"][k] for k in keys]
-        for key in (k for k in keys if lrd["points"][k]["machine"]["blas"] != glib_report.LONG_SWEEP_KERNEL):
+        for key in (k for k in keys if glib_report.other_kernel(lrd["points"][k], long_sweep["points"][k])):
             other.append(key)
             try:
                 assert_reproduces(lrd["points"][key], seeds)
@@ -448,7 +448,7 @@ def test_the_confirmation_reproduces_the_long_sweeps_left_arm_as_the_lesson_says
     preset = glib_sweep.PRESETS["lrd"]
     left_arm = [glib_sweep.point_key("main", size, seed) for size in preset.sizes[:5] for seed in preset.seeds]
     assert set(left_arm) <= set(lrd["points"])
-    same = [k for k in left_arm if lrd["points"][k]["machine"]["blas"] == glib_report.LONG_SWEEP_KERNEL]
+    same = [k for k in left_arm if not glib_report.other_kernel(lrd["points"][k], long_sweep["points"][k])]
     for key in same:
         ours, theirs = lrd["points"][key], long_sweep["points"][key]
         assert (ours["probes"], ours["final_loss"], ours["params"]) == (theirs["probes"], theirs["final_loss"],
@@ -484,10 +484,10 @@ def test_the_baseline_records_replace_only_shared_points_trained_under_another_k
     BLAS kernel takes the baseline's record; one trained under the baseline's kernel, new, or with no kernel on
     record (the long sweep's own points, against the full sweep) keeps its own."""
     other = {"blas": "openblas 0.3.31.188.0 Haswell"}
-    same = {"blas": glib_report.LONG_SWEEP_KERNEL}
+    same = {"blas": "openblas 0.3.31.188.0 SkylakeX"}
     results = {"preset": "lrd", "points": {"a": {"x": 1, "machine": other}, "b": {"x": 2, "machine": same},
                                            "c": {"x": 3, "machine": other}, "d": {"x": 4}}}
-    baseline = {"points": {"a": {"x": 10}, "b": {"x": 20}, "d": {"x": 40}}}
+    baseline = {"points": {"a": {"x": 10, "machine": same}, "b": {"x": 20, "machine": same}, "d": {"x": 40, "machine": same}}}
     swapped, keys = glib_report.with_baseline_records(results, baseline)
     assert keys == ["a"] and [swapped["points"][k]["x"] for k in "abcd"] == [10, 2, 3, 4]
     assert results["points"]["a"]["x"] == 1  # the results themselves are left as they were

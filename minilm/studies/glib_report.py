@@ -522,18 +522,19 @@ def baseline_lines(c, base, base_name):
                               if change[0] != change[1])
 
 
-# The BLAS kernel under which the lrd confirmation's points reproduced the long sweep's records exactly (those
-# records predate the `machine` field); docs/lab/glib_third_attempt.md, its amendment.
-LONG_SWEEP_KERNEL = "openblas 0.3.31.188.0 SkylakeX"
-
-
-def with_baseline_records(results, baseline, kernel=LONG_SWEEP_KERNEL):
-    """The results with every point that the baseline also holds and that trained under another BLAS kernel
-    replaced by the baseline's record: (results, the keys replaced). A point that records no kernel (trained
-    before points recorded their machine) is kept."""
+def with_baseline_records(results, baseline):
+    """The results with every point that the baseline also holds and that trained under another BLAS kernel than
+    the baseline's record of it replaced by that record: (results, the keys replaced). A point whose kernel is not
+    on record, on either side (trained before points recorded their machine), is kept."""
     swapped = sorted(key for key, p in results["points"].items()
-                     if key in baseline["points"] and "machine" in p and p["machine"]["blas"] != kernel)
+                     if key in baseline["points"] and other_kernel(p, baseline["points"][key]))
     return {**results, "points": {**results["points"], **{k: baseline["points"][k] for k in swapped}}}, swapped
+
+
+def other_kernel(record, baseline_record):
+    """Whether two records of one point name different BLAS kernels (False where either names none)."""
+    kernels = [(r.get("machine") or {}).get("blas") for r in (record, baseline_record)]
+    return None not in kernels and kernels[0] != kernels[1]
 
 
 def kernel_lines(results, baseline, base_name):
