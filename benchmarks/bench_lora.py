@@ -27,7 +27,7 @@ from common import machine_and_blas
 
 from minilm import parallel
 from minilm.finetune import ADAPTED
-from minilm.gradcheck import relative_error
+from minilm.finite_differences import relative_error
 from minilm.lora import LoRA
 from minilm.pretrained import load_pretrained
 
