@@ -24,7 +24,7 @@ from bench_train import alternate
 
 from minilm.data.preferences import Pair, encode_pairs, preference_batch
 from minilm.finetune import ADAPTED, base_name, reference_of
-from minilm.gradcheck import relative_error
+from minilm.finite_differences import relative_error
 from minilm.lora import LoRA
 from minilm.objectives import DPO
 from minilm.optim import AdamW, clip_grad_norm

@@ -22,7 +22,7 @@ from common import gemm_peak, machine_and_blas
 
 from minilm import parallel
 from minilm.data.instructions import batch_of, encode
-from minilm.gradcheck import relative_error
+from minilm.finite_differences import relative_error
 from minilm.lora import ADAPTED, LoRA
 from minilm.optim import AdamW, clip_grad_norm
 from minilm.pretrained import load_pretrained

@@ -26,7 +26,7 @@ from bench_train import alternate
 from common import machine_and_blas
 
 from minilm import parallel
-from minilm.gradcheck import relative_error
+from minilm.finite_differences import relative_error
 from minilm.lora import ADAPTED, LoRA
 from minilm.pretrained import load_pretrained
 

@@ -20,7 +20,7 @@ from common import CONFIGS, gemm_peak, machine, model_config, sync_for, train_fl
 
 from minilm import GPT, kernels, parallel
 from minilm.backend import get_xp, to_numpy
-from minilm.gradcheck import relative_error
+from minilm.finite_differences import relative_error
 from minilm.optim import AdamW, clip_grad_norm
 
 

@@ -321,7 +321,7 @@ class EncoderDecoder(Model):
         grads["wte"] = grads["wte"] + dwte
         # With (2) the encoder's names are the decoder's, and its gradients add to theirs.
         _accumulate(grads, encoder_backward(dstates, enc, self.enc_prefix))
-        return self._ruled(grads)
+        return self._apply_grad_rules(grads)
 
 
 class EncoderClassifier(Model):
@@ -372,4 +372,4 @@ class EncoderClassifier(Model):
         dx, dw, db = layers.layernorm_backward(weights[..., None] * dpooled[:, None, :], ln_f)
         grads = {"head.w": dw_head, "head.b": db_head, "ln_f.w": dw, "ln_f.b": db}
         grads.update(encoder_backward([None] * self.config.n_layer + [dx], enc, ""))
-        return float(loss), self._ruled(grads)
+        return float(loss), self._apply_grad_rules(grads)

@@ -28,8 +28,17 @@ from .errors import MinilmError
 DTYPES = ("float32", "float64")
 
 
+class Heads:
+    """What every model configuration's attention shares: d_model cut into n_head heads."""
+
+    @property
+    def head_size(self):
+        """hs = d_model // n_head: the width of one head's queries, keys and values."""
+        return self.d_model // self.n_head
+
+
 @dataclass
-class GPTConfig:
+class GPTConfig(Heads):
     vocab_size: int
     block_size: int  # the longest sequence the model can read (the number of position embeddings)
     n_layer: int = 2
@@ -168,7 +177,7 @@ class Model(ABC):
         check_param_shapes(params, shapes)
         self.params = {name: self.xp.asarray(params[name], dtype=config.dtype) for name in shapes}
         # What gradient loss_and_grads gives each weight: a name not here gets its own; layers.FROZEN none;
-        # layers.Adapters its adapters' (minilm.lora sets these). See _ruled.
+        # layers.Adapters its adapters' (minilm.lora sets these). See _apply_grad_rules.
         self.grad_rules = {}
 
     @abstractmethod
@@ -193,7 +202,7 @@ class Model(ABC):
         embeddings = ("wte", "wpe") if non_embedding else ()
         return int(sum(a.size for name, a in self.params.items() if name.rsplit(".", 1)[-1] not in embeddings))
 
-    def _ruled(self, grads):
+    def _apply_grad_rules(self, grads):
         """The gradients loss_and_grads returns, in the order of params: each weight's own, or what its rule
         makes of it (from_gradient). A pass that applied a rule on the way (GPT's linear layers, through
         layers.linear_grads) left no gradient of that weight, and the rule's under its own names instead."""
@@ -313,7 +322,7 @@ class GPT(Model):
         grads = self._trunk_backward(dx, cache)
         if head_trains:  # a head of its own, or wte, used twice: as the embedding and as the output head
             grads[head_name] = dhead if head_name == "w_head" else grads["wte"] + dhead.T
-        return self._ruled(grads)
+        return self._apply_grad_rules(grads)
 
     def _trunk_backward(self, dx, cache):
         """dx: (B, T, C), the gradient at the head's input (the final norm's output; minilm.objectives' reward
@@ -363,7 +372,7 @@ class GPT(Model):
 
 
 @dataclass
-class LlamaConfig:
+class LlamaConfig(Heads):
     vocab_size: int
     block_size: int  # the longest sequence (RoPE has no table to outgrow; this sizes the KV cache)
     n_layer: int = 2
@@ -382,9 +391,9 @@ class LlamaConfig:
                      + (("attention_window",) if self.attention_window is not None else ()))
         if self.n_head % self.n_kv_head:
             raise MinilmError(f"n_head ({self.n_head}) must be a multiple of n_kv_head ({self.n_kv_head})")
-        if (self.d_model // self.n_head) % 2:
+        if self.head_size % 2:
             raise MinilmError("RoPE rotates pairs of channels: the head size d_model / n_head "
-                              f"({self.d_model // self.n_head}) must be even")
+                              f"({self.head_size}) must be even")
         if not self.rope_base > 1 or not self.norm_eps > 0:
             raise MinilmError("rope_base must be above 1 and norm_eps above 0, "
                               f"got {self.rope_base!r}, {self.norm_eps!r}")
@@ -409,8 +418,7 @@ def check_config(config, positive):
 def llama_param_shapes(config):
     """name -> shape of every parameter of a Llama-family model, in the order the forward pass uses them."""
     C, V, F = config.d_model, config.vocab_size, config.d_ff
-    hs = C // config.n_head
-    kv = config.n_kv_head * hs  # the width of the keys (and of the values)
+    kv = config.n_kv_head * config.head_size  # the width of the keys (and of the values)
     shapes = {"wte": (V, C)}
     for i in range(config.n_layer):
         shapes.update(add_prefix({"norm_1.w": (C,), "attn.w_qkv": (C, C + 2 * kv), "attn.w_proj": (C, C),
@@ -458,10 +466,9 @@ class Llama(GPT):
 
     def __init__(self, config, seed=0, device=None, params=None):
         super().__init__(config, seed, device, params)
-        hs = config.d_model // config.n_head
         # every position's rotation, made once: a forward pass slices the rows of its positions
-        self.rope_cos, self.rope_sin = layers.rope_tables(hs, np.arange(config.block_size), config.rope_base,
-                                                          self.xp, config.dtype)
+        self.rope_cos, self.rope_sin = layers.rope_tables(config.head_size, np.arange(config.block_size),
+                                                          config.rope_base, self.xp, config.dtype)
 
     def param_shapes(self):
         return llama_param_shapes(self.config)
@@ -506,7 +513,7 @@ class Llama(GPT):
 
 
 @dataclass
-class ModifiedConfig:
+class ModifiedConfig(Heads):
     vocab_size: int
     block_size: int
     n_layer: int = 2
@@ -530,9 +537,9 @@ class ModifiedConfig:
                      + (("attention_window",) if self.attention_window is not None else ()))
         if self.n_head % self.n_kv_head:
             raise MinilmError(f"n_head ({self.n_head}) must be a multiple of n_kv_head ({self.n_kv_head})")
-        if self.rope and (self.d_model // self.n_head) % 2:
+        if self.rope and self.head_size % 2:
             raise MinilmError("RoPE rotates pairs of channels: the head size d_model / n_head "
-                              f"({self.d_model // self.n_head}) must be even")
+                              f"({self.head_size}) must be even")
 
     def to_dict(self):
         return asdict(self)
@@ -542,7 +549,7 @@ def modified_param_shapes(config):
     """name -> shape of every parameter, in the order the forward pass uses them: GPT's names where a part is
     GPT-2's, Llama's where it is the Llama family's (so that init_params draws the same numbers as each)."""
     C, V = config.d_model, config.vocab_size
-    kv = config.n_kv_head * (C // config.n_head)  # the width of the keys (and of the values)
+    kv = config.n_kv_head * config.head_size  # the width of the keys (and of the values)
     hidden = config.d_ff if config.swiglu else 4 * C
     shapes = {"wte": (V, C)} if config.rope else {"wte": (V, C), "wpe": (config.block_size, C)}
     for i in range(config.n_layer):
@@ -608,14 +615,14 @@ def modified_block_backward(dx, cache, prefix, config, rules=None):
 class ModifiedGPT(GPT):
     """GPT with any of the Llama family's five changes switched on (ModifiedConfig): the architecture study's
     model. ModifiedGPT(ModifiedConfig(V, T)) is GPT; with rmsnorm, swiglu, rope, bias=False and fewer
-    key/value heads it is Llama (tests/test_model.py checks both, bit for bit)."""
+    key/value heads it is Llama (tests/test_modified.py checks both, bit for bit)."""
     config_class = ModifiedConfig
 
     def __init__(self, config, seed=0, device=None, params=None):
         super().__init__(config, seed, device, params)
-        hs = config.d_model // config.n_head
-        self.rope_cos, self.rope_sin = (layers.rope_tables(hs, np.arange(config.block_size), config.rope_base,
-                                                           self.xp, config.dtype) if config.rope else (None, None))
+        rope = config.rope and layers.rope_tables(config.head_size, np.arange(config.block_size), config.rope_base,
+                                                  self.xp, config.dtype)
+        self.rope_cos, self.rope_sin = rope or (None, None)  # every position's rotation, made once
 
     def param_shapes(self):
         return modified_param_shapes(self.config)
@@ -667,9 +674,8 @@ class KVCache:
 
     def __init__(self, model, batch=1):
         cfg = model.config
-        hs = cfg.d_model // cfg.n_head
         kv_heads = getattr(cfg, "n_kv_head", cfg.n_head)  # grouped-query attention keeps fewer key/value heads
-        self.layers = [KVLayerCache(model.xp, batch, kv_heads, cfg.block_size, hs, cfg.dtype)
+        self.layers = [KVLayerCache(model.xp, batch, kv_heads, cfg.block_size, cfg.head_size, cfg.dtype)
                        for _ in range(cfg.n_layer)]
         self.length = 0
 

@@ -203,7 +203,7 @@ def reward_loss_and_grads(model, w, b, idx, last):
     grads = model._trunk_backward(dhidden, cache)
     if "w_head" in model.params:
         grads["w_head"] = model.xp.zeros_like(model.params["w_head"])
-    return float(loss), model._ruled(grads) | {"reward.w": dw, "reward.b": db}
+    return float(loss), model._apply_grad_rules(grads) | {"reward.w": dw, "reward.b": db}
 
 
 class DPO:

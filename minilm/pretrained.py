@@ -296,15 +296,3 @@ def load_tokenizer(name):
                           "(tokenizer.json, or vocab.json and merges.txt)")
     return tokenizer
 
-
-# --------------------------------------------------------------------------------------------------
-# Looking inside
-
-def attention_weights(model, idx):
-    """The attention probabilities of every layer and head for one sequence idx (T,):
-    -> NumPy (n_layer, n_head, T, T), row t the weights query t gives the keys."""
-    from .backend import to_numpy
-    _, cache = model._forward(np.asarray(idx)[None])
-    T = len(idx)
-    attention = [block.attn.attention.att for block in cache.blocks]  # (1, nh, T, T); Llama's (1, nkv, group, T, T)
-    return np.stack([to_numpy(att).reshape(model.config.n_head, T, T) for att in attention])

@@ -316,23 +316,3 @@ class Trainer:
         trainer.kind = meta.get("kind")
         return trainer
 
-
-def train_sweep_point(model, tokens, steps, batch_size, lr, seed, warmup_steps=20, progress=False, every=0, look=None):
-    """Train one model of a sweep on a token stream, the way every sweep does: no evaluation or checkpoint on
-    the way, and the batch never cut into shards (shards=1: the same rounding on any number of cores, so a
-    committed point reproduces). With every > 0, look(trainer) is called after each `every` steps and at the
-    end (the steps themselves are unchanged: one run, paused). Returns (Trainer, seconds of training). Ctrl-C
-    stops the whole sweep (KeyboardInterrupt): the points already finished are in the results file."""
-    config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps, eval_every=0,
-                         checkpoint_every=0, seed=seed, shards=1)
-    trainer = Trainer(model, tokens, config=config)
-    start, looking = time.time(), 0.0
-    for until in [*range(every, steps, every), steps] if every else [steps]:
-        trainer.run(until=until, progress=progress)
-        if trainer.history.stopped:
-            raise KeyboardInterrupt
-        if every:
-            paused = time.time()
-            look(trainer)
-            looking += time.time() - paused
-    return trainer, time.time() - start - looking

@@ -8,7 +8,7 @@ from minilm import GPT, GPTConfig, layers, masks
 from minilm.backend import to_numpy
 from minilm.encdec import (SWITCHES, EncDecConfig, EncoderClassifier, EncoderConfig, EncoderDecoder)
 from minilm.errors import MinilmError
-from minilm.gradcheck import check_grads
+from minilm.finite_differences import gradient_errors
 from tests import helpers
 
 V, S, T = 11, 5, 4  # vocabulary, input length, target length
@@ -91,7 +91,7 @@ def test_cross_attention_gradients():
 
     out, cache = run()
     dx, dmem, grads = layers.cross_attention_backward(R.copy(), cache)
-    errors = check_grads(lambda: (run()[0] * R).sum(), inputs, {"x": dx, "mem": dmem, **grads})
+    errors = gradient_errors(lambda: (run()[0] * R).sum(), inputs, {"x": dx, "mem": dmem, **grads})
     assert max(errors.values()) <= TOL, errors
     assert np.abs(dmem[1, :2]).max() == 0  # padding positions of the memory get no gradient
 
@@ -112,7 +112,7 @@ def test_encoder_decoder_gradients_with_every_switch_setting(flags):
 
     _, grads = model.loss_and_grads(src, tgt, targets, loss_mask, src_valid=valid)
     assert grads.keys() == model.params.keys()
-    errors = check_grads(loss, model.params, grads, max_entries=8)
+    errors = gradient_errors(loss, model.params, grads, max_entries=8)
     assert max(errors.values()) <= TOL, {k: e for k, e in errors.items() if e > TOL}
 
 
@@ -125,7 +125,7 @@ def test_encoder_classifier_gradients(causal):
     valid[1, 3:] = False  # padded on the right
 
     _, grads = model.loss_and_grads(idx, labels, valid)
-    errors = check_grads(lambda: model.loss_and_grads(idx, labels, valid)[0], model.params, grads, max_entries=8)
+    errors = gradient_errors(lambda: model.loss_and_grads(idx, labels, valid)[0], model.params, grads, max_entries=8)
     assert max(errors.values()) <= TOL, {k: e for k, e in errors.items() if e > TOL}
 
 

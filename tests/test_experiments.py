@@ -170,8 +170,8 @@ def test_the_ci_sweep_on_a_dask_cluster_equals_the_in_process_sweep(tmp_path):
 # ---- a study is one declaration: the command line makes its command
 
 SQUARES = runner.Study(name="squares", help="square numbers", description="Square a few numbers.",
-                       presets={"few": 3, "more": 5}, default="few", config=lambda name: {"n": {"few": 3, "more": 5}[name]},
-                       points=lambda name, device: points({"few": 3, "more": 5}[name]), measure=square,
+                       presets={"few": 3, "more": 5}, default="few", preset={"few": 3, "more": 5}.get,
+                       sweep=lambda n, device: points(n), record=lambda n: {"n": n}, measure=square,
                        report=lambda results, *baseline: f"{len(results['points'])} squares, {len(baseline)} baseline")
 
 

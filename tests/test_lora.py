@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from minilm import GPT, GPTConfig, MinilmError, parallel
-from minilm.gradcheck import check_grads, relative_error
+from minilm.finite_differences import gradient_errors, relative_error
 from minilm.lora import LoRA
 from minilm.train import TrainConfig, Trainer
 from tests.helpers import roughen
@@ -38,7 +38,7 @@ def test_the_adapters_gradients_match_finite_differences(rng, targets):
         lora.params[name][...] = rng.standard_normal(lora.params[name].shape) * 0.3
     idx, targets_ = batch(rng)
     _, grads = lora.loss_and_grads(idx, targets_)
-    errors = check_grads(lambda: lora.loss_and_grads(idx, targets_)[0], lora.params, grads)
+    errors = gradient_errors(lambda: lora.loss_and_grads(idx, targets_)[0], lora.params, grads)
     assert max(errors.values()) < 1e-6, errors
 
 
@@ -62,7 +62,7 @@ def test_dpo_through_the_adapters_matches_finite_differences_and_leaves_the_refe
 
     _, grads = loss_and_grads()
     assert list(grads) == list(lora.params)
-    errors = check_grads(lambda: loss_and_grads()[0], lora.params, grads)
+    errors = gradient_errors(lambda: loss_and_grads()[0], lora.params, grads)
     assert max(errors.values()) < 1e-6, errors
     assert all(np.array_equal(reference.params[k], before[k]) for k in before)
 
@@ -101,7 +101,7 @@ def test_adapters_on_every_weight_matrix_under_every_mask(index, rng):
     for name in lora.params:
         lora.params[name][...] = rng.standard_normal(lora.params[name].shape) * 0.3
     _, grads = lora.loss_and_grads(*batch_)
-    errors = check_grads(lambda: lora.loss_and_grads(*batch_)[0], lora.params, grads)
+    errors = gradient_errors(lambda: lora.loss_and_grads(*batch_)[0], lora.params, grads)
     assert max(errors.values()) < 1e-6, errors
 
 

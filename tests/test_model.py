@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from minilm import GPT, GPTConfig, MinilmError, masks
-from minilm.gradcheck import check_grads
+from minilm.finite_differences import gradient_errors
 from tests.helpers import roughen
 
 V, T = 11, 6
@@ -31,7 +31,7 @@ def test_whole_model_gradients_match_finite_differences(rng, mask_name, with_los
     mask = MASKS[mask_name]
     loss, grads = model.loss_and_grads(idx, targets, loss_mask, mask)
     assert list(grads) == list(model.params)
-    errors = check_grads(lambda: model.loss_and_grads(idx, targets, loss_mask, mask)[0], model.params, grads)
+    errors = gradient_errors(lambda: model.loss_and_grads(idx, targets, loss_mask, mask)[0], model.params, grads)
     bad = {k: e for k, e in errors.items() if not e <= 1e-6}
     assert not bad, f"under the {mask_name} mask: {bad}"
     assert all(np.abs(g).max() > 0 for g in grads.values())
@@ -105,7 +105,7 @@ def test_an_attention_window_is_the_default_mask_and_its_gradients_match(rng):
     idx, targets = rng.integers(0, V, (2, T)), rng.integers(0, V, (2, T))
     loss, grads = model.loss_and_grads(idx, targets)
     assert loss == model.loss_and_grads(idx, targets, mask=masks.windowed_mask(T, 3))[0]
-    errors = check_grads(lambda: model.loss_and_grads(idx, targets)[0], model.params, grads)
+    errors = gradient_errors(lambda: model.loss_and_grads(idx, targets)[0], model.params, grads)
     assert all(e <= 1e-6 for e in errors.values()), errors
 
 

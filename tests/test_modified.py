@@ -7,7 +7,7 @@ import pytest
 from minilm import layers, masks
 from minilm.checkpoint import load_model, save_checkpoint
 from minilm.errors import MinilmError
-from minilm.gradcheck import check_grads
+from minilm.finite_differences import gradient_errors
 from minilm.model import GPT, GPTConfig, KVCache, Llama, LlamaConfig, ModifiedConfig, ModifiedGPT
 from tests.helpers import roughen
 from tests.test_layers import assert_all_close, composite_check, randn
@@ -58,7 +58,7 @@ def test_every_arm_gradients_match_finite_differences(rng, arm, mask_name):
     model = roughen(tiny(**ARMS[arm]), rng, 0.1)
     b = batch(rng, MASKS[mask_name])
     grads = model.loss_and_grads(*b)[1]
-    errors = check_grads(lambda: model.loss_and_grads(*b)[0], model.params, grads, max_entries=16)
+    errors = gradient_errors(lambda: model.loss_and_grads(*b)[0], model.params, grads, max_entries=16)
     assert list(grads) == list(model.params) and all(np.abs(g).max() > 0 for g in grads.values())
     assert max(errors.values()) <= 1e-6, {k: e for k, e in errors.items() if e > 1e-6}
 

@@ -11,7 +11,7 @@ from minilm.checkpoint import load_model
 from minilm.data import preferences
 from minilm.tokenizer import WordTokenizer
 from minilm.train import TrainConfig, Trainer
-from minilm.gradcheck import check_grads, check_layer, numeric_grad
+from minilm.finite_differences import gradient_errors, layer_gradient_errors, numeric_grad
 from minilm.model import Llama, LlamaConfig
 from tests.helpers import roughen
 
@@ -55,7 +55,7 @@ def model_pair(name, rng):
 def test_token_logprobs(rng):
     targets = rng.integers(0, V, (2, T))
     inputs = {"logits": rng.standard_normal((2, T, V)) * 2}
-    assert_close(check_layer(objectives.token_logprob_forward, objectives.token_logprob_backward, inputs,
+    assert_close(layer_gradient_errors(objectives.token_logprob_forward, objectives.token_logprob_backward, inputs,
                              ["logits"], targets=targets))
     logp, _ = objectives.token_logprob_forward(inputs["logits"], targets)
     probs = np.exp(inputs["logits"]) / np.exp(inputs["logits"]).sum(-1, keepdims=True)
@@ -65,7 +65,7 @@ def test_token_logprobs(rng):
 def test_reward_head(rng):
     last = np.array([5, 2, 0])
     inputs = {"hidden": rng.standard_normal((3, T, 4)), "w": rng.standard_normal(4), "b": rng.standard_normal(1)}
-    assert_close(check_layer(objectives.reward_head_forward, objectives.reward_head_backward, inputs,
+    assert_close(layer_gradient_errors(objectives.reward_head_forward, objectives.reward_head_backward, inputs,
                              ["hidden", "w", "b"], last=last))
 
 
@@ -74,7 +74,7 @@ def scalar_check(forward, backward, inputs):
     of the inputs, in order."""
     loss, cache = forward(**inputs)
     grads = dict(zip(inputs, backward(cache)))
-    return check_grads(lambda: forward(**inputs)[0], inputs, grads)
+    return gradient_errors(lambda: forward(**inputs)[0], inputs, grads)
 
 
 def test_bradley_terry(rng):
@@ -120,7 +120,7 @@ def test_dpo_through_the_model_and_the_reference_is_never_changed(rng, name):
     batch = preference_batch(rng)
     loss, grads = objectives.dpo_loss_and_grads(policy, reference, *batch, beta=0.5)
     assert list(grads) == list(policy.params)
-    assert_close(check_grads(lambda: objectives.dpo_loss_and_grads(policy, reference, *batch, beta=0.5)[0],
+    assert_close(gradient_errors(lambda: objectives.dpo_loss_and_grads(policy, reference, *batch, beta=0.5)[0],
                              policy.params, grads, max_entries=MAX_ENTRIES))
     assert all(np.array_equal(reference.params[k], before[k]) for k in before)  # bit for bit
 
@@ -136,7 +136,7 @@ def test_policy_gradient_through_the_model_with_its_kl_penalty(rng, name):
                                                          reference, kl_coef=0.2)
 
     loss, grads = loss_and_grads()
-    assert_close(check_grads(lambda: loss_and_grads()[0], policy.params, grads, max_entries=MAX_ENTRIES))
+    assert_close(gradient_errors(lambda: loss_and_grads()[0], policy.params, grads, max_entries=MAX_ENTRIES))
 
 
 @pytest.mark.parametrize("name", ["gpt", "llama untied"])
@@ -155,7 +155,7 @@ def test_reward_model_through_the_decoder(rng, name):
     # shift (every hidden state moved by the same vector) get a zero gradient, which finite differences confirm.
     cancels = {"reward.b", "ln_f.b"}
     arrays = {k: a for k, a in (model.params | head).items() if k not in cancels}
-    assert_close(check_grads(lambda: loss_and_grads()[0], arrays, grads, max_entries=MAX_ENTRIES))
+    assert_close(gradient_errors(lambda: loss_and_grads()[0], arrays, grads, max_entries=MAX_ENTRIES))
     for k in cancels & set(grads):
         _, numeric = numeric_grad(lambda: loss_and_grads()[0], (model.params | head)[k])
         assert np.abs(grads[k]).max() < 1e-12 and np.abs(numeric).max() < 1e-8

@@ -7,7 +7,7 @@ import pytest
 
 from minilm import GPT, GPTConfig, MinilmError, parallel
 from minilm.encdec import EncDecConfig, EncoderDecoder
-from minilm.gradcheck import relative_error
+from minilm.finite_differences import relative_error
 from minilm.optim import AdamW, clip_grad_norm
 from minilm.train import Trainer, TrainConfig, get_batch
 

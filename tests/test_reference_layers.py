@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from minilm import layers, masks, optim
-from minilm.gradcheck import relative_error
+from minilm.finite_differences import relative_error
 
 TOL = 1e-12  # of ||a - b|| / (||a|| + ||b||)
 ZERO = 1e-14  # a result that is 0 (a lone key's query gets no gradient) comes out as rounding noise this small

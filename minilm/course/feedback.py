@@ -132,7 +132,7 @@ def gradient_problems(loss_fn, arrays, grads, tol=1e-6):
     arrays: dict name -> float64 array that loss_fn() reads (perturbed in place and restored);
     grads: dict name -> your gradient of loss_fn() at those arrays.
     """
-    from ..gradcheck import numeric_grad
+    from ..finite_differences import numeric_grad
 
     problems = []
     for name, array in arrays.items():

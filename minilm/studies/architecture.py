@@ -100,8 +100,8 @@ def plan(config):
     return list(dict.fromkeys(points))
 
 
-def sweep_points(name, device=None):
-    return runner.planned_points(preset(name), plan, device)
+def sweep_points(config, device=None):
+    return runner.planned_points(config, plan, device)
 
 
 def measure(point):
@@ -245,5 +245,5 @@ STUDY = runner.Study(
                 "plain GPTs of one parameter count from deep to wide, and lesson 02's encoder-decoder reading the "
                 "encoder's final or same-depth layer at depths 2-8; report each change as a compute multiplier. "
                 "Resumable.",
-    presets=PRESETS, default="full", config=lambda name: asdict(preset(name)), points=sweep_points,
-    measure=measure, report=report, committed=("full",))
+    presets=PRESETS, default="full", preset=preset, sweep=sweep_points, measure=measure, report=report,
+    committed=("full",))

@@ -152,9 +152,9 @@ def preset(name):
     return RunConfig.with_steps(steps), list(range(seeds))
 
 
-def sweep_config(name):
+def sweep_config(preset):
     """What the results file records as the sweep's configuration."""
-    run, seeds = preset(name)
+    run, seeds = preset
     return {"run": asdict(run), "seeds": seeds, "shapes": {shape: asdict(s) for shape, s in task.SHAPES.items()}}
 
 
@@ -162,10 +162,10 @@ def point_key(shape_name, variant, seed):
     return f"{shape_name}/{variant}/seed{seed}"
 
 
-def sweep_points(name, device=None):
+def sweep_points(preset, device=None):
     """Every variant at every shape of data with every seed, as (key, point) pairs; a point is
     (run, shape name, variant, seed, device)."""
-    run, seeds = preset(name)
+    run, seeds = preset
     return [(point_key(shape, variant, seed), (run, shape, variant, seed, device))
             for shape in task.SHAPES for variant in VARIANTS for seed in seeds]
 
@@ -207,5 +207,5 @@ STUDY = runner.Study(
     name="archs", help="encoder-decoder vs prefix-LM vs decoder-only, the same budget (lesson 02)",
     description="Train encoder-decoder, prefix-LM and decoder-only models with the same budget on a toy "
                 "translation task at two shapes of data; write the results as JSON (resumable).",
-    presets=PRESETS, default="default", config=sweep_config, points=sweep_points, measure=measure,
-    report=report, committed=("default",))
+    presets=PRESETS, default="default", preset=preset, sweep=sweep_points, measure=measure, report=report,
+    record=sweep_config, committed=("default",))

@@ -28,7 +28,9 @@ from .. import layers
 from ..backend import to_numpy
 from ..data.glib import LECTURE_PROMPT, REPEAT_PHRASES, GlibConfig, GlibCorpus, alter, instruction, other_words
 from ..model import GPT, GPTConfig
-from ..train import read_once, train_sweep_point
+from ..train import read_once
+from . import runner
+from .runner import train_sweep_point
 
 BLOCK_SIZE = 48
 PROBES = ("A", "B", "C", "D")
@@ -92,6 +94,7 @@ class Preset:
     knob_sizes: tuple = ()
     knob_seeds: tuple = (0,)
     probe_every: int = 0          # > 0: the probes are also measured every this many steps during training
+    name: str = ""                # its name in PRESETS: its points carry it (a process makes each corpus once)
 
     def variants(self):
         """name -> GlibConfig: the main corpus, then one per knob-map cell."""
@@ -117,6 +120,7 @@ class Preset:
                 del size["seeds"]
         if not self.probe_every:
             del config["probe_every"]
+        del config["name"]  # the results file names its preset
         return config
 
 
@@ -126,7 +130,7 @@ FULL_SIZES = (Size(16, 2, 2, 1.6e-2), Size(32, 2, 2, 8e-3), Size(64, 2, 4, 4e-3)
               Size(160, 3, 4, 2.5e-3), Size(192, 4, 4, 2.3e-3))
 LONG_SIZES = FULL_SIZES[:4] + (Size(160, 3, 4, 2.5e-3, 6000), Size(192, 4, 4, 2.3e-3, 6000), Size(256, 4, 4, 2e-3),
                                  Size(256, 4, 4, 2e-3, 6000))
-PRESETS = {
+PRESETS = {name: replace(preset, name=name) for name, preset in {
     "full": Preset(sizes=FULL_SIZES, seeds=(0, 1, 2, 3, 4), steps=3000,
                    knobs=(("r=0.02", {"rare": 0.02}), ("r=0.15", {"rare": 0.15}),
                           ("zipf=0.5", {"zipf": 0.5}), ("zipf=1.5", {"zipf": 1.5})),
@@ -157,7 +161,7 @@ PRESETS = {
     "ci": Preset(sizes=(Size(8, 2, 2, 1e-2), Size(16, 2, 2, 8e-3), Size(24, 2, 2, 6e-3)), seeds=(0, 1),
                  steps=150, stream_tokens=100_000, knobs=(("r=0.15", {"rare": 0.15}),),
                  knob_sizes=(Size(8, 2, 2, 1e-2), Size(24, 2, 2, 6e-3))),
-}
+}.items()}
 
 
 # The committed sweep a preset extends: its report shows the two side by side.
@@ -289,9 +293,13 @@ def point_key(variant, size, seed):
     return f"{variant}/{size.name}/seed{seed}"
 
 
-def sweep_points(preset_name, device=None):
+def preset(name):
+    return runner.choose_preset(PRESETS, name, "glib")
+
+
+def sweep_points(preset, device=None):
     """Every point of a preset as (key, point) pairs; a point is (preset name, variant, size, seed, device)."""
-    return [(point_key(*p), (preset_name, *p, device)) for p in PRESETS[preset_name].points()]
+    return [(point_key(*p), (preset.name, *p, device)) for p in preset.points()]
 
 
 def measure(point):

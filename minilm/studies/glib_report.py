@@ -314,7 +314,7 @@ def paired_changes(new, old, pairs, probe, n_boot=2000):
     return out
 
 
-def what_a_u_needs(c):
+def u_requirement_line(c):
     """What the sub-task curves say the largest size would need for the rule to call a U, as one line.
 
     The decomposition D = known * D(known) + (1 - known) * D(unknown) at the largest size, with D raised to
@@ -522,18 +522,19 @@ def baseline_lines(c, base, base_name):
                               if change[0] != change[1])
 
 
-# The BLAS kernel under which the lrd confirmation's points reproduced the long sweep's records exactly (those
-# records predate the `machine` field); docs/lab/glib_third_attempt.md, its amendment.
-LONG_SWEEP_KERNEL = "openblas 0.3.31.188.0 SkylakeX"
-
-
-def with_baseline_records(results, baseline, kernel=LONG_SWEEP_KERNEL):
-    """The results with every point that the baseline also holds and that trained under another BLAS kernel
-    replaced by the baseline's record: (results, the keys replaced). A point that records no kernel (trained
-    before points recorded their machine) is kept."""
+def with_baseline_records(results, baseline):
+    """The results with every point that the baseline also holds and that trained under another BLAS kernel than
+    the baseline's record of it replaced by that record: (results, the keys replaced). A point whose kernel is not
+    on record, on either side (trained before points recorded their machine), is kept."""
     swapped = sorted(key for key, p in results["points"].items()
-                     if key in baseline["points"] and "machine" in p and p["machine"]["blas"] != kernel)
+                     if key in baseline["points"] and other_kernel(p, baseline["points"][key]))
     return {**results, "points": {**results["points"], **{k: baseline["points"][k] for k in swapped}}}, swapped
+
+
+def other_kernel(record, baseline_record):
+    """Whether two records of one point name different BLAS kernels (False where either names none)."""
+    kernels = [(r.get("machine") or {}).get("blas") for r in (record, baseline_record)]
+    return None not in kernels and kernels[0] != kernels[1]
 
 
 def kernel_lines(results, baseline, base_name):
@@ -590,7 +591,7 @@ def report(results, baseline=None):
         return "\n".join(out + ["", f"U-shape: not tested (the rule needs three sizes or more: a smallest, a middle "
                                     f"and a largest; this sweep has {len(top.sizes)})"])
     u = u_shape(top)
-    out += ["", what_a_u_needs(top)] + beside_the_rule_lines(top, u) + ["", u.line]
+    out += ["", u_requirement_line(top)] + beside_the_rule_lines(top, u) + ["", u.line]
     return "\n".join(out)
 
 
@@ -598,9 +599,9 @@ STUDY = runner.Study(
     name="glib", help="the glib/gold inverse-scaling sweep and its report (lesson 04)",
     description="Train a family of model sizes on the glib corpus, probe them, and test for a U-shaped "
                 "scaling curve. Resumable: run it again to finish an interrupted sweep.",
-    presets=glib.PRESETS, default="full", config=lambda name: glib.PRESETS[name].to_dict(),
-    points=glib.sweep_points, measure=glib.measure, report=report,
-    committed=("full", "rare15", "long", "lrd_pilot", "lrd"), baselines=glib.BASELINES)
+    presets=glib.PRESETS, default="full", preset=glib.preset, sweep=glib.sweep_points, measure=glib.measure,
+    report=report, record=glib.Preset.to_dict, committed=("full", "rare15", "long", "lrd_pilot", "lrd"),
+    baselines=glib.BASELINES)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ instruction, and sets the fine-tuning's compute beside what pre-training longer 
 
     python -m minilm instruct --jobs 2     (lessons/results/instruct_lesson07.json; resumable)
 """
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -168,6 +168,5 @@ STUDY = runner.Study(
     description="Pre-train one size of a glib preset as that preset does, fine-tune it (fully or with LoRA) on "
                 "repeat/fix instruction pairs of the quotes no probe uses, and read lesson 04's probes before and "
                 "after. Resumable.",
-    presets=PRESETS, default="lesson07", config=lambda name: asdict(preset(name)),
-    points=lambda name, device: sweep_points(preset(name), device), measure=measure, report=report,
+    presets=PRESETS, default="lesson07", preset=preset, sweep=sweep_points, measure=measure, report=report,
     committed=("lesson07", "lesson07b"))

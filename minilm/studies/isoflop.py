@@ -19,7 +19,8 @@ from ..data import toyworld
 from ..evaluate import evaluate
 from ..model import GPT, GPTConfig, param_shapes
 from ..tokenizer import WordTokenizer
-from ..train import read_once, train_sweep_point
+from ..train import read_once
+from .runner import train_sweep_point
 
 
 @dataclass

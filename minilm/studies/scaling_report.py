@@ -6,8 +6,6 @@
                     emergent / smooth, by the rule written in its docstring
     report          what `python -m minilm scaling --report` prints
 """
-from dataclasses import asdict
-
 import numpy as np
 
 from . import runner, scaling
@@ -154,6 +152,5 @@ STUDY = runner.Study(
     name="scaling", help="train a family of model sizes on toyworld and fit a scaling law (lesson 03)",
     description="Train every model of a preset on toyworld (resumable: run the same command again to continue), "
                 "save the results as JSON, and print the fitted power law and the shape of every task's curve.",
-    presets=scaling.PRESETS, default="lesson03", config=lambda name: asdict(scaling.preset(name)),
-    points=lambda name, device: scaling.sweep_points(scaling.preset(name), device), measure=scaling.measure,
-    report=report, committed=("lesson03",))
+    presets=scaling.PRESETS, default="lesson03", preset=scaling.preset, sweep=scaling.sweep_points,
+    measure=scaling.measure, report=report, committed=("lesson03",))

@@ -39,7 +39,7 @@ from ..model import GPT, GPTConfig
 from ..ngram import NGram
 from .stats import training_flops
 from ..tokenizer import BPETokenizer, ByteTokenizer, WordTokenizer
-from ..train import train_sweep_point
+from .runner import train_sweep_point
 
 RUNGS = ("ngram", "window", "gpt", "bytes")  # most structure first
 NEURAL = RUNGS[1:]

@@ -13,7 +13,6 @@ compute's price behind the thesis.
 """
 import csv
 import math
-from dataclasses import asdict
 
 import numpy as np
 
@@ -332,6 +331,5 @@ STUDY = runner.Study(
     description="Train the ladder (a Kneser-Ney n-gram, a GPT with windowed attention, the plain GPT, the GPT "
                 "on BPE tokens, the GPT on bytes) at every compute budget and seed on toyworld; write the results as "
                 "JSON (resumable) and print the crossovers.",
-    presets=structure.PRESETS, default="lesson05", config=lambda name: asdict(structure.preset(name)),
-    points=lambda name, device: structure.sweep_points(structure.preset(name), device),
+    presets=structure.PRESETS, default="lesson05", preset=structure.preset, sweep=structure.sweep_points,
     measure=structure.measure, report=report, committed=("lesson05",))

@@ -1,4 +1,4 @@
-"""Finite-difference gradient checks: the proof that every hand-written backward pass is right.
+"""Finite differences against the analytic gradients: the proof that every hand-written backward pass is right.
 
 For a parameter entry theta_i the central difference
 
@@ -41,7 +41,7 @@ def numeric_grad(loss_fn, array, eps=1e-6, entries=None):
     return entries, grads
 
 
-def check_grads(loss_fn, arrays, grads, eps=1e-6, max_entries=None, seed=0):
+def gradient_errors(loss_fn, arrays, grads, eps=1e-6, max_entries=None, seed=0):
     """Compare analytic grads with finite differences, tensor by tensor.
 
     arrays: dict name -> array that loss_fn() reads (perturbed in place and restored);
@@ -61,8 +61,8 @@ def check_grads(loss_fn, arrays, grads, eps=1e-6, max_entries=None, seed=0):
     return errors
 
 
-def check_layer(forward, backward, inputs, grad_names, seed=0, eps=1e-6, **kwargs):
-    """Gradient-check one forward/backward pair.
+def layer_gradient_errors(forward, backward, inputs, grad_names, seed=0, eps=1e-6, **kwargs):
+    """Finite differences against one forward/backward pair's analytic gradients.
 
     forward(**inputs, **kwargs) -> (out, cache); backward(dout, cache) -> the gradients of grad_names, in order.
     The scalar loss is sum(out * R) for a fixed random R, so dout = R and every output entry matters.
@@ -78,4 +78,4 @@ def check_layer(forward, backward, inputs, grad_names, seed=0, eps=1e-6, **kwarg
     analytic = backward(R.copy(), cache)
     analytic = analytic if isinstance(analytic, tuple) else (analytic,)
     grads = dict(zip(grad_names, analytic))
-    return check_grads(loss_fn, {name: inputs[name] for name in grad_names}, grads, eps=eps)
+    return gradient_errors(loss_fn, {name: inputs[name] for name in grad_names}, grads, eps=eps)
