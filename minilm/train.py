@@ -295,7 +295,8 @@ class Trainer:
         opt_arrays, opt_meta = self.optimizer.state()
         meta = {"tokenizer": None if self.tokenizer is None else self.tokenizer.to_json(),  # or the model's own
                 **(self.model.checkpoint_meta() if to_write else {}), "kind": self.kind,
-                "train_config": asdict(self.config), "step": self.step, "optimizer": opt_meta, "rng": self.rng.bit_generator.state,
+                "train_config": asdict(self.config), "step": self.step, "optimizer": opt_meta,
+                "rng": self.rng.bit_generator.state,
                 "history": asdict(self.history)}
         params = self.model.params
         if copy:
