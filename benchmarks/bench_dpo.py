@@ -23,9 +23,10 @@ from bench_finetune import add_common_options, compare_peaks, print_machine, pri
 from bench_train import alternate
 
 from minilm.data.preferences import Pair, encode_pairs, preference_batch
-from minilm.finetune import ADAPTED, base_name, reference_of
+from minilm.base import Base
+from minilm.finetune import reference_of
 from minilm.finite_differences import relative_error
-from minilm.lora import LoRA
+from minilm.lora import ADAPTED, LoRA
 from minilm.objectives import DPO
 from minilm.optim import AdamW, clip_grad_norm
 from minilm.pretrained import load_pretrained
@@ -52,7 +53,7 @@ def minilm_dpo(model, args):
         for name in policy.params:
             if name.endswith(".lora_b"):
                 policy.params[name][...] = rng.standard_normal(policy.params[name].shape) * 0.01
-    return DPO(policy, reference_of(policy, base_name(pretrained=args.model), context=args.context), BETA)
+    return DPO(policy, reference_of(policy, Base(pretrained=args.model), context=args.context), BETA)
 
 
 def torch_peers(dpo, copy=True):
