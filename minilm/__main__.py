@@ -28,6 +28,7 @@ why, is docs/refusals.md. A command checks where it will write before it works, 
 unless asked (--resume, --overwrite).
 """
 import argparse
+import itertools
 import math
 import os
 import sys
@@ -834,7 +835,7 @@ def run_chat(args):
         args.seed = fresh_seed()
     print_seed(args.seed, args.temperature, "these replies to the same messages")
     messages = iter(args.say) if args.say else None
-    for turn in range(10 ** 9):
+    for turn in itertools.count():  # until an empty line, the end of input, or the last --say
         if messages is not None:
             text = next(messages, None)
             if text is not None:
