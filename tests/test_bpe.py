@@ -244,7 +244,7 @@ def bpe_run(tmp_path_factory):
 
 
 def test_train_stores_the_bpe_and_sample_reads_it_back(bpe_run, capsys):
-    from minilm.__main__ import load_for_text
+    from minilm.checkpoint import load_for_text
     text, checkpoint = bpe_run
     model, tokenizer = load_for_text(checkpoint)
     assert tokenizer.kind == "bpe" and model.config.vocab_size == tokenizer.vocab_size == 300
@@ -268,7 +268,7 @@ def test_finetune_starts_from_a_bpe_checkpoint_and_keeps_its_tokenizer(bpe_run, 
 
 
 def test_tokenize_shows_a_checkpoints_tokens(bpe_run, capsys):
-    from minilm.__main__ import load_for_text
+    from minilm.checkpoint import load_for_text
     _, checkpoint = bpe_run
     tokenizer = load_for_text(checkpoint)[1]
     code, out, _ = run(capsys, "tokenize", checkpoint, "--text", "The keeper's lamp, 2024 \U0001f642", "--json")

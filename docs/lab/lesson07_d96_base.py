@@ -8,7 +8,7 @@ record as another seed would, not bit for bit: the lesson compares the live run 
 The lesson's live cell loads it and tunes it with LoRA under the second design: the learner's run starts from a
 pre-trained d96 and only tunes, instead of pre-training for minutes first.
 """
-from minilm.checkpoint import model_meta, save_checkpoint
+from minilm.checkpoint import save_checkpoint
 from minilm.course.paths import RESULTS
 from minilm.parallel import one_blas_thread
 from minilm.studies import glib, instruct, runner
@@ -27,7 +27,7 @@ def main():
     for name, scored in (("this run", probes), ("lesson 04's record", record)):  # equal where the CPU and BLAS are
         shares = instruct.exact_on_most_exposed(corpus, scored)
         print(f"{size.name} seed 0, {name:<18}: " + ", ".join(f"{p} {v:.2f}" for p, v in shares.items()))
-    save_checkpoint(BASE, model.params, model_meta(model))
+    save_checkpoint(BASE, model.params, model.checkpoint_meta())
     print(f"wrote {BASE}")
 
 

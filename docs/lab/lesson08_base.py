@@ -10,7 +10,7 @@ the pre-trained base and only tunes, instead of pre-training for minutes first.
 """
 import numpy as np
 
-from minilm.checkpoint import model_meta, save_checkpoint
+from minilm.checkpoint import save_checkpoint
 from minilm.course.paths import RESULTS
 from minilm.parallel import one_blas_thread
 from minilm.studies import preference
@@ -25,7 +25,7 @@ def main():
         model = preference.pretrain(config, world, 0)
         measured = preference.answer_metrics(model, world.eval_prompts, world.tokenizer)
     print("base seed 0: " + ", ".join(f"{k} {np.mean(v):.4f}" for k, v in measured.items()))
-    save_checkpoint(BASE, model.params, model_meta(model))
+    save_checkpoint(BASE, model.params, model.checkpoint_meta())
     print(f"wrote {BASE}; tests/test_preference.py compares its answers with seed 0's record")
 
 
